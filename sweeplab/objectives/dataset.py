@@ -1,0 +1,51 @@
+"""The in-memory dataset a trial trains on, prepared once per study by the driver.
+
+The driver builds one :class:`Dataset` (split and scaled) and puts it in Ray's object
+store once; every trial on every node reads the same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/validation/test arrays plus the preprocessing that produced them.
+
+    Features are float32 and already scaled with ``scaler`` (fitted on the training
+    part only). Classification targets are int64 class indices ``0..n_classes-1``;
+    ``class_labels[i]`` is the original label of index ``i``. Regression targets are
+    float32 of shape ``(n,)``. ``scaler`` is a fitted scikit-learn ``StandardScaler``;
+    applying ``scaler.transform`` to raw feature rows gives the model's inputs.
+    """
+
+    task: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    feature_names: tuple[str, ...]
+    class_labels: tuple[Any, ...] = ()
+    scaler: Any = None
+    name: str = "dataset"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (0 for regression)."""
+        return len(self.class_labels) if self.task == "classification" else 0
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the model's output layer: n_classes, or 1 for regression."""
+        return self.n_classes if self.task == "classification" else 1
