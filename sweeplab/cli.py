@@ -1,0 +1,243 @@
+"""The ``sweeplab`` command: one thin function per subcommand.
+
+Heavy libraries (ray, torch, tensorflow, mlflow, optuna) are imported inside the
+subcommands that need them, so ``--help`` and ``validate`` start fast. ``--json``
+prints exactly one JSON object on stdout; logs and progress go to stderr. Exit
+codes: 0 done, 2 bad input, 1 anything else (130 when interrupted with Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sweeplab.errors import SpecError, SweeplabError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 2 with our format) instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}. See `{self.prog} --help`.")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _add_store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="Optuna storage URL (default: $SWEEPLAB_STORAGE or sqlite:///sweeplab.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sweeplab", description="Hyperparameter search for neural networks: "
+                     "Optuna studies on Ray workers, every trial logged to MLflow.")
+    parser.add_argument("--version", action="version", version=f"sweeplab {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("run", help="create the study of SPEC, or resume it if it exists")
+    p.add_argument("spec", metavar="SPEC", help="study spec (YAML)")
+    p.add_argument("--study", help="study name (overrides the spec's `study`)")
+    p.add_argument("--trials", type=_positive_int, help="total trials (overrides the spec)")
+    p.add_argument("--workers", type=_positive_int, help="trials in flight at once (overrides the spec)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    _add_store_flags(p)
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    for name, text in (("status", "trial counts by state, best so far, running trials"),
+                       ("best", "best trial: value, params, MLflow run id")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("study", metavar="STUDY")
+        _add_store_flags(p)
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("validate", help="check a spec; print every problem with its YAML path")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("ui", help="open the MLflow UI on the configured tracking store (127.0.0.1)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_positive_int, default=5000)
+    return parser
+
+
+def _version() -> str:
+    from sweeplab import __version__
+
+    return __version__
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        sys.stdout.write(text.rstrip() + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _summary_text(s: dict[str, Any]) -> str:
+    lines = [
+        f"study      {s['study']}",
+        f"trials     {s['n_trials']} finished"
+        + (f" of {s['trials_target']}" if s.get("trials_target") else "")
+        + f"  (complete {s['n_complete']}, pruned {s['n_pruned']}, failed {s['n_failed']}"
+        + (f", retried {s['n_retried']}" if s.get("n_retried") else "")
+        + ")",
+    ]
+    if s.get("running_trials"):
+        lines.append(f"running    {', '.join(str(n) for n in s['running_trials'])}")
+    if s.get("best_trial") is None:
+        lines.append("best       none yet (no completed trial)")
+    else:
+        lines.append(f"best       trial {s['best_trial']}: {s.get('metric')} = {_fmt(s['best_value'])}")
+        for key, value in (s.get("best_params") or {}).items():
+            lines.append(f"  {key:<16} {_fmt(value)}")
+        if s.get("best_run_id"):
+            lines.append(f"mlflow run {s['best_run_id']}")
+    if s.get("pareto_front"):
+        lines.append(f"pareto     {len(s['pareto_front'])} trials on the front:")
+        for item in s["pareto_front"]:
+            lines.append(f"  trial {item['trial']}: {_fmt(item['values'])}")
+    if s.get("mlflow_parent_run_id"):
+        lines.append(f"parent run {s['mlflow_parent_run_id']} (experiment {s.get('mlflow_experiment_id')})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- subcommands
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sweeplab.spec import load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        if args.json:
+            _emit(args, {"valid": False, "problems": [{"path": p.path, "message": p.message} for p in exc.problems]},
+                  "")
+            return 2
+        raise
+    _emit(args, {"valid": True, "study": spec.study, "trials": spec.trials},
+          f"{args.spec}: valid (study {spec.study}, {spec.trials} trials, {len(spec.space.names())} parameters)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sweeplab.search.resume import spec_diff, stored_spec
+    from sweeplab.search.storage import resolve_storage_url
+    from sweeplab.spec import load_spec
+    from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+
+    overrides = {k: v for k, v in (("study", args.study), ("trials", args.trials), ("workers", args.workers),
+                                    ("timeout", args.timeout)) if v is not None}
+    spec = load_spec(args.spec, overrides=overrides)
+    storage_url = resolve_storage_url(args.storage)
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    before = stored_spec(spec.study, storage_url)
+    if before:
+        diff = spec_diff(before, spec.to_dict())
+        if diff:
+            raise UsageError(
+                f"study {spec.study!r} already exists with a different spec; refusing to mix trials.\n  "
+                + "\n  ".join(diff)
+                + f"\nRevert the spec, or run it as a new study with --study NEW_NAME."
+            )
+    from sweeplab.search.driver import RunOptions, run_study
+
+    resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
+    summary = run_study(spec, RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
+                                         progress=not args.no_progress and not args.json, resume_command=resume))
+    _emit(args, summary, _summary_text(summary))
+    return 0
+
+
+def _load_summary(args: argparse.Namespace) -> dict[str, Any]:
+    import optuna
+
+    from sweeplab.search.storage import load_existing_study, resolve_storage_url
+    from sweeplab.search.summary import summarize
+    from sweeplab.spec import validate_study_name
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    validate_study_name(args.study)
+    study = load_existing_study(args.study, resolve_storage_url(args.storage))
+    return summarize(study)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    summary = _load_summary(args)
+    _emit(args, summary, _summary_text(summary))
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    summary = _load_summary(args)
+    if summary["best_trial"] is None:
+        raise SweeplabError(f"study {args.study!r} has no completed trial yet; run it first "
+                            f"(`sweeplab status {args.study}` shows its trials)")
+    _emit(args, summary, _summary_text(summary))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port)]
+    sys.stderr.write(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C stops it)\n")
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
+    return 0  # pragma: no cover - execv does not return
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "best": cmd_best, "validate": cmd_validate, "ui": cmd_ui}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except SweeplabError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

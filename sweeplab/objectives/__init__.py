@@ -1,0 +1,13 @@
+"""Objectives (what a trial trains) and datasets.
+
+Importing this package is cheap: the torch and Keras objectives are imported lazily
+by the worker that runs them. Public surface: the objective contract and the dataset.
+"""
+
+from __future__ import annotations
+
+from sweeplab.objectives.base import BaseObjective, NullReporter, Reporter, TrialContext, TrialPruned
+from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.dataset import Dataset
+
+__all__ = ["BaseObjective", "Dataset", "MLPConfig", "NullReporter", "Reporter", "TrialContext", "TrialPruned"]

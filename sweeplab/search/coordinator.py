@@ -1,0 +1,377 @@
+"""The one writer of the Optuna study.
+
+Workers never open the Optuna storage. The :class:`StudyCoordinator` (run as a Ray
+actor with ``num_cpus=0`` on the driver's node) does every ask, report,
+should-prune and tell, serialised by one lock. Pruning therefore goes worker ->
+coordinator -> decision back, and a cluster's database load does not grow with the
+number of workers.
+
+Leases: every trial this coordinator hands out carries user attrs
+``sweeplab.lease_holder`` (``host:pid:start``) and ``sweeplab.lease_expires`` (epoch
+seconds), renewed by :meth:`renew_leases`. A RUNNING trial whose holder is a dead
+process on this host, or whose lease expired, is stale: :meth:`reap_stale` fails it
+with the reason and enqueues a retry (at most ``max_retries`` per lineage).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from sweeplab.search.tickets import COMPLETE, FAILED, LOST, PRUNED, TrialOutcome, TrialRecord, TrialTicket
+
+ATTR_RETRY_OF = "sweeplab.retry_of"
+ATTR_ATTEMPT = "sweeplab.attempt"
+ATTR_ROOT = "sweeplab.lineage_root"
+ATTR_LEASE_HOLDER = "sweeplab.lease_holder"
+ATTR_LEASE_EXPIRES = "sweeplab.lease_expires"
+ATTR_REASON = "sweeplab.fail_reason"
+ATTR_METRICS = "sweeplab.metrics"
+ATTR_RUN_ID = "mlflow_run_id"
+ATTR_PRUNED_EPOCH = "sweeplab.pruned_at_epoch"
+ATTR_NODE = "sweeplab.node"
+STUDY_ATTR_SPEC = "sweeplab.spec"
+STUDY_ATTR_RETRIES = "sweeplab.retries"
+
+
+def trial_seed(study_seed: int, root_number: int) -> int:
+    """Seed of a trial: a fixed mix of the study seed and the lineage's first number."""
+    return (study_seed * 1_000_003 + root_number * 7_919 + 17) % (2**31 - 1)
+
+
+def holder_id() -> str:
+    """Identity of this process for leases: ``host:pid:start-time``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` names a process on this host that no longer runs."""
+    try:
+        host, pid_s, _ = holder.rsplit(":", 2)
+        pid = int(pid_s)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class StudyCoordinator:
+    """Owns one Optuna study: creates or loads it, asks, records reports, tells.
+
+    Thread-safe: every method takes the same lock, so a threaded Ray actor may serve
+    reports from many workers while the driver asks and tells.
+    """
+
+    def __init__(self, spec_dict: dict[str, Any], storage_url: str, lease_seconds: float = 60.0) -> None:
+        import optuna
+
+        from sweeplab.search.samplers import build_pruner, build_sampler
+        from sweeplab.search.storage import open_storage
+        from sweeplab.spec import parse_spec
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.spec = parse_spec(spec_dict, source=spec_dict.get("study", "spec"))
+        self.lease_seconds = lease_seconds
+        self.holder = holder_id()
+        self._lock = threading.RLock()
+        self._storage = open_storage(storage_url)
+        kwargs: dict[str, Any] = {}
+        if self.spec.multi_objective:
+            kwargs["directions"] = list(self.spec.direction)
+        else:
+            kwargs["direction"] = self.spec.direction[0]
+        self.study = optuna.create_study(
+            storage=self._storage,
+            study_name=self.spec.study,
+            sampler=build_sampler(self.spec),
+            pruner=build_pruner(self.spec),
+            load_if_exists=True,
+            **kwargs,
+        )
+        self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
+        self._tickets: dict[int, TrialTicket] = {}
+        self._history: dict[int, list[tuple[int, float, dict[str, float]]]] = {}
+        if STUDY_ATTR_SPEC not in self.study.user_attrs:
+            self.study.set_user_attr(STUDY_ATTR_SPEC, self.spec.to_dict())
+
+    # ----------------------------------------------------------------- queries
+    def stored_spec(self) -> dict[str, Any]:
+        """The spec recorded when the study was created."""
+        with self._lock:
+            return dict(self.study.user_attrs.get(STUDY_ATTR_SPEC, {}))
+
+    def counts(self) -> dict[str, int]:
+        """Trial counts: ``finished`` counts toward ``trials`` (retried attempts do not)."""
+        with self._lock:
+            trials = self.study.get_trials(deepcopy=False)
+            retried = set(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
+        return count_states(trials, retried)
+
+    def set_study_attr(self, key: str, value: Any) -> None:
+        with self._lock:
+            self.study.set_user_attr(key, value)
+
+    def study_attrs(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.study.user_attrs)
+
+    # ----------------------------------------------------------------- ask
+    def ask(self) -> TrialTicket:
+        """Ask Optuna for the next trial (an enqueued retry first) and lease it."""
+        with self._lock:
+            trial = self.study.ask()
+            raw = self.spec.space.suggest(trial)
+            number = trial.number
+            attrs = trial.user_attrs
+            retry_of = attrs.get(ATTR_RETRY_OF)
+            root = int(attrs.get(ATTR_ROOT, number))
+            attempt = int(attrs.get(ATTR_ATTEMPT, 0))
+            if ATTR_ROOT not in attrs:
+                trial.set_user_attr(ATTR_ROOT, root)
+            self._lease(trial)
+            params = self.spec.space.resolve(raw)
+            framework = str(params.get("framework", self.spec.objective.framework))
+            ticket = TrialTicket(
+                number=number,
+                raw_params=dict(raw),
+                params=params,
+                seed=trial_seed(self.spec.seed, root),
+                framework=framework,
+                attempt=attempt,
+                retry_of=retry_of,
+            )
+            self._live[number] = trial
+            self._tickets[number] = ticket
+            self._history[number] = []
+            return ticket
+
+    def _lease(self, trial: Any) -> None:
+        trial.set_user_attr(ATTR_LEASE_HOLDER, self.holder)
+        trial.set_user_attr(ATTR_LEASE_EXPIRES, time.time() + self.lease_seconds)
+
+    def renew_leases(self) -> int:
+        """Extend the lease of every trial in flight; returns how many were renewed."""
+        with self._lock:
+            for trial in self._live.values():
+                trial.set_user_attr(ATTR_LEASE_EXPIRES, time.time() + self.lease_seconds)
+            return len(self._live)
+
+    def set_trial_attr(self, number: int, key: str, value: Any) -> bool:
+        """Set a user attr on a trial in flight; False if it already finished."""
+        with self._lock:
+            trial = self._live.get(number)
+            if trial is None:
+                return False
+            trial.set_user_attr(key, value)
+            return True
+
+    # ----------------------------------------------------------------- report
+    def report(self, number: int, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record one epoch of trial ``number``; return True when the trial should stop."""
+        with self._lock:
+            trial = self._live.get(number)
+            if trial is None:
+                return True  # the trial was reaped or told: its worker must stop
+            self._history[number].append((epoch, time.time(), dict(metrics)))
+            if self.spec.multi_objective:
+                return False
+            value = metrics.get(self.spec.metric[0])
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(float(value), step=epoch)
+            return bool(trial.should_prune())
+
+    # ----------------------------------------------------------------- tell
+    def tell(self, outcome: TrialOutcome) -> TrialRecord:
+        """Finish the trial of ``outcome`` in Optuna and return its record.
+
+        COMPLETE needs finite values for every study metric, otherwise the trial
+        FAILs with the reason. LOST (worker or node died) FAILs and enqueues a retry
+        while the lineage has retries left.
+        """
+        from optuna.trial import TrialState
+
+        with self._lock:
+            number = outcome.number
+            trial = self._live.pop(number)
+            ticket = self._tickets.pop(number)
+            history = self._history.pop(number, [])
+            state, reason = outcome.state, outcome.reason
+            values: list[float] | None = None
+            if state == COMPLETE:
+                try:
+                    values = [float(outcome.metrics[m]) for m in self.spec.metric]
+                    bad = [m for m, v in zip(self.spec.metric, values) if not math.isfinite(v)]
+                    if bad:
+                        raise ValueError(f"metric {bad[0]!r} is {outcome.metrics[bad[0]]} (not finite)")
+                except (KeyError, ValueError, TypeError) as exc:
+                    state, reason, values = FAILED, f"bad objective result: {exc}", None
+            safe_metrics = {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
+            trial.set_user_attr(ATTR_METRICS, safe_metrics)
+            if outcome.node:
+                trial.set_user_attr(ATTR_NODE, outcome.node)
+            if reason:
+                trial.set_user_attr(ATTR_REASON, reason[:2000])
+            if outcome.pruned_epoch is not None:
+                trial.set_user_attr(ATTR_PRUNED_EPOCH, outcome.pruned_epoch)
+            if state == COMPLETE:
+                self.study.tell(trial, values)
+            elif state == PRUNED:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, state=TrialState.FAIL)
+            retried_by = self._enqueue_retry(number, trial.user_attrs, ticket) if state == LOST else None
+            return TrialRecord(
+                number=number,
+                state=COMPLETE if state == COMPLETE else PRUNED if state == PRUNED else FAILED,
+                values=values,
+                params=ticket.params,
+                raw_params=ticket.raw_params,
+                metrics=safe_metrics,
+                history=history,
+                reason=reason,
+                pruned_epoch=outcome.pruned_epoch,
+                node=outcome.node,
+                duration=outcome.duration,
+                attempt=ticket.attempt,
+                retry_of=ticket.retry_of,
+                retried_by=retried_by,
+            )
+
+    # ----------------------------------------------------------------- leases
+    def reap_stale(self) -> list[TrialRecord]:
+        """Fail every RUNNING trial no live worker holds, and enqueue its retry.
+
+        A trial is stale when its lease holder is a dead process on this host, or its
+        lease expired. Trials held by this coordinator are never stale. Returns the
+        records of the trials this call failed (another driver racing on the same trial
+        makes the second transition a no-op).
+        """
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        reaped: list[TrialRecord] = []
+        with self._lock:
+            running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            now = time.time()
+            for frozen in running:
+                if frozen.number in self._live:
+                    continue
+                holder = str(frozen.user_attrs.get(ATTR_LEASE_HOLDER, ""))
+                expires = float(frozen.user_attrs.get(ATTR_LEASE_EXPIRES, 0.0))
+                dead = _holder_is_dead(holder) if holder else True
+                if not dead and expires > now:
+                    continue
+                why = "its driver process died" if dead else f"its lease expired {now - expires:.0f}s ago"
+                reason = f"lost: trial was RUNNING but {why} (holder {holder or 'unknown'})"
+                trial_id = frozen._trial_id
+                attempt = int(frozen.user_attrs.get(ATTR_ATTEMPT, 0))
+                ticket = TrialTicket(
+                    number=frozen.number,
+                    raw_params=dict(frozen.params),
+                    params=self.spec.space.resolve(frozen.params),
+                    seed=0,
+                    framework="",
+                    attempt=attempt,
+                    retry_of=frozen.user_attrs.get(ATTR_RETRY_OF),
+                )
+                try:
+                    self._storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
+                    # The state transition is the claim: only one reaper can win it.
+                    if not self._storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                        continue
+                except UpdateFinishedTrialError:
+                    continue
+                retried_by = self._enqueue_retry(frozen.number, frozen.user_attrs, ticket)
+                reaped.append(
+                    TrialRecord(
+                        number=frozen.number,
+                        state=FAILED,
+                        values=None,
+                        params=ticket.params,
+                        raw_params=ticket.raw_params,
+                        metrics={},
+                        history=[],
+                        reason=reason,
+                        pruned_epoch=None,
+                        node=str(frozen.user_attrs.get(ATTR_NODE, "")),
+                        duration=0.0,
+                        attempt=attempt,
+                        retry_of=ticket.retry_of,
+                        retried_by=retried_by,
+                    )
+                )
+        return reaped
+
+    def _enqueue_retry(self, number: int, user_attrs: dict[str, Any], ticket: TrialTicket) -> int | None:
+        """Enqueue the next attempt of lost trial ``number``; return its number, or None
+        when the lineage has used its ``max_retries``. The link failed -> retry is kept in
+        the study attr ``sweeplab.retries`` (a finished trial's attrs cannot change)."""
+        if ticket.attempt >= self.spec.max_retries:
+            return None
+        root = int(user_attrs.get(ATTR_ROOT, number))
+        self.study.enqueue_trial(
+            dict(ticket.raw_params),
+            user_attrs={ATTR_RETRY_OF: number, ATTR_ATTEMPT: ticket.attempt + 1, ATTR_ROOT: root},
+            skip_if_exists=False,
+        )
+        from optuna.trial import TrialState
+
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        retry = max(t.number for t in waiting) if waiting else None
+        # set_trial_user_attr refuses finished trials, so the link back goes through the
+        # study's attrs: {failed number: retry number}.
+        if retry is not None:
+            links = dict(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
+            links[str(number)] = retry
+            self.study.set_user_attr(STUDY_ATTR_RETRIES, links)
+        return retry
+
+    def summary(self) -> dict[str, Any]:
+        """The study's summary (see ``sweeplab.search.summary``)."""
+        from sweeplab.search.summary import summarize
+
+        with self._lock:
+            return summarize(self.study)
+
+    def link_run(self, number: int, run_id: str) -> None:
+        """Record trial ``number``'s MLflow run: as a trial attr while it runs, else in the study attrs."""
+        with self._lock:
+            trial = self._live.get(number)
+            if trial is not None:
+                trial.set_user_attr(ATTR_RUN_ID, run_id)
+                return
+            links = dict(self.study.user_attrs.get("sweeplab.run_ids", {}))
+            links[str(number)] = run_id
+            self.study.set_user_attr("sweeplab.run_ids", links)
+
+    def in_flight(self) -> list[int]:
+        with self._lock:
+            return sorted(self._live)
+
+
+def count_states(trials: list[Any], retried: set[str]) -> dict[str, int]:
+    """Count trials by state; a FAIL superseded by a retry counts as ``retried`` only."""
+    from optuna.trial import TrialState
+
+    out = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0, "retried": 0}
+    for t in trials:
+        if t.state == TrialState.FAIL and str(t.number) in retried:
+            out["retried"] += 1
+        elif t.state.name in out:
+            out[t.state.name] += 1
+    out["finished"] = out["COMPLETE"] + out["PRUNED"] + out["FAIL"]
+    return out

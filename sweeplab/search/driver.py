@@ -1,0 +1,246 @@
+"""The study driver: open the study and its MLflow runs, dispatch trials to Ray, tell.
+
+Flow (DESIGN.md "The way a study flows"): preflight the stores, start or join Ray,
+start the coordinator actor (the one writer of the Optuna study), reap trials a dead
+driver left RUNNING, open the MLflow parent run, load the dataset once and put it in
+Ray's object store once, then keep at most ``workers`` trials in flight until the
+study holds ``trials`` finished trials (or ``timeout`` passes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeplab.errors import StorageError, SweeplabError
+from sweeplab.search.tickets import LOST, TrialOutcome, TrialRecord, TrialTicket
+
+log = logging.getLogger("sweeplab.search")
+
+
+class StudyInterrupted(SweeplabError):
+    """The user stopped the study (Ctrl-C); it can be resumed with the same command."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunOptions:
+    """How to run a study: stores, cluster, and what to show."""
+
+    storage_url: str
+    tracking_uri: str
+    address: str | None = None
+    progress: bool = True
+    lease_seconds: float = 60.0
+    resume_command: str = ""
+    on_record: Callable[[TrialRecord], None] | None = None
+    ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def init_ray(address: str | None, **kwargs: Any) -> None:
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+    options.update(kwargs)
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise StorageError(
+            f"cannot connect to the Ray cluster at {address!r}: {exc}. "
+            "Check --address / $RAY_ADDRESS (e.g. 127.0.0.1:6379) and that `ray start --head` runs there."
+        ) from exc
+
+
+def load_study_dataset(spec: Any) -> Any:
+    """The spec's dataset, split and scaled (None for python objectives without one)."""
+    obj = spec.objective
+    if obj.dataset is None:
+        return None
+    from sweeplab.objectives.data import load_dataset
+
+    ds = obj.dataset
+    return load_dataset(
+        task=obj.task,
+        name=ds.name,
+        path=ds.path,
+        target=ds.target,
+        options=dict(ds.options),
+        validation_split=obj.validation_split,
+        test_split=obj.test_split,
+        seed=spec.seed,
+    )
+
+
+class _Progress:
+    """A tqdm bar on stderr: trials done, best so far, ETA."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, study: str) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=study, unit="trial", file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+
+    def update(self, record: TrialRecord, best: Any) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        post = {"best": f"{best:.4g}" if isinstance(best, float) else str(best), "last": record.state.lower()}
+        self.bar.set_postfix(post, refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
+    """Run (or resume) ``spec``'s study to completion; return its summary.
+
+    Raises StudyInterrupted on Ctrl-C after failing the trials in flight (they are
+    retried on resume) and closing the MLflow runs.
+    """
+    import ray
+
+    from sweeplab.search.coordinator import StudyCoordinator
+    from sweeplab.search.storage import open_storage
+    from sweeplab.search.worker import execute_trial
+    from sweeplab.tracking.mlflow_tracker import StudyTracker
+
+    t_start = time.time()
+    open_storage(options.storage_url)  # preflight + schema, before any worker starts
+    dataset = load_study_dataset(spec)
+    init_ray(options.address, **options.ray_init_kwargs)
+    node_id = ray.get_runtime_context().get_node_id()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    coordinator_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)
+    coordinator = coordinator_cls.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds)
+    try:
+        attrs = ray.get(coordinator.study_attrs.remote())
+    except ray.exceptions.RayActorError as exc:
+        raise StorageError(f"the study coordinator could not start: {exc}") from exc
+
+    tracker = StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
+    experiment_id, parent_run_id = tracker.open(spec.to_dict(), attrs.get("mlflow_parent_run_id"))
+    ray.get([
+        coordinator.set_study_attr.remote("mlflow_experiment_id", experiment_id),
+        coordinator.set_study_attr.remote("mlflow_parent_run_id", parent_run_id),
+        coordinator.set_study_attr.remote("mlflow_tracking_uri", options.tracking_uri),
+    ])
+    tracker.on_run_created = lambda number, run_id: coordinator.link_run.remote(number, run_id)
+
+    for record in ray.get(coordinator.reap_stale.remote()):
+        log.warning("trial %d was left RUNNING by a dead driver: failed%s", record.number,
+                    f", retried as trial {record.retried_by}" if record.retried_by is not None else "")
+        tracker.mark_lost(record.number, record.reason or "lost", record.retried_by)
+
+    counts = ray.get(coordinator.counts.remote())
+    dataset_ref = ray.put(dataset)
+    settings = spec.objective
+    metric_names = list(spec.metric)
+    cpus, gpus = spec.resources.cpu, spec.resources.gpu
+    task = ray.remote(max_retries=0)(execute_trial)
+    in_flight: dict[Any, TrialTicket] = {}
+    finished = counts["finished"]
+    progress = _Progress(options.progress, spec.trials, finished, spec.study)
+    deadline = t_start + spec.timeout if spec.timeout else None
+    last_renew = time.time()
+    best: Any = None
+    status = "FINISHED"
+
+    def dispatch() -> None:
+        ticket: TrialTicket = ray.get(coordinator.ask.remote())
+        tags = {"sweeplab.framework": ticket.framework, "sweeplab.attempt": str(ticket.attempt)}
+        if ticket.retry_of is not None:
+            tags["sweeplab.retry_of"] = str(ticket.retry_of)
+        tracker.trial_started(ticket.number, ticket.raw_params, tags)
+        ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
+            ticket, dataset_ref, settings, metric_names, coordinator, cpus, gpus
+        )
+        in_flight[ref] = ticket
+
+    try:
+        while True:
+            open_slots = spec.workers - len(in_flight)
+            time_left = deadline is None or time.time() < deadline
+            while open_slots > 0 and time_left and finished + len(in_flight) < spec.trials:
+                dispatch()
+                open_slots -= 1
+            if not in_flight:
+                break
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=options.lease_seconds / 3)
+            if time.time() - last_renew > options.lease_seconds / 3:
+                coordinator.renew_leases.remote()
+                last_renew = time.time()
+            for ref in done:
+                ticket = in_flight.pop(ref)
+                try:
+                    outcome: TrialOutcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    outcome = TrialOutcome(ticket.number, LOST, {},
+                                           reason=f"lost: its worker died ({type(exc).__name__}: {str(exc)[:500]})")
+                record: TrialRecord = ray.get(coordinator.tell.remote(outcome))
+                tracker.trial_finished(record)
+                if record.retried_by is None:
+                    finished += 1
+                if record.values and record.state == "COMPLETE" and not spec.multi_objective:
+                    value = record.values[0]
+                    better = best is None or (value > best if spec.direction[0] == "maximize" else value < best)
+                    best = value if better else best
+                progress.update(record, best)
+                if options.on_record is not None:
+                    options.on_record(record)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        for ref, ticket in list(in_flight.items()):
+            ray.cancel(ref, force=True)
+            record = ray.get(coordinator.tell.remote(
+                TrialOutcome(ticket.number, LOST, {}, reason="lost: interrupted by the user (Ctrl-C)")))
+            tracker.trial_finished(record)
+        in_flight.clear()
+    finally:
+        progress.close()
+
+    summary = ray.get(coordinator.summary.remote())
+    if summary.get("best_trial") is not None and not summary.get("best_run_id"):
+        summary["best_run_id"] = tracker.run_id(summary["best_trial"], timeout=30.0)
+    summary["elapsed_s"] = round(time.time() - t_start, 3)
+    html = _write_report(spec, summary)
+    delivered = tracker.close(summary, status=status, html_report=html)
+    summary["mlflow_requests"] = tracker.writer.requests
+    summary["mlflow_delivered"] = delivered
+    summary["storage"] = options.storage_url
+    summary["tracking_uri"] = options.tracking_uri
+    ray.kill(coordinator)
+    if status == "KILLED":
+        raise StudyInterrupted(
+            f"study {spec.study!r} interrupted after {summary['n_trials']} of {spec.trials} trials; "
+            f"nothing is lost. Resume with: {options.resume_command or 'the same sweeplab run command'}"
+        )
+    return summary
+
+
+def _write_report(spec: Any, summary: dict[str, Any]) -> str | None:
+    """Write the study's HTML dashboard to a private temp file for the parent run, if available."""
+    try:
+        from sweeplab.dashboards import write_study_report  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        return str(write_study_report(spec.study, summary))
+    except Exception as exc:  # a report must never fail a study
+        log.warning("could not write the study report: %s", exc)
+        return None

@@ -1,0 +1,47 @@
+"""Resume safety: a study may only be continued with the spec it was created with.
+
+Run-level settings (``trials``, ``workers``, ``timeout``, ``resources``,
+``max_retries``) may change between runs; anything that changes what a trial means
+(space, objective, metric, direction, sampler, pruner, seed) is refused with a diff.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+RUN_LEVEL_KEYS = ("trials", "workers", "timeout", "resources", "max_retries")
+
+
+def spec_diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Lines ``path: stored -> current`` for every study-defining difference."""
+    lines: list[str] = []
+
+    def walk(path: str, a: Any, b: Any) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if not path and key in RUN_LEVEL_KEYS:
+                    continue
+                walk(f"{path}.{key}" if path else key, a.get(key), b.get(key))
+        elif a != b:
+            lines.append(f"{path}: {json.dumps(a)} -> {json.dumps(b)}")
+
+    walk("", stored, current)
+    return lines
+
+
+def stored_spec(study_name: str, storage_url: str) -> dict[str, Any] | None:
+    """The spec recorded by an existing study, or None when the study does not exist."""
+    import optuna
+
+    from sweeplab.search.coordinator import STUDY_ATTR_SPEC
+    from sweeplab.search.storage import open_storage
+
+    storage = open_storage(storage_url)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return None
+    attrs = storage.get_study_user_attrs(study_id)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return dict(attrs.get(STUDY_ATTR_SPEC, {}))

@@ -1,0 +1,87 @@
+"""Where the Optuna study lives: resolving the storage URL and opening it.
+
+Default: ``sqlite:///sweeplab.db`` in the current directory (made absolute, because
+the coordinator actor may run with another working directory). ``SWEEPLAB_STORAGE``
+or ``--storage`` override it; PostgreSQL URLs are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sweeplab.errors import StorageError, StudyNotFoundError
+
+if TYPE_CHECKING:
+    import optuna
+
+DEFAULT_STORAGE_FILE = "sweeplab.db"
+STORAGE_ENV = "SWEEPLAB_STORAGE"
+
+
+def resolve_storage_url(flag: str | None = None) -> str:
+    """Return the Optuna storage URL: ``flag``, else ``$SWEEPLAB_STORAGE``, else the default file.
+
+    SQLite paths are made absolute against the current directory.
+    """
+    url = flag or os.environ.get(STORAGE_ENV) or f"sqlite:///{DEFAULT_STORAGE_FILE}"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///") :]
+        if rel and rel != ":memory:":
+            url = "sqlite:///" + str(Path(rel).resolve())
+    return url
+
+
+def is_local_url(url: str) -> bool:
+    """True for stores only reachable on this machine's filesystem (SQLite, plain files)."""
+    return url.startswith(("sqlite:", "file:", "/", ".")) or "://" not in url
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open the RDB storage at ``url`` (creating its schema if needed).
+
+    Raises StorageError with the URL (password hidden) and the database's message when
+    it cannot be reached.
+    """
+    import optuna
+
+    engine_kwargs: dict[str, object] = {}
+    if url.startswith("sqlite:"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 300}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+    except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear message
+        raise StorageError(
+            f"cannot open the Optuna storage {redact(url)}: {exc}. "
+            f"Check the URL given by --storage or ${STORAGE_ENV}, and that the database is running."
+        ) from exc
+
+
+def load_existing_study(name: str, url: str) -> optuna.Study:
+    """Load study ``name`` from ``url``; StudyNotFoundError lists the studies that exist."""
+    import optuna
+
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError as exc:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+        hint = f"studies there: {', '.join(names)}" if names else "it holds no study"
+        raise StudyNotFoundError(
+            f"no study named {name!r} in {redact(url)} ({hint}). "
+            f"Pass --storage or set ${STORAGE_ENV} if the study lives elsewhere."
+        ) from exc
+
+
+def redact(url: str) -> str:
+    """Hide the password of a database URL for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        return f"{scheme}://{creds}@{host}"
+    return url

@@ -1,0 +1,64 @@
+"""Plain data passed between the driver, the coordinator and the workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+COMPLETE = "COMPLETE"
+PRUNED = "PRUNED"
+FAILED = "FAIL"
+LOST = "LOST"  # the worker or its node died; the trial is failed and retried
+
+
+@dataclass(frozen=True)
+class TrialTicket:
+    """One asked trial, ready to dispatch.
+
+    ``raw_params`` are the values recorded in Optuna; ``params`` the resolved
+    hyperparameters the objective gets. ``seed`` derives from the spec's seed and the
+    number of the lineage's first attempt, so a retry trains exactly like its original.
+    """
+
+    number: int
+    raw_params: dict[str, Any]
+    params: dict[str, Any]
+    seed: int
+    framework: str
+    attempt: int = 0
+    retry_of: int | None = None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What a worker returns for one trial."""
+
+    number: int
+    state: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    pruned_epoch: int | None = None
+    node: str = ""
+    duration: float = 0.0
+    started_at: float = 0.0
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A finished trial as the coordinator told it: for tracking and the progress bar."""
+
+    number: int
+    state: str
+    values: list[float] | None
+    params: dict[str, Any]
+    raw_params: dict[str, Any]
+    metrics: dict[str, float]
+    history: list[tuple[int, float, dict[str, float]]]
+    reason: str | None
+    pruned_epoch: int | None
+    node: str
+    duration: float
+    attempt: int
+    retry_of: int | None
+    retried_by: int | None = None

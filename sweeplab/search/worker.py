@@ -1,0 +1,120 @@
+"""What runs on a Ray worker: one trial, start to finish.
+
+:func:`execute_trial` is wrapped as a Ray task by the driver. Ray reuses worker
+processes between tasks, and objectives are cached per process in
+:data:`_OBJECTIVES`, so torch or TensorFlow are imported once per worker, not once
+per trial. Every exception of the objective becomes a FAIL outcome carrying its
+reason; only the death of the worker process itself escapes (as a Ray error the
+driver turns into a lost, retried trial).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from sweeplab.objectives.base import BaseObjective, TrialContext, TrialPruned, check_metrics
+from sweeplab.search.tickets import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
+
+_OBJECTIVES: dict[tuple[str, str | None], BaseObjective] = {}
+
+
+class CoordinatorReporter:
+    """Sends each epoch's metrics to the study coordinator and obeys its pruning decision."""
+
+    def __init__(self, coordinator: Any, number: int) -> None:
+        self._coordinator = coordinator
+        self._number = number
+        self.last_epoch = 0
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        import ray
+
+        self.last_epoch = epoch
+        clean = {str(k): float(v) for k, v in metrics.items()}
+        if ray.get(self._coordinator.report.remote(self._number, epoch, clean)):
+            raise TrialPruned(epoch)
+
+
+def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
+    """Return this process's objective instance for ``framework`` (imported on first use)."""
+    key = (framework, callable_path if framework == "python" else None)
+    objective = _OBJECTIVES.get(key)
+    if objective is None:
+        if framework == "torch":
+            from sweeplab.objectives.torch_mlp import TorchMLPObjective
+
+            objective = TorchMLPObjective()
+        elif framework == "keras":
+            from sweeplab.objectives.keras_mlp import KerasMLPObjective
+
+            objective = KerasMLPObjective()
+        elif framework == "python":
+            from sweeplab.objectives.python_callable import CallableObjective
+
+            objective = CallableObjective(callable_path or "")
+        else:
+            raise ValueError(f"unknown framework {framework!r}; use torch, keras or python")
+        _OBJECTIVES[key] = objective
+    return objective
+
+
+def node_name() -> str:
+    """Where this trial runs: the Ray node's IP when inside Ray, else the host name."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return str(ray.util.get_node_ip_address())
+    except Exception:  # pragma: no cover - outside Ray
+        pass
+    return socket.gethostname()
+
+
+def execute_trial(
+    ticket: TrialTicket,
+    dataset: Any,
+    settings: Any,
+    metric_names: list[str],
+    coordinator: Any,
+    cpus: float = 1.0,
+    gpus: float = 0.0,
+    reporter: Any = None,
+) -> TrialOutcome:
+    """Run one trial and describe how it ended. Never raises for objective errors."""
+    started = time.time()
+    reporter = reporter or CoordinatorReporter(coordinator, ticket.number)
+    node = f"{node_name()} pid={os.getpid()}"
+    try:
+        objective = get_objective(ticket.framework, getattr(settings, "callable", None))
+        ctx = TrialContext(
+            params=ticket.params,
+            dataset=dataset,
+            seed=ticket.seed,
+            reporter=reporter,
+            settings=settings,
+            cpus=cpus,
+            gpus=gpus,
+            trial_number=ticket.number,
+            extras={"metric": metric_names[0] if metric_names else "value"},
+        )
+        raw = objective.run(ctx)
+        metrics = check_metrics(raw, metric_names)
+        return TrialOutcome(ticket.number, COMPLETE, metrics, node=node, duration=time.time() - started,
+                            started_at=started)
+    except TrialPruned as pruned:
+        return TrialOutcome(ticket.number, PRUNED, {}, reason=f"pruned at epoch {pruned.epoch}",
+                            pruned_epoch=pruned.epoch, node=node, duration=time.time() - started, started_at=started)
+    except MemoryError as exc:
+        reason = f"MemoryError: out of memory ({exc}); lower batch_size/units or give trials more memory"
+        return TrialOutcome(ticket.number, FAILED, {}, reason=reason, node=node, duration=time.time() - started,
+                            started_at=started)
+    except Exception as exc:
+        tb = traceback.format_exc(limit=-3)
+        reason = f"{type(exc).__name__}: {exc}\n{tb}"
+        return TrialOutcome(ticket.number, FAILED, {}, reason=reason, node=node, duration=time.time() - started,
+                            started_at=started)

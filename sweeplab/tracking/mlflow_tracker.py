@@ -1,0 +1,292 @@
+"""The MLflow side of a study: one parent run, exactly one child run per trial.
+
+Layout in MLflow: experiment (the spec's ``experiment`` or the study name) -> one
+parent run tagged ``sweeplab.role=parent`` and ``sweeplab.study`` (found again on
+resume, never duplicated) -> one child run per Optuna trial, tagged
+``sweeplab.trial_number`` and linked both ways (Optuna trial attr ``mlflow_run_id``).
+
+Requests per trial: create the run (tags), one ``log_batch`` with params, per-epoch
+metrics and final metrics, and one ``update_run`` with the terminal status. They go
+through :class:`~sweeplab.tracking.writer.TrackingWriter`, off the driver's loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sweeplab.errors import StorageError
+
+log = logging.getLogger("sweeplab.tracking")
+
+TAG_STUDY = "sweeplab.study"
+TAG_ROLE = "sweeplab.role"
+TAG_TRIAL = "sweeplab.trial_number"
+TAG_STATE = "sweeplab.state"
+STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+MAX_BATCH = 1000
+
+
+def resolve_tracking_uri(flag: str | None = None) -> str:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else MLflow's default
+    (``sqlite:///mlflow.db`` in the current directory, made absolute)."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
+    return uri
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+
+class StudyTracker:
+    """Logs a study to MLflow. All writes after :meth:`open` are asynchronous."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, study_name: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from sweeplab.tracking.writer import TrackingWriter
+
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.study_name = study_name
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.writer = TrackingWriter()
+        self.experiment_id = ""
+        self.parent_run_id = ""
+        self._run_ids: dict[int, str] = {}
+        self._run_ready = threading.Condition()
+        self.on_run_created: Callable[[int, str], None] | None = None
+
+    # ------------------------------------------------------------ parent run
+    def open(self, spec_dict: Mapping[str, Any], parent_run_id: str | None = None) -> tuple[str, str]:
+        """Find or create the experiment and the study's parent run (synchronously).
+
+        Raises StorageError naming the URI when the tracking store cannot be reached.
+        """
+        from mlflow.entities import RunStatus
+
+        try:
+            exp = self.client.get_experiment_by_name(self.experiment_name)
+            if exp is None:
+                self.experiment_id = self.client.create_experiment(self.experiment_name)
+            else:
+                if exp.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(exp.experiment_id)
+                self.experiment_id = exp.experiment_id
+            run_id = parent_run_id or self._find_parent()
+            if run_id:
+                self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            else:
+                run = self.client.create_run(
+                    self.experiment_id,
+                    run_name=self.study_name,
+                    tags={TAG_STUDY: self.study_name, TAG_ROLE: "parent"},
+                )
+                run_id = run.info.run_id
+                params: dict[str, str] = {}
+                for key in ("sampler", "pruner", "objective", "resources"):
+                    _flatten(key, spec_dict.get(key, {}), params)
+                for key in ("direction", "metric", "trials", "workers", "seed", "timeout"):
+                    _flatten(key, spec_dict.get(key), params)
+                self._log_batch(run_id, params=params)
+                self.client.log_dict(run_id, dict(spec_dict), "spec.json")
+            self.parent_run_id = run_id
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(
+                f"cannot use the MLflow tracking store {self.tracking_uri}: {type(exc).__name__}: {exc}. "
+                "Check --tracking-uri / $MLFLOW_TRACKING_URI and that the server is running."
+            ) from exc
+        return self.experiment_id, self.parent_run_id
+
+    def _find_parent(self) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG_STUDY}` = '{self.study_name}' and tags.`{TAG_ROLE}` = 'parent'",
+            max_results=5,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def child_runs(self) -> dict[int, list[Any]]:
+        """Child runs of the parent run by trial number (synchronous; for resume and tests)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=50000,
+        )
+        out: dict[int, list[Any]] = {}
+        for run in runs:
+            number = run.data.tags.get(TAG_TRIAL)
+            if number is not None:
+                out.setdefault(int(number), []).append(run)
+        return out
+
+    # ------------------------------------------------------------ child runs
+    def trial_started(self, number: int, raw_params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        """Queue the creation of trial ``number``'s child run, with its params."""
+        created = {"tried": False}
+
+        def create() -> None:
+            run_id = self._existing_child(number) if created["tried"] else None
+            created["tried"] = True
+            if run_id is None:
+                all_tags = {
+                    "mlflow.parentRunId": self.parent_run_id,
+                    TAG_STUDY: self.study_name,
+                    TAG_TRIAL: str(number),
+                    TAG_STATE: "RUNNING",
+                    **tags,
+                }
+                run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=all_tags)
+                run_id = run.info.run_id
+            with self._run_ready:
+                self._run_ids[number] = run_id
+                self._run_ready.notify_all()
+            if self.on_run_created is not None:
+                self.on_run_created(number, run_id)
+
+        self.writer.submit(f"create run of trial {number}", create)
+
+    def _existing_child(self, number: int) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and tags.`{TAG_TRIAL}` = '{number}'"
+            ),
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def run_id(self, number: int, timeout: float = 0.0) -> str | None:
+        """The child run id of trial ``number``, waiting up to ``timeout`` seconds."""
+        with self._run_ready:
+            self._run_ready.wait_for(lambda: number in self._run_ids, timeout=timeout)
+            return self._run_ids.get(number)
+
+    def trial_finished(self, record: Any) -> None:
+        """Queue params, per-epoch metrics, final metrics, tags and status of a finished trial."""
+        from mlflow.entities import RunStatus
+
+        number = record.number
+
+        def finish() -> None:
+            run_id = self._run_ids.get(number) or self._existing_child(number)
+            if run_id is None:
+                raise RuntimeError(f"child run of trial {number} not created yet")
+            params: dict[str, str] = {k: str(v) for k, v in record.raw_params.items()}
+            if "hidden_units" in record.params:
+                params["hidden_units"] = json.dumps(list(record.params["hidden_units"]))
+            metrics: list[tuple[str, float, int, int]] = []
+            for epoch, stamp, values in record.history:
+                for key, value in values.items():
+                    metrics.append((key, value, int(stamp * 1000), epoch))
+            now = int(time.time() * 1000)
+            for key, value in record.metrics.items():
+                metrics.append((f"final_{key}", value, now, 0))
+            if record.values:
+                for i, value in enumerate(record.values):
+                    metrics.append(("objective_value" if i == 0 else f"objective_value_{i}", value, now, 0))
+            tags = {TAG_STATE: record.state}
+            if record.pruned_epoch is not None:
+                tags["sweeplab.pruned_at_epoch"] = str(record.pruned_epoch)
+            if record.reason:
+                tags["sweeplab.fail_reason"] = record.reason[:4900]
+            if record.node:
+                tags["sweeplab.node"] = record.node
+            if record.retried_by is not None:
+                tags["sweeplab.retried_by"] = str(record.retried_by)
+            tags["sweeplab.duration_s"] = f"{record.duration:.3f}"
+            self._log_batch(run_id, params=params, metrics=metrics, tags=tags)
+            status = STATUS_OF_STATE.get(record.state, "FAILED")
+            self.client.update_run(run_id, status=RunStatus.to_string(getattr(RunStatus, status)),
+                                   end_time=now)
+
+        self.writer.submit(f"finish run of trial {number}", finish)
+
+    def mark_lost(self, number: int, reason: str, retried_by: int | None) -> None:
+        """Close the child run of a trial reaped as lost (from an earlier driver) as FAILED."""
+        from mlflow.entities import RunStatus
+
+        def close() -> None:
+            run_id = self._existing_child(number)
+            if run_id is None:
+                return
+            tags = {TAG_STATE: "FAIL", "sweeplab.fail_reason": reason[:4900]}
+            if retried_by is not None:
+                tags["sweeplab.retried_by"] = str(retried_by)
+            self._log_batch(run_id, tags=tags)
+            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.FAILED),
+                                   end_time=int(time.time() * 1000))
+
+        self.writer.submit(f"close lost run of trial {number}", close)
+
+    def _log_batch(
+        self,
+        run_id: str,
+        params: Mapping[str, str] | None = None,
+        metrics: list[tuple[str, float, int, int]] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """One ``log_batch`` request (several when over MLflow's 1000-entity limit)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        p = [Param(k[:250], str(v)[:6000]) for k, v in (params or {}).items()]
+        m = [Metric(k, v, ts, step) for k, v, ts, step in (metrics or [])]
+        t = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        while p or m or t:
+            batch_p, p = p[:100], p[100:]
+            batch_t, t = t[:100], t[100:]
+            room = MAX_BATCH - len(batch_p) - len(batch_t)
+            batch_m, m = m[:room], m[room:]
+            self.client.log_batch(run_id, metrics=batch_m, params=batch_p, tags=batch_t)
+
+    # ------------------------------------------------------------ end of study
+    def close(self, summary: Mapping[str, Any] | None, status: str = "FINISHED", timeout: float = 60.0,
+              html_report: str | None = None) -> bool:
+        """Log the best value and params on the parent run, end it, drain the queue.
+
+        Returns True when every queued request was delivered within ``timeout``.
+        """
+        from mlflow.entities import RunStatus
+
+        def finish_parent() -> None:
+            metrics: list[tuple[str, float, int, int]] = []
+            params: dict[str, str] = {}
+            tags = {"sweeplab.status": status}
+            now = int(time.time() * 1000)
+            if summary:
+                for key in ("n_trials", "n_complete", "n_pruned", "n_failed"):
+                    if summary.get(key) is not None:
+                        metrics.append((key, float(summary[key]), now, 0))
+                if summary.get("best_value") is not None and not isinstance(summary["best_value"], list):
+                    metrics.append(("best_value", float(summary["best_value"]), now, 0))
+                if summary.get("best_trial") is not None:
+                    tags["sweeplab.best_trial"] = str(summary["best_trial"])
+                if summary.get("best_run_id"):
+                    tags["sweeplab.best_run_id"] = str(summary["best_run_id"])
+                for k, v in (summary.get("best_params") or {}).items():
+                    tags[f"best.{k}"] = str(v)
+            self._log_batch(self.parent_run_id, params=params, metrics=metrics, tags=tags)
+            if html_report:
+                self.client.log_artifact(self.parent_run_id, html_report)
+            self.client.update_run(self.parent_run_id, status=RunStatus.to_string(getattr(RunStatus, status)),
+                                   end_time=now)
+
+        self.writer.submit("finish parent run", finish_parent)
+        ok = self.writer.close(timeout)
+        if not ok:
+            log.warning("MLflow: %d request(s) could not be delivered: %s (last error: %s)",
+                        len(self.writer.undelivered), ", ".join(self.writer.undelivered[:5]), self.writer.last_error)
+        return ok

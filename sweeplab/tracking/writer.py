@@ -1,0 +1,80 @@
+"""A background thread that delivers MLflow requests in order and retries them.
+
+Tracking must never slow down or fail a study: the driver enqueues operations and
+moves on; this thread performs them one at a time, and when the tracking store is
+unreachable it waits and retries the same operation (with backoff) until it goes
+through, so an outage delays logging but loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("sweeplab.tracking")
+
+
+@dataclass
+class _Op:
+    name: str
+    fn: Callable[[], None]
+
+
+class TrackingWriter:
+    """Performs queued operations in FIFO order on one thread, retrying failures.
+
+    ``max_backoff`` caps the wait between retries. ``retry_until`` (epoch seconds,
+    set by :meth:`close`) bounds retries at shutdown; operations still undelivered
+    then are counted in :attr:`undelivered` and reported by the caller.
+    """
+
+    def __init__(self, max_backoff: float = 5.0) -> None:
+        self._queue: queue.Queue[_Op | None] = queue.Queue()
+        self._max_backoff = max_backoff
+        self._deadline: float | None = None
+        self.requests = 0
+        self.failures = 0
+        self.undelivered: list[str] = []
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="sweeplab-mlflow", daemon=True)
+        self._thread.start()
+
+    def submit(self, name: str, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` (one MLflow request or a few) to run after every earlier op."""
+        self._queue.put(_Op(name, fn))
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _loop(self) -> None:
+        while True:
+            op = self._queue.get()
+            if op is None:
+                return
+            delay = 0.2
+            while True:
+                try:
+                    op.fn()
+                    self.requests += 1
+                    break
+                except Exception as exc:  # any tracking failure is retried, never raised
+                    self.failures += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    if self.failures in (1, 10) or self.failures % 100 == 0:
+                        log.warning("MLflow request %s failed (%s); retrying", op.name, self.last_error[:300])
+                    if self._deadline is not None and time.time() > self._deadline:
+                        self.undelivered.append(op.name)
+                        break
+                    time.sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
+
+    def close(self, timeout: float = 60.0) -> bool:
+        """Deliver what is queued (retrying up to ``timeout`` s), then stop. True if all delivered."""
+        self._deadline = time.time() + timeout
+        self._queue.put(None)
+        self._thread.join(timeout + 5.0)
+        return not self.undelivered and not self._thread.is_alive()
