@@ -24,7 +24,7 @@ class MLPConfig:
     learning rate by ``lr_decay_rate`` after every epoch; ``plateau`` multiplies it by
     ``lr_factor`` when the validation loss has not improved for ``lr_patience`` epochs,
     never below ``min_lr`` (the guide's ReduceLROnPlateau(factor=0.5, patience=5,
-    min_lr=1e-7)). ``momentum`` applies to sgd (and rmsprop).
+    min_lr=1e-7)). ``momentum`` applies to sgd only (rmsprop uses its framework default of 0).
     """
 
     hidden_units: tuple[int, ...] = (64, 32)
