@@ -162,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"study {spec.study!r} already exists with a different spec; refusing to mix trials.\n  "
                 + "\n  ".join(diff)
-                + f"\nRevert the spec, or run it as a new study with --study NEW_NAME."
+                + "\nRevert the spec, or run it as a new study with --study NEW_NAME."
             )
     from sweeplab.search.driver import RunOptions, run_study
 

@@ -1,3 +1,21 @@
-"""Plotly figures and self-contained HTML reports of studies and benchmarks."""
+"""Plotly figures and self-contained HTML reports of studies and benchmarks.
+
+Public surface: :func:`study_figures` and :func:`study_sections` (the figures of one
+study, never raising for its content) and :func:`write_study_report` /
+:func:`study_report_html` (the offline HTML dashboard). Never imports torch,
+tensorflow or ray.
+"""
 
 from __future__ import annotations
+
+from sweeplab.dashboards.figures import FIGURE_IDS, FigureSection, study_figures, study_sections
+from sweeplab.dashboards.report import study_report_html, write_study_report
+
+__all__ = [
+    "FIGURE_IDS",
+    "FigureSection",
+    "study_figures",
+    "study_report_html",
+    "study_sections",
+    "write_study_report",
+]

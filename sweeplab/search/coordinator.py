@@ -101,6 +101,7 @@ class StudyCoordinator:
             load_if_exists=True,
             **kwargs,
         )
+        self.exhausted = False  # True once a grid sampler has covered its grid
         self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
         self._tickets: dict[int, TrialTicket] = {}
         self._history: dict[int, list[tuple[int, float, dict[str, float]]]] = {}
@@ -214,7 +215,7 @@ class StudyCoordinator:
             if state == COMPLETE:
                 try:
                     values = [float(outcome.metrics[m]) for m in self.spec.metric]
-                    bad = [m for m, v in zip(self.spec.metric, values) if not math.isfinite(v)]
+                    bad = [m for m, v in zip(self.spec.metric, values, strict=True) if not math.isfinite(v)]
                     if bad:
                         raise ValueError(f"metric {bad[0]!r} is {outcome.metrics[bad[0]]} (not finite)")
                 except (KeyError, ValueError, TypeError) as exc:
@@ -228,11 +229,11 @@ class StudyCoordinator:
             if outcome.pruned_epoch is not None:
                 trial.set_user_attr(ATTR_PRUNED_EPOCH, outcome.pruned_epoch)
             if state == COMPLETE:
-                self.study.tell(trial, values)
+                self._tell(trial, values=values)
             elif state == PRUNED:
-                self.study.tell(trial, state=TrialState.PRUNED)
+                self._tell(trial, state=TrialState.PRUNED)
             else:
-                self.study.tell(trial, state=TrialState.FAIL)
+                self._tell(trial, state=TrialState.FAIL)
             retried_by = self._enqueue_retry(number, trial.user_attrs, ticket) if state == LOST else None
             return TrialRecord(
                 number=number,
@@ -316,6 +317,16 @@ class StudyCoordinator:
                 )
         return reaped
 
+    def _tell(self, trial: Any, **kwargs: Any) -> None:
+        # GridSampler calls study.stop() once the grid is covered, which Optuna only
+        # allows inside optimize(); the trial is stored before that raises.
+        try:
+            self.study.tell(trial, **kwargs)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
+            self.exhausted = True
+
     def _enqueue_retry(self, number: int, user_attrs: dict[str, Any], ticket: TrialTicket) -> int | None:
         """Enqueue the next attempt of lost trial ``number``; return its number, or None
         when the lineage has used its ``max_retries``. The link failed -> retry is kept in
@@ -357,6 +368,11 @@ class StudyCoordinator:
             links = dict(self.study.user_attrs.get("sweeplab.run_ids", {}))
             links[str(number)] = run_id
             self.study.set_user_attr("sweeplab.run_ids", links)
+
+    def is_exhausted(self) -> bool:
+        """True when the sampler has nothing new to propose (a covered grid)."""
+        with self._lock:
+            return self.exhausted
 
     def in_flight(self) -> list[int]:
         with self._lock:

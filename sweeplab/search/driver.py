@@ -159,6 +159,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     deadline = t_start + spec.timeout if spec.timeout else None
     last_renew = time.time()
     best: Any = None
+    exhausted = False
     status = "FINISHED"
 
     def dispatch() -> None:
@@ -176,7 +177,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         while True:
             open_slots = spec.workers - len(in_flight)
             time_left = deadline is None or time.time() < deadline
-            while open_slots > 0 and time_left and finished + len(in_flight) < spec.trials:
+            while open_slots > 0 and time_left and not exhausted and finished + len(in_flight) < spec.trials:
                 dispatch()
                 open_slots -= 1
             if not in_flight:
@@ -193,6 +194,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
                     outcome = TrialOutcome(ticket.number, LOST, {},
                                            reason=f"lost: its worker died ({type(exc).__name__}: {str(exc)[:500]})")
                 record: TrialRecord = ray.get(coordinator.tell.remote(outcome))
+                exhausted = ray.get(coordinator.is_exhausted.remote()) if spec.sampler.name == "grid" else False
                 tracker.trial_finished(record)
                 if record.retried_by is None:
                     finished += 1
@@ -218,7 +220,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     if summary.get("best_trial") is not None and not summary.get("best_run_id"):
         summary["best_run_id"] = tracker.run_id(summary["best_trial"], timeout=30.0)
     summary["elapsed_s"] = round(time.time() - t_start, 3)
-    html = _write_report(spec, summary)
+    html = _write_report(spec, summary, options.storage_url)
     delivered = tracker.close(summary, status=status, html_report=html)
     summary["mlflow_requests"] = tracker.writer.requests
     summary["mlflow_delivered"] = delivered
@@ -233,14 +235,14 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     return summary
 
 
-def _write_report(spec: Any, summary: dict[str, Any]) -> str | None:
+def _write_report(spec: Any, summary: dict[str, Any], storage_url: str) -> str | None:
     """Write the study's HTML dashboard to a private temp file for the parent run, if available."""
     try:
         from sweeplab.dashboards import write_study_report  # type: ignore[attr-defined]
     except ImportError:
         return None
     try:
-        return str(write_study_report(spec.study, summary))
+        return str(write_study_report(spec.study, summary, storage_url=storage_url))
     except Exception as exc:  # a report must never fail a study
         log.warning("could not write the study report: %s", exc)
         return None

@@ -53,7 +53,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 300}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
-    except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear message
+    except Exception as exc:
         raise StorageError(
             f"cannot open the Optuna storage {redact(url)}: {exc}. "
             f"Check the URL given by --storage or ${STORAGE_ENV}, and that the database is running."

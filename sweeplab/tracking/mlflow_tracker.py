@@ -177,7 +177,6 @@ class StudyTracker:
 
     def trial_finished(self, record: Any) -> None:
         """Queue params, per-epoch metrics, final metrics, tags and status of a finished trial."""
-        from mlflow.entities import RunStatus
 
         number = record.number
 
@@ -210,14 +209,12 @@ class StudyTracker:
             tags["sweeplab.duration_s"] = f"{record.duration:.3f}"
             self._log_batch(run_id, params=params, metrics=metrics, tags=tags)
             status = STATUS_OF_STATE.get(record.state, "FAILED")
-            self.client.update_run(run_id, status=RunStatus.to_string(getattr(RunStatus, status)),
-                                   end_time=now)
+            self.client.set_terminated(run_id, status=status, end_time=now)
 
         self.writer.submit(f"finish run of trial {number}", finish)
 
     def mark_lost(self, number: int, reason: str, retried_by: int | None) -> None:
         """Close the child run of a trial reaped as lost (from an earlier driver) as FAILED."""
-        from mlflow.entities import RunStatus
 
         def close() -> None:
             run_id = self._existing_child(number)
@@ -227,8 +224,7 @@ class StudyTracker:
             if retried_by is not None:
                 tags["sweeplab.retried_by"] = str(retried_by)
             self._log_batch(run_id, tags=tags)
-            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.FAILED),
-                                   end_time=int(time.time() * 1000))
+            self.client.set_terminated(run_id, status="FAILED", end_time=int(time.time() * 1000))
 
         self.writer.submit(f"close lost run of trial {number}", close)
 
@@ -259,7 +255,6 @@ class StudyTracker:
 
         Returns True when every queued request was delivered within ``timeout``.
         """
-        from mlflow.entities import RunStatus
 
         def finish_parent() -> None:
             metrics: list[tuple[str, float, int, int]] = []
@@ -281,8 +276,7 @@ class StudyTracker:
             self._log_batch(self.parent_run_id, params=params, metrics=metrics, tags=tags)
             if html_report:
                 self.client.log_artifact(self.parent_run_id, html_report)
-            self.client.update_run(self.parent_run_id, status=RunStatus.to_string(getattr(RunStatus, status)),
-                                   end_time=now)
+            self.client.set_terminated(self.parent_run_id, status=status, end_time=now)
 
         self.writer.submit("finish parent run", finish_parent)
         ok = self.writer.close(timeout)

@@ -18,6 +18,16 @@ from dataclasses import dataclass
 log = logging.getLogger("sweeplab.tracking")
 
 
+def is_transient(exc: BaseException) -> bool:
+    """True for failures an outage explains (connection refused, timeouts, 5xx, locked
+    database); programming errors and rejected requests are not retried forever."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    transient_words = ("connection", "timeout", "timed out", "temporarily", "unavailable", "max retries",
+                       "database is locked", "operationalerror", "503", "502", "500", "internal_error",
+                       "resource_exhausted", "remote end closed", "broken pipe")
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError)) or any(w in text for w in transient_words)
+
+
 @dataclass
 class _Op:
     name: str
@@ -35,6 +45,7 @@ class TrackingWriter:
     def __init__(self, max_backoff: float = 5.0) -> None:
         self._queue: queue.Queue[_Op | None] = queue.Queue()
         self._max_backoff = max_backoff
+        self.max_permanent_attempts = 3
         self._deadline: float | None = None
         self.requests = 0
         self.failures = 0
@@ -56,6 +67,7 @@ class TrackingWriter:
             if op is None:
                 return
             delay = 0.2
+            attempts = 0
             while True:
                 try:
                     op.fn()
@@ -64,6 +76,11 @@ class TrackingWriter:
                 except Exception as exc:  # any tracking failure is retried, never raised
                     self.failures += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                    attempts += 1
+                    if not is_transient(exc) and attempts >= self.max_permanent_attempts:
+                        log.error("MLflow request %s failed for good: %s", op.name, self.last_error[:500])
+                        self.undelivered.append(op.name)
+                        break
                     if self.failures in (1, 10) or self.failures % 100 == 0:
                         log.warning("MLflow request %s failed (%s); retrying", op.name, self.last_error[:300])
                     if self._deadline is not None and time.time() > self._deadline:

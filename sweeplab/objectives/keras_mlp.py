@@ -1,0 +1,648 @@
+"""The Keras (TensorFlow backend) MLP objective: the twin of :mod:`sweeplab.objectives.torch_mlp`.
+
+This module imports TensorFlow and Keras at its top, so nothing imports it at package
+import time: the worker loads it lazily (``framework: keras``) and keeps it for every
+later trial of the process. It selects the TensorFlow backend (``KERAS_BACKEND``) unless
+the process already chose one, and quiets TensorFlow's C++ log (``TF_CPP_MIN_LOG_LEVEL=2``)
+unless the environment says otherwise.
+
+The contract is the torch objective's, value for value (params, metric names, report
+timing, early stopping, restored best weights, schedules, errors, returned keys); see
+:meth:`KerasMLPObjective.run`. Training, in short:
+
+- model: ``Dense -> [BatchNormalization] -> activation -> [Dropout]`` per hidden layer,
+  then an output ``Dense`` producing logits (classification) or one value (regression);
+- loss: ``SparseCategoricalCrossentropy(from_logits=True)``, or ``MeanSquaredError``;
+- mini-batches: ``model.fit`` on a ``tf.data`` pipeline that gathers ``batch_size`` rows
+  of a per-epoch permutation drawn from a NumPy generator seeded with the trial's seed; no
+  sample is dropped, and with BatchNorm a last batch of one row is merged into the one
+  before it (as torch_mlp does); one ``fit`` call runs every epoch, each epoch one
+  compiled step loop (``steps_per_execution`` = batches per epoch);
+- a Keras callback ends every epoch: it evaluates the full validation set in one forward
+  pass, checks for NaN/inf, tracks the best epoch and early stopping, reports to
+  ``ctx.reporter`` and steps the learning-rate schedule.
+
+Numerics follow the torch objective wherever Keras' defaults differ from torch's, so that
+one spec means the same training in both frameworks (this is deliberate, and the
+parity test checks it):
+
+- initialization: kernels and biases uniform in ``±1/sqrt(fan_in)`` (torch's ``Linear``
+  default) instead of Glorot-uniform kernels and zero biases;
+- BatchNormalization: ``momentum=0.9`` and ``epsilon=1e-5`` (torch's ``momentum=0.1``
+  and ``eps=1e-5``) instead of Keras' 0.99 / 1e-3, whose slow running statistics make
+  the validation metrics of short trials lag far behind the training ones;
+- optimizers: ``weight_decay`` is an L2 term added to the gradients of every trainable
+  variable before the update (torch's coupled ``weight_decay``), not Keras' decoupled
+  decay; rmsprop uses ``rho=0.99`` (torch's ``alpha``) and no momentum; adagrad starts
+  its accumulator at 0 (torch) instead of 0.1; the epsilons are torch's (Keras adds
+  rmsprop's and adagrad's under the square root, so they are squared there);
+- ``leaky_relu`` has slope 0.01 (Keras' layer default is 0.3); ``gelu`` is the exact form.
+
+Remaining differences: the random streams (initial weights, dropout masks, shuffle order)
+are the framework's own, so the two objectives give close, not identical, numbers; and
+Keras' SGD keeps its momentum buffer in learning-rate units, which differs from torch's
+only while a schedule changes the learning rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from sweeplab.errors import DataError  # noqa: E402
+from sweeplab.objectives.base import BaseObjective, TrialContext  # noqa: E402
+from sweeplab.objectives.config import MLPConfig  # noqa: E402
+
+if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the process's environment
+    raise ImportError(
+        f"sweeplab's keras objective needs the TensorFlow backend, but Keras was loaded with "
+        f"KERAS_BACKEND={keras.backend.backend()!r}; unset KERAS_BACKEND or set it to 'tensorflow'"
+    )
+
+__all__ = ["KerasMLPObjective", "build_model", "count_params", "predict"]
+
+log = logging.getLogger(__name__)
+
+#: Rows per forward pass when evaluating or predicting; larger inputs are split in chunks.
+EVAL_CHUNK_ROWS = 1 << 16
+
+#: ReduceLROnPlateau's improvement threshold, absolute (same value as torch_mlp's).
+PLATEAU_THRESHOLD = 1e-4
+
+#: torch's ReduceLROnPlateau ``eps``: a reduction smaller than this is not applied.
+_PLATEAU_EPS = 1e-8
+
+#: BatchNormalization settings equal to torch's ``BatchNorm1d`` defaults (see module docstring).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "leaky_relu", "gelu", "selu")
+_LEAKY_SLOPE = 0.01
+
+#: Process-wide TensorFlow runtime settings, made once (they cannot change afterwards).
+_RUNTIME: dict[str, Any] = {"configured": False, "intra_op_threads": None, "inter_op_threads": None, "note": ""}
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+def configure_runtime(cpus: float) -> dict[str, Any]:
+    """Limit TensorFlow's thread pools to ``cpus`` and enable op determinism, once per process.
+
+    Intra-op threads = ``max(1, int(cpus))`` and inter-op threads = 1. TensorFlow fixes
+    both when its runtime initializes (at the first op of the process), so they are set
+    only on the first call, and only if TensorFlow is not initialized yet; otherwise the
+    current values are kept and ``note`` says why. Later calls change nothing (a process
+    keeps the CPU share of its first trial; Ray gives a worker process the same share for
+    every task of one study). Returns a copy of the process's settings:
+    ``{"configured", "intra_op_threads", "inter_op_threads", "note"}``.
+    """
+    if not _RUNTIME["configured"]:
+        _RUNTIME["configured"] = True
+        n = max(1, int(cpus))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError as exc:
+            _RUNTIME["note"] = (
+                f"TensorFlow was initialized before the first keras trial of this process; its thread pools "
+                f"stay as they were ({exc})"
+            )
+            log.info(_RUNTIME["note"])
+        tf.config.experimental.enable_op_determinism()
+        _RUNTIME["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+        _RUNTIME["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return dict(_RUNTIME)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class _TorchLikeBias(keras.initializers.Initializer):
+    """Uniform in ``±1/sqrt(fan_in)``: torch ``Linear``'s bias init (the fan-in is given)."""
+
+    def __init__(self, fan_in: int) -> None:
+        self.fan_in = int(fan_in)
+
+    def __call__(self, shape: Any, dtype: Any = None) -> Any:
+        bound = 1.0 / math.sqrt(self.fan_in) if self.fan_in > 0 else 0.0
+        return keras.random.uniform(shape, minval=-bound, maxval=bound, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"fan_in": self.fan_in}
+
+
+def _dense(units: int, fan_in: int, name: str) -> keras.layers.Dense:
+    # VarianceScaling(1/3, fan_in, uniform) has limit sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in)
+    return keras.layers.Dense(
+        int(units),
+        kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform"),
+        bias_initializer=_TorchLikeBias(fan_in),
+        name=name,
+    )
+
+
+def _activation(name: str, index: int) -> keras.layers.Layer:
+    if name == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}")
+    if name == "gelu":
+        return keras.layers.Activation(lambda x: keras.activations.gelu(x, approximate=False), name=f"gelu_{index}")
+    return keras.layers.Activation(name, name=f"{name}_{index}")
+
+
+def build_model(
+    cfg: MLPConfig, n_features: int, n_outputs: int, task: str, *, steps_per_execution: int = 1
+) -> keras.Model:
+    """Build and compile the MLP of ``cfg`` as a ``keras.Sequential`` for ``task``.
+
+    Per width ``u`` in ``cfg.hidden_units``: ``Dense(u)``, then ``BatchNormalization``
+    (torch's momentum and epsilon) when ``cfg.batch_norm``, then the activation, then
+    ``Dropout(cfg.dropout)`` when ``cfg.dropout > 0``. Last comes ``Dense(n_outputs)``
+    with no activation: logits for classification, the value for regression. Weights use
+    torch's default initialization, drawn from Keras' global seed generator, so call
+    ``keras.utils.set_random_seed`` first for a reproducible init.
+
+    The model is compiled (``jit_compile=False``) with ``cfg``'s optimizer (see
+    :func:`make_optimizer`), ``SparseCategoricalCrossentropy(from_logits=True)`` and the
+    ``accuracy`` metric for classification, or ``MeanSquaredError`` and ``mae`` for
+    regression; ``steps_per_execution`` is passed to ``compile``.
+
+    Raises ValueError for an unknown task or activation, or non-positive sizes.
+    """
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if n_features < 1 or n_outputs < 1:
+        raise ValueError(f"n_features and n_outputs must be >= 1, got n_features={n_features}, n_outputs={n_outputs}")
+    if cfg.activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {cfg.activation!r}")
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(int(n_features),), dtype="float32", name="features")]
+    prev = int(n_features)
+    for i, units in enumerate(cfg.hidden_units):
+        layers.append(_dense(int(units), prev, name=f"dense_{i}"))
+        if cfg.batch_norm:
+            layers.append(keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"bn_{i}"))
+        layers.append(_activation(cfg.activation, i))
+        if cfg.dropout > 0:
+            layers.append(keras.layers.Dropout(float(cfg.dropout), name=f"dropout_{i}"))
+        prev = int(units)
+    layers.append(_dense(int(n_outputs), prev, name="logits" if task == "classification" else "value"))
+    model = keras.Sequential(layers, name="mlp")
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=_make_loss(task),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        if task == "classification"
+        else [keras.metrics.MeanAbsoluteError(name="mae")],
+        jit_compile=False,
+        steps_per_execution=max(1, int(steps_per_execution)),
+    )
+    return model
+
+
+def _make_loss(task: str) -> keras.losses.Loss:
+    if task == "classification":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return keras.losses.MeanSquaredError()
+
+
+def count_params(model: keras.Model) -> int:
+    """Number of trainable parameters (kernels, biases, BatchNorm's gamma and beta).
+
+    BatchNorm's moving mean and variance are not counted (torch keeps them as buffers),
+    so this equals ``torch_mlp.count_params`` for the same config, unlike Keras'
+    ``model.count_params()``.
+    """
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+
+
+def predict(model: keras.Model, X: np.ndarray, task: str) -> np.ndarray:
+    """Predict rows ``X`` (already scaled features) with ``model`` in inference mode.
+
+    Dropout is off and BatchNorm uses its moving statistics (``training=False``).
+    Returns int64 class indices of shape ``(n,)`` for ``task == "classification"``, and
+    float32 values of shape ``(n,)`` for ``"regression"``.
+    """
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    x = np.ascontiguousarray(X, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (rows x features), got shape {tuple(x.shape)}")
+    out = _forward_chunked(model, tf.constant(x)).numpy()
+    if task == "classification":
+        return out.argmax(axis=1).astype(np.int64)
+    return out.reshape(-1).astype(np.float32)
+
+
+def _forward_chunked(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
+    n = int(x.shape[0])
+    if n <= EVAL_CHUNK_ROWS:
+        return model(x, training=False)
+    return tf.concat([model(x[i : i + EVAL_CHUNK_ROWS], training=False) for i in range(0, n, EVAL_CHUNK_ROWS)], 0)
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+class _CoupledL2:
+    """Mixin: add ``l2 * variable`` to each gradient before the update (torch's weight_decay)."""
+
+    l2: float
+
+    def apply(self, grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> Any:
+        if self.l2:
+            variables = self._trainable_variables if trainable_variables is None else list(trainable_variables)
+            grads = [g if g is None else g + self.l2 * v.value for g, v in zip(grads, variables, strict=True)]
+        return super().apply(grads, trainable_variables)  # type: ignore[misc]
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()  # type: ignore[misc]
+        config["l2"] = self.l2
+        return config
+
+
+def _with_l2(base: type) -> type:
+    def __init__(self: Any, *args: Any, l2: float = 0.0, **kwargs: Any) -> None:
+        base.__init__(self, *args, **kwargs)
+        self.l2 = float(l2)
+
+    cls = type(f"L2{base.__name__}", (_CoupledL2, base), {"__init__": __init__, "__module__": __name__})
+    return keras.saving.register_keras_serializable(package="sweeplab")(cls)
+
+
+L2SGD = _with_l2(keras.optimizers.SGD)
+L2Adam = _with_l2(keras.optimizers.Adam)
+L2RMSprop = _with_l2(keras.optimizers.RMSprop)
+L2Adagrad = _with_l2(keras.optimizers.Adagrad)
+
+
+def make_optimizer(cfg: MLPConfig) -> keras.optimizers.Optimizer:
+    """The optimizer of ``cfg`` with ``learning_rate`` and coupled L2 ``weight_decay``, torch's defaults.
+
+    sgd: ``momentum=cfg.momentum``; adam: betas (0.9, 0.999), eps 1e-8; rmsprop:
+    ``rho=0.99``, momentum 0, eps 1e-8 (as ``1e-16`` under Keras' square root); adagrad:
+    initial accumulator 0, eps 1e-10 (as ``1e-20``). ``weight_decay`` adds
+    ``weight_decay * w`` to every gradient, biases and BatchNorm parameters included.
+    """
+    lr = float(cfg.learning_rate)
+    l2 = float(cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return L2SGD(learning_rate=lr, momentum=float(cfg.momentum), l2=l2)
+    if cfg.optimizer == "adam":
+        return L2Adam(learning_rate=lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, l2=l2)
+    if cfg.optimizer == "rmsprop":
+        return L2RMSprop(learning_rate=lr, rho=0.99, momentum=0.0, epsilon=1e-16, l2=l2)
+    if cfg.optimizer == "adagrad":
+        return L2Adagrad(learning_rate=lr, initial_accumulator_value=0.0, epsilon=1e-20, l2=l2)
+    raise ValueError(f"optimizer must be one of ['sgd', 'adam', 'rmsprop', 'adagrad'], got {cfg.optimizer!r}")
+
+
+class _Plateau:
+    """torch's ``ReduceLROnPlateau(mode="min", threshold_mode="abs", cooldown=0)``, on floats."""
+
+    def __init__(self, factor: float, patience: int, min_lr: float) -> None:
+        self.factor, self.patience, self.min_lr = float(factor), int(patience), float(min_lr)
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def step(self, value: float, lr: float) -> float:
+        """Record this epoch's ``value``; return the learning rate for the next epoch."""
+        if value < self.best - PLATEAU_THRESHOLD:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.bad_epochs = 0
+            new_lr = max(lr * self.factor, self.min_lr)
+            if lr - new_lr > _PLATEAU_EPS:
+                return new_lr
+        return lr
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _monitor_mode(monitor: str) -> str:
+    if monitor.endswith("accuracy"):
+        return "max"
+    if monitor.endswith(("loss", "mae")):
+        return "min"
+    raise ValueError(f"early_stopping.monitor must name a loss, mae or accuracy metric, got {monitor!r}")
+
+
+def _batch_bounds(n: int, batch_size: int, merge_singleton: bool) -> list[tuple[int, int]]:
+    """``[lo, hi)`` slices covering ``0..n`` in order; nothing dropped (as torch_mlp's).
+
+    With ``merge_singleton`` (BatchNorm) a last batch of a single row is merged into the
+    one before it.
+    """
+    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+    if merge_singleton and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    if merge_singleton and n == 1:
+        raise DataError("batch_norm needs at least 2 training rows, got 1")
+    return bounds
+
+
+def _arrays(X: np.ndarray, y: np.ndarray, classification: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Features as float32 rows and targets as int64 ``(n,)`` (classes) or float32 ``(n, 1)`` (values)."""
+    x = np.ascontiguousarray(X, dtype=np.float32)
+    y_np = np.asarray(y).reshape(-1)
+    if x.ndim != 2 or x.shape[0] != y_np.shape[0]:
+        raise DataError(f"features must be rows x columns matching the targets, got {tuple(x.shape)} and {len(y_np)}")
+    if classification:
+        return x, np.ascontiguousarray(y_np, dtype=np.int64)
+    return x, np.ascontiguousarray(y_np, dtype=np.float32).reshape(-1, 1)
+
+
+def _evaluate(
+    model: keras.Model, loss_fn: keras.losses.Loss, x: tf.Tensor, y: tf.Tensor, classification: bool
+) -> tuple[float, float]:
+    """Mean loss and accuracy (or MAE) over all rows in inference mode, as Python floats."""
+    out = _forward_chunked(model, x)
+    loss = float(loss_fn(y, out))
+    if classification:
+        stat = float(np.mean(np.argmax(out.numpy(), axis=1) == y.numpy()))
+    else:
+        stat = float(np.mean(np.abs(out.numpy().astype(np.float64) - y.numpy())))
+    return loss, stat
+
+
+def _nonfinite_name(value: float) -> str:
+    return "nan" if math.isnan(value) else "inf"
+
+
+def _train_dataset(x: tf.Tensor, y: tf.Tensor, perm: tf.Variable, bounds: list[tuple[int, int]]) -> tf.data.Dataset:
+    """One epoch of batches ``x[perm[lo:hi]], y[perm[lo:hi]]``; ``perm`` is read when a batch is made.
+
+    Keras creates a new iterator for every epoch of a dataset of known cardinality, so
+    the callback's ``on_epoch_begin`` sets ``perm`` before the epoch's batches are made.
+    """
+    lows = tf.constant([lo for lo, _ in bounds], dtype=tf.int64)
+    highs = tf.constant([hi for _, hi in bounds], dtype=tf.int64)
+
+    def batch(lo: tf.Tensor, hi: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        idx = perm[lo:hi]
+        return tf.gather(x, idx), tf.gather(y, idx)
+
+    ds = tf.data.Dataset.from_tensor_slices((lows, highs)).map(batch, deterministic=True)
+    return ds.apply(tf.data.experimental.assert_cardinality(len(bounds)))
+
+
+# --------------------------------------------------------------------------- the epoch callback
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Shuffles before each epoch; after it: validation, NaN check, best epoch, report, schedule, early stop.
+
+    Any exception of the epoch-end work (``TrialPruned`` from the reporter, the
+    ``FloatingPointError`` of a non-finite loss) is kept in ``error`` and stops ``fit``
+    after this epoch; the objective raises it once ``fit`` has returned.
+    """
+
+    def __init__(self, objective: KerasMLPObjective, trial: _Trial) -> None:
+        super().__init__()
+        self.objective = objective
+        self.t = trial
+        self.error: BaseException | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        t = self.t
+        t.perm.assign(t.rng.permutation(t.n_train))
+        t.epoch_lr = t.lr
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        try:
+            self._end(epoch + 1, dict(logs or {}))
+        except BaseException as exc:  # TrialPruned, FloatingPointError, anything: stop fit, re-raised after it
+            self.error = exc
+            self.model.stop_training = True
+
+    def _end(self, epoch: int, logs: dict[str, Any]) -> None:
+        t = self.t
+        cfg = t.cfg
+        loss = float(logs.get("loss", math.nan))
+        stat = float(logs.get(t.acc_name, math.nan))
+        t.epochs_trained = epoch
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {_nonfinite_name(loss)} at epoch {epoch}; lower learning_rate "
+                f"(was {cfg.learning_rate:g} with {cfg.optimizer}) or use batch_norm / a smaller batch_size"
+            )
+        val_loss, val_stat = _evaluate(self.model, t.loss_fn, t.x_val, t.y_val, t.classification)
+        if not math.isfinite(val_loss):
+            raise FloatingPointError(
+                f"validation loss became {_nonfinite_name(val_loss)} at epoch {epoch}; lower learning_rate "
+                f"(was {cfg.learning_rate:g} with {cfg.optimizer})"
+            )
+        metrics = dict(zip(t.metric_names, [loss, stat, val_loss, val_stat, float(t.epoch_lr)], strict=True))
+        self.objective.history.append(metrics)
+
+        key = t.sign * metrics[t.monitor]
+        if key < t.best_key:
+            t.best_key, t.best_epoch = key, epoch
+            t.best_weights = self.model.get_weights()
+        if key < t.ref_key - t.min_delta:
+            t.ref_key, t.wait = key, 0
+        else:
+            t.wait += 1
+
+        t.reporter.report(epoch, dict(metrics))
+
+        if t.plateau is not None:
+            t.lr = t.plateau.step(metrics["val_loss"], t.lr)
+        elif cfg.lr_schedule == "exponential":
+            t.lr = t.lr * float(cfg.lr_decay_rate)
+        if t.lr != t.epoch_lr:
+            self.model.optimizer.learning_rate.assign(t.lr)
+        if t.early_stopping and t.wait >= max(1, t.patience):
+            self.model.stop_training = True
+
+
+class _Trial:
+    """The mutable state of one training run (plain attributes, shared with the callback)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.best_key = math.inf  # sign * monitored value of the best epoch so far
+        self.ref_key = math.inf  # sign * value at the last improvement by more than min_delta
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.wait = 0
+        self.epochs_trained = 0
+        self.epoch_lr = 0.0
+        self.__dict__.update(kwargs)
+
+
+# --------------------------------------------------------------------------- objective
+
+
+class KerasMLPObjective(BaseObjective):
+    """Train an MLP with Keras (TensorFlow backend) for one trial.
+
+    Contract of :meth:`run` (the same as ``TorchMLPObjective.run``):
+
+    - ``ctx.params`` -> ``MLPConfig.from_params``; ``ctx.settings`` gives ``task``
+      (defaults to ``ctx.dataset.task``), ``epochs`` (>= 1) and ``early_stopping``
+      (``None`` or an object/mapping with ``patience``, ``min_delta`` = 0,
+      ``monitor`` = ``"val_loss"``).
+    - Threads and determinism: :func:`configure_runtime` on the first trial of the
+      process (intra-op threads ``max(1, int(ctx.cpus))``, inter-op 1, op determinism).
+      Each trial starts with ``keras.backend.clear_session()`` (flat memory over thousands
+      of trials) and ``keras.utils.set_random_seed(ctx.seed mod 2**32)``; the per-epoch
+      shuffle uses a NumPy generator seeded the same way. Same context on CPU ->
+      identical metrics (``train_seconds`` aside). Device: the first GPU when
+      ``ctx.gpus > 0`` and TensorFlow sees one, else the CPU.
+    - After every epoch ``ctx.reporter.report(epoch, metrics)`` with a 1-based epoch and
+      metrics ``loss, accuracy, val_loss, val_accuracy, lr`` (classification) or
+      ``loss, mae, val_loss, val_mae, lr`` (regression). Train metrics are averaged over
+      the epoch's samples as the model was while training on them; val metrics come
+      from one inference-mode pass over the full validation set; ``lr`` is the learning
+      rate used during that epoch. :class:`~sweeplab.objectives.base.TrialPruned` from
+      the reporter stops ``fit`` after that epoch and propagates out of ``run``.
+    - A non-finite training loss raises ``FloatingPointError`` naming nan/inf and the
+      epoch, before that epoch is reported; a non-finite validation loss likewise.
+    - Early stopping: stop when the monitored metric (min for ``*loss``/``*mae``, max for
+      ``*accuracy``) has not improved by more than ``min_delta`` for ``patience`` epochs.
+    - Best weights are always restored at the end, with or without early stopping: the
+      epoch with the best monitored metric (``val_loss`` without early stopping; the
+      earliest on ties). The returned ``val_*`` and train metrics are that epoch's
+      history entry.
+    - Learning-rate schedules: ``exponential`` multiplies it by ``lr_decay_rate`` after
+      each epoch; ``plateau`` is torch's ``ReduceLROnPlateau`` on ``val_loss`` (factor,
+      patience, ``min_lr``, absolute threshold :data:`PLATEAU_THRESHOLD`).
+    - Returns those metrics plus ``test_loss`` and ``test_accuracy``/``test_mae`` (best
+      weights, when the dataset has test rows), ``best_epoch`` (1-based),
+      ``epochs_trained``, ``n_params`` and ``train_seconds``.
+
+    After ``run`` (also after a pruned or failed one), ``self.model`` holds the model
+    (best weights once run returned), ``self.history`` one metrics dict per epoch trained
+    (``history[i]`` is epoch ``i + 1``; the reported keys) and ``self.config`` the config.
+    """
+
+    def __init__(self) -> None:
+        self.model: keras.Model | None = None
+        self.history: list[dict[str, float]] = []
+        self.config: MLPConfig | None = None
+
+    def run(self, ctx: TrialContext) -> dict[str, float]:
+        """Train and evaluate one trial; return final metrics (see the class docstring)."""
+        cfg = MLPConfig.from_params(ctx.params)
+        self.config = cfg
+        self.model = None
+        self.history = []
+        ds = ctx.dataset
+        settings = ctx.settings
+
+        task = _get(settings, "task") or ds.task
+        if task not in ("classification", "regression"):
+            raise ValueError(f"objective.task must be 'classification' or 'regression', got {task!r}")
+        if getattr(ds, "task", task) != task:
+            raise DataError(f"objective.task is {task!r} but the dataset {ds.name!r} was prepared for {ds.task!r}")
+        epochs = _get(settings, "epochs")
+        if epochs is None or int(epochs) < 1:
+            raise ValueError(f"objective.epochs must be an integer >= 1, got {epochs!r}")
+        epochs = int(epochs)
+        classification = task == "classification"
+        acc_name = "accuracy" if classification else "mae"
+
+        es = _get(settings, "early_stopping")
+        monitor = str(_get(es, "monitor", "val_loss") or "val_loss")
+        patience = int(_get(es, "patience", 0) or 0) if es is not None else 0
+        min_delta = abs(float(_get(es, "min_delta", 0.0) or 0.0)) if es is not None else 0.0
+        metric_names = ("loss", acc_name, "val_loss", f"val_{acc_name}", "lr")
+        if monitor not in metric_names[:4]:
+            raise ValueError(
+                f"early_stopping.monitor must be one of {list(metric_names[:4])} for {task}, got {monitor!r}"
+            )
+        sign = 1.0 if _monitor_mode(monitor) == "min" else -1.0  # compare sign * value, lower is better
+
+        if len(ds.y_train) == 0:
+            raise DataError(f"dataset {ds.name!r} has no training rows")
+        if len(ds.y_val) == 0:
+            raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
+        x_train, y_train = _arrays(ds.X_train, ds.y_train, classification)
+        x_val, y_val = _arrays(ds.X_val, ds.y_val, classification)
+        n_outputs = ds.n_outputs if classification else 1
+        if classification and n_outputs < 2:
+            n_outputs = int(max(np.max(y_train), np.max(y_val))) + 1
+        n_train = int(x_train.shape[0])
+        bounds = _batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
+
+        configure_runtime(ctx.cpus)
+        keras.backend.clear_session()
+        seed = int(ctx.seed) % (2**32)
+        keras.utils.set_random_seed(seed)
+        device = "/GPU:0" if ctx.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
+
+        with tf.device(device):
+            model = build_model(cfg, ds.n_features, n_outputs, task, steps_per_execution=len(bounds))
+            self.model = model
+            trial = _Trial(
+                cfg=cfg,
+                classification=classification,
+                acc_name=acc_name,
+                metric_names=metric_names,
+                monitor=monitor,
+                sign=sign,
+                min_delta=min_delta,
+                patience=patience,
+                early_stopping=es is not None,
+                reporter=ctx.reporter,
+                loss_fn=_make_loss(task),
+                x_val=tf.constant(x_val),
+                y_val=tf.constant(y_val),
+                n_train=n_train,
+                rng=np.random.default_rng(seed),
+                perm=tf.Variable(np.arange(n_train, dtype=np.int64), trainable=False, name="shuffle_perm"),
+                lr=float(cfg.learning_rate),
+                plateau=_Plateau(cfg.lr_factor, cfg.lr_patience, cfg.min_lr) if cfg.lr_schedule == "plateau" else None,
+            )
+            data = _train_dataset(tf.constant(x_train), tf.constant(y_train), trial.perm, bounds)
+            callback = _EpochEnd(self, trial)
+            start = time.perf_counter()
+            model.fit(data, epochs=epochs, verbose=0, callbacks=[callback], shuffle=False)
+            train_seconds = time.perf_counter() - start
+            if callback.error is not None:
+                raise callback.error
+
+            if trial.best_weights is not None:
+                model.set_weights(trial.best_weights)
+            best = self.history[trial.best_epoch - 1]
+            result: dict[str, float] = {
+                "val_loss": best["val_loss"],
+                f"val_{acc_name}": best[f"val_{acc_name}"],
+                "loss": best["loss"],
+                acc_name: best[acc_name],
+            }
+            if len(ds.y_test) > 0:
+                x_test, y_test = _arrays(ds.X_test, ds.y_test, classification)
+                test_loss, test_stat = _evaluate(
+                    model, trial.loss_fn, tf.constant(x_test), tf.constant(y_test), classification
+                )
+                result["test_loss"] = test_loss
+                result[f"test_{acc_name}"] = test_stat
+        result.update(
+            best_epoch=float(trial.best_epoch),
+            epochs_trained=float(trial.epochs_trained),
+            n_params=float(count_params(model)),
+            train_seconds=float(train_seconds),
+        )
+        return result

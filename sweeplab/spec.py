@@ -1,0 +1,833 @@
+"""The study spec: YAML -> frozen dataclasses, validated at load time.
+
+:func:`load_spec` reads a YAML file, :func:`parse_spec` an already loaded mapping; both
+return a :class:`StudySpec` or raise :class:`~sweeplab.errors.SpecError` holding every
+problem of the spec at once, each with the YAML path of the bad key
+(``space.units.low``) and a message that restates the rule and echoes the value.
+
+Nothing here touches data files, Optuna storage or MLflow: the spec is checked on its
+own (a dataset path's suffix is checked, its existence is the data module's job).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeplab.errors import Problem, SpecError
+from sweeplab.spaces import SearchSpace, parse_space
+from sweeplab.spaces.checks import (
+    check_bool,
+    check_int,
+    check_keys,
+    check_mapping,
+    check_number,
+    check_plain_data,
+    check_str,
+    describe,
+    is_number,
+    join,
+)
+from sweeplab.spaces.yaml_io import load_yaml
+
+__all__ = [
+    "DATASETS",
+    "DIRECTIONS",
+    "FRAMEWORKS",
+    "METRICS",
+    "PRUNERS",
+    "SAMPLERS",
+    "TASKS",
+    "DatasetSpec",
+    "EarlyStoppingSpec",
+    "ObjectiveSpec",
+    "PrunerSpec",
+    "Resources",
+    "SamplerSpec",
+    "StudySpec",
+    "apply_overrides",
+    "load_spec",
+    "parse_spec",
+    "validate_study_name",
+]
+
+TOP_KEYS = (
+    "study",
+    "direction",
+    "metric",
+    "trials",
+    "timeout",
+    "workers",
+    "resources",
+    "seed",
+    "sampler",
+    "pruner",
+    "objective",
+    "space",
+    "experiment",
+    "max_retries",
+)
+DIRECTIONS = ("maximize", "minimize")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
+PRUNERS = ("none", "median", "percentile", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
+FRAMEWORKS = ("torch", "keras", "python")
+TASKS = ("classification", "regression")
+OBJECTIVE_KEYS = (
+    "framework",
+    "task",
+    "dataset",
+    "epochs",
+    "validation_split",
+    "test_split",
+    "early_stopping",
+    "callable",
+    "options",
+)
+EARLY_STOPPING_KEYS = ("patience", "min_delta", "monitor")
+RESOURCE_KEYS = ("cpu", "gpu")
+
+DATASETS: dict[str, str] = {
+    "make_classification": "classification",
+    "make_regression": "regression",
+    "iris": "classification",
+    "wine": "classification",
+    "breast_cancer": "classification",
+    "digits": "classification",
+    "diabetes": "regression",
+}
+"""Named datasets and their task."""
+
+# Options of named datasets (passed to scikit-learn) and what their values must be.
+_DATASET_OPTIONS: dict[str, dict[str, str]] = {
+    "make_classification": {
+        "n_samples": "int>=1",
+        "n_features": "int>=1",
+        "n_informative": "int>=1",
+        "n_redundant": "int>=0",
+        "n_repeated": "int>=0",
+        "n_classes": "int>=2",
+        "n_clusters_per_class": "int>=1",
+        "weights": "weights",
+        "flip_y": "fraction",
+        "class_sep": "number>0",
+        "hypercube": "bool",
+        "shift": "number",
+        "scale": "number",
+        "shuffle": "bool",
+        "random_state": "int|null",
+    },
+    "make_regression": {
+        "n_samples": "int>=1",
+        "n_features": "int>=1",
+        "n_informative": "int>=0",
+        "bias": "number",
+        "effective_rank": "int|null",
+        "tail_strength": "fraction",
+        "noise": "number>=0",
+        "shuffle": "bool",
+        "random_state": "int|null",
+    },
+    "digits": {"n_class": "int>=2"},
+    "iris": {},
+    "wine": {},
+    "breast_cancer": {},
+    "diabetes": {},
+}
+# scikit-learn's defaults of make_classification, for the cross-option rules.
+_MAKE_CLASSIFICATION_DEFAULTS = {
+    "n_features": 20,
+    "n_informative": 2,
+    "n_redundant": 2,
+    "n_repeated": 0,
+    "n_classes": 2,
+    "n_clusters_per_class": 2,
+}
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+
+METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("val_accuracy", "val_loss", "accuracy", "loss", "test_accuracy", "test_loss"),
+    "regression": ("val_mae", "val_loss", "mae", "loss", "test_mae", "test_loss"),
+}
+"""Metrics of the torch/keras objectives per task (plus ``n_params`` in multi-objective studies)."""
+EPOCH_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("val_loss", "val_accuracy", "loss", "accuracy"),
+    "regression": ("val_loss", "val_mae", "loss", "mae"),
+}
+"""Metrics reported every epoch (what early stopping may monitor)."""
+N_PARAMS = "n_params"
+
+STUDY_NAME_MAX = 128
+_STUDY_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+_CALLABLE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_SEED_MAX = 2**32 - 1
+
+
+# ---------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True)
+class Resources:
+    """Ray resources of one trial: ``cpu > 0``, ``gpu >= 0`` (fractions allowed)."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """An Optuna sampler by name (one of :data:`SAMPLERS`) and its constructor options.
+
+    ``options`` is plain data; the search package builds the sampler from it.
+    """
+
+    name: str = "tpe"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    """An Optuna pruner by name (one of :data:`PRUNERS`; ``none`` never prunes) and its options."""
+
+    name: str = "none"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    """Stop a trial's training when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    patience: int
+    min_delta: float = 0.0
+    monitor: str = "val_loss"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The data a trial trains on: exactly one of ``name`` and ``path``.
+
+    ``name``: one of :data:`DATASETS`; ``options`` go to the scikit-learn generator or
+    loader (``n_samples``, ``n_classes``, ...). ``path``: a CSV or Parquet file
+    (``.csv``, ``.parquet``, ``.pq``) whose ``target`` column is the label; the data
+    module checks that the file exists.
+    """
+
+    name: str | None = None
+    path: str | None = None
+    target: str = "target"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical YAML form: ``{name: ..., **options}`` or ``{path: ..., target: ...}``."""
+        if self.name is not None:
+            return {"name": self.name, **copy.deepcopy(dict(self.options))}
+        return {"path": self.path, "target": self.target}
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """What a trial runs.
+
+    ``framework``: torch | keras (the MLP objectives; ``dataset`` required) or python
+    (``callable`` ``"package.module:function"`` required, ``dataset`` optional,
+    ``options`` passed to it). ``validation_split`` in (0, 1), ``test_split`` in [0, 1),
+    their sum < 1. When the space searches ``framework``, this one is only the default.
+    """
+
+    framework: str = "torch"
+    task: str = "classification"
+    dataset: DatasetSpec | None = None
+    epochs: int = 20
+    validation_split: float = 0.2
+    test_split: float = 0.2
+    early_stopping: EarlyStoppingSpec | None = None
+    callable: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical YAML form (``callable`` / ``options`` only when set)."""
+        out: dict[str, Any] = {
+            "framework": self.framework,
+            "task": self.task,
+            "dataset": self.dataset.to_dict() if self.dataset is not None else None,
+            "epochs": self.epochs,
+            "validation_split": self.validation_split,
+            "test_split": self.test_split,
+            "early_stopping": (
+                {
+                    "patience": self.early_stopping.patience,
+                    "min_delta": self.early_stopping.min_delta,
+                    "monitor": self.early_stopping.monitor,
+                }
+                if self.early_stopping is not None
+                else None
+            ),
+        }
+        if self.callable is not None:
+            out["callable"] = self.callable
+        if self.options:
+            out["options"] = copy.deepcopy(dict(self.options))
+        return out
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study spec.
+
+    ``direction`` and ``metric`` are tuples of the same length (1, or 2 for a
+    multi-objective study). ``experiment`` None means the MLflow experiment is named
+    after the study. ``source`` names where the spec came from (a file path) for
+    error messages. ``parse_spec(spec.to_dict(), spec.source) == spec``.
+    """
+
+    study: str
+    direction: tuple[str, ...]
+    metric: tuple[str, ...]
+    trials: int
+    timeout: float | None
+    workers: int
+    resources: Resources
+    seed: int
+    sampler: SamplerSpec
+    pruner: PrunerSpec
+    objective: ObjectiveSpec
+    space: SearchSpace
+    experiment: str | None = None
+    max_retries: int = 2
+    source: str = "spec"
+
+    @property
+    def multi_objective(self) -> bool:
+        """True when the study optimizes more than one metric."""
+        return len(self.direction) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical plain-data form (JSON-serializable, without ``source``)."""
+        single = len(self.direction) == 1
+        return {
+            "study": self.study,
+            "direction": self.direction[0] if single else list(self.direction),
+            "metric": self.metric[0] if single else list(self.metric),
+            "trials": self.trials,
+            "timeout": self.timeout,
+            "workers": self.workers,
+            "resources": {"cpu": self.resources.cpu, "gpu": self.resources.gpu},
+            "seed": self.seed,
+            "sampler": {"name": self.sampler.name, **copy.deepcopy(dict(self.sampler.options))},
+            "pruner": {"name": self.pruner.name, **copy.deepcopy(dict(self.pruner.options))},
+            "objective": self.objective.to_dict(),
+            "space": self.space.to_dict(),
+            "experiment": self.experiment,
+            "max_retries": self.max_retries,
+        }
+
+
+# ---------------------------------------------------------------------- study names
+def _study_name_problems(name: Any) -> list[str]:
+    if not isinstance(name, str):
+        hint = " (quote it in YAML)" if is_number(name) or isinstance(name, bool) else ""
+        return [f"must be a string, got {describe(name)}{hint}"]
+    if not name:
+        return ["must be a non-empty string, got ''"]
+    msgs = []
+    if len(name) > STUDY_NAME_MAX:
+        msgs.append(f"must be at most {STUDY_NAME_MAX} characters, got {len(name)}: {name[:40]!r}...")
+    if "\0" in name:
+        msgs.append(f"must not contain NUL characters, got {name!r}")
+    if "/" in name or "\\" in name:
+        msgs.append(f"must not contain path separators ('/' or '\\'), got {name!r}")
+    if name in (".", ".."):
+        msgs.append(f"must not be '.' or '..', got {name!r}")
+    elif ".." in name:
+        msgs.append(f"must not contain '..', got {name!r}")
+    if not msgs and not _STUDY_NAME_RE.fullmatch(name):
+        msgs.append(f"may only hold letters, digits, '.', '_' and '-' ([A-Za-z0-9._-]+), got {name!r}")
+    return msgs
+
+
+def validate_study_name(name: str) -> str:
+    """Return ``name`` if it is a valid study name, else raise :class:`SpecError` (path ``study``).
+
+    Valid: 1 to 128 characters of ``[A-Za-z0-9._-]``, not ``.`` or ``..``, without ``..``
+    (so it is safe as a file or folder name).
+    """
+    msgs = _study_name_problems(name)
+    if msgs:
+        raise SpecError([Problem("study", m) for m in msgs], source="study name")
+    return name
+
+
+# ---------------------------------------------------------------------- sections
+def _parse_names(value: Any, path: str, problems: list[Problem], choices: tuple[str, ...] | None) -> list[str] | None:
+    """A string or a list of strings (each one of ``choices`` when given)."""
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        problems.append(Problem(path, "must not be an empty list"))
+        return None
+    out = []
+    for i, item in enumerate(items):
+        ipath = f"{path}[{i}]" if isinstance(value, list) else path
+        name = check_str(item, ipath, problems, choices=choices, what=path)
+        if name is None:
+            return None
+        out.append(name)
+    return out
+
+
+def _parse_direction(data: Mapping[str, Any], problems: list[Problem]) -> tuple[str, ...] | None:
+    value = data.get("direction", "maximize")
+    if isinstance(value, list) and len(value) != 2:
+        problems.append(
+            Problem(
+                "direction",
+                f"must be maximize, minimize or a list of exactly two of them (multi-objective), got {value!r}",
+            )
+        )
+        return None
+    if not isinstance(value, (str, list)):
+        problems.append(Problem("direction", f"must be maximize, minimize or a list of two, got {describe(value)}"))
+        return None
+    names = _parse_names(value, "direction", problems, DIRECTIONS)
+    return tuple(names) if names is not None else None
+
+
+def _parse_metric(
+    data: Mapping[str, Any], direction: tuple[str, ...] | None, problems: list[Problem]
+) -> tuple[str, ...] | None:
+    if "metric" not in data:
+        problems.append(Problem("metric", "required: the metric the study optimizes (e.g. val_accuracy)"))
+        return None
+    value = data["metric"]
+    if not isinstance(value, (str, list)):
+        problems.append(Problem("metric", f"must be a metric name or a list of names, got {describe(value)}"))
+        return None
+    names = _parse_names(value, "metric", problems, None)
+    if names is None:
+        return None
+    if direction is not None and len(names) != len(direction):
+        problems.append(
+            Problem(
+                "metric",
+                f"must name one metric per direction ({len(direction)}), got {len(names)}: {value!r}",
+            )
+        )
+        return None
+    if len(set(names)) != len(names):
+        problems.append(Problem("metric", f"metric names must be distinct, got {value!r}"))
+        return None
+    return tuple(names)
+
+
+def _check_metric_names(
+    metric: tuple[str, ...], objective: ObjectiveSpec, multi: bool, problems: list[Problem]
+) -> None:
+    if objective.framework == "python":
+        return
+    allowed = METRICS[objective.task]
+    for i, name in enumerate(metric):
+        path = f"metric[{i}]" if multi else "metric"
+        if name == N_PARAMS:
+            if not multi:
+                problems.append(
+                    Problem(
+                        path,
+                        "`n_params` (the parameter count) is only a metric of multi-objective studies, "
+                        "next to a model metric",
+                    )
+                )
+        elif name not in allowed:
+            extra = ", n_params (multi-objective)"
+            problems.append(
+                Problem(
+                    path,
+                    f"unknown metric `{name}` for framework {objective.framework}, task {objective.task}; "
+                    f"allowed: {', '.join(allowed)}{extra}",
+                )
+            )
+
+
+def _parse_resources(value: Any, problems: list[Problem]) -> Resources | None:
+    if value is None:
+        return Resources()
+    mapping = check_mapping(value, "resources", problems)
+    if mapping is None:
+        return None
+    before = len(problems)
+    check_keys(mapping, RESOURCE_KEYS, "resources", problems)
+    cpu = check_number(mapping.get("cpu", 1.0), "resources.cpu", problems, gt=0)
+    gpu = check_number(mapping.get("gpu", 0.0), "resources.gpu", problems, ge=0)
+    if len(problems) > before or cpu is None or gpu is None:
+        return None
+    return Resources(cpu=cpu, gpu=gpu)
+
+
+def _parse_component(
+    value: Any, path: str, names: tuple[str, ...], default: str, problems: list[Problem]
+) -> tuple[str, dict[str, Any]] | None:
+    """``name`` or ``{name: ..., **options}`` of a sampler or pruner."""
+    if value is None:
+        return default, {}
+    if isinstance(value, str):
+        value = {"name": value}
+    mapping = check_mapping(value, path, problems)
+    if mapping is None:
+        return None
+    if "name" not in mapping:
+        problems.append(Problem(join(path, "name"), f"required; one of {', '.join(names)}"))
+        return None
+    before = len(problems)
+    name = check_str(mapping["name"], join(path, "name"), problems, choices=names, what=path)
+    options = {k: copy.deepcopy(v) for k, v in mapping.items() if k != "name"}
+    check_plain_data(options, path, problems)
+    if len(problems) > before or name is None:
+        return None
+    return name, options
+
+
+def _parse_dataset(value: Any, task: str | None, problems: list[Problem]) -> DatasetSpec | None:
+    path = "objective.dataset"
+    mapping = check_mapping(value, path, problems)
+    if mapping is None:
+        return None
+    has_name, has_path = "name" in mapping, "path" in mapping
+    if has_name and has_path:
+        problems.append(Problem(path, f"give exactly one of `name` and `path`, got both: {dict(mapping)!r}"))
+        return None
+    if not has_name and not has_path:
+        problems.append(
+            Problem(
+                path,
+                f"needs `name` (one of {', '.join(DATASETS)}) or `path` (a CSV or Parquet file), "
+                f"got keys: {', '.join(mapping) or 'none'}",
+            )
+        )
+        return None
+    before = len(problems)
+    if has_path:
+        check_keys(mapping, ("path", "target"), path, problems)
+        file = check_str(mapping["path"], join(path, "path"), problems)
+        if file is not None and not file.lower().endswith(DATA_SUFFIXES):
+            problems.append(
+                Problem(
+                    join(path, "path"),
+                    f"must be a CSV or Parquet file ({', '.join(DATA_SUFFIXES)}), got {file!r}",
+                )
+            )
+        target = check_str(mapping.get("target", "target"), join(path, "target"), problems)
+        if len(problems) > before or file is None or target is None:
+            return None
+        return DatasetSpec(path=file, target=target)
+    name = check_str(mapping["name"], join(path, "name"), problems, choices=DATASETS, what="dataset")
+    if name is None:
+        return None
+    schema = _DATASET_OPTIONS[name]
+    check_keys(mapping, ("name", *schema), path, problems)
+    options = {k: copy.deepcopy(v) for k, v in mapping.items() if k != "name"}
+    for key, value_ in options.items():
+        if key in schema:
+            _check_option(value_, schema[key], join(path, key), problems)
+    if task is not None and DATASETS[name] != task:
+        problems.append(Problem("objective.task", f"dataset `{name}` is a {DATASETS[name]} set, got task {task}"))
+    if len(problems) > before:
+        return None
+    if name == "make_classification":
+        _check_make_classification(options, path, problems)
+        if len(problems) > before:
+            return None
+    return DatasetSpec(name=name, options=options)
+
+
+def _check_option(value: Any, kind: str, path: str, problems: list[Problem]) -> None:
+    if kind.startswith("int"):
+        if kind == "int|null":
+            if value is not None:
+                check_int(value, path, problems)
+        else:
+            check_int(value, path, problems, minimum=int(kind[5:]))
+    elif kind == "bool":
+        check_bool(value, path, problems)
+    elif kind == "number":
+        check_number(value, path, problems)
+    elif kind == "number>0":
+        check_number(value, path, problems, gt=0)
+    elif kind == "number>=0":
+        check_number(value, path, problems, ge=0)
+    elif kind == "fraction":
+        check_number(value, path, problems, ge=0, le=1)
+    elif kind == "weights" and value is not None:
+        if not isinstance(value, list) or not value:
+            problems.append(Problem(path, f"must be a list of class weights or null, got {describe(value)}"))
+        else:
+            for i, w in enumerate(value):
+                check_number(w, f"{path}[{i}]", problems, ge=0)
+
+
+def _check_make_classification(options: Mapping[str, Any], path: str, problems: list[Problem]) -> None:
+    """scikit-learn's cross-option rules, checked now instead of failing every trial later."""
+    o = {**_MAKE_CLASSIFICATION_DEFAULTS, **{k: v for k, v in options.items() if k in _MAKE_CLASSIFICATION_DEFAULTS}}
+    used = o["n_informative"] + o["n_redundant"] + o["n_repeated"]
+    if used > o["n_features"]:
+        problems.append(
+            Problem(
+                path,
+                "`n_informative + n_redundant + n_repeated <= n_features` must hold, got "
+                f"{o['n_informative']} + {o['n_redundant']} + {o['n_repeated']} = {used} "
+                f"> n_features={o['n_features']}",
+            )
+        )
+    clusters = o["n_classes"] * o["n_clusters_per_class"]
+    if clusters > 2 ** min(o["n_informative"], 64):
+        problems.append(
+            Problem(
+                path,
+                "`n_classes * n_clusters_per_class <= 2 ** n_informative` must hold (scikit-learn's rule), got "
+                f"{o['n_classes']} * {o['n_clusters_per_class']} = {clusters} > 2 ** {o['n_informative']} = "
+                f"{2 ** o['n_informative']}; raise n_informative (default 2) or lower n_clusters_per_class (default 2)",
+            )
+        )
+    weights = options.get("weights")
+    if isinstance(weights, list) and len(weights) not in (o["n_classes"], o["n_classes"] - 1):
+        problems.append(
+            Problem(
+                join(path, "weights"),
+                f"must hold n_classes or n_classes - 1 weights ({o['n_classes']}), got {len(weights)}",
+            )
+        )
+
+
+def _parse_early_stopping(value: Any, framework: str | None, task: str | None, problems: list[Problem]) -> Any:
+    path = "objective.early_stopping"
+    mapping = check_mapping(value, path, problems)
+    if mapping is None:
+        return None
+    before = len(problems)
+    check_keys(mapping, EARLY_STOPPING_KEYS, path, problems)
+    if "patience" not in mapping:
+        problems.append(Problem(join(path, "patience"), "required: epochs without improvement before stopping"))
+        patience = None
+    else:
+        patience = check_int(mapping["patience"], join(path, "patience"), problems, minimum=1)
+    min_delta = check_number(mapping.get("min_delta", 0.0), join(path, "min_delta"), problems, ge=0)
+    choices = EPOCH_METRICS[task] if framework in ("torch", "keras") and task in EPOCH_METRICS else None
+    monitor = check_str(
+        mapping.get("monitor", "val_loss"), join(path, "monitor"), problems, choices=choices, what="monitor metric"
+    )
+    if len(problems) > before or patience is None or min_delta is None or monitor is None:
+        return None
+    return EarlyStoppingSpec(patience=patience, min_delta=min_delta, monitor=monitor)
+
+
+def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | None:
+    path = "objective"
+    if value is None:
+        value = {}
+    mapping = check_mapping(value, path, problems)
+    if mapping is None:
+        return None
+    before = len(problems)
+    check_keys(mapping, OBJECTIVE_KEYS, path, problems)
+    framework = check_str(
+        mapping.get("framework", "torch"), "objective.framework", problems, choices=FRAMEWORKS, what="framework"
+    )
+    task = check_str(mapping.get("task", "classification"), "objective.task", problems, choices=TASKS, what="task")
+    epochs = check_int(mapping.get("epochs", 20), "objective.epochs", problems, minimum=1)
+    val = check_number(mapping.get("validation_split", 0.2), "objective.validation_split", problems, gt=0, lt=1)
+    test = check_number(mapping.get("test_split", 0.2), "objective.test_split", problems, ge=0, lt=1)
+    if val is not None and test is not None and val + test >= 1:
+        problems.append(
+            Problem(path, f"`validation_split + test_split < 1` must hold, got {val!r} + {test!r} = {val + test!r}")
+        )
+    dataset = None
+    if mapping.get("dataset") is not None:
+        dataset = _parse_dataset(mapping["dataset"], task, problems)
+    elif framework in ("torch", "keras"):
+        problems.append(
+            Problem(
+                "objective.dataset",
+                f"required for framework {framework}, e.g. {{name: make_classification, n_samples: 1000}} "
+                "or {path: data.csv, target: label}",
+            )
+        )
+    early = None
+    if mapping.get("early_stopping") is not None:
+        early = _parse_early_stopping(mapping["early_stopping"], framework, task, problems)
+    func = mapping.get("callable")
+    if func is not None:
+        if framework in ("torch", "keras"):
+            problems.append(
+                Problem("objective.callable", f"only used with framework python, got framework {framework}")
+            )
+        elif check_str(func, "objective.callable", problems) is not None and not _CALLABLE_RE.fullmatch(func):
+            problems.append(Problem("objective.callable", f"must look like 'package.module:function', got {func!r}"))
+    elif framework == "python":
+        problems.append(Problem("objective.callable", "required for framework python: 'package.module:function'"))
+    options = mapping.get("options")
+    if options is None:
+        options = {}
+    elif check_mapping(options, "objective.options", problems) is not None:
+        if options and framework in ("torch", "keras"):
+            problems.append(Problem("objective.options", f"only used with framework python, got framework {framework}"))
+        check_plain_data(options, "objective.options", problems)
+    if len(problems) > before:
+        return None
+    assert framework is not None and task is not None and epochs is not None and val is not None and test is not None
+    return ObjectiveSpec(
+        framework=framework,
+        task=task,
+        dataset=dataset,
+        epochs=epochs,
+        validation_split=val,
+        test_split=test,
+        early_stopping=early,
+        callable=func,
+        options=copy.deepcopy(dict(options)),
+    )
+
+
+def _objective_framework(value: Any) -> str | None:
+    """The framework the space is checked for (None: any names), even when the objective is invalid."""
+    framework = value.get("framework", "torch") if isinstance(value, Mapping) else "torch"
+    if framework in ("torch", "keras"):
+        return str(framework)
+    return None
+
+
+# ---------------------------------------------------------------------- entry points
+def parse_spec(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
+    """Validate an already loaded spec mapping and return its :class:`StudySpec`.
+
+    Raises :class:`SpecError` (with ``source``) listing every problem at once.
+    """
+    problems: list[Problem] = []
+    if not isinstance(data, Mapping):
+        raise SpecError([Problem("", f"a study spec must be a mapping of keys, got {describe(data)}")], source)
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise SpecError([Problem("", f"keys must be strings, got {describe(bad_keys[0])}")], source)
+    check_keys(data, TOP_KEYS, "", problems)
+
+    study = None
+    if "study" not in data:
+        problems.append(Problem("study", "required: the study name ([A-Za-z0-9._-])"))
+    else:
+        msgs = _study_name_problems(data["study"])
+        problems.extend(Problem("study", m) for m in msgs)
+        study = None if msgs else data["study"]
+
+    direction = _parse_direction(data, problems)
+    metric = _parse_metric(data, direction, problems)
+    trials = check_int(data.get("trials", 20), "trials", problems, minimum=1)
+    timeout = data.get("timeout")
+    timeout_ok = timeout is None or check_number(timeout, "timeout", problems, gt=0) is not None
+    workers = check_int(data.get("workers", 1), "workers", problems, minimum=1)
+    resources = _parse_resources(data.get("resources"), problems)
+    seed = check_int(data.get("seed", 0), "seed", problems, minimum=0, maximum=_SEED_MAX)
+    max_retries = check_int(data.get("max_retries", 2), "max_retries", problems, minimum=0)
+    experiment = data.get("experiment")
+    experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
+    multi = direction is not None and len(direction) > 1
+
+    sampler = _parse_component(data.get("sampler"), "sampler", SAMPLERS, "tpe", problems)
+    if sampler is not None:
+        if "seed" in sampler[1]:
+            problems.append(
+                Problem("sampler.seed", "the sampler is seeded from the top-level `seed`; set the seed there")
+            )
+        if sampler[0] == "grid" and "search_space" in sampler[1]:
+            problems.append(Problem("sampler.search_space", "the grid sampler's grid comes from `space`"))
+        if sampler[0] == "cmaes" and multi:
+            problems.append(Problem("sampler.name", "sampler cmaes supports single-objective studies only, got cmaes"))
+    pruner = _parse_component(data.get("pruner"), "pruner", PRUNERS, "none", problems)
+    if pruner is not None and multi and pruner[0] != "none":
+        problems.append(
+            Problem("pruner.name", f"Optuna cannot prune multi-objective studies; use none, got {pruner[0]}")
+        )
+
+    objective = _parse_objective(data.get("objective"), problems)
+    if objective is not None and metric is not None:
+        _check_metric_names(metric, objective, multi, problems)
+
+    space = None
+    if "space" not in data:
+        problems.append(Problem("space", "required: the parameters to search, or the name of a built-in space"))
+    else:
+        space = parse_space(data["space"], "space", _objective_framework(data.get("objective")), problems)
+        if sampler is not None and sampler[0] == "grid":
+            for name, why in space.grid_problems():
+                problems.append(Problem(join("space", name), why))
+
+    if problems:
+        raise SpecError(problems, source)
+    assert study is not None and direction is not None and metric is not None and trials is not None
+    assert workers is not None and resources is not None and seed is not None and max_retries is not None
+    assert sampler is not None and pruner is not None and objective is not None and space is not None
+    assert timeout_ok and experiment_ok
+    return StudySpec(
+        study=study,
+        direction=direction,
+        metric=metric,
+        trials=trials,
+        timeout=float(timeout) if timeout is not None else None,
+        workers=workers,
+        resources=resources,
+        seed=seed,
+        sampler=SamplerSpec(name=sampler[0], options=sampler[1]),
+        pruner=PrunerSpec(name=pruner[0], options=pruner[1]),
+        objective=objective,
+        space=space,
+        experiment=experiment,
+        max_retries=max_retries,
+        source=source,
+    )
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``data`` with ``overrides`` applied (before validation).
+
+    Keys are top-level keys (``trials``, ``workers``, ``study``) or dotted paths into
+    mappings (``objective.epochs``); keys whose value is None are skipped (a CLI flag
+    that was not given). Raises :class:`SpecError` when a dotted path crosses a value
+    that is not a mapping.
+    """
+    out = copy.deepcopy(dict(data))
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        parts = str(key).split(".")
+        node: dict[str, Any] = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise SpecError([Problem(where, f"cannot override `{key}`: {where} is not a mapping")], "overrides")
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
+    """Read the YAML spec at ``path``, apply ``overrides`` (see :func:`apply_overrides`), validate.
+
+    Raises :class:`SpecError` (``source`` = ``str(path)``) for a missing or unreadable
+    file, a YAML syntax error (with its line), an empty file, or any rule broken.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem("", f"spec file {source} does not exist")], source) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem("", f"spec file {source} is not UTF-8 text: {exc.reason}")], source) from None
+    except OSError as exc:
+        raise SpecError([Problem("", f"cannot read spec file {source}: {exc.strerror or exc}")], source) from None
+    data = load_yaml(text, source)
+    if data is None:
+        raise SpecError(
+            [Problem("", f"spec file {source} is empty; it needs at least `study`, `metric` and `space`")], source
+        )
+    if isinstance(data, Mapping) and overrides:
+        data = apply_overrides(data, overrides)
+    return parse_spec(data, source)

@@ -1,0 +1,135 @@
+"""End-to-end studies in-process on a local Ray with analytic objectives (fast)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeplab.search import RunOptions, run_study
+from sweeplab.spec import parse_spec
+
+
+def bowl_spec(**over):
+    data = {
+        "study": "bowl",
+        "direction": "maximize",
+        "metric": "score",
+        "trials": 8,
+        "workers": 2,
+        "seed": 7,
+        "sampler": {"name": "tpe"},
+        "pruner": {"name": "none"},
+        "objective": {"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 4},
+        "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}, "y": {"type": "float", "low": -1.0, "high": 1.0}},
+    }
+    data.update(over)
+    return parse_spec(data)
+
+
+def run(spec, stores, **kw):
+    return run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
+                                      progress=False, **kw))
+
+
+def child_runs(stores, parent_id):
+    client = MlflowClient(stores["tracking"])
+    exp_ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(exp_ids, filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=1000)
+
+
+def test_study_completes_with_one_child_run_per_trial(ray_local, stores):
+    summary = run(bowl_spec(), stores)
+    assert summary["n_trials"] == 8 and summary["n_complete"] == 8
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    assert len(study.trials) == 8
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert summary["best_value"] == pytest.approx(study.best_value)
+    assert summary["best_trial"] == study.best_trial.number
+    runs = child_runs(stores, summary["mlflow_parent_run_id"])
+    assert len(runs) == 8
+    by_number = {int(r.data.tags["sweeplab.trial_number"]): r for r in runs}
+    assert sorted(by_number) == list(range(8))
+    for t in study.trials:
+        run_ = by_number[t.number]
+        assert t.user_attrs["mlflow_run_id"] == run_.info.run_id
+        assert run_.info.status == "FINISHED"
+        assert float(run_.data.params["x"]) == pytest.approx(t.params["x"])
+        history = MlflowClient(stores["tracking"]).get_metric_history(run_.info.run_id, "score")
+        assert [m.step for m in history] == [1, 2, 3, 4]
+    best_run = by_number[summary["best_trial"]]
+    assert summary["best_run_id"] == best_run.info.run_id
+    assert best_run.data.metrics["final_score"] == pytest.approx(summary["best_value"])
+    parents = MlflowClient(stores["tracking"]).search_runs(
+        [summary["mlflow_experiment_id"]], filter_string="tags.`sweeplab.role` = 'parent'")
+    assert len(parents) == 1
+    assert parents[0].data.metrics["best_value"] == pytest.approx(summary["best_value"])
+    assert parents[0].info.status == "FINISHED"
+
+
+def test_resume_continues_up_to_trials_with_same_parent_run(ray_local, stores):
+    first = run(bowl_spec(trials=4), stores)
+    second = run(bowl_spec(trials=7), stores)
+    assert first["n_trials"] == 4 and second["n_trials"] == 7
+    assert second["mlflow_parent_run_id"] == first["mlflow_parent_run_id"]
+    assert len(child_runs(stores, first["mlflow_parent_run_id"])) == 7
+    again = run(bowl_spec(trials=7), stores)
+    assert again["n_trials"] == 7
+
+
+def test_same_seed_gives_same_first_trials(ray_local, tmp_path):
+    params = []
+    for i in range(2):
+        stores = {"storage": f"sqlite:///{tmp_path}/o{i}.db", "tracking": f"sqlite:///{tmp_path}/m{i}.db"}
+        run(bowl_spec(trials=4, workers=2, sampler={"name": "random"}), stores)
+        study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+        params.append([study.trials[n].params for n in range(4)])
+    assert params[0] == params[1]
+
+
+def test_failures_are_recorded_and_never_best(ray_local, stores):
+    spec = bowl_spec(
+        trials=6, workers=2,
+        objective={"framework": "python", "callable": "sweeplab_test_objectives:faulty", "epochs": 1},
+        space={"mode": {"type": "categorical", "choices": ["ok", "raise", "nan", "inf", "none", "string"]}},
+        sampler={"name": "grid"},
+    )
+    summary = run(spec, stores)
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    states = {t.params["mode"]: t for t in study.trials}
+    assert set(states) == {"ok", "raise", "nan", "inf", "none", "string"}
+    assert states["ok"].state == optuna.trial.TrialState.COMPLETE
+    for mode, needle in (("raise", "boom"), ("nan", "nan"), ("inf", "inf"), ("none", "NoneType"),
+                         ("string", "str")):
+        t = states[mode]
+        assert t.state == optuna.trial.TrialState.FAIL, mode
+        assert needle in t.user_attrs["sweeplab.fail_reason"], (mode, t.user_attrs["sweeplab.fail_reason"])
+    assert summary["best_trial"] == states["ok"].number
+    assert summary["n_failed"] == 5 and summary["n_complete"] == 1
+    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary["mlflow_parent_run_id"])}
+    for mode in ("raise", "nan", "inf", "none", "string"):
+        r = runs[states[mode].number]
+        assert r.info.status == "FAILED"
+        assert r.data.tags["sweeplab.state"] == "FAIL"
+        assert r.data.tags["sweeplab.fail_reason"]
+    assert math.isfinite(summary["best_value"])
+
+
+def test_median_pruner_stops_trials_and_marks_runs_killed(ray_local, stores):
+    spec = bowl_spec(trials=14, workers=2, sampler={"name": "random"},
+                     pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+                     objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 8})
+    summary = run(spec, stores)
+    assert summary["n_pruned"] >= 1
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary["mlflow_parent_run_id"])}
+    for t in pruned:
+        epoch = t.user_attrs["sweeplab.pruned_at_epoch"]
+        assert 1 <= epoch < 8
+        assert max(t.intermediate_values) == epoch
+        r = runs[t.number]
+        assert r.info.status == "KILLED"
+        assert r.data.tags["sweeplab.pruned_at_epoch"] == str(epoch)

@@ -1,0 +1,55 @@
+"""Analytic objectives for fast tests (imported by Ray workers through PYTHONPATH).
+
+They follow the objective contract exactly like the real MLP objectives: report every
+epoch through ``ctx.reporter`` and return metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+
+
+def bowl(ctx):
+    """A noisy 2-D bowl that improves with epochs; maximum near x=0.3, y=-0.2."""
+    x, y = float(ctx.params["x"]), float(ctx.params["y"])
+    epochs = int(getattr(ctx.settings, "epochs", 5))
+    rng = random.Random(ctx.seed)
+    target = 1.0 - (x - 0.3) ** 2 - (y + 0.2) ** 2
+    score = 0.0
+    for epoch in range(1, epochs + 1):
+        score = target * (1 - 0.5 ** epoch) + rng.uniform(-0.01, 0.01)
+        ctx.reporter.report(epoch, {"score": score, "loss": 1 - score})
+    return {"score": score, "loss": 1 - score}
+
+
+def sleepy(ctx):
+    """Fixed cost: sleeps ``options.seconds`` split over the epochs; value from x."""
+    seconds = float(ctx.settings.options.get("seconds", 0.1))
+    epochs = int(ctx.settings.epochs)
+    for epoch in range(1, epochs + 1):
+        time.sleep(seconds / epochs)
+        ctx.reporter.report(epoch, {"score": float(ctx.params["x"]) * epoch / epochs})
+    return {"score": float(ctx.params["x"])}
+
+
+def faulty(ctx):
+    """Misbehaves by params["mode"]: ok, raise, nan, inf, none, string, kill."""
+    mode = ctx.params["mode"]
+    ctx.reporter.report(1, {"score": 0.5})
+    if mode == "raise":
+        raise RuntimeError("boom: the objective failed on purpose")
+    if mode == "nan":
+        return {"score": math.nan}
+    if mode == "inf":
+        return {"score": math.inf}
+    if mode == "none":
+        return None
+    if mode == "string":
+        return "not a number"
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"score": 0.5 + 0.01 * float(ctx.params.get("x", 0.0))}
