@@ -240,6 +240,7 @@ def _learning_curves(ctx: _Context) -> FigureSection:
     fig = go.Figure()
     n_failed = 0
     drawn = 0
+    max_epoch = 0
     for t in sorted(ctx.trials, key=lambda tr: tr.number):
         points = sorted((step, v) for step, v in t.intermediate_values.items() if _finite(v))
         if not points:
@@ -251,6 +252,7 @@ def _learning_curves(ctx: _Context) -> FigureSection:
             continue
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
+        max_epoch = max(max_epoch, xs[-1])
         state = t.state.name
         label = f"trial {t.number}" + (" (best)" if t.number == best_number else f" ({state.lower()})")
         line: dict[str, Any] = {"width": 3 if t.number == best_number else 1.5}
@@ -275,6 +277,8 @@ def _learning_curves(ctx: _Context) -> FigureSection:
         return _section(TITLE_LEARNING_CURVES, None, msg)
     fig.update_layout(xaxis_title="epoch", yaxis_title=ctx.target_name, height=500, margin={"t": 30},
                       hovermode="closest")
+    if max_epoch <= 20:  # whole epochs only: no 0.5 ticks on short runs
+        fig.update_xaxes(tick0=0, dtick=1)
     note = "Pruned trials are dashed and marked with an x at their last epoch; running trials are dotted."
     if n_failed:
         note += f" {n_failed} failed trial(s) are not drawn."
@@ -365,15 +369,17 @@ def _contour(ctx: _Context) -> FigureSection:
     if len(ctx.complete) < 2:
         return _section(TITLE_CONTOUR, None, f"A contour needs at least 2 complete trials; this study has "
                         f"{len(ctx.complete)}.")
-    if len(ctx.params) < 2:
-        return _section(TITLE_CONTOUR, None, "A contour needs two parameters common to all complete trials; "
-                        f"this study has {len(ctx.params)}.")
+    varying = [p for p in ctx.params if len({repr(t.params[p]) for t in ctx.complete}) > 1]
+    if len(varying) < 2:
+        return _section(TITLE_CONTOUR, None, "A contour needs two parameters that are common to all complete "
+                        f"trials and take more than one value there; this study has {len(varying)}"
+                        + (f" ({', '.join(varying)})." if varying else "."))
     if ctx.importances:
-        top = sorted(ctx.importances, key=lambda k: -ctx.importances[k])[:2]  # type: ignore[index]
-        why = (f"Top two parameters by importance: {top[0]} ({ctx.importances[top[0]]:.2f}) and "
-               f"{top[1]} ({ctx.importances[top[1]]:.2f}).")
+        top = sorted(varying, key=lambda k: (-ctx.importances.get(k, 0.0), k))[:2]  # type: ignore[union-attr]
+        why = (f"Top two parameters by importance: {top[0]} ({ctx.importances.get(top[0], 0.0):.2f}) and "
+               f"{top[1]} ({ctx.importances.get(top[1], 0.0):.2f}).")
     else:
-        top = ctx.params[:2]
+        top = varying[:2]
         why = f"Importances are unavailable, so the first two parameters by name are shown: {top[0]}, {top[1]}."
     fig = _strip_title(ov.plot_contour(ctx.study, params=top, **ctx.target_kwargs))
     fig.update_layout(height=550)

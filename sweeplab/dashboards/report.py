@@ -84,6 +84,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _joined(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def _e(value: Any) -> str:
     return escape(_fmt(value), quote=True)
 
@@ -111,9 +115,9 @@ def _header(study_name: str, summary: Mapping[str, Any], generated: datetime) ->
     metric = summary.get("metric")
     meta = [f"generated {generated:%Y-%m-%d %H:%M:%S}"]
     if direction:
-        meta.append("direction " + escape(", ".join(map(str, direction)) if isinstance(direction, list) else str(direction)))
+        meta.append("direction " + escape(_joined(direction)))
     if metric:
-        meta.append("metric " + escape(", ".join(map(str, metric)) if isinstance(metric, list) else str(metric)))
+        meta.append("metric " + escape(_joined(metric)))
     if target:
         meta.append(f"target {_e(target)} trials")
     parts = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -427,9 +428,13 @@ class TorchMLPObjective(BaseObjective):
 
         Zero-copy on CPU when the arrays already have those dtypes; never written to.
         """
-        x_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        y_np = np.asarray(y).reshape(-1)
-        y_t = torch.from_numpy(np.ascontiguousarray(y_np, dtype=np.int64 if classification else np.float32))
+        # Arrays from Ray's object store are read-only; they are never written to here,
+        # so the zero-copy view is safe and torch's warning about it is noise.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+            y_np = np.asarray(y).reshape(-1)
+            y_t = torch.from_numpy(np.ascontiguousarray(y_np, dtype=np.int64 if classification else np.float32))
         if x_t.ndim != 2 or x_t.shape[0] != y_t.shape[0]:
             raise DataError(
                 f"features must be rows x columns matching the targets, got {tuple(x_t.shape)} and {len(y_t)}"

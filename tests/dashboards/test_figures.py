@@ -57,11 +57,11 @@ def make_single_study(storage: str | None = None, name: str = "single", n_trials
     study = optuna.create_study(
         study_name=name, storage=storage, direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=0),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        pruner=optuna.pruners.PercentilePruner(80.0, n_startup_trials=3, n_warmup_steps=1),
     )
     # Three good trials first, then bad ones the median pruner must stop.
-    for x in (1.0, 0.8, 1.2):
-        study.enqueue_trial({"x": x, "lr": 0.01, "act": "relu"})
+    for x, lr, act in ((1.0, 0.01, "relu"), (0.5, 0.003, "tanh"), (1.5, 0.03, "relu")):
+        study.enqueue_trial({"x": x, "lr": lr, "act": act})
     for x in (-3.0, 3.0):
         study.enqueue_trial({"x": x, "lr": 1e-4, "act": "tanh"})
     study.optimize(_objective, n_trials=n_trials, catch=(RuntimeError,))
@@ -140,7 +140,7 @@ def test_importances_are_reproducible_and_drive_the_contour(single: optuna.Study
     b = _by_title(single)[TITLE_IMPORTANCES].figure
     assert list(a.data[0].x) == list(b.data[0].x)
     assert set(a.data[0].y) == {"x", "lr", "act"}
-    top_two = [name for _, name in sorted(zip(a.data[0].x, a.data[0].y), reverse=True)[:2]]
+    top_two = [name for _, name in sorted(zip(a.data[0].x, a.data[0].y, strict=True), reverse=True)[:2]]
     contour = _by_title(single)[TITLE_CONTOUR]
     assert all(name in contour.note for name in top_two)
     axis_titles = {contour.figure.layout.xaxis.title.text, contour.figure.layout.yaxis.title.text}
@@ -196,6 +196,20 @@ def _failed_only_study() -> optuna.Study:
     return study
 
 
+def _conditional_study() -> optuna.Study:
+    """Params that only some trials have (a conditional space)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+
+    def objective(t: optuna.Trial) -> float:
+        lr = t.suggest_float("lr", 1e-3, 1.0, log=True)
+        if t.suggest_categorical("optimizer", ["sgd", "adam"]) == "sgd":
+            return lr + t.suggest_float("momentum", 0.0, 0.9)
+        return lr * 2
+
+    study.optimize(objective, n_trials=8)
+    return study
+
+
 def _constant_study() -> optuna.Study:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: 0.0 * t.suggest_float("a", 0, 1) + 0.0 * t.suggest_float("b", 0, 1), n_trials=3)
@@ -212,8 +226,9 @@ def _constant_study() -> optuna.Study:
         (_failed_only_study, {TITLE_HISTORY, TITLE_LEARNING_CURVES, TITLE_IMPORTANCES, TITLE_PARALLEL,
                               TITLE_SLICE, TITLE_CONTOUR}),
         (_constant_study, {TITLE_LEARNING_CURVES, TITLE_IMPORTANCES}),
+        (_conditional_study, {TITLE_LEARNING_CURVES}),
     ],
-    ids=["empty", "one-complete-trial", "one-param", "only-failed", "constant-values"],
+    ids=["empty", "one-complete-trial", "one-param", "only-failed", "constant-values", "conditional-params"],
 )
 def test_degraded_studies_give_notes_not_exceptions(build, missing: set[str], tmp_path: Path) -> None:
     study = build()
@@ -235,6 +250,24 @@ def test_importance_notes_say_why() -> None:
     assert "one parameter (x)" in _by_title(_one_param_study())[TITLE_IMPORTANCES].note
     assert "same objective value" in _by_title(_constant_study())[TITLE_IMPORTANCES].note
     assert "at least 2 complete trials" in _by_title(_one_trial_study())[TITLE_IMPORTANCES].note
+
+
+def test_running_and_waiting_trials_of_a_live_study() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) + t.suggest_float("b", 0, 1), n_trials=3)
+    running = study.ask()
+    running.suggest_float("a", 0, 1)
+    running.suggest_float("b", 0, 1)
+    running.report(1.5, 0)
+    running.report(1.2, 1)
+    study.enqueue_trial({"a": 0.5, "b": 0.5})  # WAITING: never started, not on the timeline
+    by = _by_title(study)
+    curves = by[TITLE_LEARNING_CURVES].figure
+    assert [tr.line.dash for tr in curves.data] == ["dot"]
+    timeline = by[TITLE_TIMELINE]
+    assert {tr.name for tr in timeline.figure.data} == {"complete", "running"}
+    assert sum(len(tr.x) for tr in timeline.figure.data) == 4
+    assert "Running trials extend" in timeline.note
 
 
 # --------------------------------------------------------------------------- report
@@ -268,7 +301,7 @@ def test_report_is_self_contained_with_plotly_once(single: optuna.Study, tmp_pat
 def test_report_escapes_study_strings_and_uses_the_summary(tmp_path: Path) -> None:
     evil = "<script>alert('x')</script>"
     study = optuna.create_study(study_name=evil)
-    study.optimize(lambda t: t.suggest_categorical("act", [evil, "relu"]) == "relu" and 1.0 or 2.0, n_trials=3)
+    study.optimize(lambda t: 1.0 if t.suggest_categorical("act", [evil, "relu"]) == "relu" else 2.0, n_trials=3)
     summary = {
         "study": evil, "n_trials": 3, "n_complete": 3, "n_pruned": 0, "n_failed": 0, "direction": ["minimize"],
         "best_value": 0.25, "best_trial": 7, "best_params": {"act": evil}, "best_run_id": "run<1>",
@@ -287,7 +320,7 @@ def test_report_escapes_study_strings_and_uses_the_summary(tmp_path: Path) -> No
 
 def test_report_loads_study_from_storage_into_private_temp_dir(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    make_single_study(storage=url, name="stored", n_trials=6)
+    make_single_study(storage=url, name="stored", n_trials=3)
     out = write_study_report("stored", storage_url=url)
     try:
         assert out.name == "stored-report.html"

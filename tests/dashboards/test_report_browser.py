@@ -83,7 +83,7 @@ def _objective(trial: optuna.Trial) -> float:
     floor = (x - 0.5) ** 2 + abs(math.log2(units) - 6) / 4 + (0.3 if act == "tanh" else 0.0)
     for epoch in range(5):
         trial.report(floor + 2.0 / (epoch + 1), epoch)
-        if trial.number == 6 and epoch == 1:
+        if trial.number == 6 and epoch == 2:
             raise RuntimeError("diverged")
         if trial.should_prune():
             raise optuna.TrialPruned()
@@ -93,10 +93,9 @@ def _objective(trial: optuna.Trial) -> float:
 @pytest.fixture(scope="module")
 def studies() -> dict[str, optuna.Study]:
     single = optuna.create_study(study_name="browser <single>", sampler=optuna.samplers.TPESampler(seed=3),
-                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
-    for x in (0.5, 0.4, 0.6, 2.0, -2.0):
-        single.enqueue_trial({"x": x, "units": 64, "act": "relu" if abs(x) < 1 else "tanh"})
-    single.optimize(_objective, n_trials=12, catch=(RuntimeError,))
+                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2))
+    single.enqueue_trial({"x": 0.4, "units": 48, "act": "relu"})
+    single.optimize(_objective, n_trials=16, catch=(RuntimeError,))
     assert {"COMPLETE", "PRUNED", "FAIL"} <= {t.state.name for t in single.trials}
 
     multi = optuna.create_study(study_name="browser-multi", directions=["minimize", "maximize"],
@@ -141,8 +140,13 @@ def _test_copy(page: Path, tmp: Path) -> Path:
     return copy
 
 
-def _dump_dom(binary: Path, page: Path, tmp: Path) -> _Dom:
-    proc = _run_chromium(binary, tmp, "--virtual-time-budget=5000", "--dump-dom", page.as_uri())
+def _render(binary: Path, page: Path, tmp: Path, screenshot: Path | None = None) -> _Dom:
+    """Load ``page`` in headless Chromium (5 s of virtual time), return its final DOM;
+    with ``screenshot`` also save a 1400x4000 PNG of it, in the same run."""
+    args = ["--virtual-time-budget=5000"]
+    if screenshot is not None:
+        args += [f"--screenshot={screenshot}", "--window-size=1400,4000"]
+    proc = _run_chromium(binary, tmp, *args, "--dump-dom", page.as_uri())
     assert proc.returncode == 0, proc.stderr[-3000:]
     dom = _Dom()
     dom.feed(proc.stdout)
@@ -150,39 +154,23 @@ def _dump_dom(binary: Path, page: Path, tmp: Path) -> _Dom:
     return dom
 
 
-@pytest.mark.parametrize("which", ["single", "multi"])
-def test_every_figure_renders_without_errors(chromium: Path, studies, which: str, tmp_path: Path) -> None:
-    study = studies[which]
-    page = write_study_report(study.study_name, study=study, path=tmp_path / "report.html")
-    dom = _dump_dom(chromium, _test_copy(page, tmp_path), tmp_path)
+def _check_figures(dom: _Dom, study: optuna.Study, min_figures: int) -> None:
     assert dom.errors.strip() == ""
     drawn = [s for s in study_sections(study) if s.figure is not None]
-    assert len(drawn) >= (7 if which == "single" else 6)
+    assert len(drawn) >= min_figures
     for section in drawn:
         assert section.key in dom.classes, section.key  # the <h2 id=...>
         assert "js-plotly-plot" in dom.classes.get(f"{section.key}-plot", ""), section.key
-    if which == "multi":
-        assert "js-plotly-plot" in dom.classes["fig-pareto-front-plot"]
 
 
-def test_error_recorder_catches_errors(chromium: Path, tmp_path: Path) -> None:
-    """The harness itself: a page that throws must show up in the recorder."""
-    page = tmp_path / "broken.html"
-    page.write_text("<!DOCTYPE html><html><head></head><body><script>console.error('bad thing');"
-                    "undefinedFunction();</script></body></html>", encoding="utf-8")
-    dom = _dump_dom(chromium, _test_copy(page, tmp_path), tmp_path)
-    assert "console.error: bad thing" in dom.errors
-    assert re.search(r"error: .*undefinedFunction", dom.errors)
-
-
-def test_screenshot_of_the_report(chromium: Path, studies, tmp_path: Path) -> None:
+def test_single_objective_report_renders_every_figure_and_screenshot(chromium: Path, studies,
+                                                                     tmp_path: Path) -> None:
     study = studies["single"]
     page = write_study_report(study.study_name, study=study, path=tmp_path / "report.html")
     shot = tmp_path / "report.png"
-    proc = _run_chromium(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1400,4000",
-                         "--virtual-time-budget=5000", page.as_uri())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert shot.exists(), proc.stderr[-3000:]
+    dom = _render(chromium, _test_copy(page, tmp_path), tmp_path, screenshot=shot)
+    _check_figures(dom, study, min_figures=7)
+    assert shot.exists()
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     # A blank 1400x4000 page compresses to a few KB; seven drawn figures are far larger.
@@ -190,3 +178,21 @@ def test_screenshot_of_the_report(chromium: Path, studies, tmp_path: Path) -> No
     keep = os.environ.get("SWEEPLAB_KEEP_SCREENSHOT")
     if keep:
         Path(keep).write_bytes(data)
+
+
+def test_multi_objective_report_renders_pareto_front(chromium: Path, studies, tmp_path: Path) -> None:
+    study = studies["multi"]
+    page = write_study_report(study.study_name, study=study, path=tmp_path / "report.html")
+    dom = _render(chromium, _test_copy(page, tmp_path), tmp_path)
+    _check_figures(dom, study, min_figures=6)
+    assert "js-plotly-plot" in dom.classes["fig-pareto-front-plot"]
+
+
+def test_error_recorder_catches_errors(chromium: Path, tmp_path: Path) -> None:
+    """The harness itself: a page that throws must show up in the recorder."""
+    page = tmp_path / "broken.html"
+    page.write_text("<!DOCTYPE html><html><head></head><body><script>console.error('bad thing');"
+                    "undefinedFunction();</script></body></html>", encoding="utf-8")
+    dom = _render(chromium, _test_copy(page, tmp_path), tmp_path)
+    assert "console.error: bad thing" in dom.errors
+    assert re.search(r"error: .*undefinedFunction", dom.errors)

@@ -79,11 +79,14 @@ def test_resume_continues_up_to_trials_with_same_parent_run(ray_local, stores):
     assert again["n_trials"] == 7
 
 
-def test_same_seed_gives_same_first_trials(ray_local, tmp_path):
+def test_same_seed_gives_same_first_trials(ray_local, tmp_path, store_templates):
+    import shutil
+
     params = []
     for i in range(2):
         stores = {"storage": f"sqlite:///{tmp_path}/o{i}.db", "tracking": f"sqlite:///{tmp_path}/m{i}.db"}
-        run(bowl_spec(trials=4, workers=2, sampler={"name": "random"}), stores)
+        shutil.copy(store_templates / "mlflow.db", tmp_path / f"m{i}.db")
+        run(bowl_spec(trials=4, workers=2, sampler={"name": "tpe"}), stores)
         study = optuna.load_study(study_name="bowl", storage=stores["storage"])
         params.append([study.trials[n].params for n in range(4)])
     assert params[0] == params[1]

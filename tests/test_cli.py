@@ -1,0 +1,148 @@
+"""The `sweeplab` command as a user runs it: real subprocesses, real Ray, MLflow, Optuna."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_SPEC = ROOT / "examples" / "seed_mlp_torch.yaml"
+SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
+
+
+def sweeplab(*args, cwd, timeout=600, env=None):
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    full_env.pop("SWEEPLAB_STORAGE", None)
+    full_env.pop("RAY_ADDRESS", None)
+    return subprocess.run([*SWEEPLAB, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def workdir(tmp_path, store_templates):
+    shutil.copy(store_templates / "mlflow.db", tmp_path / "mlflow.db")
+    return tmp_path
+
+
+def test_help_and_validate_do_not_import_heavy_libraries(tmp_path):
+    code = (
+        "import sys; from sweeplab.cli import main; rc = main(['validate', %r]);"
+        "heavy = [m for m in ('torch', 'tensorflow', 'ray', 'mlflow', 'optuna') if m in sys.modules];"
+        "print(rc, heavy)" % str(SEED_SPEC)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.strip().endswith("0 []"), out.stdout + out.stderr
+    helped = subprocess.run([*SWEEPLAB, "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "run" in helped.stdout and "validate" in helped.stdout
+
+
+def test_validate_reports_every_problem_with_yaml_paths_and_creates_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "study: ../escape\n"
+        "metric: val_accuracy\n"
+        "trials: ten\n"
+        "objective: {framework: torch, task: classification, dataset: {name: iris}}\n"
+        "space:\n"
+        "  units: {type: int, low: 0, high: 64, log: true}\n"
+        "  dropout: {type: float, low: 0.6, high: 0.2}\n"
+        "  colour: {type: categorical, choices: []}\n"
+    )
+    out = sweeplab("validate", bad, cwd=tmp_path)
+    assert out.returncode == 2
+    for needle in ("study", "../escape", "trials", "ten", "space.units", "log", "space.dropout", "low",
+                   "space.colour"):
+        assert needle in out.stderr, (needle, out.stderr)
+    as_json = sweeplab("validate", bad, "--json", cwd=tmp_path)
+    payload = json.loads(as_json.stdout)
+    assert as_json.returncode == 2 and payload["valid"] is False and len(payload["problems"]) >= 5
+    run = sweeplab("run", bad, cwd=tmp_path)
+    assert run.returncode == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # no store created
+
+
+def test_bad_flags_exit_2_with_a_message(tmp_path):
+    out = sweeplab("run", SEED_SPEC, "--trials", "0", cwd=tmp_path)
+    assert out.returncode == 2 and "--trials" in out.stderr and "positive" in out.stderr
+    out = sweeplab("status", "no-such-study", cwd=tmp_path)
+    assert out.returncode == 1 and "no study named 'no-such-study'" in out.stderr
+    out = sweeplab("status", "../x", cwd=tmp_path)
+    assert out.returncode == 2
+
+
+def test_seed_study_end_to_end(workdir):
+    """The seed study: 12 trials on 2 workers; 1 parent + 12 child runs; best matches Optuna."""
+    run = sweeplab("run", SEED_SPEC, "--trials", 12, "--workers", 2, "--json", cwd=workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    for key in ("study", "n_trials", "n_complete", "n_pruned", "n_failed", "best_value", "best_params", "best_trial",
+                "mlflow_experiment_id", "mlflow_parent_run_id", "best_run_id"):
+        assert key in summary
+    assert summary["n_trials"] == 12 and summary["n_failed"] == 0
+
+    study = optuna.load_study(study_name="seed-mlp-torch", storage=f"sqlite:///{workdir / 'sweeplab.db'}")
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("seed-mlp-torch")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweeplab.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 12 and len(runs) == 13
+    for child in children:
+        assert {"n_layers", "units", "dropout", "learning_rate", "optimizer"} <= set(child.data.params)
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert len(history) >= 1 and [m.step for m in history] == list(range(1, len(history) + 1))
+        assert child.info.status in ("FINISHED", "KILLED")
+
+    best = sweeplab("best", "seed-mlp-torch", "--json", cwd=workdir)
+    assert best.returncode == 0, best.stderr
+    best_json = json.loads(best.stdout)
+    assert best_json["best_trial"] == study.best_trial.number
+    assert best_json["best_value"] == pytest.approx(study.best_value)
+    assert best_json["best_params"] == study.best_trial.params
+    best_run = client.get_run(best_json["best_run_id"])
+    assert best_run.data.tags["sweeplab.trial_number"] == str(study.best_trial.number)
+    assert best_run.data.metrics["final_val_accuracy"] == pytest.approx(study.best_value)
+
+    status = sweeplab("status", "seed-mlp-torch", cwd=workdir)
+    assert status.returncode == 0 and "12 finished" in status.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_binds_to_localhost_only(workdir):
+    port = _free_port()
+    env = {**os.environ}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([*SWEEPLAB, "ui", "--port", str(port)], cwd=workdir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("sweeplab ui did not start listening within 90 s")
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        local_addresses = [line.split()[3] for line in listening.splitlines() if line.strip()]
+        assert local_addresses and all(a.startswith("127.0.0.1:") for a in local_addresses), listening
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
