@@ -37,9 +37,9 @@ def workdir(tmp_path, store_templates):
 
 def test_help_and_validate_do_not_import_heavy_libraries(tmp_path):
     code = (
-        "import sys; from sweeplab.cli import main; rc = main(['validate', %r]);"
+        f"import sys; from sweeplab.cli import main; rc = main(['validate', {str(SEED_SPEC)!r}]);"
         "heavy = [m for m in ('torch', 'tensorflow', 'ray', 'mlflow', 'optuna') if m in sys.modules];"
-        "print(rc, heavy)" % str(SEED_SPEC)
+        "print(rc, heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip().endswith("0 []"), out.stdout + out.stderr

@@ -91,7 +91,7 @@ def check_metrics(metrics: Any, required: str | list[str]) -> dict[str, float]:
         )
     out: dict[str, float] = {}
     for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
             raise ObjectiveError(f"metric {name!r} must be a number, got {type(value).__name__}: {value!r:.80}")
         out[str(name)] = float(value)
     names = [required] if isinstance(required, str) else list(required)

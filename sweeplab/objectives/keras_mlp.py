@@ -56,13 +56,13 @@ from typing import Any
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from sweeplab.errors import DataError  # noqa: E402
-from sweeplab.objectives.base import BaseObjective, TrialContext  # noqa: E402
-from sweeplab.objectives.config import MLPConfig  # noqa: E402
+from sweeplab.errors import DataError
+from sweeplab.objectives.base import BaseObjective, TrialContext
+from sweeplab.objectives.config import MLPConfig
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the process's environment
     raise ImportError(

@@ -118,8 +118,8 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
     t_start = time.time()
+    dataset = load_study_dataset(spec)  # bad data fails here, before any store is touched
     open_storage(options.storage_url)  # preflight + schema, before any worker starts
-    dataset = load_study_dataset(spec)
     init_ray(options.address, **options.ray_init_kwargs)
     node_id = ray.get_runtime_context().get_node_id()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

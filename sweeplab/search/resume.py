@@ -8,6 +8,7 @@ Run-level settings (``trials``, ``workers``, ``timeout``, ``resources``,
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 RUN_LEVEL_KEYS = ("trials", "workers", "timeout", "resources", "max_retries")
@@ -37,6 +38,10 @@ def stored_spec(study_name: str, storage_url: str) -> dict[str, Any] | None:
     from sweeplab.search.coordinator import STUDY_ATTR_SPEC
     from sweeplab.search.storage import open_storage
 
+    if storage_url.startswith("sqlite:///"):
+        path = storage_url[len("sqlite:///") :]
+        if path != ":memory:" and not os.path.exists(path):
+            return None  # do not create a database just to look into it
     storage = open_storage(storage_url)
     try:
         study_id = storage.get_study_id_from_name(study_name)

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import plotly.offline
@@ -91,7 +92,7 @@ def multi() -> optuna.Study:
     return study
 
 
-def _by_title(study: optuna.Study) -> dict[str, object]:
+def _by_title(study: optuna.Study) -> dict[str, Any]:
     return {s.title: s for s in study_sections(study)}
 
 
@@ -162,7 +163,7 @@ def test_multi_objective_has_pareto_front_and_notes(multi: optuna.Study) -> None
     sections = study_sections(multi)
     titles = [s.title for s in sections]
     assert titles[:2] == [TITLE_HISTORY, TITLE_PARETO]
-    by = {s.title: s for s in sections}
+    by: dict[str, Any] = {s.title: s for s in sections}
     assert by[TITLE_PARETO].figure is not None and len(by[TITLE_PARETO].figure.data) > 0
     assert by[TITLE_LEARNING_CURVES].figure is None and "multi-objective" in by[TITLE_LEARNING_CURVES].note
     for title in (TITLE_HISTORY, TITLE_IMPORTANCES, TITLE_PARALLEL, TITLE_SLICE, TITLE_CONTOUR):
@@ -290,7 +291,7 @@ def test_report_is_self_contained_with_plotly_once(single: optuna.Study, tmp_pat
         assert f'id="{key}-plot"' in page
     assert 'http-equiv="refresh"' not in page
     assert "<h1>Study <code>single</code></h1>" in page
-    counts = {k: re.search(rf"<div class='n'>(\d+)</div><div class='k'>{k}</div>", page).group(1)
+    counts = {k: re.findall(rf"<div class='n'>(\d+)</div><div class='k'>{k}</div>", page)[0]
               for k in ("complete", "pruned", "failed")}
     states = [t.state.name for t in single.trials]
     assert counts == {"complete": str(states.count("COMPLETE")), "pruned": str(states.count("PRUNED")),

@@ -7,37 +7,7 @@ import math
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-
-from sweeplab.search import RunOptions, run_study
-from sweeplab.spec import parse_spec
-
-
-def bowl_spec(**over):
-    data = {
-        "study": "bowl",
-        "direction": "maximize",
-        "metric": "score",
-        "trials": 8,
-        "workers": 2,
-        "seed": 7,
-        "sampler": {"name": "tpe"},
-        "pruner": {"name": "none"},
-        "objective": {"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 4},
-        "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}, "y": {"type": "float", "low": -1.0, "high": 1.0}},
-    }
-    data.update(over)
-    return parse_spec(data)
-
-
-def run(spec, stores, **kw):
-    return run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
-                                      progress=False, **kw))
-
-
-def child_runs(stores, parent_id):
-    client = MlflowClient(stores["tracking"])
-    exp_ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(exp_ids, filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=1000)
+from sweeplab_testkit import bowl_spec, child_runs, run
 
 
 def test_study_completes_with_one_child_run_per_trial(ray_local, stores):
