@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_store_flags(p)
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    p = sub.add_parser("report", help="write the study's HTML dashboard")
+    p.add_argument("study", metavar="STUDY")
+    p.add_argument("-o", "--output", help="HTML file to write (default: STUDY-report.html here)")
+    p.add_argument("--refresh", type=_positive_int, help="reload the page every N seconds (live view while it runs)")
+    _add_store_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     p = sub.add_parser("validate", help="check a spec; print every problem with its YAML path")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -201,6 +208,20 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from sweeplab.dashboards import write_study_report
+    from sweeplab.search.storage import load_existing_study, resolve_storage_url
+    from sweeplab.search.summary import summarize
+    from sweeplab.spec import validate_study_name
+
+    validate_study_name(args.study)
+    study = load_existing_study(args.study, resolve_storage_url(args.storage))
+    output = args.output or f"{args.study}-report.html"
+    path = write_study_report(args.study, summarize(study), study=study, path=output, refresh_seconds=args.refresh)
+    _emit(args, {"study": args.study, "report": str(path)}, f"wrote {path}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
@@ -213,7 +234,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "best": cmd_best, "validate": cmd_validate, "ui": cmd_ui}
+COMMANDS = {"run": cmd_run, "status": cmd_status, "best": cmd_best, "report": cmd_report, "validate": cmd_validate,
+            "ui": cmd_ui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
