@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     _add_store_flags(p)
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--allow-local-stores", action="store_true",
+                   help="use SQLite/file stores even when Ray has nodes on other machines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -175,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
     summary = run_study(spec, RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
-                                         progress=not args.no_progress and not args.json, resume_command=resume))
+                                         progress=not args.no_progress and not args.json, resume_command=resume,
+                                         allow_local_stores=args.allow_local_stores))
     _emit(args, summary, _summary_text(summary))
     return 0
 

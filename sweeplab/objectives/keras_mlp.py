@@ -161,6 +161,37 @@ def _activation(name: str, index: int) -> keras.layers.Layer:
     return keras.layers.Activation(name, name=f"{name}_{index}")
 
 
+@keras.saving.register_keras_serializable(package="sweeplab")
+class MLP(keras.Sequential):
+    """A ``keras.Sequential`` whose training function runs ``steps_per_execution`` steps in one loop.
+
+    Keras' own multi-step function wraps every step in optional-value checks and traces
+    the train step twice per model; this one traces it once in a plain ``tf.while_loop``
+    (autograph off) and returns the compiled metrics after the last step. It expects the
+    data to hold a whole number of executions per epoch (the objective's dataset holds
+    exactly one: ``steps_per_execution`` = batches per epoch).
+    """
+
+    def make_train_function(self, force: bool = False) -> Any:
+        """Build (once) ``train_function(iterator) -> logs`` for ``fit``."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        steps = int(self.steps_per_execution)
+        train_step = self.train_step
+
+        def body(i: tf.Tensor, iterator: Any) -> tuple[tf.Tensor]:
+            train_step(iterator.get_next())
+            return (i + 1,)
+
+        @tf.function(autograph=False, reduce_retracing=True)
+        def multi_step(iterator: Any) -> dict[str, tf.Tensor]:
+            tf.while_loop(lambda i: i < steps, lambda i: body(i, iterator), (tf.constant(0),))
+            return self.get_metrics_result()
+
+        self.train_function = multi_step
+        return multi_step
+
+
 def build_model(
     cfg: MLPConfig, n_features: int, n_outputs: int, task: str, *, steps_per_execution: int = 1
 ) -> keras.Model:
@@ -197,7 +228,7 @@ def build_model(
             layers.append(keras.layers.Dropout(float(cfg.dropout), name=f"dropout_{i}"))
         prev = int(units)
     layers.append(_dense(int(n_outputs), prev, name="logits" if task == "classification" else "value"))
-    model = keras.Sequential(layers, name="mlp")
+    model = MLP(layers, name="mlp")
     model.compile(
         optimizer=make_optimizer(cfg),
         loss=_make_loss(task),
@@ -207,6 +238,8 @@ def build_model(
         jit_compile=False,
         steps_per_execution=max(1, int(steps_per_execution)),
     )
+    # optimizer slots made now, not inside the first traced step (which makes tf.function trace it twice)
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -373,17 +406,40 @@ def _arrays(X: np.ndarray, y: np.ndarray, classification: bool) -> tuple[np.ndar
     return x, np.ascontiguousarray(y_np, dtype=np.float32).reshape(-1, 1)
 
 
-def _evaluate(
-    model: keras.Model, loss_fn: keras.losses.Loss, x: tf.Tensor, y: tf.Tensor, classification: bool
-) -> tuple[float, float]:
-    """Mean loss and accuracy (or MAE) over all rows in inference mode, as Python floats."""
-    out = _forward_chunked(model, x)
-    loss = float(loss_fn(y, out))
-    if classification:
-        stat = float(np.mean(np.argmax(out.numpy(), axis=1) == y.numpy()))
-    else:
-        stat = float(np.mean(np.abs(out.numpy().astype(np.float64) - y.numpy())))
-    return loss, stat
+class _Evaluator:
+    """Mean loss and accuracy (or MAE) of ``model`` over all rows, in inference mode.
+
+    One ``tf.function`` per model (traced once: any number of rows, in chunks of
+    :data:`EVAL_CHUNK_ROWS`) returns per-chunk sums, added up in float64.
+    """
+
+    def __init__(self, model: keras.Model, n_features: int, classification: bool) -> None:
+        self.classification = classification
+        y_spec = tf.TensorSpec([None], tf.int64) if classification else tf.TensorSpec([None, 1], tf.float32)
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None, n_features], tf.float32), y_spec])
+        def sums(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            out = model(x, training=False)
+            if classification:
+                losses = keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True)
+                stat = tf.cast(tf.equal(tf.argmax(out, axis=1), y), tf.float64)
+            else:
+                diff = out - y
+                losses = tf.reduce_mean(tf.square(diff), axis=-1)
+                stat = tf.cast(tf.reduce_mean(tf.abs(diff), axis=-1), tf.float64)
+            return tf.reduce_sum(tf.cast(losses, tf.float64)), tf.reduce_sum(stat)
+
+        self._sums = sums
+
+    def __call__(self, x: tf.Tensor, y: tf.Tensor) -> tuple[float, float]:
+        """``(mean loss, mean accuracy or MAE)`` over the rows of ``x`` and ``y``, as Python floats."""
+        n = int(x.shape[0])
+        loss_sum, stat_sum = 0.0, 0.0
+        for lo in range(0, n, EVAL_CHUNK_ROWS):
+            loss_t, stat_t = self._sums(x[lo : lo + EVAL_CHUNK_ROWS], y[lo : lo + EVAL_CHUNK_ROWS])
+            loss_sum += float(loss_t)
+            stat_sum += float(stat_t)
+        return loss_sum / n, stat_sum / n
 
 
 def _nonfinite_name(value: float) -> str:
@@ -403,7 +459,7 @@ def _train_dataset(x: tf.Tensor, y: tf.Tensor, perm: tf.Variable, bounds: list[t
         idx = perm[lo:hi]
         return tf.gather(x, idx), tf.gather(y, idx)
 
-    ds = tf.data.Dataset.from_tensor_slices((lows, highs)).map(batch, deterministic=True)
+    ds = tf.data.Dataset.from_tensor_slices((lows, highs)).map(batch)
     return ds.apply(tf.data.experimental.assert_cardinality(len(bounds)))
 
 
@@ -447,7 +503,7 @@ class _EpochEnd(keras.callbacks.Callback):
                 f"training loss became {_nonfinite_name(loss)} at epoch {epoch}; lower learning_rate "
                 f"(was {cfg.learning_rate:g} with {cfg.optimizer}) or use batch_norm / a smaller batch_size"
             )
-        val_loss, val_stat = _evaluate(self.model, t.loss_fn, t.x_val, t.y_val, t.classification)
+        val_loss, val_stat = t.evaluate(t.x_val, t.y_val)
         if not math.isfinite(val_loss):
             raise FloatingPointError(
                 f"validation loss became {_nonfinite_name(val_loss)} at epoch {epoch}; lower learning_rate "
@@ -587,7 +643,7 @@ class KerasMLPObjective(BaseObjective):
         bounds = _batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
 
         configure_runtime(ctx.cpus)
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)
         seed = int(ctx.seed) % (2**32)
         keras.utils.set_random_seed(seed)
         device = "/GPU:0" if ctx.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
@@ -606,7 +662,7 @@ class KerasMLPObjective(BaseObjective):
                 patience=patience,
                 early_stopping=es is not None,
                 reporter=ctx.reporter,
-                loss_fn=_make_loss(task),
+                evaluate=_Evaluator(model, ds.n_features, classification),
                 x_val=tf.constant(x_val),
                 y_val=tf.constant(y_val),
                 n_train=n_train,
@@ -634,9 +690,7 @@ class KerasMLPObjective(BaseObjective):
             }
             if len(ds.y_test) > 0:
                 x_test, y_test = _arrays(ds.X_test, ds.y_test, classification)
-                test_loss, test_stat = _evaluate(
-                    model, trial.loss_fn, tf.constant(x_test), tf.constant(y_test), classification
-                )
+                test_loss, test_stat = trial.evaluate(tf.constant(x_test), tf.constant(y_test))
                 result["test_loss"] = test_loss
                 result[f"test_{acc_name}"] = test_stat
         result.update(

@@ -40,6 +40,7 @@ class RunOptions:
     lease_seconds: float = 60.0
     resume_command: str = ""
     on_record: Callable[[TrialRecord], None] | None = None
+    allow_local_stores: bool = False
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -49,7 +50,9 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # "local" starts a private instance; plain None would attach to whatever cluster
+    # `ray start` last left in /tmp/ray, which is not what "no --address" means here.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
     options.update(kwargs)
     try:
@@ -117,10 +120,19 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     from sweeplab.search.worker import execute_trial
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
+    from sweeplab.search import preflight
+
     t_start = time.time()
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    preflight.check_ray_address(address)
+    preflight.check_tracking_server(options.tracking_uri)
     dataset = load_study_dataset(spec)  # bad data fails here, before any store is touched
-    open_storage(options.storage_url)  # preflight + schema, before any worker starts
-    init_ray(options.address, **options.ray_init_kwargs)
+    if address:
+        init_ray(address, **options.ray_init_kwargs)
+        if not options.allow_local_stores:
+            preflight.check_stores_reach_cluster(options.storage_url, options.tracking_uri, address)
+    open_storage(options.storage_url)  # schema created once, before any worker starts
+    init_ray(address, **options.ray_init_kwargs)
     node_id = ray.get_runtime_context().get_node_id()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -69,7 +69,8 @@ def node_name() -> str:
         import ray
 
         if ray.is_initialized():
-            return str(ray.util.get_node_ip_address())
+            node_id = ray.get_runtime_context().get_node_id() or ""
+            return f"{ray.util.get_node_ip_address()}/{node_id[:8]}"
     except Exception:  # pragma: no cover - outside Ray
         pass
     return socket.gethostname()

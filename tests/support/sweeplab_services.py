@@ -1,0 +1,168 @@
+"""Real services for cluster tests: PostgreSQL databases, an MLflow server, a Ray cluster.
+
+Everything runs on this machine's loopback addresses. A two-node Ray cluster uses
+127.0.0.10 (head) and 127.0.0.11 (worker), so the nodes have distinct addresses
+as on two machines.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+def create_database(prefix: str) -> str:
+    """Create a fresh database and return its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+
+
+class MlflowServer:
+    """`mlflow server` on PostgreSQL with a served artifact store, bound to 127.0.0.1."""
+
+    def __init__(self, backend_url: str, artifacts: Path, log: Path) -> None:
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.artifacts = artifacts
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_url, "--serve-artifacts",
+               "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(self.port),
+               "--workers", "1"]
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self, timeout: float = 180.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}; see {self._log.name}")
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server did not answer within {timeout}s; see {self._log.name}")
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self._log.close()
+
+    def start_again(self) -> None:
+        """Restart on the same port (for outage tests)."""
+        cmd = self.proc.args
+        self._log = open(self._log.name, "a")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+class RayCluster:
+    """A Ray head on 127.0.0.10 and worker nodes on 127.0.0.11, 127.0.0.12, ... (`ray start`).
+
+    Token authentication is on (Ray's default for clusters): :attr:`env` carries the
+    token every client process needs.
+    """
+
+    def __init__(self, tmp: Path, head_cpus: int = 1) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.10:{self.port}"
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+                    "RAY_DISABLE_USAGE_STATS": "1"}
+        self.env.pop("RAY_ADDRESS", None)
+        self.tmp = tmp
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self._start("head", ["--head", "--node-ip-address=127.0.0.10", f"--port={self.port}",
+                             f"--num-cpus={head_cpus}", "--include-dashboard=false"])
+
+    def _start(self, name: str, args: list[str]) -> None:
+        log = open(self.tmp / f"ray-{name}.log", "w")  # noqa: SIM115 - lives as long as the node
+        self.nodes[name] = subprocess.Popen([str(BIN / "ray"), "start", *args, "--disable-usage-stats", "--block"],
+                                            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def add_worker(self, index: int = 1, cpus: int = 1) -> str:
+        ip = f"127.0.0.{10 + index}"
+        self._start(f"worker{index}", [f"--address={self.address}", f"--node-ip-address={ip}",
+                                       f"--num-cpus={cpus}"])
+        return ip
+
+    def wait_nodes(self, count: int, timeout: float = 120.0) -> None:
+        code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
+                "print(sum(1 for n in ray.nodes() if n['Alive']))")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            out = subprocess.run([sys.executable, "-c", code, self.address], env=self.env, capture_output=True,
+                                 text=True, timeout=120)
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"Ray cluster did not reach {count} nodes in {timeout}s")
+
+    def stop_node(self, name: str) -> None:
+        _stop(self.nodes.pop(name), grace=5.0)
+
+    def stop(self) -> None:
+        for name in list(self.nodes)[::-1]:
+            self.stop_node(name)
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and self.address in current.read_text():
+            current.unlink()
+
+
+def sweeplab_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sweeplab.cli", *args]
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)
