@@ -196,7 +196,7 @@ class StudyCoordinator:
             return bool(trial.should_prune())
 
     # ----------------------------------------------------------------- tell
-    def tell(self, outcome: TrialOutcome) -> TrialRecord:
+    def tell(self, outcome: TrialOutcome, run_id: str | None = None) -> TrialRecord:
         """Finish the trial of ``outcome`` in Optuna and return its record.
 
         COMPLETE needs finite values for every study metric, otherwise the trial
@@ -220,6 +220,8 @@ class StudyCoordinator:
                         raise ValueError(f"metric {bad[0]!r} is {outcome.metrics[bad[0]]} (not finite)")
                 except (KeyError, ValueError, TypeError) as exc:
                     state, reason, values = FAILED, f"bad objective result: {exc}", None
+            if run_id and ATTR_RUN_ID not in trial.user_attrs:
+                trial.set_user_attr(ATTR_RUN_ID, run_id)
             safe_metrics = {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
             trial.set_user_attr(ATTR_METRICS, safe_metrics)
             if outcome.node:

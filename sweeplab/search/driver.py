@@ -41,6 +41,7 @@ class RunOptions:
     resume_command: str = ""
     on_record: Callable[[TrialRecord], None] | None = None
     allow_local_stores: bool = False
+    package_best: bool = True  # re-fit the best torch/keras trial and log its model + evaluation
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -205,9 +206,14 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
                 except ray.exceptions.RayError as exc:
                     outcome = TrialOutcome(ticket.number, LOST, {},
                                            reason=f"lost: its worker died ({type(exc).__name__}: {str(exc)[:500]})")
-                record: TrialRecord = ray.get(coordinator.tell.remote(outcome))
+                # Link the trial to its MLflow run before it finishes (a finished trial's attrs
+                # are frozen); during a tracking outage do not wait, the link goes to study attrs.
+                run_id = tracker.run_id(ticket.number, timeout=0.0 if tracker.writer.retrying else 10.0)
+                record: TrialRecord = ray.get(coordinator.tell.remote(outcome, run_id))
                 exhausted = ray.get(coordinator.is_exhausted.remote()) if spec.sampler.name == "grid" else False
                 tracker.trial_finished(record)
+                if record.state == "COMPLETE" and outcome.artifacts:
+                    tracker.trial_artifacts(record.number, outcome.artifacts)
                 if record.retried_by is None:
                     finished += 1
                 if record.values and record.state == "COMPLETE" and not spec.multi_objective:
@@ -231,6 +237,11 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     summary = ray.get(coordinator.summary.remote())
     if summary.get("best_trial") is not None and not summary.get("best_run_id"):
         summary["best_run_id"] = tracker.run_id(summary["best_trial"], timeout=30.0)
+    if status == "FINISHED" and options.package_best:
+        from sweeplab.tracking.packaging import package_best_trial
+
+        summary["best_model"] = package_best_trial(spec, summary, storage_url=options.storage_url,
+                                                   dataset_ref=dataset_ref, tracker=tracker)
     summary["elapsed_s"] = round(time.time() - t_start, 3)
     html = _write_report(spec, summary, options.storage_url)
     delivered = tracker.close(summary, status=status, html_report=html)

@@ -8,6 +8,7 @@ or ``--storage`` override it; PostgreSQL URLs are used as they are.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,13 +52,21 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 300}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
-    except Exception as exc:
-        raise StorageError(
-            f"cannot open the Optuna storage {redact(url)}: {exc}. "
-            f"Check the URL given by --storage or ${STORAGE_ENV}, and that the database is running."
-        ) from exc
+    last: Exception | None = None
+    # Two drivers starting on an empty database race to create the schema; the loser
+    # fails on a duplicate type/table and succeeds on the next try (the schema is there).
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+        except Exception as exc:
+            last = exc
+            if "duplicate" not in str(exc).lower() and "already exists" not in str(exc).lower():
+                break
+            time.sleep(0.5 * (attempt + 1))
+    raise StorageError(
+        f"cannot open the Optuna storage {redact(url)}: {last}. "
+        f"Check the URL given by --storage or ${STORAGE_ENV}, and that the database is running."
+    ) from last
 
 
 def load_existing_study(name: str, url: str) -> optuna.Study:

@@ -51,6 +51,7 @@ class TrackingWriter:
         self.failures = 0
         self.undelivered: list[str] = []
         self.last_error: str | None = None
+        self.retrying = False  # True while an operation is failing and being retried
         self._thread = threading.Thread(target=self._loop, name="sweeplab-mlflow", daemon=True)
         self._thread.start()
 
@@ -72,6 +73,7 @@ class TrackingWriter:
                 try:
                     op.fn()
                     self.requests += 1
+                    self.retrying = False
                     break
                 except Exception as exc:  # any tracking failure is retried, never raised
                     self.failures += 1
@@ -83,6 +85,7 @@ class TrackingWriter:
                         break
                     if self.failures in (1, 10) or self.failures % 100 == 0:
                         log.warning("MLflow request %s failed (%s); retrying", op.name, self.last_error[:300])
+                    self.retrying = True
                     if self._deadline is not None and time.time() > self._deadline:
                         self.undelivered.append(op.name)
                         break
