@@ -22,6 +22,15 @@ import threading
 import time
 from typing import Any
 
+from sweeplab.search.constraints import (
+    ATTR_CONSTRAINTS,
+    ATTR_N_PARAMS,
+    ATTR_REJECTED,
+    MAX_REJECTIONS,
+    ConstraintUnsatisfiable,
+    evaluate_constraints,
+    unsatisfiable_message,
+)
 from sweeplab.search.tickets import COMPLETE, FAILED, LOST, PRUNED, TrialOutcome, TrialRecord, TrialTicket
 
 ATTR_RETRY_OF = "sweeplab.retry_of"
@@ -105,6 +114,9 @@ class StudyCoordinator:
         self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
         self._tickets: dict[int, TrialTicket] = {}
         self._history: dict[int, list[tuple[int, float, dict[str, float]]]] = {}
+        self._n_features: int | None = None  # the dataset's widths, for constraints (set_data_shape)
+        self._n_outputs: int | None = None
+        self._fixed_params: dict[str, Any] = {}  # e.g. a fine-tuned source model's architecture
         if STUDY_ATTR_SPEC not in self.study.user_attrs:
             self.study.set_user_attr(STUDY_ATTR_SPEC, self.spec.to_dict())
 
@@ -129,12 +141,39 @@ class StudyCoordinator:
         with self._lock:
             return dict(self.study.user_attrs)
 
+    def set_data_shape(self, n_features: int, n_outputs: int, fixed_params: dict[str, Any] | None = None) -> None:
+        """Tell the coordinator the dataset's input and output widths (what ``constraints`` count with).
+
+        ``fixed_params`` are merged over every trial's resolved params (they win): the
+        architecture of an ``init_from`` source model (``hidden_units``, ``batch_norm``,
+        ``activation``), so tickets, constraints and MLflow show the network that trains.
+        """
+        with self._lock:
+            self._n_features, self._n_outputs = int(n_features), int(n_outputs)
+            self._fixed_params = dict(fixed_params or {})
+
     # ----------------------------------------------------------------- ask
     def ask(self) -> TrialTicket:
-        """Ask Optuna for the next trial (an enqueued retry first) and lease it."""
+        """Ask Optuna for the next trial (an enqueued retry first) and lease it.
+
+        A trial that breaks the spec's ``constraints`` is told PRUNED at once (see
+        :mod:`sweeplab.search.constraints`) and the next one is asked, at most
+        ``MAX_REJECTIONS`` times in a row; then :class:`ConstraintUnsatisfiable` is raised.
+        """
         with self._lock:
-            trial = self.study.ask()
-            raw = self.spec.space.suggest(trial)
+            last_reason = ""
+            for _ in range(MAX_REJECTIONS):
+                trial = self.study.ask()
+                raw = self.spec.space.suggest(trial)
+                params = {**self.spec.space.resolve(raw), **self._fixed_params}
+                reason = self._check_constraints(trial, params)
+                if reason is None:
+                    break
+                last_reason = reason
+            else:
+                raise ConstraintUnsatisfiable(
+                    unsatisfiable_message(self.spec.study, self.spec.constraints, MAX_REJECTIONS, last_reason)
+                )
             number = trial.number
             attrs = trial.user_attrs
             retry_of = attrs.get(ATTR_RETRY_OF)
@@ -143,7 +182,6 @@ class StudyCoordinator:
             if ATTR_ROOT not in attrs:
                 trial.set_user_attr(ATTR_ROOT, root)
             self._lease(trial)
-            params = self.spec.space.resolve(raw)
             framework = str(params.get("framework", self.spec.objective.framework))
             ticket = TrialTicket(
                 number=number,
@@ -158,6 +196,26 @@ class StudyCoordinator:
             self._tickets[number] = ticket
             self._history[number] = []
             return ticket
+
+    def _check_constraints(self, trial: Any, params: dict[str, Any]) -> str | None:
+        """Record the constraint values of an asked trial; tell it PRUNED and return why when it breaks one."""
+        from optuna.trial import TrialState
+
+        if not self.spec.constraints:
+            return None
+        values, n_params, reason = evaluate_constraints(self.spec.constraints, params, self._n_features,
+                                                        self._n_outputs)
+        trial.set_user_attr(ATTR_CONSTRAINTS, list(values.values()))
+        if n_params is not None:
+            trial.set_user_attr(ATTR_N_PARAMS, n_params)
+        for name, value in values.items():
+            trial.set_constraint(name, value)  # what Optuna's constraint-aware samplers read
+        if reason is None:
+            return None
+        trial.set_user_attr(ATTR_REJECTED, True)
+        trial.set_user_attr(ATTR_REASON, reason)
+        self._tell(trial, state=TrialState.PRUNED)
+        return reason
 
     def _lease(self, trial: Any) -> None:
         trial.set_user_attr(ATTR_LEASE_HOLDER, self.holder)
@@ -371,6 +429,34 @@ class StudyCoordinator:
             links[str(number)] = run_id
             self.study.set_user_attr("sweeplab.run_ids", links)
 
+    def finished_digest(self) -> list[dict[str, Any]]:
+        """Every finished trial, compactly: what the tracker needs to repair MLflow after a crash."""
+        from optuna.trial import TrialState
+
+        with self._lock:
+            trials = self.study.get_trials(deepcopy=False)
+            retries = dict(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
+            run_links = dict(self.study.user_attrs.get("sweeplab.run_ids", {}))
+        out = []
+        for t in trials:
+            if t.state in (TrialState.RUNNING, TrialState.WAITING):
+                continue
+            out.append({
+                "number": t.number,
+                "state": t.state.name,
+                "raw_params": dict(t.params),
+                "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
+                "metrics": dict(t.user_attrs.get(ATTR_METRICS, {})),
+                "reason": t.user_attrs.get(ATTR_REASON),
+                "pruned_epoch": t.user_attrs.get(ATTR_PRUNED_EPOCH),
+                "node": t.user_attrs.get(ATTR_NODE, ""),
+                "retried_by": retries.get(str(t.number)),
+                "retry_of": t.user_attrs.get(ATTR_RETRY_OF),
+                "run_id": t.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(t.number)),
+                "values": list(t.values) if t.values else None,
+            })
+        return out
+
     def is_exhausted(self) -> bool:
         """True when the sampler has nothing new to propose (a covered grid)."""
         with self._lock:
@@ -382,13 +468,17 @@ class StudyCoordinator:
 
 
 def count_states(trials: list[Any], retried: set[str]) -> dict[str, int]:
-    """Count trials by state; a FAIL superseded by a retry counts as ``retried`` only."""
+    """Count trials by state; a FAIL superseded by a retry counts as ``retried`` only, and a
+    trial rejected by the constraints before it ran (PRUNED, attr ``sweeplab.rejected``) as
+    ``rejected`` only: neither counts toward ``finished``."""
     from optuna.trial import TrialState
 
-    out = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0, "retried": 0}
+    out = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0, "retried": 0, "rejected": 0}
     for t in trials:
         if t.state == TrialState.FAIL and str(t.number) in retried:
             out["retried"] += 1
+        elif t.state == TrialState.PRUNED and t.user_attrs.get(ATTR_REJECTED):
+            out["rejected"] += 1
         elif t.state.name in out:
             out[t.state.name] += 1
     out["finished"] = out["COMPLETE"] + out["PRUNED"] + out["FAIL"]

@@ -116,12 +116,11 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     """
     import ray
 
+    from sweeplab.search import preflight
     from sweeplab.search.coordinator import StudyCoordinator
     from sweeplab.search.storage import open_storage
     from sweeplab.search.worker import execute_trial
     from sweeplab.tracking.mlflow_tracker import StudyTracker
-
-    from sweeplab.search import preflight
 
     t_start = time.time()
     address = options.address or os.environ.get("RAY_ADDRESS") or None
@@ -158,7 +157,12 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     for record in ray.get(coordinator.reap_stale.remote()):
         log.warning("trial %d was left RUNNING by a dead driver: failed%s", record.number,
                     f", retried as trial {record.retried_by}" if record.retried_by is not None else "")
-        tracker.mark_lost(record.number, record.reason or "lost", record.retried_by)
+    try:
+        repaired = tracker.reconcile(ray.get(coordinator.finished_digest.remote()), spec.metric[0])
+        if any(repaired.values()):
+            log.warning("MLflow repaired after an earlier crash: %s", repaired)
+    except Exception as exc:  # tracking must never stop a study; the repair runs again next time
+        log.warning("could not reconcile MLflow with the study (%s); will retry on the next run", exc)
 
     counts = ray.get(coordinator.counts.remote())
     dataset_ref = ray.put(dataset)

@@ -4,10 +4,16 @@ Layout in MLflow: experiment (the spec's ``experiment`` or the study name) -> on
 parent run tagged ``sweeplab.role=parent`` and ``sweeplab.study`` (found again on
 resume, never duplicated) -> one child run per Optuna trial, tagged
 ``sweeplab.trial_number`` and linked both ways (Optuna trial attr ``mlflow_run_id``).
+A trial the study's ``constraints`` rejected before it ran (it never trained) has no
+child run: it lives in Optuna only (PRUNED, attrs ``sweeplab.rejected`` and
+``sweeplab.fail_reason``); the parent run's ``n_rejected`` metric counts them.
 
 Requests per trial: create the run (tags), one ``log_batch`` with params, per-epoch
-metrics and final metrics, and one ``update_run`` with the terminal status. They go
-through :class:`~sweeplab.tracking.writer.TrackingWriter`, off the driver's loop.
+metrics and final metrics, and one ``update_run`` with the terminal status; a COMPLETE
+torch/keras trial adds one artifact upload (its ``evaluation.json``). They go through
+:class:`~sweeplab.tracking.writer.TrackingWriter`, off the driver's loop. Once per
+study, the best trial's run gets its model and evaluation files (one folder upload and
+one ``log_batch`` of tags; see :mod:`sweeplab.tracking.packaging`).
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sweeplab.errors import StorageError
@@ -184,34 +193,88 @@ class StudyTracker:
             run_id = self._run_ids.get(number) or self._existing_child(number)
             if run_id is None:
                 raise RuntimeError(f"child run of trial {number} not created yet")
-            params: dict[str, str] = {k: str(v) for k, v in record.raw_params.items()}
-            if "hidden_units" in record.params:
-                params["hidden_units"] = json.dumps(list(record.params["hidden_units"]))
-            metrics: list[tuple[str, float, int, int]] = []
-            for epoch, stamp, values in record.history:
-                for key, value in values.items():
-                    metrics.append((key, value, int(stamp * 1000), epoch))
-            now = int(time.time() * 1000)
-            for key, value in record.metrics.items():
-                metrics.append((f"final_{key}", value, now, 0))
-            if record.values:
-                for i, value in enumerate(record.values):
-                    metrics.append(("objective_value" if i == 0 else f"objective_value_{i}", value, now, 0))
-            tags = {TAG_STATE: record.state}
-            if record.pruned_epoch is not None:
-                tags["sweeplab.pruned_at_epoch"] = str(record.pruned_epoch)
-            if record.reason:
-                tags["sweeplab.fail_reason"] = record.reason[:4900]
-            if record.node:
-                tags["sweeplab.node"] = record.node
-            if record.retried_by is not None:
-                tags["sweeplab.retried_by"] = str(record.retried_by)
-            tags["sweeplab.duration_s"] = f"{record.duration:.3f}"
-            self._log_batch(run_id, params=params, metrics=metrics, tags=tags)
-            status = STATUS_OF_STATE.get(record.state, "FAILED")
-            self.client.set_terminated(run_id, status=status, end_time=now)
+            self._finish_now(run_id, record)
 
         self.writer.submit(f"finish run of trial {number}", finish)
+
+    def _finish_now(self, run_id: str, record: Any) -> None:
+        """Log params, per-epoch and final metrics, tags and the terminal status of ``record``."""
+        params: dict[str, str] = {k: str(v) for k, v in record.raw_params.items()}
+        if "hidden_units" in record.params:
+            params["hidden_units"] = json.dumps(list(record.params["hidden_units"]))
+        metrics: list[tuple[str, float, int, int]] = []
+        for epoch, stamp, values in record.history:
+            for key, value in values.items():
+                metrics.append((key, value, int(stamp * 1000), epoch))
+        now = int(time.time() * 1000)
+        for key, value in record.metrics.items():
+            metrics.append((f"final_{key}", value, now, 0))
+        if record.values:
+            for i, value in enumerate(record.values):
+                metrics.append(("objective_value" if i == 0 else f"objective_value_{i}", value, now, 0))
+        tags = {TAG_STATE: record.state}
+        if record.pruned_epoch is not None:
+            tags["sweeplab.pruned_at_epoch"] = str(record.pruned_epoch)
+        if record.reason:
+            tags["sweeplab.fail_reason"] = record.reason[:4900]
+        if record.node:
+            tags["sweeplab.node"] = record.node
+        if record.retried_by is not None:
+            tags["sweeplab.retried_by"] = str(record.retried_by)
+        tags["sweeplab.duration_s"] = f"{record.duration:.3f}"
+        self._log_batch(run_id, params=params, metrics=metrics, tags=tags)
+        status = STATUS_OF_STATE.get(record.state, "FAILED")
+        self.client.set_terminated(run_id, status=status, end_time=now)
+
+    def reconcile(self, digest: list[dict[str, Any]], metric: str) -> dict[str, int]:
+        """Make MLflow agree with Optuna after a crash (synchronously, before new trials).
+
+        For every finished Optuna trial in ``digest`` (see the coordinator's
+        ``finished_digest``): a child run left RUNNING is completed from what Optuna
+        holds (params, the study metric per epoch, final metrics, status, reason, retry
+        link); a missing child run is created the same way; duplicates of one trial
+        (a create retried across an outage) are deleted, keeping the linked one. Returns
+        counts of what was repaired.
+        """
+        fixed = {"closed": 0, "created": 0, "deleted": 0}
+        runs = self.child_runs()
+        for item in digest:
+            number = int(item["number"])
+            existing = runs.get(number, [])
+            if len(existing) > 1:
+                keep = next((r for r in existing if r.info.run_id == item.get("run_id")), existing[0])
+                for extra in existing:
+                    if extra.info.run_id != keep.info.run_id:
+                        self.client.delete_run(extra.info.run_id)
+                        fixed["deleted"] += 1
+                existing = [keep]
+            if existing and existing[0].info.status != "RUNNING":
+                continue
+            if existing:
+                run_id = existing[0].info.run_id
+                fixed["closed"] += 1
+                has_history = metric in existing[0].data.metrics
+            else:
+                tags = {"mlflow.parentRunId": self.parent_run_id, TAG_STUDY: self.study_name, TAG_TRIAL: str(number),
+                        "sweeplab.repaired": "true"}
+                created = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
+                run_id = created.info.run_id
+                fixed["created"] += 1
+                has_history = False
+            state = item["state"]
+            reason = item.get("reason")
+            if state == "FAIL" and not reason:
+                reason = "lost: the driver stopped before the trial finished"
+            history = [] if has_history else [(epoch, time.time(), {metric: value})
+                                              for epoch, value in sorted(item["intermediate"].items())]
+            record = SimpleNamespace(number=number, state=state, values=item.get("values"), params={},
+                             raw_params=item["raw_params"], metrics=item.get("metrics") or {}, history=history,
+                             reason=reason, pruned_epoch=item.get("pruned_epoch"), node=item.get("node") or "",
+                             duration=0.0, retried_by=item.get("retried_by"))
+            self._finish_now(run_id, record)
+            with self._run_ready:
+                self._run_ids[number] = run_id
+        return fixed
 
     def mark_lost(self, number: int, reason: str, retried_by: int | None) -> None:
         """Close the child run of a trial reaped as lost (from an earlier driver) as FAILED."""
@@ -227,6 +290,62 @@ class StudyTracker:
             self.client.set_terminated(run_id, status="FAILED", end_time=int(time.time() * 1000))
 
         self.writer.submit(f"close lost run of trial {number}", close)
+
+    # ------------------------------------------------------------ artifacts
+    def log_artifacts(
+        self,
+        run_id: str | None,
+        files: Mapping[str, bytes | str | Mapping[str, Any]],
+        *,
+        trial: int | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Queue the upload of ``files`` (artifact path -> content) into a run, then ``tags``.
+
+        The run is ``run_id``, or trial ``trial``'s child run (resolved when the op runs,
+        after its creation). Content: bytes as they are, str as UTF-8, a mapping as JSON.
+        Paths are relative POSIX paths (``model/MLmodel``); absolute ones or ones with
+        ``..`` raise ValueError here, before anything is queued. One ``log_artifacts``
+        request (a folder upload) plus one ``log_batch`` when there are tags; retried as a
+        whole (uploads overwrite, so a retry duplicates nothing).
+        """
+        blobs: dict[str, bytes] = {}
+        for name, content in files.items():
+            parts = Path(name).parts
+            if not name or Path(name).is_absolute() or ".." in parts or "\\" in name or "\0" in name:
+                raise ValueError(f"artifact paths must be relative and stay inside the run, got {name!r}")
+            if isinstance(content, bytes):
+                blobs[name] = content
+            elif isinstance(content, str):
+                blobs[name] = content.encode("utf-8")
+            else:
+                blobs[name] = json.dumps(content, indent=2, default=str).encode("utf-8")
+        if run_id is None and trial is None:
+            raise ValueError("log_artifacts needs a run_id or a trial number")
+        what = f"trial {trial}" if run_id is None else f"run {run_id}"
+
+        def upload() -> None:
+            target = run_id
+            if target is None and trial is not None:
+                target = self._run_ids.get(trial) or self._existing_child(trial)
+            if target is None:
+                raise RuntimeError(f"child run of trial {trial} not created yet")
+            if blobs:
+                with tempfile.TemporaryDirectory(prefix="sweeplab-artifacts-") as tmp:
+                    for name, data in blobs.items():
+                        path = Path(tmp, name)
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(data)
+                    self.client.log_artifacts(target, tmp)
+            if tags:
+                self._log_batch(target, tags=tags)
+
+        self.writer.submit(f"artifacts of {what} ({len(blobs)} file(s))", upload)
+
+    def trial_artifacts(self, number: int, files: Mapping[str, bytes | str | Mapping[str, Any]]) -> None:
+        """Queue ``files`` (e.g. ``evaluation.json``) into trial ``number``'s child run."""
+        if files:
+            self.log_artifacts(None, files, trial=number)
 
     def _log_batch(
         self,
@@ -262,7 +381,7 @@ class StudyTracker:
             tags = {"sweeplab.status": status}
             now = int(time.time() * 1000)
             if summary:
-                for key in ("n_trials", "n_complete", "n_pruned", "n_failed"):
+                for key in ("n_trials", "n_complete", "n_pruned", "n_failed", "n_rejected"):
                     if summary.get(key) is not None:
                         metrics.append((key, float(summary[key]), now, 0))
                 if summary.get("best_value") is not None and not isinstance(summary["best_value"], list):
