@@ -15,6 +15,7 @@ with the reason and enqueues a retry (at most ``max_retries`` per lineage).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -34,6 +35,7 @@ from sweeplab.search.constraints import (
 from sweeplab.search.tickets import COMPLETE, FAILED, LOST, PRUNED, TrialOutcome, TrialRecord, TrialTicket
 
 ATTR_RETRY_OF = "sweeplab.retry_of"
+ATTR_GRID_ID = "sweeplab.grid_id"
 ATTR_ATTEMPT = "sweeplab.attempt"
 ATTR_ROOT = "sweeplab.lineage_root"
 ATTR_LEASE_HOLDER = "sweeplab.lease_holder"
@@ -45,6 +47,9 @@ ATTR_PRUNED_EPOCH = "sweeplab.pruned_at_epoch"
 ATTR_NODE = "sweeplab.node"
 STUDY_ATTR_SPEC = "sweeplab.spec"
 STUDY_ATTR_RETRIES = "sweeplab.retries"
+
+
+log = logging.getLogger("sweeplab.search")
 
 
 def trial_seed(study_seed: int, root_number: int) -> int:
@@ -181,6 +186,10 @@ class StudyCoordinator:
             attempt = int(attrs.get(ATTR_ATTEMPT, 0))
             if ATTR_ROOT not in attrs:
                 trial.set_user_attr(ATTR_ROOT, root)
+            if ATTR_GRID_ID in attrs:
+                # A retry re-runs its original's grid point; GridSampler needs to know which.
+                for key, value in attrs[ATTR_GRID_ID].items():
+                    self._storage.set_trial_system_attr(trial._trial_id, key, value)
             self._lease(trial)
             framework = str(params.get("framework", self.spec.objective.framework))
             ticket = TrialTicket(
@@ -265,9 +274,10 @@ class StudyCoordinator:
 
         with self._lock:
             number = outcome.number
-            trial = self._live.pop(number)
-            ticket = self._tickets.pop(number)
-            history = self._history.pop(number, [])
+            # Popped only once told: a retry after a dropped database connection finds them again.
+            trial = self._live[number]
+            ticket = self._tickets[number]
+            history = self._history.get(number, [])
             state, reason = outcome.state, outcome.reason
             values: list[float] | None = None
             if state == COMPLETE:
@@ -294,7 +304,12 @@ class StudyCoordinator:
                 self._tell(trial, state=TrialState.PRUNED)
             else:
                 self._tell(trial, state=TrialState.FAIL)
-            retried_by = self._enqueue_retry(number, trial.user_attrs, ticket) if state == LOST else None
+            retried_by = (self._enqueue_retry(number, trial.user_attrs, ticket,
+                                              self._storage.get_trial_system_attrs(trial._trial_id))
+                          if state == LOST else None)
+            self._live.pop(number, None)
+            self._tickets.pop(number, None)
+            self._history.pop(number, None)
             return TrialRecord(
                 number=number,
                 state=COMPLETE if state == COMPLETE else PRUNED if state == PRUNED else FAILED,
@@ -356,7 +371,7 @@ class StudyCoordinator:
                         continue
                 except UpdateFinishedTrialError:
                     continue
-                retried_by = self._enqueue_retry(frozen.number, frozen.user_attrs, ticket)
+                retried_by = self._enqueue_retry(frozen.number, frozen.user_attrs, ticket, frozen.system_attrs)
                 reaped.append(
                     TrialRecord(
                         number=frozen.number,
@@ -381,22 +396,28 @@ class StudyCoordinator:
         # GridSampler calls study.stop() once the grid is covered, which Optuna only
         # allows inside optimize(); the trial is stored before that raises.
         try:
-            self.study.tell(trial, **kwargs)
+            # skip_if_finished: a retried tell whose first attempt committed, or a trial
+            # another driver reaped meanwhile, is left as it is (no finished trial changes).
+            self.study.tell(trial, skip_if_finished=True, **kwargs)
         except RuntimeError as exc:
             if "Study.stop" not in str(exc):
                 raise
             self.exhausted = True
 
-    def _enqueue_retry(self, number: int, user_attrs: dict[str, Any], ticket: TrialTicket) -> int | None:
+    def _enqueue_retry(self, number: int, user_attrs: dict[str, Any], ticket: TrialTicket,
+                       system_attrs: dict[str, Any] | None = None) -> int | None:
         """Enqueue the next attempt of lost trial ``number``; return its number, or None
         when the lineage has used its ``max_retries``. The link failed -> retry is kept in
         the study attr ``sweeplab.retries`` (a finished trial's attrs cannot change)."""
         if ticket.attempt >= self.spec.max_retries:
             return None
         root = int(user_attrs.get(ATTR_ROOT, number))
+        grid_keys = ("grid_id", "search_space")
+        grid = ({ATTR_GRID_ID: {k: system_attrs[k] for k in grid_keys}}
+                if system_attrs and all(k in system_attrs for k in grid_keys) else {})
         self.study.enqueue_trial(
             dict(ticket.raw_params),
-            user_attrs={ATTR_RETRY_OF: number, ATTR_ATTEMPT: ticket.attempt + 1, ATTR_ROOT: root},
+            user_attrs={ATTR_RETRY_OF: number, ATTR_ATTEMPT: ticket.attempt + 1, ATTR_ROOT: root, **grid},
             skip_if_exists=False,
         )
         from optuna.trial import TrialState
@@ -483,3 +504,86 @@ def count_states(trials: list[Any], retried: set[str]) -> dict[str, int]:
             out[t.state.name] += 1
     out["finished"] = out["COMPLETE"] + out["PRUNED"] + out["FAIL"]
     return out
+
+
+DB_RETRIES = 6
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """True for a dropped or refused database connection (server restart, killed backend)."""
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+    except ImportError:  # pragma: no cover
+        return False
+    seen: BaseException | None = exc
+    for _ in range(8):  # Optuna wraps driver errors in StorageInternalError: walk the chain
+        if seen is None:
+            return False
+        if isinstance(seen, OperationalError) or (isinstance(seen, DBAPIError) and seen.connection_invalidated):
+            return True
+        text = str(seen).lower()
+        if any(w in text for w in ("server closed the connection", "terminating connection", "connection refused",
+                                   "could not connect", "connection is closed", "ssl syscall", "database is locked")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _with_db_retry(method: Any) -> Any:
+    """Retry a coordinator operation when the database connection drops.
+
+    Every wrapped operation is safe to repeat: tell skips finished trials, reports
+    overwrite the same step, and an ``ask`` interrupted after Optuna created its trial
+    fails that orphan (recorded as superseded, so it does not count toward ``trials``)
+    before asking again.
+    """
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: StudyCoordinator, *args: Any, **kwargs: Any) -> Any:
+        delay = 0.5
+        for attempt in range(DB_RETRIES):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if attempt == DB_RETRIES - 1 or not is_transient_db_error(exc):
+                    raise
+                log.warning("database error in %s (%s); retrying in %.1fs", method.__name__,
+                            str(exc).splitlines()[0][:200], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+                if method.__name__ == "ask":
+                    self._fail_orphans()
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _fail_orphans(self: StudyCoordinator) -> None:
+    """Fail RUNNING trials this coordinator created but never handed out (a dropped ``ask``)."""
+    from optuna.trial import TrialState
+
+    with self._lock:
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number in self._live:
+                continue
+            holder = frozen.user_attrs.get(ATTR_LEASE_HOLDER)
+            if holder not in (None, self.holder):
+                continue
+            if holder is None and frozen.params:
+                continue  # another driver's trial being set up right now: leave it
+            try:
+                self._storage.set_trial_user_attr(frozen._trial_id, ATTR_REASON,
+                                                  "lost: the database connection dropped while the trial was asked")
+                self._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+            except Exception:
+                continue
+            links = dict(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
+            links[str(frozen.number)] = None
+            self.study.set_user_attr(STUDY_ATTR_RETRIES, links)
+
+
+StudyCoordinator._fail_orphans = _fail_orphans  # type: ignore[attr-defined]
+for _name in ("ask", "report", "tell", "reap_stale", "renew_leases", "counts", "summary", "finished_digest",
+              "link_run", "set_study_attr", "study_attrs"):
+    setattr(StudyCoordinator, _name, _with_db_retry(getattr(StudyCoordinator, _name)))

@@ -37,7 +37,7 @@ def sleepy(ctx):
 
 
 def faulty(ctx):
-    """Misbehaves by params["mode"]: ok, raise, nan, inf, none, string, kill."""
+    """Misbehaves by params["mode"]: ok, raise, nan, inf, none, string, kill, kill_once (per lineage seed)."""
     mode = ctx.params["mode"]
     ctx.reporter.report(1, {"score": 0.5})
     if mode == "raise":
@@ -52,4 +52,9 @@ def faulty(ctx):
         return "not a number"
     if mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "kill_once":
+        marker = os.path.join(ctx.settings.options["marker_dir"], f"killed-{ctx.seed}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
     return {"score": 0.5 + 0.01 * float(ctx.params.get("x", 0.0))}
