@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-local-stores", action="store_true",
                    help="use SQLite/file stores even when Ray has nodes on other machines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-model", action="store_true",
+                   help="skip the end-of-study re-fit that logs the best trial's model and evaluation")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     for name, text in (("status", "trial counts by state, best so far, running trials"),
@@ -74,6 +76,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="HTML file to write (default: STUDY-report.html here)")
     p.add_argument("--refresh", type=_positive_int, help="reload the page every N seconds (live view while it runs)")
     _add_store_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("promote", help="re-train the top configs with several seeds; register the best as "
+                       "models:/NAME@champion")
+    p.add_argument("study", metavar="STUDY")
+    p.add_argument("--model-name", required=True, help="registered model name ([A-Za-z0-9._-])")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="configs to re-train: the best K trials (default 3)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per config (default 3)")
+    _add_store_flags(p)
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("bench", help="run a benchmark (samplers x pruners x frameworks x seeds) and write its report")
+    p.add_argument("spec", metavar="BENCH_SPEC", help="bench spec (YAML): a study spec with `bench:` and `factors:`")
+    p.add_argument("--trials", type=_positive_int, help="trials per cell (overrides the spec)")
+    p.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 (overrides factors.seeds)")
+    p.add_argument("--workers", type=_positive_int, help="trials in flight per cell (overrides the spec)")
+    p.add_argument("--parallel-cells", type=_positive_int, help="cells run at once (overrides the spec; default 1)")
+    p.add_argument("--audit", type=lambda t: 0 if t == "0" else _positive_int(t), metavar="N",
+                   help="re-train N pruned trials per cell to audit the pruner (overrides the spec; 0: none)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any spec key, dotted for nested ones, value as YAML (e.g. objective.epochs=2)")
+    p.add_argument("-o", "--output", help="report HTML file (default: BENCH-report.html here)")
+    p.add_argument("--validate", action="store_true", help="check the bench spec and list its cells; run nothing")
+    _add_store_flags(p)
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--no-progress", action="store_true", help="no per-cell progress lines on stderr")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("audit", help="re-train a sample of a study's pruned trials to the end: did pruning cost "
+                       "the best?")
+    p.add_argument("study", metavar="STUDY")
+    p.add_argument("--sample", type=_positive_int, default=5, help="pruned trials to re-train (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    _add_store_flags(p)
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     p = sub.add_parser("validate", help="check a spec; print every problem with its YAML path")
@@ -93,11 +131,26 @@ def _version() -> str:
     return __version__
 
 
+_RESULT_STREAM: Any = None  # where results go; the real stdout while libraries' output is diverted
+
+
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    out = _RESULT_STREAM or sys.stdout
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        out.write(json.dumps(payload, default=str) + "\n")
     else:
-        sys.stdout.write(text.rstrip() + "\n")
+        out.write(text.rstrip() + "\n")
+    out.flush()
+
+
+def _divert_stdout() -> None:
+    """Send everything written to stdout (fd 1: MLflow's run links, Ray's worker logs)
+    to stderr, and keep the real stdout for the one result sweeplab prints."""
+    global _RESULT_STREAM
+    sys.stdout.flush()
+    real = os.dup(1)
+    os.dup2(2, 1)
+    _RESULT_STREAM = os.fdopen(real, "w", buffering=1)
 
 
 def _fmt(value: Any) -> str:
@@ -115,6 +168,7 @@ def _summary_text(s: dict[str, Any]) -> str:
         + (f" of {s['trials_target']}" if s.get("trials_target") else "")
         + f"  (complete {s['n_complete']}, pruned {s['n_pruned']}, failed {s['n_failed']}"
         + (f", retried {s['n_retried']}" if s.get("n_retried") else "")
+        + (f"; rejected by constraints {s['n_rejected']}" if s.get("n_rejected") else "")
         + ")",
     ]
     if s.get("running_trials"):
@@ -122,15 +176,23 @@ def _summary_text(s: dict[str, Any]) -> str:
     if s.get("best_trial") is None:
         lines.append("best       none yet (no completed trial)")
     else:
-        lines.append(f"best       trial {s['best_trial']}: {s.get('metric')} = {_fmt(s['best_value'])}")
+        lines.append(f"best       trial {s['best_trial']}: {_fmt(s.get('metric'))} = {_fmt(s['best_value'])}")
         for key, value in (s.get("best_params") or {}).items():
             lines.append(f"  {key:<16} {_fmt(value)}")
         if s.get("best_run_id"):
             lines.append(f"mlflow run {s['best_run_id']}")
+        model = s.get("best_model") or {}
+        if model.get("model_uri"):
+            lines.append(f"model      {model['model_uri']} (mlflow.pyfunc: raw rows -> labels)")
+        elif model.get("reason"):
+            lines.append(f"model      not logged: {model['reason']}")
     if s.get("pareto_front"):
-        lines.append(f"pareto     {len(s['pareto_front'])} trials on the front:")
+        metrics = s.get("metric")
+        names = f" ({', '.join(metrics)})" if isinstance(metrics, list) else ""
+        lines.append(f"pareto     {len(s['pareto_front'])} trials on the front{names}:")
         for item in s["pareto_front"]:
-            lines.append(f"  trial {item['trial']}: {_fmt(item['values'])}")
+            lines.append(f"  trial {item['trial']}: {_fmt(item['values'])}"
+                         + (f"  run {item['run_id']}" if item.get("run_id") else ""))
     if s.get("mlflow_parent_run_id"):
         lines.append(f"parent run {s['mlflow_parent_run_id']} (experiment {s.get('mlflow_experiment_id')})")
     return "\n".join(lines)
@@ -178,7 +240,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
     summary = run_study(spec, RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
                                          progress=not args.no_progress and not args.json, resume_command=resume,
-                                         allow_local_stores=args.allow_local_stores))
+                                         allow_local_stores=args.allow_local_stores,
+                                         package_best=not args.no_model))
     _emit(args, summary, _summary_text(summary))
     return 0
 
@@ -225,6 +288,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Re-train the study's top-k configs over several seeds on Ray; register the best mean's model."""
+    from sweeplab.tracking.promote import validate_model_name
+
+    validate_model_name(args.model_name)  # exit 2 before anything heavy starts
+    from sweeplab.search.storage import resolve_storage_url
+    from sweeplab.tracking.promote import promote_study
+
+    result = promote_study(args.study, args.model_name, storage_url=resolve_storage_url(args.storage),
+                           tracking_uri=args.tracking_uri, top_k=args.top_k, seeds=args.seeds, address=args.address)
+    winner = result["winner"]
+    lines = [f"registered {result['model_uri']} (version {result['version']}, run {result['run_id']})",
+             f"winner     trial {winner['trial']}: {result['metric']} mean {_fmt(winner['mean'])} "
+             f"± {_fmt(winner['std'])} over {winner['n_ok']} seed(s)"]
+    for c in result["candidates"]:
+        mean = "failed" if c["mean"] is None else f"{_fmt(c['mean'])} ± {_fmt(c['std'])}"
+        lines.append(f"  trial {c['trial']:<5} study {_fmt(c['study_value'])}  re-trained {mean}")
+    lines.append(f"load it:   mlflow.pyfunc.load_model({result['model_uri']!r}) with tracking URI "
+                 f"{result['tracking_uri']}")
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run (or resume) a benchmark and write its report (see sweeplab.bench)."""
+    from sweeplab.bench.commands import bench_command
+
+    return bench_command(args, _emit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Audit a study's pruning: re-train pruned trials to the end (see sweeplab.bench.audit)."""
+    from sweeplab.bench.commands import audit_command
+
+    return audit_command(args, _emit)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
@@ -238,7 +338,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "best": cmd_best, "report": cmd_report, "validate": cmd_validate,
-            "ui": cmd_ui}
+            "ui": cmd_ui, "promote": cmd_promote, "bench": cmd_bench, "audit": cmd_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.command in ("run", "bench", "promote", "audit"):
+        _divert_stdout()
     try:
         return COMMANDS[args.command](args)
     except SweeplabError as exc:

@@ -70,6 +70,7 @@ TOP_KEYS = (
     "space",
     "experiment",
     "max_retries",
+    "constraints",
 )
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
@@ -86,9 +87,14 @@ OBJECTIVE_KEYS = (
     "early_stopping",
     "callable",
     "options",
+    "init_from",
 )
 EARLY_STOPPING_KEYS = ("patience", "min_delta", "monitor")
 RESOURCE_KEYS = ("cpu", "gpu")
+CONSTRAINT_KEYS = ("max_params",)
+"""Keys of the spec's ``constraints`` section (torch/keras objectives only)."""
+INIT_FROM_SCHEMES = ("models:/", "runs:/", "file:")
+"""How ``objective.init_from`` may name its source model."""
 
 DATASETS: dict[str, str] = {
     "make_classification": "classification",
@@ -159,6 +165,9 @@ EPOCH_METRICS: dict[str, tuple[str, ...]] = {
 }
 """Metrics reported every epoch (what early stopping may monitor)."""
 N_PARAMS = "n_params"
+LATENCY_MS = "latency_ms"
+MODEL_COST_METRICS = (N_PARAMS, LATENCY_MS)
+"""Metrics of a model's cost, returned by the torch/keras objectives; studied only next to a model metric."""
 
 STUDY_NAME_MAX = 128
 _STUDY_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -233,6 +242,12 @@ class ObjectiveSpec:
     (``callable`` ``"package.module:function"`` required, ``dataset`` optional,
     ``options`` passed to it). ``validation_split`` in (0, 1), ``test_split`` in [0, 1),
     their sum < 1. When the space searches ``framework``, this one is only the default.
+
+    ``init_from`` (torch/keras only): a sweeplab model to fine-tune, ``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION``, ``runs:/RUN_ID/model`` or a ``file:`` URI of a saved model
+    folder. Its hidden layers (architecture and weights) are kept, the output layer is new
+    for this task; the space then searches ``n_frozen_layers`` / ``finetune_learning_rate``
+    and the training knobs, never the architecture (see ``sweeplab.objectives.transfer``).
     """
 
     framework: str = "torch"
@@ -244,9 +259,10 @@ class ObjectiveSpec:
     early_stopping: EarlyStoppingSpec | None = None
     callable: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical YAML form (``callable`` / ``options`` only when set)."""
+        """Canonical YAML form (``callable`` / ``options`` / ``init_from`` only when set)."""
         out: dict[str, Any] = {
             "framework": self.framework,
             "task": self.task,
@@ -268,6 +284,8 @@ class ObjectiveSpec:
             out["callable"] = self.callable
         if self.options:
             out["options"] = copy.deepcopy(dict(self.options))
+        if self.init_from is not None:
+            out["init_from"] = self.init_from
         return out
 
 
@@ -279,6 +297,9 @@ class StudySpec:
     multi-objective study). ``experiment`` None means the MLflow experiment is named
     after the study. ``source`` names where the spec came from (a file path) for
     error messages. ``parse_spec(spec.to_dict(), spec.source) == spec``.
+
+    ``constraints`` (torch/keras only): ``{"max_params": N}`` rejects, before training,
+    every architecture with more than ``N`` trainable parameters; empty means none.
     """
 
     study: str
@@ -295,6 +316,7 @@ class StudySpec:
     space: SearchSpace
     experiment: str | None = None
     max_retries: int = 2
+    constraints: Mapping[str, int] = field(default_factory=dict)
     source: str = "spec"
 
     @property
@@ -303,9 +325,9 @@ class StudySpec:
         return len(self.direction) > 1
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical plain-data form (JSON-serializable, without ``source``)."""
+        """Canonical plain-data form (JSON-serializable, without ``source``; ``constraints`` only when set)."""
         single = len(self.direction) == 1
-        return {
+        out: dict[str, Any] = {
             "study": self.study,
             "direction": self.direction[0] if single else list(self.direction),
             "metric": self.metric[0] if single else list(self.metric),
@@ -321,6 +343,9 @@ class StudySpec:
             "experiment": self.experiment,
             "max_retries": self.max_retries,
         }
+        if self.constraints:
+            out["constraints"] = dict(self.constraints)
+        return out
 
 
 # ---------------------------------------------------------------------- study names
@@ -425,19 +450,20 @@ def _check_metric_names(
     if objective.framework == "python":
         return
     allowed = METRICS[objective.task]
+    what = {N_PARAMS: "the parameter count", LATENCY_MS: "the mean predict latency per row, in ms"}
     for i, name in enumerate(metric):
         path = f"metric[{i}]" if multi else "metric"
-        if name == N_PARAMS:
+        if name in MODEL_COST_METRICS:
             if not multi:
                 problems.append(
                     Problem(
                         path,
-                        "`n_params` (the parameter count) is only a metric of multi-objective studies, "
+                        f"`{name}` ({what[name]}) is only a metric of multi-objective studies, "
                         "next to a model metric",
                     )
                 )
         elif name not in allowed:
-            extra = ", n_params (multi-objective)"
+            extra = f", {', '.join(MODEL_COST_METRICS)} (multi-objective)"
             problems.append(
                 Problem(
                     path,
@@ -445,6 +471,14 @@ def _check_metric_names(
                     f"allowed: {', '.join(allowed)}{extra}",
                 )
             )
+    if multi and all(name in MODEL_COST_METRICS for name in metric):
+        problems.append(
+            Problem(
+                "metric",
+                f"a multi-objective study needs a model metric (e.g. {allowed[0]}) next to "
+                f"{' / '.join(MODEL_COST_METRICS)}, got {list(metric)!r}",
+            )
+        )
 
 
 def _parse_resources(value: Any, problems: list[Problem]) -> Resources | None:
@@ -669,6 +703,7 @@ def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | Non
         if options and framework in ("torch", "keras"):
             problems.append(Problem("objective.options", f"only used with framework python, got framework {framework}"))
         check_plain_data(options, "objective.options", problems)
+    init_from = _parse_init_from(mapping.get("init_from"), framework, problems)
     if len(problems) > before:
         return None
     assert framework is not None and task is not None and epochs is not None and val is not None and test is not None
@@ -682,7 +717,82 @@ def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | Non
         early_stopping=early,
         callable=func,
         options=copy.deepcopy(dict(options)),
+        init_from=init_from,
     )
+
+
+def _parse_init_from(value: Any, framework: str | None, problems: list[Problem]) -> str | None:
+    """``objective.init_from``: a model URI (one of :data:`INIT_FROM_SCHEMES`), torch/keras only."""
+    path = "objective.init_from"
+    if value is None:
+        return None
+    uri = check_str(value, path, problems)
+    if uri is None:
+        return None
+    if not uri.startswith(INIT_FROM_SCHEMES):
+        problems.append(
+            Problem(
+                path,
+                "must name a sweeplab model: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model "
+                f"or file:///path/to/model, got {uri!r}",
+            )
+        )
+        return None
+    if framework == "python":
+        problems.append(Problem(path, "only used with framework torch or keras (fine-tuning an MLP), got python"))
+        return None
+    return uri
+
+
+def _parse_constraints(value: Any, framework: str | None, problems: list[Problem]) -> dict[str, int] | None:
+    """The ``constraints`` section: ``{max_params: N}`` with N a positive integer (torch/keras only)."""
+    path = "constraints"
+    if value is None:
+        return {}
+    mapping = check_mapping(value, path, problems)
+    if mapping is None:
+        return None
+    before = len(problems)
+    check_keys(mapping, CONSTRAINT_KEYS, path, problems)
+    out: dict[str, int] = {}
+    if "max_params" in mapping:
+        max_params = check_int(mapping["max_params"], join(path, "max_params"), problems, minimum=1)
+        if max_params is not None:
+            out["max_params"] = max_params
+    if out and framework not in ("torch", "keras"):
+        problems.append(
+            Problem(
+                join(path, "max_params"),
+                f"counts the parameters of an MLP, so it needs framework torch or keras, got framework {framework}",
+            )
+        )
+    return out if len(problems) == before else None
+
+
+def _check_transfer_space(objective: ObjectiveSpec, space: SearchSpace, problems: list[Problem]) -> None:
+    """Architecture params and ``init_from`` exclude each other; transfer params need ``init_from``."""
+    from sweeplab.spaces.architecture import ARCHITECTURE_PARAMS, TRANSFER_PARAMS
+
+    if not space.mlp:
+        return
+    for name in space.names():
+        if objective.init_from is not None and name in ARCHITECTURE_PARAMS:
+            problems.append(
+                Problem(
+                    join("space", name),
+                    f"the architecture comes from objective.init_from ({objective.init_from}): its hidden layers "
+                    f"are fine-tuned as they are; remove `{name}` and search n_frozen_layers, "
+                    "finetune_learning_rate, dropout, batch_size, optimizer... instead",
+                )
+            )
+        elif objective.init_from is None and name in TRANSFER_PARAMS:
+            problems.append(
+                Problem(
+                    join("space", name),
+                    f"`{name}` only means something when fine-tuning a model; set objective.init_from "
+                    "(e.g. models:/NAME@champion) or remove it",
+                )
+            )
 
 
 def _objective_framework(value: Any) -> str | None:
@@ -756,6 +866,12 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
         if sampler is not None and sampler[0] == "grid":
             for name, why in space.grid_problems():
                 problems.append(Problem(join("space", name), why))
+        if objective is not None:
+            _check_transfer_space(objective, space, problems)
+
+    raw_objective = data.get("objective")
+    raw_framework = raw_objective.get("framework", "torch") if isinstance(raw_objective, Mapping) else "torch"
+    constraints = _parse_constraints(data.get("constraints"), raw_framework, problems)
 
     if problems:
         raise SpecError(problems, source)
@@ -778,6 +894,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
         space=space,
         experiment=experiment,
         max_retries=max_retries,
+        constraints=constraints or {},
         source=source,
     )
 

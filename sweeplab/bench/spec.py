@@ -190,13 +190,25 @@ def _parse_levels(value: Any, path: str, names: tuple[str, ...], problems: list[
         check_plain_data(options, ipath, problems)
         if name is not None and isinstance(label, str):
             levels.append(Level(label=label, name=name, options=options))
-    labels = [lv.label for lv in levels]
-    for i, lv in enumerate(levels):
-        if labels.index(lv.label) != i:
-            problems.append(Problem(f"{path}[{i}]", f"label `{lv.label}` is used twice; give the items distinct "
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        label = _item_label(item)
+        if label is not None and label in seen:
+            problems.append(Problem(f"{path}[{i}]", f"label `{label}` is used twice; give the items distinct "
                                                     "`label`s (e.g. {name: tpe, label: tpe-uni, multivariate: false})"))
-            break
+        elif label is not None:
+            seen.add(label)
     return levels if len(problems) == before else None
+
+
+def _item_label(item: Any) -> str | None:
+    """The label a factor item asks for (its ``label``, else its name), or None when it has none."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Mapping):
+        label = item.get("label", item.get("name"))
+        return label if isinstance(label, str) else None
+    return None
 
 
 def _study_level(value: Any, default: str) -> Level:
@@ -247,7 +259,7 @@ def _parse_seeds(value: Any, path: str, problems: list[Problem]) -> list[int] | 
 def _remap(problem: Problem, cell_index: dict[str, int]) -> Problem:
     """Map a problem of a cell's study spec to the bench file's YAML path."""
     path, msg = problem.path, problem.message
-    for factor, (key, key_path) in _REPLACES.items():
+    for factor, (_key, key_path) in _REPLACES.items():
         if factor not in cell_index:
             continue
         base = f"factors.{factor}" if factor == "seeds" else f"factors.{factor}[{cell_index[factor]}]"
@@ -335,9 +347,8 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
         frameworks = _parse_frameworks(factors["frameworks"], "factors.frameworks", problems)
     else:
         fw = objective.get("framework", "torch") if isinstance(objective, Mapping) else "torch"
-        frameworks = [fw] if isinstance(fw, str) else None  # a bad value is reported by the cells' spec
-        if frameworks is None:
-            frameworks = ["torch"]
+        # a bad value stays in the cells' objective, where parse_spec reports it
+        frameworks = [fw if isinstance(fw, str) and _LABEL_RE.fullmatch(fw) else "torch"]
     if "seeds" in factors:
         seeds = _parse_seeds(factors["seeds"], "factors.seeds", problems)
     else:
@@ -365,7 +376,9 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
             continue
         cells.append(BenchCell(samplers[a].label, pruners[p].label, frameworks[f], seeds[si], spec))
     if cell_problems:
-        raise SpecError(_dedupe(cell_problems), source)
+        # a too long bench name breaks every cell's study name: say it once
+        named = [pr for pr in cell_problems if pr.path == "bench"]
+        raise SpecError(_dedupe([pr for pr in cell_problems if pr.path != "bench"] + named[:1]), source)
     return BenchSpec(
         bench=bench,
         experiment=str(experiment),

@@ -21,6 +21,11 @@ class Dataset:
     ``class_labels[i]`` is the original label of index ``i``. Regression targets are
     float32 of shape ``(n,)``. ``scaler`` is a fitted scikit-learn ``StandardScaler``;
     applying ``scaler.transform`` to raw feature rows gives the model's inputs.
+
+    ``init_from``: the source model of a transfer-learning study
+    (:class:`sweeplab.objectives.transfer.SourceModel`: its hidden layers' weights as
+    numpy arrays and its config), attached by the driver so it travels to every trial in
+    Ray's object store with the arrays; None otherwise.
     """
 
     task: str
@@ -35,6 +40,7 @@ class Dataset:
     scaler: Any = None
     name: str = "dataset"
     info: dict[str, Any] = field(default_factory=dict)
+    init_from: Any = None
 
     @property
     def n_features(self) -> int:

@@ -32,6 +32,8 @@ from torch import nn
 from sweeplab.errors import DataError
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.latency import predict_latency_ms
+from sweeplab.objectives.transfer import plan_trial
 
 __all__ = ["TorchMLPObjective", "build_model", "count_params", "predict"]
 
@@ -243,7 +245,7 @@ class TorchMLPObjective(BaseObjective):
       ``ctx.gpus > 0`` and CUDA is available, else CPU.
     - Seeded: ``torch.manual_seed`` and ``np.random.seed`` with ``ctx.seed`` (mod 2**32);
       the per-epoch shuffle uses its own generator seeded the same way. Same context on
-      CPU -> identical metrics (``train_seconds`` aside).
+      CPU -> identical metrics (``train_seconds`` and ``latency_ms`` aside).
     - After every epoch ``ctx.reporter.report(epoch, metrics)`` with a 1-based epoch and
       metrics ``loss, accuracy, val_loss, val_accuracy, lr`` (classification) or
       ``loss, mae, val_loss, val_mae, lr`` (regression). Train metrics are averaged over
@@ -262,7 +264,12 @@ class TorchMLPObjective(BaseObjective):
       history entry, so ``val_loss`` is the minimum over the history when monitoring it.
     - Returns those metrics plus ``test_loss`` and ``test_accuracy``/``test_mae`` (best
       weights, when the dataset has test rows), ``best_epoch`` (1-based),
-      ``epochs_trained``, ``n_params`` and ``train_seconds``.
+      ``epochs_trained``, ``n_params``, ``train_seconds`` and ``latency_ms`` (mean per-row
+      predict latency on the validation rows, see :mod:`sweeplab.objectives.latency`).
+    - ``init_from`` (``ctx.dataset.init_from`` set, see :mod:`sweeplab.objectives.transfer`):
+      the source's architecture and hidden-layer weights, a new output layer, the first
+      ``n_frozen_layers`` hidden layers frozen, ``finetune_learning_rate`` as learning rate;
+      ``n_params`` then counts the whole network and ``n_trainable_params`` the trained part.
 
     After ``run`` (also after a pruned or failed one), ``self.model`` holds the model (in
     eval mode, best weights once run returned) and ``self.history`` one metrics dict per
@@ -276,7 +283,8 @@ class TorchMLPObjective(BaseObjective):
 
     def run(self, ctx: TrialContext) -> dict[str, float]:
         """Train and evaluate one trial; return final metrics (see the class docstring)."""
-        cfg = MLPConfig.from_params(ctx.params)
+        params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture
+        cfg = MLPConfig.from_params(params)
         self.config = cfg
         self.model = None
         self.history = []
@@ -321,9 +329,13 @@ class TorchMLPObjective(BaseObjective):
             n_outputs = int(max(np.max(ds.y_train), np.max(ds.y_val))) + 1
 
         model = build_model(cfg, ds.n_features, n_outputs).to(device)
+        if transfer is not None:
+            from sweeplab.objectives.transfer_torch import init_torch
+
+            init_torch(model, transfer)  # source weights in, first n_frozen_layers frozen, new head
         self.model = model
         criterion: nn.Module = nn.CrossEntropyLoss() if classification else nn.MSELoss()
-        optimizer = _make_optimizer(cfg, list(model.parameters()), device)
+        optimizer = _make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], device)
         scheduler = _make_scheduler(cfg, optimizer)
         shuffle_gen = torch.Generator(device="cpu")
         shuffle_gen.manual_seed(seed)
@@ -417,7 +429,10 @@ class TorchMLPObjective(BaseObjective):
             epochs_trained=float(epochs_trained),
             n_params=float(count_params(model)),
             train_seconds=float(train_seconds),
+            latency_ms=predict_latency_ms(lambda: predict(model, ds.X_val, task), len(ds.y_val)),
         )
+        if transfer is not None:  # n_params counts the whole network, frozen layers included
+            result.update(n_params=result["n_params"] + transfer.frozen_params, n_trainable_params=result["n_params"])
         return result
 
     @staticmethod

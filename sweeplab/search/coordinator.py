@@ -24,11 +24,11 @@ import time
 from typing import Any
 
 from sweeplab.search.constraints import (
-    ATTR_CONSTRAINTS,
     ATTR_N_PARAMS,
     ATTR_REJECTED,
     MAX_REJECTIONS,
     ConstraintUnsatisfiable,
+    check_satisfiable,
     evaluate_constraints,
     unsatisfiable_message,
 )
@@ -92,6 +92,7 @@ class StudyCoordinator:
     def __init__(self, spec_dict: dict[str, Any], storage_url: str, lease_seconds: float = 60.0) -> None:
         import optuna
 
+        from sweeplab.search.held_storage import HeldTrialsStorage
         from sweeplab.search.samplers import build_pruner, build_sampler
         from sweeplab.search.storage import open_storage
         from sweeplab.spec import parse_spec
@@ -101,13 +102,15 @@ class StudyCoordinator:
         self.lease_seconds = lease_seconds
         self.holder = holder_id()
         self._lock = threading.RLock()
-        self._storage = open_storage(storage_url)
+        self._storage = HeldTrialsStorage(open_storage(storage_url))
         kwargs: dict[str, Any] = {}
         if self.spec.multi_objective:
             kwargs["directions"] = list(self.spec.direction)
         else:
             kwargs["direction"] = self.spec.direction[0]
         self.study = optuna.create_study(
+            # Trials this coordinator holds are kept in memory (it is their one writer), so a
+            # report's pruning decision or an ask does not re-read them from the database.
             storage=self._storage,
             study_name=self.spec.study,
             sampler=build_sampler(self.spec),
@@ -122,6 +125,7 @@ class StudyCoordinator:
         self._n_features: int | None = None  # the dataset's widths, for constraints (set_data_shape)
         self._n_outputs: int | None = None
         self._fixed_params: dict[str, Any] = {}  # e.g. a fine-tuned source model's architecture
+        self.max_rejections = MAX_REJECTIONS  # constraint rejections in a row before ask gives up
         if STUDY_ATTR_SPEC not in self.study.user_attrs:
             self.study.set_user_attr(STUDY_ATTR_SPEC, self.spec.to_dict())
 
@@ -152,10 +156,13 @@ class StudyCoordinator:
         ``fixed_params`` are merged over every trial's resolved params (they win): the
         architecture of an ``init_from`` source model (``hidden_units``, ``batch_norm``,
         ``activation``), so tickets, constraints and MLflow show the network that trains.
+        Raises :class:`ConstraintUnsatisfiable` when no architecture of the space can hold
+        the constraints.
         """
         with self._lock:
             self._n_features, self._n_outputs = int(n_features), int(n_outputs)
             self._fixed_params = dict(fixed_params or {})
+            check_satisfiable(self.spec, self._n_features, self._n_outputs, self._fixed_params)
 
     # ----------------------------------------------------------------- ask
     def ask(self) -> TrialTicket:
@@ -163,11 +170,11 @@ class StudyCoordinator:
 
         A trial that breaks the spec's ``constraints`` is told PRUNED at once (see
         :mod:`sweeplab.search.constraints`) and the next one is asked, at most
-        ``MAX_REJECTIONS`` times in a row; then :class:`ConstraintUnsatisfiable` is raised.
+        ``max_rejections`` times in a row; then :class:`ConstraintUnsatisfiable` is raised.
         """
-        with self._lock:
+        with self._lock, self._storage.batch():  # one transaction for the trial's params and lease
             last_reason = ""
-            for _ in range(MAX_REJECTIONS):
+            for _ in range(self.max_rejections):
                 trial = self.study.ask()
                 raw = self.spec.space.suggest(trial)
                 params = {**self.spec.space.resolve(raw), **self._fixed_params}
@@ -177,7 +184,7 @@ class StudyCoordinator:
                 last_reason = reason
             else:
                 raise ConstraintUnsatisfiable(
-                    unsatisfiable_message(self.spec.study, self.spec.constraints, MAX_REJECTIONS, last_reason)
+                    unsatisfiable_message(self.spec.study, self.spec.constraints, self.max_rejections, last_reason)
                 )
             number = trial.number
             attrs = trial.user_attrs
@@ -214,7 +221,6 @@ class StudyCoordinator:
             return None
         values, n_params, reason = evaluate_constraints(self.spec.constraints, params, self._n_features,
                                                         self._n_outputs)
-        trial.set_user_attr(ATTR_CONSTRAINTS, list(values.values()))
         if n_params is not None:
             trial.set_user_attr(ATTR_N_PARAMS, n_params)
         for name, value in values.items():
@@ -272,7 +278,7 @@ class StudyCoordinator:
         """
         from optuna.trial import TrialState
 
-        with self._lock:
+        with self._lock, self._storage.batch():  # the attrs in one transaction, before the state
             number = outcome.number
             # Popped only once told: a retry after a dropped database connection finds them again.
             trial = self._live[number]

@@ -65,13 +65,31 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
         ) from exc
 
 
-def load_study_dataset(spec: Any) -> Any:
-    """The spec's dataset, split and scaled (None for python objectives without one)."""
+def load_study_dataset(spec: Any, tracking_uri: str | None = None) -> Any:
+    """The spec's dataset, split and scaled (None for python objectives without one).
+
+    With ``objective.init_from`` the source model is downloaded once from ``tracking_uri``
+    (None: ``$MLFLOW_TRACKING_URI`` or MLflow's default) and attached to the dataset
+    (``Dataset.init_from``, see :mod:`sweeplab.objectives.transfer`), so every trial gets
+    it with the arrays; a source with another number of input features is a DataError.
+    """
     obj = spec.objective
     if obj.dataset is None:
         return None
+    dataset = _load_dataset(spec)
+    if getattr(obj, "init_from", None):
+        from sweeplab.objectives.transfer import attach_source, fetch_source_model
+        from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+
+        source = fetch_source_model(obj.init_from, resolve_tracking_uri(tracking_uri))
+        dataset = attach_source(dataset, source)
+    return dataset
+
+
+def _load_dataset(spec: Any) -> Any:
     from sweeplab.objectives.data import load_dataset
 
+    obj = spec.objective
     ds = obj.dataset
     return load_dataset(
         task=obj.task,
@@ -114,6 +132,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     Raises StudyInterrupted on Ctrl-C after failing the trials in flight (they are
     retried on resume) and closing the MLflow runs.
     """
+    startup = _Phases()  # start-up in phases: summary["startup_s"], logged at INFO
     import ray
 
     from sweeplab.search import preflight
@@ -122,17 +141,30 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     from sweeplab.search.worker import execute_trial
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
+    startup.mark("imports")
     t_start = time.time()
     address = options.address or os.environ.get("RAY_ADDRESS") or None
     preflight.check_ray_address(address)
     preflight.check_tracking_server(options.tracking_uri)
-    dataset = load_study_dataset(spec)  # bad data fails here, before any store is touched
+    dataset = load_study_dataset(spec, options.tracking_uri)  # bad data fails here, before any store is touched
+    if dataset is not None and spec.constraints:  # so does a constraint no architecture of the space can hold
+        from sweeplab.search.constraints import check_satisfiable
+
+        source = getattr(dataset, "init_from", None)
+        check_satisfiable(spec, dataset.n_features, dataset.n_outputs,
+                          source.architecture() if source is not None else None)
     if address:
         init_ray(address, **options.ray_init_kwargs)
         if not options.allow_local_stores:
             preflight.check_stores_reach_cluster(options.storage_url, options.tracking_uri, address)
+    startup.mark("preflight_dataset")
+    # Importing MLflow and opening its store takes seconds: do it while Ray starts.
+    opening = _TrackerOpener(options.tracking_uri, spec.experiment or spec.study, spec.study)
     open_storage(options.storage_url)  # schema created once, before any worker starts
+    startup.mark("optuna_storage")
     init_ray(address, **options.ray_init_kwargs)
+    startup.mark("ray_init")
+    _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
     node_id = ray.get_runtime_context().get_node_id()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -144,8 +176,9 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         attrs = ray.get(coordinator.study_attrs.remote())
     except ray.exceptions.RayActorError as exc:
         raise StorageError(f"the study coordinator could not start: {exc}") from exc
+    startup.mark("coordinator")
 
-    tracker = StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
+    tracker = opening.result() or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
     experiment_id, parent_run_id = tracker.open(spec.to_dict(), attrs.get("mlflow_parent_run_id"))
     ray.get([
         coordinator.set_study_attr.remote("mlflow_experiment_id", experiment_id),
@@ -153,6 +186,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         coordinator.set_study_attr.remote("mlflow_tracking_uri", options.tracking_uri),
     ])
     tracker.on_run_created = lambda number, run_id: coordinator.link_run.remote(number, run_id)
+    startup.mark("mlflow_open")
 
     for record in ray.get(coordinator.reap_stale.remote()):
         log.warning("trial %d was left RUNNING by a dead driver: failed%s", record.number,
@@ -165,7 +199,12 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         log.warning("could not reconcile MLflow with the study (%s); will retry on the next run", exc)
 
     counts = ray.get(coordinator.counts.remote())
+    if dataset is not None:  # what constraints count with; a fine-tuned source's fixed architecture
+        source = getattr(dataset, "init_from", None)
+        ray.get(coordinator.set_data_shape.remote(dataset.n_features, dataset.n_outputs,
+                                                  source.architecture() if source is not None else None))
     dataset_ref = ray.put(dataset)
+    startup.mark("resume_checks_dataset_put")
     settings = spec.objective
     metric_names = list(spec.metric)
     cpus, gpus = spec.resources.cpu, spec.resources.gpu
@@ -178,23 +217,36 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     best: Any = None
     exhausted = False
     status = "FINISHED"
+    unsatisfiable: list[SweeplabError] = []  # the constraints rejected MAX_REJECTIONS trials in a row
 
     def dispatch() -> None:
-        ticket: TrialTicket = ray.get(coordinator.ask.remote())
+        try:
+            ticket: TrialTicket = ray.get(coordinator.ask.remote())
+        except ray.exceptions.RayTaskError as exc:
+            from sweeplab.search.constraints import ConstraintUnsatisfiable
+
+            cause = getattr(exc, "cause", None)
+            if not isinstance(cause, ConstraintUnsatisfiable):
+                raise
+            log.error("%s", cause)
+            unsatisfiable.append(cause)
+            return
         tags = {"sweeplab.framework": ticket.framework, "sweeplab.attempt": str(ticket.attempt)}
         if ticket.retry_of is not None:
             tags["sweeplab.retry_of"] = str(ticket.retry_of)
         tracker.trial_started(ticket.number, ticket.raw_params, tags)
-        ref = task.options(num_cpus=cpus, num_gpus=gpus).remote(
+        ref = task.options(num_cpus=cpus, num_gpus=gpus, scheduling_strategy="SPREAD").remote(
             ticket, dataset_ref, settings, metric_names, coordinator, cpus, gpus
         )
         in_flight[ref] = ticket
+        startup.first_submit(ticket.number)
 
     try:
         while True:
             open_slots = spec.workers - len(in_flight)
             time_left = deadline is None or time.time() < deadline
-            while open_slots > 0 and time_left and not exhausted and finished + len(in_flight) < spec.trials:
+            while (open_slots > 0 and time_left and not exhausted and not unsatisfiable
+                   and finished + len(in_flight) < spec.trials):
                 dispatch()
                 open_slots -= 1
             if not in_flight:
@@ -210,6 +262,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
                 except ray.exceptions.RayError as exc:
                     outcome = TrialOutcome(ticket.number, LOST, {},
                                            reason=f"lost: its worker died ({type(exc).__name__}: {str(exc)[:500]})")
+                startup.first_outcome(outcome)
                 # Link the trial to its MLflow run before it finishes (a finished trial's attrs
                 # are frozen); during a tracking outage do not wait, the link goes to study attrs.
                 run_id = tracker.run_id(ticket.number, timeout=0.0 if tracker.writer.retrying else 10.0)
@@ -237,6 +290,8 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         in_flight.clear()
     finally:
         progress.close()
+    if unsatisfiable and status == "FINISHED":
+        status = "FAILED"
 
     summary = ray.get(coordinator.summary.remote())
     if summary.get("best_trial") is not None and not summary.get("best_run_id"):
@@ -247,6 +302,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         summary["best_model"] = package_best_trial(spec, summary, storage_url=options.storage_url,
                                                    dataset_ref=dataset_ref, tracker=tracker)
     summary["elapsed_s"] = round(time.time() - t_start, 3)
+    summary["startup_s"] = startup.phases
     html = _write_report(spec, summary, options.storage_url)
     delivered = tracker.close(summary, status=status, html_report=html)
     summary["mlflow_requests"] = tracker.writer.requests
@@ -254,12 +310,96 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     summary["storage"] = options.storage_url
     summary["tracking_uri"] = options.tracking_uri
     ray.kill(coordinator)
+    if unsatisfiable:
+        raise unsatisfiable[0]
     if status == "KILLED":
         raise StudyInterrupted(
             f"study {spec.study!r} interrupted after {summary['n_trials']} of {spec.trials} trials; "
             f"nothing is lost. Resume with: {options.resume_command or 'the same sweeplab run command'}"
         )
     return summary
+
+
+class _TrackerOpener:
+    """Builds the study's StudyTracker and opens its store on a thread (imports included).
+
+    :meth:`result` waits for it; None when that failed, so the caller builds it again and
+    the failure surfaces where it always did (``StudyTracker.open``).
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, study: str) -> None:
+        import threading
+
+        self.args = (tracking_uri, experiment, study)
+        self.tracker: Any = None
+        self.thread = threading.Thread(target=self._open, name="sweeplab-mlflow-open", daemon=True)
+        self.thread.start()
+
+    def _open(self) -> None:
+        try:
+            from sweeplab.tracking.mlflow_tracker import StudyTracker
+
+            tracker = StudyTracker(*self.args)
+            tracker.client.get_experiment_by_name(self.args[1])  # opens the store (engine, schema)
+            self.tracker = tracker
+        except Exception as exc:  # reported by the synchronous open
+            log.debug("opening the MLflow store in the background failed: %s", exc)
+
+    def result(self) -> Any:
+        self.thread.join()
+        return self.tracker
+
+
+def _warm_workers(spec: Any) -> None:
+    """Start ``workers`` tasks that import the objective (torch, TensorFlow or the user's
+    module) in Ray's worker processes, so the first trials do not pay for it. Fire and
+    forget: a failure here surfaces in the first trial instead."""
+    import ray
+
+    from sweeplab.search.worker import warm_worker
+
+    try:
+        task = ray.remote(max_retries=0)(warm_worker).options(num_cpus=spec.resources.cpu,
+                                                               num_gpus=spec.resources.gpu)
+        for _ in range(spec.workers):
+            task.remote(spec.objective.framework, getattr(spec.objective, "callable", None))
+    except Exception as exc:  # pragma: no cover - warming is only an optimization
+        log.debug("could not warm the workers: %s", exc)
+
+
+class _Phases:
+    """Seconds spent in each start-up phase, up to the first trial's start on its worker.
+
+    ``first_dispatch``: the first ask and task submission; ``first_trial_start``: from that
+    submission to the objective's start on the worker (worker process start, imports, the
+    dataset fetch); ``total``: from entering ``run_study`` to the first trial's start.
+    """
+
+    def __init__(self) -> None:
+        self.t0 = self.last = time.time()
+        self.phases: dict[str, float] = {}
+        self.submitted: tuple[int, float] | None = None
+        self.done = False
+
+    def mark(self, name: str) -> None:
+        now = time.time()
+        self.phases[name] = round(now - self.last, 4)
+        self.last = now
+
+    def first_submit(self, number: int) -> None:
+        if self.submitted is None and not self.done:
+            self.mark("first_dispatch")
+            self.submitted = (number, self.last)
+
+    def first_outcome(self, outcome: Any) -> None:
+        if self.done or self.submitted is None:
+            return
+        self.done = True
+        started = float(getattr(outcome, "started_at", 0.0) or 0.0)
+        if started > 0:
+            self.phases["first_trial_start"] = round(max(0.0, started - self.submitted[1]), 4)
+            self.phases["total"] = round(started - self.t0, 4)
+        log.info("start-up: %s", ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))
 
 
 def _write_report(spec: Any, summary: dict[str, Any], storage_url: str) -> str | None:

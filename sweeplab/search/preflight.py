@@ -51,7 +51,7 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
         return
     url = uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked above
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             if response.status < 500:
                 return
             problem = f"HTTP {response.status}"

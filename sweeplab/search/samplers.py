@@ -21,6 +21,11 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     TPE runs with ``constant_liar`` when more than one trial is in flight, so parallel
     workers do not all sample the same point. Options of the spec are passed to the
     sampler's constructor; a bad option is a SpecError naming ``sampler.<option>``.
+
+    Constraints (``spec.constraints``) need nothing here: the coordinator sets them on
+    every trial with ``trial.set_constraint``, which Optuna 5's TPE, NSGA-II and GP samplers
+    read from ``trial.constraints`` (their ``constraints_func`` argument is deprecated
+    since Optuna 5.0; see :mod:`sweeplab.search.constraints`).
     """
     import optuna
 

@@ -57,7 +57,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     # fails on a duplicate type/table and succeeds on the next try (the schema is there).
     for attempt in range(4):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+            if url.startswith("sqlite:"):
+                use_wal(storage.engine)
+            return storage
         except Exception as exc:
             last = exc
             if "duplicate" not in str(exc).lower() and "already exists" not in str(exc).lower():
@@ -67,6 +70,32 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         f"cannot open the Optuna storage {redact(url)}: {last}. "
         f"Check the URL given by --storage or ${STORAGE_ENV}, and that the database is running."
     ) from last
+
+
+def use_wal(engine: object) -> None:
+    """Open SQLite connections of ``engine`` in WAL mode with ``synchronous=NORMAL``.
+
+    The default rollback journal fsyncs on every commit, and Optuna commits every param,
+    attr and reported value: that fsync was most of a trial's storage time. In WAL mode a
+    commit is still atomic and survives a crash of the process (a killed driver loses
+    nothing); only an OS crash or power loss can roll back the last commits. Readers
+    (``sweeplab status``, the dashboards) no longer block the writer. Falls back silently
+    to the default journal where WAL is unavailable (a read-only or network filesystem).
+    """
+    from sqlalchemy import event
+
+    def on_connect(dbapi_conn: object, _record: object) -> None:
+        cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        except Exception:  # keep the default journal
+            pass
+        finally:
+            cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # type: ignore[attr-defined]  # connections opened before the listener
 
 
 def load_existing_study(name: str, url: str) -> optuna.Study:

@@ -18,6 +18,8 @@ def summarize(study: Any) -> dict[str, Any]:
     """Counts, best trial (or Pareto front), running trials and MLflow ids of ``study``.
 
     A failed or pruned trial is never best: only COMPLETE trials are considered.
+    ``n_rejected`` counts trials the study's constraints rejected before they ran (not
+    part of ``n_trials`` / ``n_pruned``).
     """
     from optuna.trial import TrialState
 
@@ -33,6 +35,7 @@ def summarize(study: Any) -> dict[str, Any]:
         "n_pruned": counts["PRUNED"],
         "n_failed": counts["FAIL"],
         "n_retried": counts["retried"],
+        "n_rejected": counts.get("rejected", 0),
         "n_running": counts["RUNNING"],
         "n_waiting": counts["WAITING"],
         "trials_target": spec.get("trials"),

@@ -63,6 +63,15 @@ def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
     return objective
 
 
+def warm_worker(framework: str, callable_path: str | None) -> int:
+    """Import (and cache) this process's objective before its first trial; never raises."""
+    try:
+        get_objective(framework, callable_path)
+    except Exception:  # the first trial reports the problem with its full context
+        pass
+    return os.getpid()
+
+
 def node_name() -> str:
     """Where this trial runs: the Ray node's IP when inside Ray, else the host name."""
     try:
@@ -74,6 +83,22 @@ def node_name() -> str:
     except Exception:  # pragma: no cover - outside Ray
         pass
     return socket.gethostname()
+
+
+def trial_artifacts(framework: str, objective: Any, dataset: Any, metrics: Mapping[str, float]) -> dict[str, Any]:
+    """The small artifacts of a COMPLETE trial: ``{"evaluation.json": payload}`` for torch and
+    keras objectives (held-out metrics, confusion matrix table, classification report; one
+    forward pass, no plotting), else nothing. Never raises: an evaluation problem must not
+    fail a trial that trained, so it is returned as ``evaluation_error.txt`` instead."""
+    if framework not in ("torch", "keras") or getattr(objective, "model", None) is None:
+        return {}
+    try:
+        from sweeplab.objectives.evaluation import EVALUATION_FILE, evaluate_objective
+
+        payload = evaluate_objective(framework, objective, dataset, metrics)
+        return {EVALUATION_FILE: payload} if payload is not None else {}
+    except Exception as exc:
+        return {"evaluation_error.txt": f"{type(exc).__name__}: {exc}"}
 
 
 def execute_trial(
@@ -105,8 +130,9 @@ def execute_trial(
         )
         raw = objective.run(ctx)
         metrics = check_metrics(raw, metric_names)
+        artifacts = trial_artifacts(ticket.framework, objective, dataset, metrics)
         return TrialOutcome(ticket.number, COMPLETE, metrics, node=node, duration=time.time() - started,
-                            started_at=started)
+                            started_at=started, artifacts=artifacts)
     except TrialPruned as pruned:
         return TrialOutcome(ticket.number, PRUNED, {}, reason=f"pruned at epoch {pruned.epoch}",
                             pruned_epoch=pruned.epoch, node=node, duration=time.time() - started, started_at=started)

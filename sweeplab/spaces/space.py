@@ -96,6 +96,9 @@ MLP_PARAMS: dict[str, _Rule] = {
     "momentum": _Rule("number", lambda v: 0 <= v <= 1, "in [0, 1]"),
     "weight_decay": _Rule("number", lambda v: v >= 0, ">= 0"),
     "framework": _Rule("str", choices=FRAMEWORKS),
+    # transfer learning (objective.init_from only; see sweeplab.objectives.transfer)
+    "n_frozen_layers": _Rule("int", lambda v: v >= 0, ">= 0"),
+    "finetune_learning_rate": _Rule("number", lambda v: v > 0, "> 0"),
 }
 """The hyperparameter names of torch/keras spaces and what their values must be."""
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from importlib import metadata as importlib_metadata
@@ -32,6 +31,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+from mlflow.pyfunc import PythonModel
 
 __all__ = ["META_FILE", "MODEL_FORMAT", "MLPModel", "model_meta", "predict_raw", "save_pyfunc_model"]
 
@@ -169,30 +169,28 @@ def load_network(meta: Mapping[str, Any], weights_path: str | os.PathLike[str]) 
 # --------------------------------------------------------------------------- pyfunc
 
 
-# MLflow asks for type hints on ``predict`` to derive a signature from them; this model's
-# signature (raw rows -> labels) is logged explicitly instead, so the hint is left out on
-# purpose and MLflow's reminder is silenced where the class is defined and saved.
-_NO_HINT_WARNING = "Add type hints to the `predict` method"
+class MLPModel(PythonModel):
+    """``mlflow.pyfunc`` wrapper: raw feature rows in, class labels (or values) out.
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=f".*{_NO_HINT_WARNING}")
+    ``predict``'s input has no type hint on purpose: MLflow would derive the signature
+    from it, while this model's signature (raw feature columns -> labels) is logged
+    explicitly. ``_skip_type_hint_validation`` (what MLflow's own wrappers set) stops
+    MLflow from warning about the missing hint at every import.
+    """
 
-    class MLPModel(mlflow.pyfunc.PythonModel):
-        """``mlflow.pyfunc`` wrapper: raw feature rows in, class labels (or values) out."""
+    _skip_type_hint_validation = True
 
-        def load_context(self, context: Any) -> None:
-            """Read ``sweeplab_model.json`` and rebuild the network with its weights."""
-            with open(context.artifacts["meta"], encoding="utf-8") as fh:
-                self.meta = json.load(fh)
-            if self.meta.get("format") != MODEL_FORMAT:
-                raise ValueError(
-                    f"unsupported sweeplab model format {self.meta.get('format')!r}; expected {MODEL_FORMAT}"
-                )
-            self.model = load_network(self.meta, context.artifacts["weights"])
+    def load_context(self, context: Any) -> None:
+        """Read ``sweeplab_model.json`` and rebuild the network with its weights."""
+        with open(context.artifacts["meta"], encoding="utf-8") as fh:
+            self.meta = json.load(fh)
+        if self.meta.get("format") != MODEL_FORMAT:
+            raise ValueError(f"unsupported sweeplab model format {self.meta.get('format')!r}; expected {MODEL_FORMAT}")
+        self.model = load_network(self.meta, context.artifacts["weights"])
 
-        def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
-            """Predict raw rows (a DataFrame or a 2-D array): see :func:`predict_raw`."""
-            return predict_raw(self.meta, self.model, model_input)
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """Predict raw rows (a DataFrame or a 2-D array): see :func:`predict_raw`."""
+        return predict_raw(self.meta, self.model, model_input)
 
 
 def pip_requirements(framework: str) -> list[str]:
@@ -237,17 +235,15 @@ def save_pyfunc_model(
         meta_path.write_text(json.dumps(dict(meta), indent=2, default=str), encoding="utf-8")
         predictions = predict_raw(meta, model, raw_example)
         signature = infer_signature(raw_example, predictions)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=f".*{_NO_HINT_WARNING}")
-            mlflow.pyfunc.save_model(
-                path=str(path),
-                python_model=str(_CODE_FILE),
-                artifacts={"weights": str(weights), "meta": str(meta_path)},
-                signature=signature,
-                input_example=raw_example,
-                pip_requirements=pip_requirements(framework),
-                metadata={"sweeplab_format": MODEL_FORMAT, "framework": framework, **dict(metadata or {})},
-            )
+        mlflow.pyfunc.save_model(
+            path=str(path),
+            python_model=str(_CODE_FILE),
+            artifacts={"weights": str(weights), "meta": str(meta_path)},
+            signature=signature,
+            input_example=raw_example,
+            pip_requirements=pip_requirements(framework),
+            metadata={"sweeplab_format": MODEL_FORMAT, "framework": framework, **dict(metadata or {})},
+        )
 
 
 def read_tree(root: str | os.PathLike[str], prefix: str = "") -> dict[str, bytes]:

@@ -93,7 +93,7 @@ def ctx_for(
 
 
 def without_time(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if k != "train_seconds"}
+    return {k: v for k, v in metrics.items() if k not in ("train_seconds", "latency_ms")}  # wall-clock times
 
 
 # --------------------------------------------------------------------------- model building

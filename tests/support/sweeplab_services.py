@@ -152,6 +152,32 @@ class RayCluster:
     def stop_node(self, name: str) -> None:
         _stop(self.nodes.pop(name), grace=5.0)
 
+    def kill_node(self, name: str) -> None:
+        """Lose a node abruptly (SIGKILL to all its processes), as when a machine dies.
+
+        Ray starts task workers in their own process groups, so they are found by the
+        node's address on their command line as well as through the node's group.
+        """
+        proc = self.nodes.pop(name)
+        ip = f"127.0.0.{10 + int(name.removeprefix('worker'))}"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if f"={ip} " in cmdline + " " or f"--node-ip-address={ip}" in cmdline:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        proc.wait(10)
+
     def stop(self) -> None:
         for name in list(self.nodes)[::-1]:
             self.stop_node(name)

@@ -1,0 +1,48 @@
+"""The guide's MLP study written for Ray Tune: OptunaSearch (TPE, seeded) and
+MLflowLoggerCallback, 20 trials, 2 at a time, 20 epochs, one report per epoch.
+
+Usage: python systems_tune.py WORKDIR  (prints one JSON line: best value, trials)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import optuna
+from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune.search.optuna import OptunaSearch
+
+import systems_loop as loop
+
+
+def define_space(trial: optuna.Trial) -> None:
+    loop.suggest(trial)
+
+
+def train_mlp(config: dict, data=None) -> None:
+    best = loop.train(config, data, lambda epoch, metrics: tune.report(metrics), seed=loop.SEED)
+    tune.report({"val_accuracy": best, "done": True})
+
+
+def main(workdir: str) -> None:
+    data = loop.load_data()
+    sampler = optuna.samplers.TPESampler(seed=loop.SEED, multivariate=True, constant_liar=True)
+    search = OptunaSearch(space=define_space, metric="val_accuracy", mode="max", sampler=sampler)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(train_mlp, data=data), {"cpu": 1}),
+        tune_config=tune.TuneConfig(search_alg=search, num_samples=loop.TRIALS, max_concurrent_trials=loop.WORKERS),
+        run_config=tune.RunConfig(
+            name="tune-mlp", storage_path=os.path.join(workdir, "ray_results"), verbose=0,
+            callbacks=[MLflowLoggerCallback(tracking_uri=f"sqlite:///{workdir}/mlflow.db", experiment_name="tune-mlp")],
+        ),
+    )
+    results = tuner.fit()
+    best = results.get_best_result(metric="val_accuracy", mode="max")
+    print(json.dumps({"best_value": best.metrics["val_accuracy"], "n_trials": len(results)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

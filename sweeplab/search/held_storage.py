@@ -1,0 +1,320 @@
+"""The coordinator's view of the Optuna storage: the trials it holds are kept in memory.
+
+Optuna's ``_CachedStorage`` (what ``create_study`` wraps an ``RDBStorage`` in) re-reads
+every unfinished trial from the database on each ``get_all_trials``: a pruner's decision
+on every reported epoch and the sampler's reads in every ask cost six queries each,
+most of it re-reading the coordinator's own trials in flight.
+
+The coordinator is the only writer of the trials it leased (DESIGN.md: one writer; a
+reaper only touches trials whose lease holder died or whose lease expired), so its
+copies of them are exact as long as every write goes to the database and then to the
+copy. :class:`HeldTrialsStorage` does that, and skips the database read when nothing
+else can have changed: no unfinished trial in the study that it does not hold, and the
+same trial count and highest trial id as it knows (one cheap aggregate query). Any
+other change (another driver's trial, an enqueued retry, a finished trial) makes it
+read exactly as Optuna's cache does. Every write still goes to the database first,
+with the same commits as before: what is stored does not change, only re-reads do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from collections.abc import Container, Iterator, Sequence
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage, _CachedStorage
+from optuna.trial import FrozenTrial, TrialState
+
+#: Reported values of held trials wait at most this long (while other calls come) before
+#: they are written; any ask, tell, lease renewal or state change writes them at once.
+FLUSH_SECONDS = 1.0
+
+
+class _NotUpdatable(Exception):
+    """A batched write met a finished trial: write one by one to get Optuna's own error."""
+
+
+def _json_roundtrip(value: Any) -> Any:
+    """What the database gives back for ``value`` (attrs are stored as JSON)."""
+    return json.loads(json.dumps(value))
+
+
+class HeldTrialsStorage(_CachedStorage):
+    """``_CachedStorage`` that trusts its in-memory copies of the trials this process holds.
+
+    A trial is held from its creation (or its WAITING -> RUNNING claim) by this process
+    until a write finishes it.
+    """
+
+    def __init__(self, backend: RDBStorage | Any) -> None:
+        super().__init__(backend)
+        self._held: dict[int, FrozenTrial] = {}  # trial_id -> the cached object (same as in the cache)
+        self._dirty: set[int] = set()  # studies whose cache must be refreshed from the database
+        self._max_id: dict[int, int] = {}  # study_id -> highest trial id in the cache
+        self._pending: list[tuple[str, int, tuple[Any, ...]]] = []  # deferred writes, in order
+        self._pending_since: float | None = None
+        self._batch_depth = 0
+
+    # ------------------------------------------------------------ batched writes
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer every write to held trials inside the block; write them in one transaction at its end."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+        if self._batch_depth == 0:
+            self.flush()
+
+    def _defer(self, kind: str, trial_id: int, args: tuple[Any, ...]) -> None:
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._pending.append((kind, trial_id, args))
+
+    def flush(self) -> None:
+        """Write every deferred write in one transaction (one by one where that fails)."""
+        with self._lock:
+            ops, self._pending, self._pending_since = self._pending, [], None
+        if not ops:
+            return
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        backend = self._backend
+        values_model = models.TrialIntermediateValueModel
+        try:
+            with _create_scoped_session(backend.scoped_session) as session:
+                rows = []
+                for kind, trial_id, args in ops:
+                    if kind == "param":
+                        backend._set_trial_param_without_commit(session, trial_id, *args)
+                    elif kind == "value":
+                        # Trial.report never writes a step twice: a plain bulk insert, no upsert.
+                        stored, value_type = values_model.intermediate_value_to_stored_repr(float(args[1]))
+                        rows.append({"trial_id": trial_id, "step": int(args[0]), "intermediate_value": stored,
+                                     "intermediate_value_type": value_type})
+                    elif kind == "user":
+                        backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id,
+                                                               *args)
+                    else:
+                        backend._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel,
+                                                               trial_id, *args)
+                if rows:
+                    import sqlalchemy
+
+                    ids = {r["trial_id"] for r in rows}
+                    states = session.execute(sqlalchemy.select(models.TrialModel.state).where(
+                        models.TrialModel.trial_id.in_(ids))).scalars().all()
+                    if len(states) != len(ids) or any(st != TrialState.RUNNING for st in states):
+                        raise _NotUpdatable("a trial with reported values is no longer RUNNING")
+                    session.execute(sqlalchemy.insert(values_model), rows)
+            return
+        except Exception as exc:
+            from sweeplab.search.coordinator import is_transient_db_error
+
+            if is_transient_db_error(exc):
+                with self._lock:  # nothing was written: keep them for the next flush (a retry)
+                    self._pending = ops + self._pending
+                    self._pending_since = self._pending_since or time.monotonic()
+                raise
+        # One bad write (e.g. a trial finished elsewhere) must not sink the others: write
+        # them one by one, as unbatched writes would have been, and raise the first error.
+        first: Exception | None = None
+        for kind, trial_id, args in ops:
+            try:
+                if kind == "param":
+                    backend._set_trial_param(trial_id, *args)
+                elif kind == "value":
+                    backend.set_trial_intermediate_value(trial_id, *args)
+                elif kind == "user":
+                    backend.set_trial_user_attr(trial_id, *args)
+                else:
+                    backend.set_trial_system_attr(trial_id, *args)
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        self.flush()  # the database copy replaces the held one: it must hold every write
+        super()._read_trials_from_remote_storage(study_id)
+
+    # ------------------------------------------------------------ cache bookkeeping
+    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        super()._add_trials_to_cache(study_id, trials)
+        for trial in trials:
+            tid = trial._trial_id
+            self._max_id[study_id] = max(self._max_id.get(study_id, -1), tid)
+            if tid in self._held:
+                if trial.state == TrialState.RUNNING:
+                    self._held[tid] = trial  # the fresh copy from the database replaces ours
+                else:
+                    del self._held[tid]
+
+    def _hold(self, trial_id: int) -> None:
+        study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+        trial = self._studies[study_id].trials[number]
+        if trial.state == TrialState.RUNNING:
+            self._held[trial_id] = trial
+
+    def _changed_elsewhere(self, study_id: int) -> bool:
+        """True when the database may hold something the cache does not."""
+        if study_id in self._dirty or study_id not in self._studies:
+            return True
+        study = self._studies[study_id]
+        if any(tid not in self._held for tid in study.unfinished_trial_ids):
+            return True
+        if any(not t.state.is_finished() and t._trial_id not in self._held for t in self._recent(study_id)):
+            return True
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        stmt = sqlalchemy.select(sqlalchemy.func.count(models.TrialModel.trial_id),
+                                 sqlalchemy.func.max(models.TrialModel.trial_id)).where(
+            models.TrialModel.study_id == study_id)
+        with self._backend.engine.connect() as conn:
+            count, max_id = conn.execute(stmt).one()
+        return int(count or 0) != len(study.trials) or int(max_id if max_id is not None else -1) != self._max_id.get(
+            study_id, -1)
+
+    def _recent(self, study_id: int) -> list[FrozenTrial]:
+        """Trials cached with an id above the last finished one (the only ones that can be unfinished)."""
+        study = self._studies[study_id]
+        last = study.last_finished_trial_id
+        return [t for t in study.trials.values() if t._trial_id > last]
+
+    # ------------------------------------------------------------ reads
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            held = self._held.get(trial_id)
+            if held is not None:
+                return copy.deepcopy(held)
+        self.flush()
+        return super().get_trial(trial_id)
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        with self._lock:
+            fresh = not self._changed_elsewhere(study_id)
+        if not fresh:
+            self._read_trials_from_remote_storage(study_id)
+            with self._lock:
+                self._dirty.discard(study_id)
+        with self._lock:
+            study = self._studies[study_id]
+            if states is not None:
+                trials = [t for t in study.trials.values() if t.state in states]
+            else:
+                trials = list(study.trials.values())
+            trials.sort(key=lambda t: t.number)
+            return copy.deepcopy(trials) if deepcopy else trials
+
+    # ------------------------------------------------------------ writes (database first, then the copy)
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        with self._lock:
+            self._hold(trial_id)
+        return trial_id
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        with self._lock:
+            held = self._held.get(trial_id) if self._batch_depth else None
+            if held is not None:
+                from optuna.distributions import check_distribution_compatibility
+
+                study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+                cached = self._studies[study_id].param_distribution.get(param_name)
+                if cached is not None:
+                    check_distribution_compatibility(cached, distribution)  # raise now, as unbatched
+                else:
+                    self._studies[study_id].param_distribution[param_name] = distribution
+                self._defer("param", trial_id, (param_name, param_value_internal, distribution, cached))
+                held.distributions[param_name] = distribution
+                held.params[param_name] = distribution.to_external_repr(param_value_internal)
+                return
+        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+        with self._lock:
+            held = self._held.get(trial_id)
+            if held is not None:
+                held.distributions[param_name] = distribution
+                held.params[param_name] = distribution.to_external_repr(param_value_internal)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        self.flush()  # a trial's writes reach the database before its state changes
+        try:
+            ok = super().set_trial_state_values(trial_id, state, values)
+        except Exception:
+            self._mark_dirty(trial_id)
+            raise
+        # Claims (WAITING -> RUNNING) and finishes are re-read once from the database.
+        self._mark_dirty(trial_id)
+        with self._lock:
+            if state.is_finished():
+                self._held.pop(trial_id, None)
+        study_id = self._study_of(trial_id)
+        if ok and state == TrialState.RUNNING and study_id is not None:
+            self._read_trials_from_remote_storage(study_id)
+            with self._lock:
+                self._hold(trial_id)
+        return ok
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        with self._lock:
+            held = self._held.get(trial_id)
+            if held is not None:
+                self._defer("value", trial_id, (step, intermediate_value))
+                held.intermediate_values[step] = float(intermediate_value)
+                due = self._batch_depth == 0 and time.monotonic() - (self._pending_since or 0.0) >= FLUSH_SECONDS
+            else:
+                due = False
+        if held is None:
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        elif due:
+            self.flush()
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attr("user", trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attr("system", trial_id, key, value)
+
+    def _set_attr(self, kind: str, trial_id: int, key: str, value: Any) -> None:
+        with self._lock:
+            held = self._held.get(trial_id)
+            deferred = held is not None and self._batch_depth > 0
+            if deferred:
+                self._defer(kind, trial_id, (key, value))
+        if not deferred:
+            self.flush()  # keep the order of writes
+            if kind == "user":
+                super().set_trial_user_attr(trial_id, key, value)
+            else:
+                super().set_trial_system_attr(trial_id, key, value)
+        if held is not None:
+            with self._lock:
+                attrs = held.user_attrs if kind == "user" else held.system_attrs
+                attrs[key] = _json_roundtrip(value)
+
+    # ------------------------------------------------------------ helpers
+    def _study_of(self, trial_id: int) -> int | None:
+        with self._lock:
+            known = self._trial_id_to_study_id_and_number.get(trial_id)
+        return known[0] if known is not None else None
+
+    def _mark_dirty(self, trial_id: int) -> None:
+        with self._lock:
+            known = self._trial_id_to_study_id_and_number.get(trial_id)
+            if known is not None:
+                self._dirty.add(known[0])
+            else:
+                self._dirty.update(self._studies)

@@ -1,0 +1,325 @@
+"""``sweeplab promote``: re-train the best configs with several seeds, register the winner.
+
+One study's best value is one draw: a config that won by luck of its seed should not be
+the champion. :func:`promote_study`:
+
+1. takes the ``top_k`` COMPLETE trials by the study's value (the study must be
+   single-objective, with a torch or keras objective);
+2. trains each of them again with ``seeds`` seeds on Ray workers, through the same
+   :func:`~sweeplab.search.worker.execute_trial` path as the study's trials (a local
+   Ray, or the cluster at ``address``). Seed 0 of a config is its trial's own seed (it
+   reproduces the trial), the others are derived from it (:func:`promotion_seeds`);
+3. picks the config with the best mean of the study's metric over its seeds (ties: the
+   better study value), and packages it with its seed 0 (model + evaluation, see
+   :func:`~sweeplab.tracking.packaging.fit_and_package`);
+4. logs a run tagged ``sweeplab.role=promotion`` under the study's parent run: per config
+   ``trial_<n>.mean_<metric>`` and ``trial_<n>.std_<metric>`` (sample std, ddof=1; 0 for a
+   single seed), the winner's params, its packaged model's final metrics (``final_*``),
+   ``promotion.json`` (every seed's value), the evaluation files and ``model/``;
+5. registers ``model/`` as a new version of the registered model ``model_name`` and points
+   the alias ``champion`` at it, so ``mlflow.pyfunc.load_model("models:/NAME@champion")``
+   predicts class labels from raw feature rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import statistics
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from sweeplab.errors import StorageError, SweeplabError, UsageError
+
+log = logging.getLogger("sweeplab.tracking")
+
+ALIAS = "champion"
+TAG_ROLE = "sweeplab.role"
+MODEL_NAME_MAX = 256
+_MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def validate_model_name(name: str) -> str:
+    """Return ``name`` if it is a safe registered-model name, else raise UsageError (exit 2).
+
+    A name is used in ``models:/NAME@alias`` URIs, REST paths and artifact paths, so it
+    must be 1 to 256 characters of ``[A-Za-z0-9._-]``, start with a letter or digit, and
+    hold no ``..``; percent-encoded forms (``%2e%2e%2f``) are decoded before the checks,
+    and ``%`` itself is refused.
+    """
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"--model-name must be a non-empty name of [A-Za-z0-9._-], got {name!r}")
+    decoded = name
+    for _ in range(3):  # %252e -> %2e -> .
+        decoded = urllib.parse.unquote(decoded)
+    problems = []
+    if "\0" in decoded:
+        problems.append("must not contain NUL characters")
+    if "/" in decoded or "\\" in decoded:
+        problems.append("must not contain path separators ('/' or '\\')")
+    if decoded.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", decoded):
+        problems.append("must not be an absolute path")
+    if ".." in decoded:
+        problems.append("must not contain '..'")
+    if "%" in name:
+        problems.append("must not contain '%' (percent-encoded characters)")
+    if len(name) > MODEL_NAME_MAX:
+        problems.append(f"must be at most {MODEL_NAME_MAX} characters (got {len(name)})")
+    if not problems and not _MODEL_NAME_RE.fullmatch(name):
+        problems.append("may only hold letters, digits, '.', '_' and '-', starting with a letter or digit")
+    if problems:
+        raise UsageError(f"--model-name {'; '.join(problems)}, got {name!r}. Use e.g. --model-name my-model")
+    return name
+
+
+def promotion_seeds(base: int, n: int) -> list[int]:
+    """``n`` seeds for one config: its trial's seed first, then seeds derived from it."""
+    return [base if i == 0 else (base * 31 + 104_729 * i + 1) % (2**31 - 1) for i in range(n)]
+
+
+def _value(trial: Any) -> float:
+    """A COMPLETE single-objective trial's value."""
+    if trial.value is None:
+        raise SweeplabError(f"trial {trial.number} is COMPLETE but has no value")
+    return float(trial.value)
+
+
+def _sample_std(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def promote_study(
+    study_name: str,
+    model_name: str,
+    *,
+    storage_url: str,
+    tracking_uri: str | None = None,
+    top_k: int = 3,
+    seeds: int = 3,
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Promote ``study_name``'s most robust config to ``models:/<model_name>@champion``.
+
+    See the module docstring for the steps. ``tracking_uri`` None means
+    ``$MLFLOW_TRACKING_URI``, else the tracking store the study recorded, else MLflow's
+    default file. Returns a JSON-friendly summary (``model_uri``, ``version``, ``run_id``,
+    ``winner``, ``candidates``...). Raises UsageError (exit 2) for a bad model name,
+    ``top_k`` or ``seeds``; SweeplabError (exit 1) when the study has no COMPLETE trial, is
+    multi-objective or trains no model, or every candidate failed.
+    """
+    import os
+
+    import optuna
+
+    from sweeplab.search.storage import load_existing_study
+    from sweeplab.spec import parse_spec, validate_study_name
+    from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+    from sweeplab.tracking.packaging import MODEL_FRAMEWORKS, raw_example, ticket_for_trial
+
+    validate_model_name(model_name)
+    validate_study_name(study_name)
+    if top_k < 1 or seeds < 1:
+        raise UsageError(f"--top-k and --seeds must be positive integers, got top_k={top_k}, seeds={seeds}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_existing_study(study_name, storage_url)
+    stored = study.user_attrs.get("sweeplab.spec")
+    if not stored:
+        raise SweeplabError(f"study {study_name!r} was not created by sweeplab (no stored spec); cannot re-train it")
+    spec = parse_spec(stored, source=f"study {study_name}")
+    if spec.multi_objective:
+        raise SweeplabError(f"study {study_name!r} is multi-objective; promote needs a single metric to rank configs")
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        n = len(study.trials)
+        raise SweeplabError(
+            f"study {study_name!r} has no completed trial to promote ({n} trial(s), none COMPLETE). "
+            f"Run it first (`sweeplab run SPEC`), or check its trials with `sweeplab status {study_name}`"
+        )
+    maximize = spec.direction[0] == "maximize"
+    ranked = sorted(complete, key=lambda t: (-_value(t) if maximize else _value(t), t.number))[:top_k]
+    tickets = [ticket_for_trial(spec, t) for t in ranked]
+    bad = [t.number for t in tickets if t.framework not in MODEL_FRAMEWORKS]
+    if bad:
+        raise SweeplabError(f"study {study_name!r}: trial(s) {bad} use framework python, which trains no model "
+                            "to register; promote works on torch and keras studies")
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.user_attrs.get("mlflow_tracking_uri")
+    uri = resolve_tracking_uri(uri)
+    metric = spec.metric[0]
+    started = time.time()
+
+    import ray
+
+    from sweeplab.objectives.base import NullReporter
+    from sweeplab.search.driver import init_ray, load_study_dataset
+    from sweeplab.search.worker import execute_trial
+    from sweeplab.tracking.packaging import Packaged, fit_and_package
+
+    dataset = load_study_dataset(spec, uri)  # an init_from study's source model comes from there too
+    rows = raw_example(spec)
+    init_ray(address)
+    dataset_ref = ray.put(dataset)
+    cpus, gpus = spec.resources.cpu, spec.resources.gpu
+    run_task = ray.remote(max_retries=0)(execute_trial).options(num_cpus=cpus, num_gpus=gpus)
+    jobs = []
+    for ticket in tickets:
+        for i, seed in enumerate(promotion_seeds(ticket.seed, seeds)):
+            ref = run_task.remote(replace(ticket, seed=seed), dataset_ref, spec.objective, list(spec.metric), None,
+                                  cpus, gpus, NullReporter())
+            jobs.append((ticket, i, seed, ref))
+    outcomes = ray.get([ref for *_, ref in jobs])
+
+    candidates: list[dict[str, Any]] = []
+    for trial, ticket in zip(ranked, tickets, strict=True):
+        runs = []
+        for (t, i, seed, _), outcome in zip(jobs, outcomes, strict=True):
+            if t is ticket:
+                value = outcome.metrics.get(metric) if outcome.state == "COMPLETE" else None
+                runs.append({"seed_index": i, "seed": seed, "state": outcome.state, "value": value,
+                             "reason": (outcome.reason or "")[:500] or None})
+        values = [r["value"] for r in runs if r["value"] is not None and math.isfinite(r["value"])]
+        candidates.append({
+            "trial": trial.number,
+            "study_value": trial.value,
+            "params": dict(trial.params),
+            "runs": runs,
+            "n_ok": len(values),
+            "mean": statistics.fmean(values) if values else None,
+            "std": _sample_std(values) if values else None,
+        })
+    usable = [c for c in candidates if c["mean"] is not None]
+    if not usable:
+        reasons = "; ".join(f"trial {c['trial']}: {c['runs'][0]['reason']}" for c in candidates)
+        raise SweeplabError(f"study {study_name!r}: every re-training of the top {len(candidates)} config(s) failed "
+                            f"({reasons[:1500]})")
+    sign = -1.0 if maximize else 1.0
+    winner = min(usable, key=lambda c: (sign * c["mean"], sign * c["study_value"], c["trial"]))
+    win_ticket = tickets[[c["trial"] for c in candidates].index(winner["trial"])]
+
+    package = ray.remote(max_retries=0)(fit_and_package).options(num_cpus=cpus, num_gpus=gpus)
+    try:
+        packaged: Packaged = ray.get(package.remote(
+            win_ticket, dataset_ref, spec.objective, list(spec.metric), cpus, gpus, rows,
+            title=f"{study_name} trial {winner['trial']} (champion)",
+            metadata={"study": study_name, "registered_model": model_name},
+        ))
+    except ray.exceptions.RayError as exc:
+        raise SweeplabError(f"study {study_name!r}: packaging the winner (trial {winner['trial']}) failed: "
+                            f"{type(exc).__name__}: {str(exc)[-1500:]}") from exc
+    result = _log_and_register(spec, study, uri, model_name, metric, top_k, seeds, candidates, winner, packaged)
+    result["elapsed_s"] = round(time.time() - started, 3)
+    return result
+
+
+def _log_and_register(
+    spec: Any,
+    study: Any,
+    uri: str,
+    model_name: str,
+    metric: str,
+    top_k: int,
+    seeds: int,
+    candidates: list[dict[str, Any]],
+    winner: dict[str, Any],
+    packaged: Any,
+) -> dict[str, Any]:
+    """Write the promotion run and the registry entries; return the promotion's summary."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from sweeplab.tracking.mlflow_tracker import TAG_STUDY
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    try:
+        experiment_id = study.user_attrs.get("mlflow_experiment_id")
+        if not experiment_id:
+            name = spec.experiment or spec.study
+            exp = client.get_experiment_by_name(name)
+            experiment_id = exp.experiment_id if exp is not None else client.create_experiment(name)
+        tags = {TAG_STUDY: spec.study, TAG_ROLE: "promotion", "sweeplab.winner_trial": str(winner["trial"]),
+                "sweeplab.registered_model": model_name, "sweeplab.model_framework": packaged.framework}
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        run = client.create_run(experiment_id, run_name=f"promotion-{model_name}", tags=tags)
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        params = {f"winner.{k}": str(v) for k, v in winner["params"].items()}
+        params.update({"promotion.top_k": str(top_k), "promotion.seeds": str(seeds), "promotion.metric": metric,
+                       "promotion.candidates": json.dumps([c["trial"] for c in candidates]),
+                       "promotion.winner_seed": str(packaged.seed)})
+        metrics: list[Metric] = []
+        for c in candidates:
+            if c["mean"] is not None:
+                metrics.append(Metric(f"trial_{c['trial']}.mean_{metric}", float(c["mean"]), now, 0))
+                metrics.append(Metric(f"trial_{c['trial']}.std_{metric}", float(c["std"]), now, 0))
+            metrics.append(Metric(f"trial_{c['trial']}.n_ok", float(c["n_ok"]), now, 0))
+        metrics.append(Metric(f"mean_{metric}", float(winner["mean"]), now, 0))
+        metrics.append(Metric(f"std_{metric}", float(winner["std"]), now, 0))
+        metrics.extend(Metric(f"final_{k}", float(v), now, 0) for k, v in packaged.metrics.items() if math.isfinite(v))
+        client.log_batch(run_id, metrics=metrics, params=[Param(k[:250], v[:6000]) for k, v in params.items()],
+                         tags=[RunTag("sweeplab.refit_seed", str(packaged.seed))])
+        table = {"study": spec.study, "metric": metric, "direction": spec.direction[0], "top_k": top_k,
+                 "seeds": seeds, "winner_trial": winner["trial"], "candidates": candidates}
+        with tempfile.TemporaryDirectory(prefix="sweeplab-promotion-") as tmp:
+            for name, data in {**packaged.files, "promotion.json": json.dumps(table, indent=2).encode()}.items():
+                path = Path(tmp, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            client.log_artifacts(run_id, tmp)
+        client.set_terminated(run_id, status="FINISHED")
+
+        try:
+            client.create_registered_model(model_name, tags={TAG_STUDY: spec.study},
+                                           description=f"Champion of sweeplab study {spec.study}")
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        version = client.create_model_version(
+            model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
+            tags={TAG_STUDY: spec.study, "sweeplab.trial": str(winner["trial"]),
+                  f"mean_{metric}": f"{winner['mean']:.6g}", f"std_{metric}": f"{winner['std']:.6g}"},
+            description=(f"trial {winner['trial']} of study {spec.study}: {metric} mean {winner['mean']:.6g} "
+                         f"± {winner['std']:.6g} over {winner['n_ok']} seed(s)"),
+        )
+        version = _wait_ready(client, model_name, version.version)
+        client.set_registered_model_alias(model_name, ALIAS, version.version)
+    except MlflowException as exc:
+        raise StorageError(f"MLflow at {uri} refused the promotion of {model_name!r}: {exc}. "
+                           "Check --tracking-uri and that the registry is writable") from exc
+    return {
+        "study": spec.study,
+        "model_name": model_name,
+        "version": int(version.version),
+        "alias": ALIAS,
+        "model_uri": f"models:/{model_name}@{ALIAS}",
+        "run_id": run_id,
+        "tracking_uri": uri,
+        "metric": metric,
+        "winner": {k: winner[k] for k in ("trial", "params", "mean", "std", "n_ok", "study_value")},
+        "winner_seed": packaged.seed,
+        "model_metrics": packaged.metrics,
+        "candidates": candidates,
+    }
+
+
+def _wait_ready(client: Any, name: str, version: str, timeout: float = 300.0) -> Any:
+    """The model version once READY (immediate for SQL stores); StorageError when it failed."""
+    deadline = time.time() + timeout
+    while True:
+        mv = client.get_model_version(name, version)
+        if mv.status == "READY":
+            return mv
+        if mv.status == "FAILED_REGISTRATION" or time.time() > deadline:
+            raise StorageError(f"model version {name}/{version} did not become READY: {mv.status} "
+                               f"{mv.status_message or ''}")
+        time.sleep(1.0)
