@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e ".[torch,dev]"
+	$(PIP_INSTALL) -e ".[torch,keras,dev,bench]"
 	touch $(STAMP)
 
 demo: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import subprocess
@@ -359,6 +360,21 @@ def test_deterministic_for_same_context_and_seed_dependent() -> None:
         assert np.array_equal(wa, wb)
     assert without_time(out_a) != without_time(out_c)
     assert history_a != history_c
+
+
+def test_trials_leave_no_graphs_behind() -> None:
+    # a worker runs thousands of trials: nothing may keep a finished trial's traced graphs alive
+    # (TensorFlow's global gradient registry did, through Keras' all-reduce of the gradients)
+    def live_graphs() -> int:
+        gc.collect()
+        return sum(type(o).__name__.endswith("FuncGraph") for o in gc.get_objects())
+
+    obj = KerasMLPObjective()
+    obj.run(ctx_for({"hidden_units": [8]}, dataset=SMALL, epochs=1, seed=1))
+    before = live_graphs()
+    for seed in (2, 3):
+        obj.run(ctx_for({"hidden_units": [8, 4], "optimizer": "sgd"}, dataset=SMALL, epochs=1, seed=seed))
+    assert live_graphs() <= before
 
 
 def test_reporter_gets_one_report_per_epoch() -> None:

@@ -139,6 +139,13 @@ def test_a_constraint_no_architecture_can_hold_is_refused_at_once(stores):
     assert coordinator.study.get_trials() == []
 
 
+def test_run_refuses_an_unsatisfiable_constraint_before_touching_the_stores(stores):
+    with pytest.raises(ConstraintUnsatisfiable, match="max_params=100 cannot hold") as info:
+        run(mlp_spec(constraints={"max_params": 100}), stores)
+    assert info.value.exit_code == 2
+    assert optuna.study.get_all_study_names(stores["storage"]) == []
+
+
 def test_coordinator_gives_up_after_max_rejections_in_a_row(stores):
     # only n_layers=1, units=8, batch_norm=false fits: a draw of about 1 in 1000
     space = {**mlp_spec().to_dict()["space"], "n_layers": {"type": "int", "low": 1, "high": 10},
