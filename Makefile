@@ -29,6 +29,8 @@ lint: install
 	$(BIN)/mypy sweeplab
 
 bench: install
+	# figure 2 compares with Ray Tune and plain Optuna: their extras, pinned by constraints.txt
+	$(PIP_INSTALL) "ray[tune]" optuna-integration
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

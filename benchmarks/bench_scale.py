@@ -11,6 +11,7 @@ consecutive finished trials in a window of 100 trials around each).
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -49,7 +50,7 @@ def main(args: Any) -> list[dict[str, Any]]:
     first = min(starts)
     loop_rate = (n - 1) / (stamps[-1] - first)
     total_rate = n / (t_end - first)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     early = common.median(gaps[50:150])
     late = common.median(gaps[-100:])
     growth = late / early

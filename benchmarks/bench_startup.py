@@ -93,7 +93,7 @@ def run_once() -> dict[str, float]:
 def light_command(argv: list[str]) -> tuple[float, str]:
     res = subprocess.run([sys.executable, "-c", LIGHT_PROBE, *argv], capture_output=True, text=True, check=True,
                          env=dict(os.environ))
-    code, seconds, heavy = res.stdout.strip().splitlines()[-1].split()
+    _code, seconds, heavy = res.stdout.strip().splitlines()[-1].split()
     return float(seconds), heavy
 
 

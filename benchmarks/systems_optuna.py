@@ -10,9 +10,8 @@ import json
 import sys
 
 import optuna
-from optuna_integration.mlflow import MLflowCallback
-
 import systems_loop as loop
+from optuna_integration.mlflow import MLflowCallback
 
 
 def main(workdir: str) -> None:

@@ -11,11 +11,10 @@ import os
 import sys
 
 import optuna
+import systems_loop as loop
 from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
-
-import systems_loop as loop
 
 
 def define_space(trial: optuna.Trial) -> None:

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=_positive_int, help="total trials (overrides the spec)")
     p.add_argument("--workers", type=_positive_int, help="trials in flight at once (overrides the spec)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--fork", metavar="NEW_NAME",
+                   help="run the spec as a new study NEW_NAME, warm-started from the compatible finished trials "
+                        "of the spec's existing study (use when the spec changed)")
     _add_store_flags(p)
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--allow-local-stores", action="store_true",
@@ -221,11 +224,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeplab.spec import load_spec
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
+    if args.fork and args.study:
+        raise UsageError("--fork and --study conflict: --fork NEW_NAME already names the new study; "
+                         "give only one of them")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     overrides = {k: v for k, v in (("study", args.study), ("trials", args.trials), ("workers", args.workers),
                                     ("timeout", args.timeout)) if v is not None}
     spec = load_spec(args.spec, overrides=overrides)
     storage_url = resolve_storage_url(args.storage)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    if args.fork:
+        import dataclasses
+
+        from sweeplab.search.fork import fork_study
+        from sweeplab.spec import validate_study_name
+
+        validate_study_name(args.fork)
+        source, spec = spec.study, dataclasses.replace(spec, study=args.fork)
+        if stored_spec(spec.study, storage_url) is None:
+            if stored_spec(source, storage_url) is None:
+                raise UsageError(f"--fork: there is no study {source!r} to fork from in {storage_url}")
+            result = fork_study(spec, source, storage_url)
+            sys.stderr.write(f"forked {source!r} into {spec.study!r}: {result['copied']} finished trials copied, "
+                             f"{result['skipped']} not compatible with the new spec\n")
     before = stored_spec(spec.study, storage_url)
     if before:
         diff = spec_diff(before, spec.to_dict())
@@ -233,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"study {spec.study!r} already exists with a different spec; refusing to mix trials.\n  "
                 + "\n  ".join(diff)
-                + "\nRevert the spec, or run it as a new study with --study NEW_NAME."
+                + "\nRevert the spec, or run it as a new study warm-started from this one with --fork NEW_NAME."
             )
     from sweeplab.search.driver import RunOptions, run_study
 
