@@ -19,7 +19,7 @@ def spec(**over):
         "workers": 2,
         "seed": 11,
         "sampler": {"name": "random"},
-        # prunes every trial at epoch 2 (the first after warm-up): proves the worker -> coordinator -> decision path on both frameworks
+        # prunes every trial at epoch 2, the first after warm-up: the worker -> coordinator -> decision path
         "pruner": {"name": "threshold", "lower": 0.999, "n_warmup_steps": 2},
         "objective": {"framework": "torch", "task": "classification", "epochs": 6,
                       "dataset": {"name": "make_classification", "n_samples": 300, "n_features": 8,
