@@ -67,6 +67,7 @@ from sweeplab.errors import DataError
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms
+from sweeplab.objectives.training import batch_bounds, nonfinite_name, trial_settings
 from sweeplab.objectives.transfer import plan_trial
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the process's environment
@@ -539,34 +540,10 @@ class _Plateau:
 # --------------------------------------------------------------------------- helpers
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
-def _monitor_mode(monitor: str) -> str:
-    if monitor.endswith("accuracy"):
-        return "max"
-    if monitor.endswith(("loss", "mae")):
-        return "min"
-    raise ValueError(f"early_stopping.monitor must name a loss, mae or accuracy metric, got {monitor!r}")
 
 
-def _batch_bounds(n: int, batch_size: int, merge_singleton: bool) -> list[tuple[int, int]]:
-    """``[lo, hi)`` slices covering ``0..n`` in order; nothing dropped (as torch_mlp's).
-
-    With ``merge_singleton`` (BatchNorm) a last batch of a single row is merged into the
-    one before it.
-    """
-    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    if merge_singleton and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds[-2:] = [(bounds[-2][0], n)]
-    if merge_singleton and n == 1:
-        raise DataError("batch_norm needs at least 2 training rows, got 1")
-    return bounds
 
 
 def _arrays(X: np.ndarray, y: np.ndarray, classification: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -619,8 +596,6 @@ class _Evaluator:
         return loss_sum / n, stat_sum / n
 
 
-def _nonfinite_name(value: float) -> str:
-    return "nan" if math.isnan(value) else "inf"
 
 
 def _train_dataset(
@@ -685,13 +660,13 @@ class _EpochEnd(keras.callbacks.Callback):
         t.epochs_trained = epoch
         if not math.isfinite(loss):
             raise FloatingPointError(
-                f"training loss became {_nonfinite_name(loss)} at epoch {epoch}; lower learning_rate "
+                f"training loss became {nonfinite_name(loss)} at epoch {epoch}; lower learning_rate "
                 f"(was {cfg.learning_rate:g} with {cfg.optimizer}) or use batch_norm / a smaller batch_size"
             )
         val_loss, val_stat = t.evaluate(t.x_val, t.y_val)
         if not math.isfinite(val_loss):
             raise FloatingPointError(
-                f"validation loss became {_nonfinite_name(val_loss)} at epoch {epoch}; lower learning_rate "
+                f"validation loss became {nonfinite_name(val_loss)} at epoch {epoch}; lower learning_rate "
                 f"(was {cfg.learning_rate:g} with {cfg.optimizer})"
             )
         metrics = dict(zip(t.metric_names, [loss, stat, val_loss, val_stat, float(t.epoch_lr)], strict=True))
@@ -816,17 +791,9 @@ class KerasMLPObjective(BaseObjective):
         ds = ctx.dataset
         settings = ctx.settings
 
-        task = _get(settings, "task") or ds.task
-        if task not in ("classification", "regression"):
-            raise ValueError(f"objective.task must be 'classification' or 'regression', got {task!r}")
-        if getattr(ds, "task", task) != task:
-            raise DataError(f"objective.task is {task!r} but the dataset {ds.name!r} was prepared for {ds.task!r}")
-        epochs = _get(settings, "epochs")
-        if epochs is None or int(epochs) < 1:
-            raise ValueError(f"objective.epochs must be an integer >= 1, got {epochs!r}")
-        epochs = int(epochs)
-        classification = task == "classification"
-        acc_name = "accuracy" if classification else "mae"
+        s = trial_settings(settings, ds)
+        task, epochs, classification, acc_name = s.task, s.epochs, s.classification, s.acc_name
+        monitor, patience, min_delta, metric_names, sign = s.monitor, s.patience, s.min_delta, s.metric_names, s.sign
         prepare = None
         if transfer is not None:
             from sweeplab.objectives.transfer_keras import init_keras
@@ -834,28 +801,13 @@ class KerasMLPObjective(BaseObjective):
             def prepare(model: keras.Model) -> None:  # source weights in, first n_frozen_layers frozen, new head
                 init_keras(model, transfer)
 
-        es = _get(settings, "early_stopping")
-        monitor = str(_get(es, "monitor", "val_loss") or "val_loss")
-        patience = int(_get(es, "patience", 0) or 0) if es is not None else 0
-        min_delta = abs(float(_get(es, "min_delta", 0.0) or 0.0)) if es is not None else 0.0
-        metric_names = ("loss", acc_name, "val_loss", f"val_{acc_name}", "lr")
-        if monitor not in metric_names[:4]:
-            raise ValueError(
-                f"early_stopping.monitor must be one of {list(metric_names[:4])} for {task}, got {monitor!r}"
-            )
-        sign = 1.0 if _monitor_mode(monitor) == "min" else -1.0  # compare sign * value, lower is better
-
-        if len(ds.y_train) == 0:
-            raise DataError(f"dataset {ds.name!r} has no training rows")
-        if len(ds.y_val) == 0:
-            raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
         x_train, y_train = _arrays(ds.X_train, ds.y_train, classification)
         x_val, y_val = _arrays(ds.X_val, ds.y_val, classification)
         n_outputs = ds.n_outputs if classification else 1
         if classification and n_outputs < 2:
             n_outputs = int(max(np.max(y_train), np.max(y_val))) + 1
         n_train = int(x_train.shape[0])
-        bounds = _batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
+        bounds = batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
 
         configure_runtime(ctx.cpus)
         keras.backend.clear_session(free_memory=False)
@@ -876,7 +828,7 @@ class KerasMLPObjective(BaseObjective):
                 sign=sign,
                 min_delta=min_delta,
                 patience=patience,
-                early_stopping=es is not None,
+                early_stopping=s.early_stopping,
                 reporter=ctx.reporter,
                 evaluate=_Evaluator(model, ds.n_features, classification),
                 x_val=tf.constant(x_val),

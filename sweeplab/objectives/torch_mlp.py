@@ -22,7 +22,6 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from sweeplab.errors import DataError
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms
+from sweeplab.objectives.training import batch_bounds, nonfinite_name, trial_settings
 from sweeplab.objectives.transfer import plan_trial
 
 __all__ = ["TorchMLPObjective", "build_model", "count_params", "predict"]
@@ -205,20 +205,8 @@ def _limit_threads(cpus: float) -> int:
     return n
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
-def _monitor_mode(monitor: str) -> str:
-    if monitor.endswith("accuracy"):
-        return "max"
-    if monitor.endswith(("loss", "mae")):
-        return "min"
-    raise ValueError(f"early_stopping.monitor must name a loss, mae or accuracy metric, got {monitor!r}")
 
 
 def _seed_everything(seed: int) -> int:
@@ -291,37 +279,14 @@ class TorchMLPObjective(BaseObjective):
         ds = ctx.dataset
         settings = ctx.settings
 
-        task = _get(settings, "task") or ds.task
-        if task not in ("classification", "regression"):
-            raise ValueError(f"objective.task must be 'classification' or 'regression', got {task!r}")
-        if getattr(ds, "task", task) != task:
-            raise DataError(f"objective.task is {task!r} but the dataset {ds.name!r} was prepared for {ds.task!r}")
-        epochs = _get(settings, "epochs")
-        if epochs is None or int(epochs) < 1:
-            raise ValueError(f"objective.epochs must be an integer >= 1, got {epochs!r}")
-        epochs = int(epochs)
-        classification = task == "classification"
-        acc_name = "accuracy" if classification else "mae"
-
-        es = _get(settings, "early_stopping")
-        monitor = str(_get(es, "monitor", "val_loss") or "val_loss")
-        patience = int(_get(es, "patience", 0) or 0) if es is not None else 0
-        min_delta = abs(float(_get(es, "min_delta", 0.0) or 0.0)) if es is not None else 0.0
-        metric_names = ("loss", acc_name, "val_loss", f"val_{acc_name}", "lr")
-        if monitor not in metric_names[:4]:
-            raise ValueError(
-                f"early_stopping.monitor must be one of {list(metric_names[:4])} for {task}, got {monitor!r}"
-            )
-        sign = 1.0 if _monitor_mode(monitor) == "min" else -1.0  # compare sign * value, lower is better
+        s = trial_settings(settings, ds)
+        task, epochs, classification, acc_name = s.task, s.epochs, s.classification, s.acc_name
+        monitor, patience, min_delta, metric_names, sign = s.monitor, s.patience, s.min_delta, s.metric_names, s.sign
 
         _limit_threads(ctx.cpus)
         seed = _seed_everything(ctx.seed)
         device = torch.device("cuda" if ctx.gpus > 0 and torch.cuda.is_available() else "cpu")
 
-        if len(ds.y_train) == 0:
-            raise DataError(f"dataset {ds.name!r} has no training rows")
-        if len(ds.y_val) == 0:
-            raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
         x_train, y_train = self._tensors(ds.X_train, ds.y_train, classification, device)
         x_val, y_val = self._tensors(ds.X_val, ds.y_val, classification, device)
         n_outputs = ds.n_outputs if classification else 1
@@ -341,7 +306,7 @@ class TorchMLPObjective(BaseObjective):
         shuffle_gen.manual_seed(seed)
 
         n_train = int(x_train.shape[0])
-        bounds = _batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
+        bounds = batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
         zero_f = torch.zeros((), dtype=torch.float64, device=device)
 
         best_key = math.inf  # sign * monitored value of the best epoch so far
@@ -378,12 +343,12 @@ class TorchMLPObjective(BaseObjective):
             epochs_trained = epoch
             if not math.isfinite(values[0]):
                 raise FloatingPointError(
-                    f"training loss became {_nonfinite_name(values[0])} at epoch {epoch}; lower learning_rate "
+                    f"training loss became {nonfinite_name(values[0])} at epoch {epoch}; lower learning_rate "
                     f"(was {cfg.learning_rate:g} with {cfg.optimizer}) or use batch_norm / a smaller batch_size"
                 )
             if not math.isfinite(values[2]):
                 raise FloatingPointError(
-                    f"validation loss became {_nonfinite_name(values[2])} at epoch {epoch}; lower learning_rate "
+                    f"validation loss became {nonfinite_name(values[2])} at epoch {epoch}; lower learning_rate "
                     f"(was {cfg.learning_rate:g} with {cfg.optimizer})"
                 )
             metrics = dict(zip(metric_names, [*values, lr], strict=True))
@@ -405,7 +370,7 @@ class TorchMLPObjective(BaseObjective):
                     scheduler.step(metrics["val_loss"])
                 else:
                     scheduler.step()
-            if es is not None and wait >= max(1, patience):
+            if s.early_stopping and wait >= max(1, patience):
                 break
         train_seconds = time.perf_counter() - start
 
@@ -457,18 +422,6 @@ class TorchMLPObjective(BaseObjective):
         return x_t.to(device), y_t.to(device)
 
 
-def _batch_bounds(n: int, batch_size: int, merge_singleton: bool) -> list[tuple[int, int]]:
-    """``[lo, hi)`` slices covering ``0..n`` in order; nothing dropped.
-
-    With ``merge_singleton`` (BatchNorm, which cannot train on one row) a last batch of a
-    single row is merged into the one before it.
-    """
-    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    if merge_singleton and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds[-2:] = [(bounds[-2][0], n)]
-    if merge_singleton and n == 1:
-        raise DataError("batch_norm needs at least 2 training rows, got 1")
-    return bounds
 
 
 def _evaluate(
@@ -496,7 +449,3 @@ def _snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[st
         for k, v in state.items():
             into[k].copy_(v)
     return into
-
-
-def _nonfinite_name(value: float) -> str:
-    return "nan" if math.isnan(value) else "inf"

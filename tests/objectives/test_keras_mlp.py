@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from sweeplab.objectives.base import NullReporter, TrialContext, TrialPruned
 from sweeplab.objectives.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, MLPConfig
 from sweeplab.objectives.dataset import Dataset
+from sweeplab.objectives.training import batch_bounds
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -258,7 +259,8 @@ def test_every_optimizer_and_schedule_trains(optimizer: str, schedule: str) -> N
     assert {"best_epoch", "epochs_trained", "n_params", "train_seconds"} <= set(out)
     assert all(math.isfinite(v) for v in out.values()), out
     assert out["epochs_trained"] == 3
-    assert 1 <= out["best_epoch"] <= 3
+    val_losses = [h["val_loss"] for h in obj.history]
+    assert out["best_epoch"] == 1 + val_losses.index(min(val_losses))  # weights restored from the best val_loss
     assert out["n_params"] == count_params(obj.model)
     assert obj.config == MLPConfig.from_params(params)
     lrs = [h["lr"] for h in obj.history]
@@ -474,8 +476,8 @@ def test_huge_learning_rate_raises_floating_point_error(dataset: Dataset) -> Non
 
 
 def test_batch_norm_with_single_row_last_batch_and_no_test_part() -> None:
-    assert keras_mlp._batch_bounds(201, 50, merge_singleton=True)[-1] == (150, 201)
-    assert keras_mlp._batch_bounds(201, 50, merge_singleton=False)[-1] == (200, 201)
+    assert batch_bounds(201, 50, merge_singleton=True)[-1] == (150, 201)
+    assert batch_bounds(201, 50, merge_singleton=False)[-1] == (200, 201)
     ds = make_cls_dataset(n=300, n_train=201, n_val=60, test=False)
     out = KerasMLPObjective().run(ctx_for({"batch_norm": True, "batch_size": 50}, dataset=ds, epochs=2))
     assert not any(k.startswith("test_") for k in out)
@@ -485,7 +487,7 @@ def test_batch_norm_with_single_row_last_batch_and_no_test_part() -> None:
 def test_every_row_is_trained_once_per_epoch_in_a_seeded_order() -> None:
     x = tf.reshape(tf.range(11, dtype=tf.float32), (11, 1))
     y = tf.range(11, dtype=tf.int64)
-    bounds = keras_mlp._batch_bounds(11, 4, merge_singleton=False)
+    bounds = batch_bounds(11, 4, merge_singleton=False)
     batches = [b[1].numpy().tolist() for b in keras_mlp._train_dataset(x, y, bounds, epochs=3, seed=5)]
     assert [len(b) for b in batches] == [4, 4, 3] * 3
     epochs = [[row for b in batches[i : i + 3] for row in b] for i in (0, 3, 6)]

@@ -1,0 +1,104 @@
+"""What the torch and Keras MLP objectives share, free of any framework import.
+
+Both objectives read the trial's settings the same way (:func:`trial_settings`), cut
+the same mini-batches (:func:`batch_bounds`) and judge early stopping the same way
+(:func:`monitor_mode`), so one spec means the same thing on either framework.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sweeplab.errors import DataError
+
+
+def setting(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj.name`` or ``obj[name]`` (settings arrive as dataclasses or plain mappings)."""
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def monitor_mode(monitor: str) -> str:
+    """``"max"`` for accuracy metrics, ``"min"`` for losses and MAE; ValueError otherwise."""
+    if monitor.endswith("accuracy"):
+        return "max"
+    if monitor.endswith(("loss", "mae")):
+        return "min"
+    raise ValueError(f"early_stopping.monitor must name a loss, mae or accuracy metric, got {monitor!r}")
+
+
+def batch_bounds(n: int, batch_size: int, merge_singleton: bool) -> list[tuple[int, int]]:
+    """``[lo, hi)`` slices covering ``0..n`` in order; nothing dropped.
+
+    With ``merge_singleton`` (BatchNorm, which cannot train on one row) a last batch of a
+    single row is merged into the one before it.
+    """
+    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+    if merge_singleton and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    if merge_singleton and n == 1:
+        raise DataError("batch_norm needs at least 2 training rows, got 1")
+    return bounds
+
+
+def nonfinite_name(value: float) -> str:
+    """``"nan"`` or ``"inf"``, for the message of a diverged loss."""
+    return "nan" if math.isnan(value) else "inf"
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """The validated settings of one MLP trial.
+
+    ``metric_names`` are the per-epoch keys in report order; ``sign`` turns the monitored
+    metric into "lower is better" (``sign * value``).
+    """
+
+    task: str
+    epochs: int
+    classification: bool
+    acc_name: str
+    monitor: str
+    patience: int
+    min_delta: float
+    metric_names: tuple[str, ...]
+    sign: float
+    early_stopping: bool
+
+
+def trial_settings(settings: Any, ds: Any) -> TrialSettings:
+    """Read and check task, epochs and early stopping from the spec's ``objective`` section.
+
+    Raises ValueError for a bad task, epochs or monitor, DataError for a dataset that was
+    prepared for another task or has no training or validation rows.
+    """
+    task = setting(settings, "task") or ds.task
+    if task not in ("classification", "regression"):
+        raise ValueError(f"objective.task must be 'classification' or 'regression', got {task!r}")
+    if getattr(ds, "task", task) != task:
+        raise DataError(f"objective.task is {task!r} but the dataset {ds.name!r} was prepared for {ds.task!r}")
+    epochs = setting(settings, "epochs")
+    if epochs is None or int(epochs) < 1:
+        raise ValueError(f"objective.epochs must be an integer >= 1, got {epochs!r}")
+    classification = task == "classification"
+    acc_name = "accuracy" if classification else "mae"
+    es = setting(settings, "early_stopping")
+    monitor = str(setting(es, "monitor", "val_loss") or "val_loss")
+    patience = int(setting(es, "patience", 0) or 0) if es is not None else 0
+    min_delta = abs(float(setting(es, "min_delta", 0.0) or 0.0)) if es is not None else 0.0
+    metric_names = ("loss", acc_name, "val_loss", f"val_{acc_name}", "lr")
+    if monitor not in metric_names[:4]:
+        raise ValueError(f"early_stopping.monitor must be one of {list(metric_names[:4])} for {task}, got {monitor!r}")
+    if len(ds.y_train) == 0:
+        raise DataError(f"dataset {ds.name!r} has no training rows")
+    if len(ds.y_val) == 0:
+        raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
+    sign = 1.0 if monitor_mode(monitor) == "min" else -1.0
+    return TrialSettings(task, int(epochs), classification, acc_name, monitor, patience, min_delta, metric_names, sign,
+                         early_stopping=es is not None)
