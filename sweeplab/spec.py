@@ -925,26 +925,35 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | None
     return out
 
 
+def read_spec_file(path: str | Path, kind: str, needs: str) -> Any:
+    """The parsed YAML of the ``kind`` file at ``path`` ("spec", "bench spec").
+
+    Raises :class:`SpecError` (``source`` = ``str(path)``) for a missing or unreadable
+    file, a YAML syntax error (with its line), or an empty file (``needs`` says which
+    keys it must hold).
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem("", f"{kind} file {source} does not exist")], source) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem("", f"{kind} file {source} is not UTF-8 text: {exc.reason}")], source) from None
+    except OSError as exc:
+        raise SpecError([Problem("", f"cannot read {kind} file {source}: {exc.strerror or exc}")], source) from None
+    data = load_yaml(text, source)
+    if data is None:
+        raise SpecError([Problem("", f"{kind} file {source} is empty; it needs at least {needs}")], source)
+    return data
+
+
 def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
     """Read the YAML spec at ``path``, apply ``overrides`` (see :func:`apply_overrides`), validate.
 
     Raises :class:`SpecError` (``source`` = ``str(path)``) for a missing or unreadable
     file, a YAML syntax error (with its line), an empty file, or any rule broken.
     """
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([Problem("", f"spec file {source} does not exist")], source) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError([Problem("", f"spec file {source} is not UTF-8 text: {exc.reason}")], source) from None
-    except OSError as exc:
-        raise SpecError([Problem("", f"cannot read spec file {source}: {exc.strerror or exc}")], source) from None
-    data = load_yaml(text, source)
-    if data is None:
-        raise SpecError(
-            [Problem("", f"spec file {source} is empty; it needs at least `study`, `metric` and `space`")], source
-        )
+    data = read_spec_file(path, "spec", "`study`, `metric` and `space`")
     if isinstance(data, Mapping) and overrides:
         data = apply_overrides(data, overrides)
-    return parse_spec(data, source)
+    return parse_spec(data, str(path))

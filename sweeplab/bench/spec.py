@@ -51,8 +51,16 @@ from sweeplab.spaces.checks import (
     describe,
     join,
 )
-from sweeplab.spaces.yaml_io import load_yaml
-from sweeplab.spec import FRAMEWORKS, PRUNERS, SAMPLERS, TOP_KEYS, StudySpec, apply_overrides, parse_spec
+from sweeplab.spec import (
+    FRAMEWORKS,
+    PRUNERS,
+    SAMPLERS,
+    TOP_KEYS,
+    StudySpec,
+    apply_overrides,
+    parse_spec,
+    read_spec_file,
+)
 
 __all__ = [
     "BENCH_KEYS",
@@ -447,18 +455,7 @@ def load_bench_spec(path: str | Path, overrides: Mapping[str, Any] | None = None
     file, a YAML syntax error (with its line), an empty file, or any rule broken.
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([Problem("", f"bench spec file {source} does not exist")], source) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError([Problem("", f"bench spec file {source} is not UTF-8 text: {exc.reason}")], source) from None
-    except OSError as exc:
-        raise SpecError([Problem("", f"cannot read bench spec file {source}: {exc.strerror or exc}")], source) from None
-    data = load_yaml(text, source)
-    if data is None:
-        raise SpecError([Problem("", f"bench spec file {source} is empty; it needs at least `bench`, `metric`, "
-                                     "`objective` and `space`")], source)
+    data = read_spec_file(path, "bench spec", "`bench`, `metric`, `objective` and `space`")
     if isinstance(data, Mapping) and overrides:
         data = apply_overrides(data, overrides)
     return parse_bench_spec(data, source)
