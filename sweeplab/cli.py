@@ -242,13 +242,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         validate_study_name(args.fork)
         source, spec = spec.study, dataclasses.replace(spec, study=args.fork)
-        if stored_spec(spec.study, storage_url) is None:
-            if stored_spec(source, storage_url) is None:
-                raise UsageError(f"--fork: there is no study {source!r} to fork from in {storage_url}")
-            result = fork_study(spec, source, storage_url)
-            sys.stderr.write(f"forked {source!r} into {spec.study!r}: {result['copied']} finished trials copied, "
-                             f"{result['skipped']} not compatible with the new spec\n")
     before = stored_spec(spec.study, storage_url)
+    if args.fork and before is None:
+        if stored_spec(source, storage_url) is None:
+            raise UsageError(f"--fork: there is no study {source!r} to fork from in {storage_url}")
+        result = fork_study(spec, source, storage_url)
+        sys.stderr.write(f"forked {source!r} into {spec.study!r}: {result['copied']} finished trials copied, "
+                         f"{result['skipped']} not compatible with the new spec\n")
     if before:
         diff = spec_diff(before, spec.to_dict())
         if diff:

@@ -130,11 +130,6 @@ class StudyCoordinator:
             self.study.set_user_attr(STUDY_ATTR_SPEC, self.spec.to_dict())
 
     # ----------------------------------------------------------------- queries
-    def stored_spec(self) -> dict[str, Any]:
-        """The spec recorded when the study was created."""
-        with self._lock:
-            return dict(self.study.user_attrs.get(STUDY_ATTR_SPEC, {}))
-
     def counts(self) -> dict[str, int]:
         """Trial counts: ``finished`` counts toward ``trials`` (retried attempts do not)."""
         with self._lock:
@@ -242,15 +237,6 @@ class StudyCoordinator:
             for trial in self._live.values():
                 trial.set_user_attr(ATTR_LEASE_EXPIRES, time.time() + self.lease_seconds)
             return len(self._live)
-
-    def set_trial_attr(self, number: int, key: str, value: Any) -> bool:
-        """Set a user attr on a trial in flight; False if it already finished."""
-        with self._lock:
-            trial = self._live.get(number)
-            if trial is None:
-                return False
-            trial.set_user_attr(key, value)
-            return True
 
     # ----------------------------------------------------------------- report
     def report(self, number: int, epoch: int, metrics: dict[str, float]) -> bool:
@@ -489,9 +475,6 @@ class StudyCoordinator:
         with self._lock:
             return self.exhausted
 
-    def in_flight(self) -> list[int]:
-        with self._lock:
-            return sorted(self._live)
 
 
 def count_states(trials: list[Any], retried: set[str]) -> dict[str, int]:

@@ -276,22 +276,6 @@ class StudyTracker:
                 self._run_ids[number] = run_id
         return fixed
 
-    def mark_lost(self, number: int, reason: str, retried_by: int | None) -> None:
-        """Close the child run of a trial reaped as lost (from an earlier driver) as FAILED."""
-
-        def close() -> None:
-            run_id = self._existing_child(number)
-            if run_id is None:
-                return
-            tags = {TAG_STATE: "FAIL", "sweeplab.fail_reason": reason[:4900]}
-            if retried_by is not None:
-                tags["sweeplab.retried_by"] = str(retried_by)
-            self._log_batch(run_id, tags=tags)
-            self.client.set_terminated(run_id, status="FAILED", end_time=int(time.time() * 1000))
-
-        self.writer.submit(f"close lost run of trial {number}", close)
-
-    # ------------------------------------------------------------ artifacts
     def log_artifacts(
         self,
         run_id: str | None,
