@@ -15,6 +15,7 @@ with the reason and enqueues a retry (at most ``max_retries`` per lineage).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -82,6 +83,57 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
+DB_RETRIES = 6
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """True for a dropped or refused database connection (server restart, killed backend)."""
+    try:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+    except ImportError:  # pragma: no cover
+        return False
+    seen: BaseException | None = exc
+    for _ in range(8):  # Optuna wraps driver errors in StorageInternalError: walk the chain
+        if seen is None:
+            return False
+        if isinstance(seen, OperationalError) or (isinstance(seen, DBAPIError) and seen.connection_invalidated):
+            return True
+        text = str(seen).lower()
+        if any(w in text for w in ("server closed the connection", "terminating connection", "connection refused",
+                                   "could not connect", "connection is closed", "ssl syscall", "database is locked")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _with_db_retry(method: Any) -> Any:
+    """Retry a coordinator operation when the database connection drops.
+
+    Every wrapped operation is safe to repeat: tell skips finished trials, reports
+    overwrite the same step, and an ``ask`` interrupted after Optuna created its trial
+    fails that orphan (recorded as superseded, so it does not count toward ``trials``)
+    before asking again.
+    """
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        delay = 0.5
+        for attempt in range(DB_RETRIES):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if attempt == DB_RETRIES - 1 or not is_transient_db_error(exc):
+                    raise
+                log.warning("database error in %s (%s); retrying in %.1fs", method.__name__,
+                            str(exc).splitlines()[0][:200], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+                if method.__name__ == "ask":
+                    self._fail_orphans()
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
 class StudyCoordinator:
     """Owns one Optuna study: creates or loads it, asks, records reports, tells.
 
@@ -92,9 +144,6 @@ class StudyCoordinator:
     def __init__(self, spec_dict: dict[str, Any], storage_url: str, lease_seconds: float = 60.0) -> None:
         import optuna
 
-        from sweeplab.search.held_storage import HeldTrialsStorage
-        from sweeplab.search.samplers import build_pruner, build_sampler
-        from sweeplab.search.storage import open_storage
         from sweeplab.spec import parse_spec
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -102,13 +151,32 @@ class StudyCoordinator:
         self.lease_seconds = lease_seconds
         self.holder = holder_id()
         self._lock = threading.RLock()
+        self.study = self._open_study(storage_url)
+        self.exhausted = False  # True once a grid sampler has covered its grid
+        self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
+        self._tickets: dict[int, TrialTicket] = {}
+        self._history: dict[int, list[tuple[int, float, dict[str, float]]]] = {}
+        self._n_features: int | None = None  # the dataset's widths, for constraints (set_data_shape)
+        self._n_outputs: int | None = None
+        self._fixed_params: dict[str, Any] = {}  # e.g. a fine-tuned source model's architecture
+        self.max_rejections = MAX_REJECTIONS  # constraint rejections in a row before ask gives up
+
+    @_with_db_retry
+    def _open_study(self, storage_url: str) -> Any:
+        """Create or load the study (recording the spec once); retried like every operation."""
+        import optuna
+
+        from sweeplab.search.held_storage import HeldTrialsStorage
+        from sweeplab.search.samplers import build_pruner, build_sampler
+        from sweeplab.search.storage import open_storage
+
         self._storage = HeldTrialsStorage(open_storage(storage_url))
         kwargs: dict[str, Any] = {}
         if self.spec.multi_objective:
             kwargs["directions"] = list(self.spec.direction)
         else:
             kwargs["direction"] = self.spec.direction[0]
-        self.study = optuna.create_study(
+        study = optuna.create_study(
             # Trials this coordinator holds are kept in memory (it is their one writer), so a
             # report's pruning decision or an ask does not re-read them from the database.
             storage=self._storage,
@@ -118,18 +186,12 @@ class StudyCoordinator:
             load_if_exists=True,
             **kwargs,
         )
-        self.exhausted = False  # True once a grid sampler has covered its grid
-        self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
-        self._tickets: dict[int, TrialTicket] = {}
-        self._history: dict[int, list[tuple[int, float, dict[str, float]]]] = {}
-        self._n_features: int | None = None  # the dataset's widths, for constraints (set_data_shape)
-        self._n_outputs: int | None = None
-        self._fixed_params: dict[str, Any] = {}  # e.g. a fine-tuned source model's architecture
-        self.max_rejections = MAX_REJECTIONS  # constraint rejections in a row before ask gives up
-        if STUDY_ATTR_SPEC not in self.study.user_attrs:
-            self.study.set_user_attr(STUDY_ATTR_SPEC, self.spec.to_dict())
+        if STUDY_ATTR_SPEC not in study.user_attrs:
+            study.set_user_attr(STUDY_ATTR_SPEC, self.spec.to_dict())
+        return study
 
     # ----------------------------------------------------------------- queries
+    @_with_db_retry
     def counts(self) -> dict[str, int]:
         """Trial counts: ``finished`` counts toward ``trials`` (retried attempts do not)."""
         with self._lock:
@@ -137,10 +199,12 @@ class StudyCoordinator:
             retried = set(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
         return count_states(trials, retried)
 
+    @_with_db_retry
     def set_study_attr(self, key: str, value: Any) -> None:
         with self._lock:
             self.study.set_user_attr(key, value)
 
+    @_with_db_retry
     def study_attrs(self) -> dict[str, Any]:
         with self._lock:
             return dict(self.study.user_attrs)
@@ -160,6 +224,7 @@ class StudyCoordinator:
             check_satisfiable(self.spec, self._n_features, self._n_outputs, self._fixed_params)
 
     # ----------------------------------------------------------------- ask
+    @_with_db_retry
     def ask(self) -> TrialTicket:
         """Ask Optuna for the next trial (an enqueued retry first) and lease it.
 
@@ -231,6 +296,7 @@ class StudyCoordinator:
         trial.set_user_attr(ATTR_LEASE_HOLDER, self.holder)
         trial.set_user_attr(ATTR_LEASE_EXPIRES, time.time() + self.lease_seconds)
 
+    @_with_db_retry
     def renew_leases(self) -> int:
         """Extend the lease of every trial in flight; returns how many were renewed."""
         with self._lock:
@@ -239,6 +305,7 @@ class StudyCoordinator:
             return len(self._live)
 
     # ----------------------------------------------------------------- report
+    @_with_db_retry
     def report(self, number: int, epoch: int, metrics: dict[str, float]) -> bool:
         """Record one epoch of trial ``number``; return True when the trial should stop."""
         with self._lock:
@@ -255,6 +322,7 @@ class StudyCoordinator:
             return bool(trial.should_prune())
 
     # ----------------------------------------------------------------- tell
+    @_with_db_retry
     def tell(self, outcome: TrialOutcome, run_id: str | None = None) -> TrialRecord:
         """Finish the trial of ``outcome`` in Optuna and return its record.
 
@@ -320,6 +388,7 @@ class StudyCoordinator:
             )
 
     # ----------------------------------------------------------------- leases
+    @_with_db_retry
     def reap_stale(self) -> list[TrialRecord]:
         """Fail every RUNNING trial no live worker holds, and enqueue its retry.
 
@@ -384,6 +453,29 @@ class StudyCoordinator:
                 )
         return reaped
 
+    def _fail_orphans(self) -> None:
+        """Fail RUNNING trials this coordinator created but never handed out (a dropped ``ask``)."""
+        from optuna.trial import TrialState
+
+        with self._lock:
+            for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if frozen.number in self._live:
+                    continue
+                holder = frozen.user_attrs.get(ATTR_LEASE_HOLDER)
+                if holder not in (None, self.holder):
+                    continue
+                if holder is None and frozen.params:
+                    continue  # another driver's trial being set up right now: leave it
+                try:
+                    self._storage.set_trial_user_attr(frozen._trial_id, ATTR_REASON,
+                                                      "lost: the database connection dropped while the trial was asked")
+                    self._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+                except Exception:
+                    continue
+                links = dict(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
+                links[str(frozen.number)] = None
+                self.study.set_user_attr(STUDY_ATTR_RETRIES, links)
+
     def _tell(self, trial: Any, **kwargs: Any) -> None:
         # GridSampler calls study.stop() once the grid is covered, which Optuna only
         # allows inside optimize(); the trial is stored before that raises.
@@ -424,6 +516,7 @@ class StudyCoordinator:
             self.study.set_user_attr(STUDY_ATTR_RETRIES, links)
         return retry
 
+    @_with_db_retry
     def summary(self) -> dict[str, Any]:
         """The study's summary (see ``sweeplab.search.summary``)."""
         from sweeplab.search.summary import summarize
@@ -431,6 +524,7 @@ class StudyCoordinator:
         with self._lock:
             return summarize(self.study)
 
+    @_with_db_retry
     def link_run(self, number: int, run_id: str) -> None:
         """Record trial ``number``'s MLflow run: as a trial attr while it runs, else in the study attrs."""
         with self._lock:
@@ -442,6 +536,7 @@ class StudyCoordinator:
             links[str(number)] = run_id
             self.study.set_user_attr("sweeplab.run_ids", links)
 
+    @_with_db_retry
     def finished_digest(self) -> list[dict[str, Any]]:
         """Every finished trial, compactly: what the tracker needs to repair MLflow after a crash."""
         from optuna.trial import TrialState
@@ -493,86 +588,3 @@ def count_states(trials: list[Any], retried: set[str]) -> dict[str, int]:
             out[t.state.name] += 1
     out["finished"] = out["COMPLETE"] + out["PRUNED"] + out["FAIL"]
     return out
-
-
-DB_RETRIES = 6
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """True for a dropped or refused database connection (server restart, killed backend)."""
-    try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-    except ImportError:  # pragma: no cover
-        return False
-    seen: BaseException | None = exc
-    for _ in range(8):  # Optuna wraps driver errors in StorageInternalError: walk the chain
-        if seen is None:
-            return False
-        if isinstance(seen, OperationalError) or (isinstance(seen, DBAPIError) and seen.connection_invalidated):
-            return True
-        text = str(seen).lower()
-        if any(w in text for w in ("server closed the connection", "terminating connection", "connection refused",
-                                   "could not connect", "connection is closed", "ssl syscall", "database is locked")):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _with_db_retry(method: Any) -> Any:
-    """Retry a coordinator operation when the database connection drops.
-
-    Every wrapped operation is safe to repeat: tell skips finished trials, reports
-    overwrite the same step, and an ``ask`` interrupted after Optuna created its trial
-    fails that orphan (recorded as superseded, so it does not count toward ``trials``)
-    before asking again.
-    """
-    import functools
-
-    @functools.wraps(method)
-    def wrapper(self: StudyCoordinator, *args: Any, **kwargs: Any) -> Any:
-        delay = 0.5
-        for attempt in range(DB_RETRIES):
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as exc:
-                if attempt == DB_RETRIES - 1 or not is_transient_db_error(exc):
-                    raise
-                log.warning("database error in %s (%s); retrying in %.1fs", method.__name__,
-                            str(exc).splitlines()[0][:200], delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-                if method.__name__ == "ask":
-                    self._fail_orphans()
-        raise AssertionError("unreachable")
-
-    return wrapper
-
-
-def _fail_orphans(self: StudyCoordinator) -> None:
-    """Fail RUNNING trials this coordinator created but never handed out (a dropped ``ask``)."""
-    from optuna.trial import TrialState
-
-    with self._lock:
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.number in self._live:
-                continue
-            holder = frozen.user_attrs.get(ATTR_LEASE_HOLDER)
-            if holder not in (None, self.holder):
-                continue
-            if holder is None and frozen.params:
-                continue  # another driver's trial being set up right now: leave it
-            try:
-                self._storage.set_trial_user_attr(frozen._trial_id, ATTR_REASON,
-                                                  "lost: the database connection dropped while the trial was asked")
-                self._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-            except Exception:
-                continue
-            links = dict(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
-            links[str(frozen.number)] = None
-            self.study.set_user_attr(STUDY_ATTR_RETRIES, links)
-
-
-StudyCoordinator._fail_orphans = _fail_orphans  # type: ignore[attr-defined]
-for _name in ("ask", "report", "tell", "reap_stale", "renew_leases", "counts", "summary", "finished_digest",
-              "link_run", "set_study_attr", "study_attrs"):
-    setattr(StudyCoordinator, _name, _with_db_retry(getattr(StudyCoordinator, _name)))
