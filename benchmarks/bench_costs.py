@@ -103,6 +103,38 @@ def coordinator_costs(n_trials: int, epochs: int = 20) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def in_memory_costs(n_trials: int, epochs: int = 20) -> dict[str, Any]:
+    """The same trials with Optuna alone (in-memory storage, same sampler and pruner): the
+    sampler's and pruner's own cost, i.e. the floor under what the coordinator adds."""
+    import optuna
+
+    from sweeplab.search.samplers import build_pruner, build_sampler
+    from sweeplab.spec import parse_spec
+
+    spec = parse_spec(mlp_spec_dict("floor", n_trials, epochs))
+    study = optuna.create_study(direction="maximize", sampler=build_sampler(spec), pruner=build_pruner(spec))
+    rng = random.Random(0)
+    rows = []
+    for _ in range(n_trials):
+        t = time.perf_counter()
+        trial = study.ask()
+        params = spec.space.suggest(trial)
+        t_ask = time.perf_counter() - t
+        t_report, pruned, value = 0.0, False, 0.0
+        for epoch in range(1, epochs + 1):
+            value = surrogate_curve(params, epoch, rng)
+            t = time.perf_counter()
+            trial.report(value, epoch)
+            pruned = trial.should_prune()
+            t_report += time.perf_counter() - t
+            if pruned:
+                break
+        t = time.perf_counter()
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED) if pruned else study.tell(trial, value)
+        rows.append({"ask": t_ask, "report": t_report, "tell": time.perf_counter() - t})
+    return {"rows": rows}
+
+
 def mlp_trial_seconds(n_configs: int, epochs: int = 20) -> list[float]:
     """Time the guide's torch MLP objective (1 thread) on the seed's data for sampled configs."""
     import optuna
@@ -249,8 +281,9 @@ def main(args: Any) -> list[dict[str, Any]]:
                            f"{common.median(r['tell'] for r in tail) * 1000:.1f} ms")]
 
     cost_tail = per_trial(tail)
+    floor_tail = in_memory_costs(n_trials)["rows"][-20:]
     common.log("timing the real objective")
-    obj_times = mlp_trial_seconds(4 if args.quick else 6)
+    obj_times = mlp_trial_seconds(4 if args.quick else 12)
     obj = common.median(obj_times)
     share = cost_tail / obj
     rep_each = [r["report"] / r["reports"] for r in tail]
@@ -259,7 +292,9 @@ def main(args: Any) -> list[dict[str, Any]]:
                  f"({common.median(rep_each) * 1000:.2f} ms each, {common.median(r['reports'] for r in tail):.0f}"
                  f" per trial), tell {common.median(r['tell'] for r in tail) * 1000:.1f} ms; trials 1-20: "
                  f"{per_trial(head) * 1000:.0f} ms/trial; objective (torch MLP, 20 epochs) median {obj:.2f} s over "
-                 f"{len(obj_times)} configs")
+                 f"{len(obj_times)} random configs; the same trials with Optuna alone (in-memory storage, same "
+                 f"sampler and pruner): {per_trial(floor_tail) * 1000:.1f} ms/trial (ask "
+                 f"{common.median(r['ask'] for r in floor_tail) * 1000:.1f} ms)")
 
     common.init_ray(2)
     common.log("real study: 40 no-op trials, MLflow on")

@@ -19,12 +19,12 @@ WORKERS = 2
 SEED = 42
 
 
-def load_data() -> Any:
+def load_data(seed: int = SEED) -> Any:
     from sweeplab.objectives.data import load_dataset
 
     return load_dataset(task="classification", name="make_classification",
                         options={"n_samples": 1000, "n_features": 20, "n_classes": 3, "n_informative": 5},
-                        validation_split=0.2, test_split=0.2, seed=SEED)
+                        validation_split=0.2, test_split=0.2, seed=seed)
 
 
 def suggest(trial: Any) -> dict[str, Any]:

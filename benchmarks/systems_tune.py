@@ -1,7 +1,8 @@
 """The guide's MLP study written for Ray Tune: OptunaSearch (TPE, seeded) and
 MLflowLoggerCallback, 20 trials, 2 at a time, 20 epochs, one report per epoch.
 
-Usage: python systems_tune.py WORKDIR  (prints one JSON line: best value, trials)
+Usage: python systems_tune.py WORKDIR [SEED]  (SEED: the split, the sampler and training)
+Prints one JSON line: best value, trials.
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ def define_space(trial: optuna.Trial) -> None:
     loop.suggest(trial)
 
 
-def train_mlp(config: dict, data=None) -> None:
-    best = loop.train(config, data, lambda epoch, metrics: tune.report(metrics), seed=loop.SEED)
+def train_mlp(config: dict, data=None, seed: int = loop.SEED) -> None:
+    best = loop.train(config, data, lambda epoch, metrics: tune.report(metrics), seed=seed)
     tune.report({"val_accuracy": best, "done": True})
 
 
-def main(workdir: str) -> None:
-    data = loop.load_data()
-    sampler = optuna.samplers.TPESampler(seed=loop.SEED, multivariate=True, constant_liar=True)
+def main(workdir: str, seed: int) -> None:
+    data = loop.load_data(seed)
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     search = OptunaSearch(space=define_space, metric="val_accuracy", mode="max", sampler=sampler)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(train_mlp, data=data), {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(train_mlp, data=data, seed=seed), {"cpu": 1}),
         tune_config=tune.TuneConfig(search_alg=search, num_samples=loop.TRIALS, max_concurrent_trials=loop.WORKERS),
         run_config=tune.RunConfig(
             name="tune-mlp", storage_path=os.path.join(workdir, "ray_results"), verbose=0,
@@ -44,4 +45,4 @@ def main(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else loop.SEED)

@@ -77,6 +77,10 @@ class BaseObjective(ABC):
     def run(self, ctx: TrialContext) -> dict[str, float]:
         """Train and evaluate one trial; return final metrics."""
 
+    def warm_up(self) -> None:  # noqa: B027 - an optional hook: doing nothing is the default
+        """Pay this process's one-time costs (lazy imports, first-call set-up) before the
+        first trial. Optional; must not change what any later ``run`` computes."""
+
 
 def check_metrics(metrics: Any, required: str | list[str]) -> dict[str, float]:
     """Return ``metrics`` as ``{name: float}``, or raise ValueError naming the problem.

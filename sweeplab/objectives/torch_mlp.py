@@ -269,6 +269,19 @@ class TorchMLPObjective(BaseObjective):
         self.history: list[dict[str, float]] = []
         self.config: MLPConfig | None = None
 
+    def warm_up(self) -> None:
+        """Build an optimizer and take one step on a throw-away tensor.
+
+        The first optimizer a process creates imports ``torch._dynamo`` (torch wraps
+        ``Optimizer.__init__`` with a lazily imported dynamo guard): about a second that
+        would otherwise land in the first trial. Draws no random numbers.
+        """
+        weight = nn.Parameter(torch.zeros(2, 2))
+        optimizer = _make_optimizer(MLPConfig(hidden_units=(2,)), [weight], torch.device("cpu"))
+        weight.sum().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
     def run(self, ctx: TrialContext) -> dict[str, float]:
         """Train and evaluate one trial; return final metrics (see the class docstring)."""
         params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture

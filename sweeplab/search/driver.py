@@ -137,7 +137,6 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
 
     from sweeplab.search import preflight
     from sweeplab.search.coordinator import StudyCoordinator
-    from sweeplab.search.storage import open_storage
     from sweeplab.search.worker import execute_trial
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
@@ -146,29 +145,29 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     address = options.address or os.environ.get("RAY_ADDRESS") or None
     preflight.check_ray_address(address)
     preflight.check_tracking_server(options.tracking_uri)
-    dataset = load_study_dataset(spec, options.tracking_uri)  # bad data fails here, before any store is touched
-    if dataset is not None and spec.constraints:  # so does a constraint no architecture of the space can hold
-        from sweeplab.search.constraints import check_satisfiable
-
-        source = getattr(dataset, "init_from", None)
-        check_satisfiable(spec, dataset.n_features, dataset.n_outputs,
-                          source.architecture() if source is not None else None)
     if address:
         init_ray(address, **options.ray_init_kwargs)
         if not options.allow_local_stores:
             preflight.check_stores_reach_cluster(options.storage_url, options.tracking_uri, address)
-    startup.mark("preflight_dataset")
-    # Importing MLflow and opening its store takes seconds: do it while Ray starts.
-    opening = _TrackerOpener(options.tracking_uri, spec.experiment or spec.study, spec.study)
-    open_storage(options.storage_url)  # schema created once, before any worker starts
-    startup.mark("optuna_storage")
+    startup.mark("preflight")
+    # Starting a local Ray is mostly waiting for its processes; loading the dataset and
+    # importing MLflow are this process's own work: do them at the same time.
+    preparing = _Preparation(spec, options)
+    owns_ray = not ray.is_initialized()  # a Ray this call starts is shut down at its end
     init_ray(address, **options.ray_init_kwargs)
     startup.mark("ray_init")
     _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
+    try:
+        dataset, tracker = preparing.result()  # bad data raises here, before any store was touched
+    except BaseException:
+        if owns_ray:
+            ray.shutdown()
+        raise
+    startup.mark("dataset_storage_mlflow_import")
     node_id = ray.get_runtime_context().get_node_id()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    coordinator_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)
+    coordinator_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
     coordinator = coordinator_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
     ).remote(spec.to_dict(), options.storage_url, options.lease_seconds)
@@ -178,7 +177,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         raise StorageError(f"the study coordinator could not start: {exc}") from exc
     startup.mark("coordinator")
 
-    tracker = opening.result() or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
+    tracker = tracker or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
     experiment_id, parent_run_id = tracker.open(spec.to_dict(), attrs.get("mlflow_parent_run_id"))
     ray.get([
         coordinator.set_study_attr.remote("mlflow_experiment_id", experiment_id),
@@ -266,7 +265,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
                 # Link the trial to its MLflow run before it finishes (a finished trial's attrs
                 # are frozen); during a tracking outage do not wait, the link goes to study attrs.
                 run_id = tracker.run_id(ticket.number, timeout=0.0 if tracker.writer.retrying else 10.0)
-                record: TrialRecord = ray.get(coordinator.tell.remote(outcome, run_id))
+                record = ray.get(coordinator.tell.remote(outcome, run_id))
                 exhausted = ray.get(coordinator.is_exhausted.remote()) if spec.sampler.name == "grid" else False
                 tracker.trial_finished(record)
                 if record.state == "COMPLETE" and outcome.artifacts:
@@ -303,13 +302,24 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
                                                    dataset_ref=dataset_ref, tracker=tracker)
     summary["elapsed_s"] = round(time.time() - t_start, 3)
     summary["startup_s"] = startup.phases
+    # Once every trial's run is created and linked (the links go through the coordinator),
+    # Ray is no longer needed: a Ray this call started shuts down (about a second of
+    # waiting for its processes) while the report is written and the parent run closed.
+    stopping = None
+    if tracker.writer.wait_idle(timeout=30.0):
+        ray.kill(coordinator)
+        if owns_ray:
+            stopping = _in_background(ray.shutdown, "sweeplab-ray-shutdown")
     html = _write_report(spec, summary, options.storage_url)
     delivered = tracker.close(summary, status=status, html_report=html)
     summary["mlflow_requests"] = tracker.writer.requests
     summary["mlflow_delivered"] = delivered
     summary["storage"] = options.storage_url
     summary["tracking_uri"] = options.tracking_uri
-    ray.kill(coordinator)
+    if stopping is None:
+        ray.kill(coordinator)
+    else:
+        stopping.join()
     if unsatisfiable:
         raise unsatisfiable[0]
     if status == "KILLED":
@@ -320,34 +330,62 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     return summary
 
 
-class _TrackerOpener:
-    """Builds the study's StudyTracker and opens its store on a thread (imports included).
+class _Preparation:
+    """The study's own start-up work, on a thread while Ray starts.
 
-    :meth:`result` waits for it; None when that failed, so the caller builds it again and
-    the failure surfaces where it always did (``StudyTracker.open``).
+    In order: load the dataset (a DataError here touches no store), check that the
+    constraints can hold, create or open the Optuna storage (its schema exists before
+    any worker starts), then import MLflow and open its store. :meth:`result` waits and
+    returns ``(dataset, tracker)``, re-raising the first error. The tracker is None when
+    opening MLflow failed: the caller builds it again so that the failure surfaces
+    where it always did (``StudyTracker.open``).
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, study: str) -> None:
-        import threading
-
-        self.args = (tracking_uri, experiment, study)
+    def __init__(self, spec: Any, options: RunOptions) -> None:
+        self.spec, self.options = spec, options
+        self.dataset: Any = None
         self.tracker: Any = None
-        self.thread = threading.Thread(target=self._open, name="sweeplab-mlflow-open", daemon=True)
-        self.thread.start()
+        self.error: BaseException | None = None
+        self.thread = _in_background(self._run, "sweeplab-prepare")
 
-    def _open(self) -> None:
+    def _run(self) -> None:
+        spec, options = self.spec, self.options
+        try:
+            from sweeplab.search.storage import open_storage
+
+            self.dataset = load_study_dataset(spec, options.tracking_uri)
+            if self.dataset is not None and spec.constraints:
+                from sweeplab.search.constraints import check_satisfiable
+
+                source = getattr(self.dataset, "init_from", None)
+                check_satisfiable(spec, self.dataset.n_features, self.dataset.n_outputs,
+                                  source.architecture() if source is not None else None)
+            open_storage(options.storage_url)
+        except BaseException as exc:  # re-raised on the caller's thread
+            self.error = exc
+            return
         try:
             from sweeplab.tracking.mlflow_tracker import StudyTracker
 
-            tracker = StudyTracker(*self.args)
-            tracker.client.get_experiment_by_name(self.args[1])  # opens the store (engine, schema)
+            tracker = StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
+            tracker.client.get_experiment_by_name(spec.experiment or spec.study)  # opens the store
             self.tracker = tracker
         except Exception as exc:  # reported by the synchronous open
             log.debug("opening the MLflow store in the background failed: %s", exc)
 
-    def result(self) -> Any:
+    def result(self) -> tuple[Any, Any]:
         self.thread.join()
-        return self.tracker
+        if self.error is not None:
+            raise self.error
+        return self.dataset, self.tracker
+
+
+def _in_background(target: Callable[[], Any], name: str) -> Any:
+    import threading
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def _warm_workers(spec: Any) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import time
 from collections.abc import Container, Iterator, Sequence
 from typing import Any
@@ -32,6 +33,11 @@ from optuna.trial import FrozenTrial, TrialState
 #: Reported values of held trials wait at most this long (while other calls come) before
 #: they are written; any ask, tell, lease renewal or state change writes them at once.
 FLUSH_SECONDS = 1.0
+
+#: How old the view of trials written by *other* processes may be: within this many
+#: seconds of the last look, reads skip the query that checks the database for them.
+#: The coordinator's own writes are always in its view at once.
+RECHECK_SECONDS = 0.25
 
 
 class _NotUpdatable(Exception):
@@ -58,6 +64,7 @@ class HeldTrialsStorage(_CachedStorage):
         self._pending: list[tuple[str, int, tuple[Any, ...]]] = []  # deferred writes, in order
         self._pending_since: float | None = None
         self._batch_depth = 0
+        self._checked_at: dict[int, float] = {}  # study_id -> when the database was last found unchanged
 
     # ------------------------------------------------------------ batched writes
     @contextlib.contextmanager
@@ -82,37 +89,12 @@ class HeldTrialsStorage(_CachedStorage):
             ops, self._pending, self._pending_since = self._pending, [], None
         if not ops:
             return
-        from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
         backend = self._backend
-        values_model = models.TrialIntermediateValueModel
         try:
             with _create_scoped_session(backend.scoped_session) as session:
-                rows = []
-                for kind, trial_id, args in ops:
-                    if kind == "param":
-                        backend._set_trial_param_without_commit(session, trial_id, *args)
-                    elif kind == "value":
-                        # Trial.report never writes a step twice: a plain bulk insert, no upsert.
-                        stored, value_type = values_model.intermediate_value_to_stored_repr(float(args[1]))
-                        rows.append({"trial_id": trial_id, "step": int(args[0]), "intermediate_value": stored,
-                                     "intermediate_value_type": value_type})
-                    elif kind == "user":
-                        backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id,
-                                                               *args)
-                    else:
-                        backend._set_trial_attr_without_commit(session, models.TrialSystemAttributeModel,
-                                                               trial_id, *args)
-                if rows:
-                    import sqlalchemy
-
-                    ids = {r["trial_id"] for r in rows}
-                    states = session.execute(sqlalchemy.select(models.TrialModel.state).where(
-                        models.TrialModel.trial_id.in_(ids))).scalars().all()
-                    if len(states) != len(ids) or any(st != TrialState.RUNNING for st in states):
-                        raise _NotUpdatable("a trial with reported values is no longer RUNNING")
-                    session.execute(sqlalchemy.insert(values_model), rows)
+                self._write_batch(session, ops)
             return
         except Exception as exc:
             from sweeplab.search.coordinator import is_transient_db_error
@@ -132,17 +114,78 @@ class HeldTrialsStorage(_CachedStorage):
                 elif kind == "value":
                     backend.set_trial_intermediate_value(trial_id, *args)
                 elif kind == "user":
-                    backend.set_trial_user_attr(trial_id, *args)
+                    backend.set_trial_user_attr(trial_id, *args[:2])
                 else:
-                    backend.set_trial_system_attr(trial_id, *args)
+                    backend.set_trial_system_attr(trial_id, *args[:2])
             except Exception as exc:
                 first = first or exc
         if first is not None:
             raise first
 
+    def _write_batch(self, session: Any, ops: list[tuple[str, int, tuple[Any, ...]]]) -> None:
+        """Write ``ops`` in order in ``session`` (one transaction).
+
+        Every op is for a trial this process holds, so one query checks they are all
+        still RUNNING (else :class:`_NotUpdatable`). What cannot exist yet in the
+        database (a param, a reported step, an attr key the held copy did not have) is
+        a plain multi-row insert; an attr that exists is Optuna's own upsert, and so is
+        a param name this cache has no distribution for (Optuna checks it against the
+        study's stored ones). The
+        inserts collected so far go out before each upsert, so the order of writes to
+        one key is kept. Optuna's ORM path would instead look the trial up and check
+        it again for every single write.
+        """
+        import sqlalchemy
+        from optuna.distributions import distribution_to_json
+        from optuna.storages._rdb import models
+
+        ids = {trial_id for _, trial_id, _ in ops}
+        states = session.execute(sqlalchemy.select(models.TrialModel.state).where(
+            models.TrialModel.trial_id.in_(ids))).scalars().all()
+        if len(states) != len(ids) or any(st != TrialState.RUNNING for st in states):
+            raise _NotUpdatable("a held trial is no longer RUNNING")
+        attr_models: dict[str, Any] = {"user": models.TrialUserAttributeModel,
+                                       "system": models.TrialSystemAttributeModel}
+        inserts: dict[Any, list[dict[str, Any]]] = {}
+
+        def send_inserts() -> None:
+            for model, rows in inserts.items():
+                session.execute(sqlalchemy.insert(model), rows)
+            inserts.clear()
+
+        for kind, trial_id, args in ops:
+            if kind == "param":
+                name, value_internal, distribution, known = args
+                if known is None:  # first use of the name here: Optuna checks it against the database
+                    send_inserts()
+                    self._backend._set_trial_param_without_commit(session, trial_id, *args)
+                    continue
+                inserts.setdefault(models.TrialParamModel, []).append({
+                    "trial_id": trial_id, "param_name": name, "param_value": value_internal,
+                    "distribution_json": distribution_to_json(distribution)})
+            elif kind == "value":
+                # Trial.report never writes a step twice.
+                stored, value_type = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                    float(args[1]))
+                inserts.setdefault(models.TrialIntermediateValueModel, []).append({
+                    "trial_id": trial_id, "step": int(args[0]), "intermediate_value": stored,
+                    "intermediate_value_type": value_type})
+            else:
+                key, value, new = args
+                if new:
+                    inserts.setdefault(attr_models[kind], []).append(
+                        {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)})
+                else:
+                    send_inserts()
+                    self._backend._set_trial_attr_without_commit(session, attr_models[kind], trial_id, key, value)
+        send_inserts()
+
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         self.flush()  # the database copy replaces the held one: it must hold every write
+        read_at = time.monotonic()
         super()._read_trials_from_remote_storage(study_id)
+        with self._lock:
+            self._checked_at[study_id] = read_at
 
     # ------------------------------------------------------------ cache bookkeeping
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
@@ -171,6 +214,9 @@ class HeldTrialsStorage(_CachedStorage):
             return True
         if any(not t.state.is_finished() and t._trial_id not in self._held for t in self._recent(study_id)):
             return True
+        now = time.monotonic()
+        if now - self._checked_at.get(study_id, -math.inf) < RECHECK_SECONDS:
+            return False
         import sqlalchemy
         from optuna.storages._rdb import models
 
@@ -179,8 +225,11 @@ class HeldTrialsStorage(_CachedStorage):
             models.TrialModel.study_id == study_id)
         with self._backend.engine.connect() as conn:
             count, max_id = conn.execute(stmt).one()
-        return int(count or 0) != len(study.trials) or int(max_id if max_id is not None else -1) != self._max_id.get(
+        changed = int(count or 0) != len(study.trials) or int(max_id if max_id is not None else -1) != self._max_id.get(
             study_id, -1)
+        if not changed:
+            self._checked_at[study_id] = now
+        return changed
 
     def _recent(self, study_id: int) -> list[FrozenTrial]:
         """Trials cached with an id above the last finished one (the only ones that can be unfinished)."""
@@ -292,8 +341,9 @@ class HeldTrialsStorage(_CachedStorage):
         with self._lock:
             held = self._held.get(trial_id)
             deferred = held is not None and self._batch_depth > 0
-            if deferred:
-                self._defer(kind, trial_id, (key, value))
+            if deferred and held is not None:
+                stored = held.user_attrs if kind == "user" else held.system_attrs
+                self._defer(kind, trial_id, (key, value, key not in stored))  # new: a plain insert
         if not deferred:
             self.flush()  # keep the order of writes
             if kind == "user":

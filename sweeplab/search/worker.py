@@ -64,9 +64,9 @@ def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
 
 
 def warm_worker(framework: str, callable_path: str | None) -> int:
-    """Import (and cache) this process's objective before its first trial; never raises."""
+    """Import (and cache) this process's objective and warm it up before its first trial; never raises."""
     try:
-        get_objective(framework, callable_path)
+        get_objective(framework, callable_path).warm_up()
     except Exception:  # the first trial reports the problem with its full context
         pass
     return os.getpid()

@@ -62,35 +62,52 @@ class TrackingWriter:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every operation queued so far has finished (delivered or given up).
+
+        True when that happened within ``timeout`` seconds; the writer keeps running.
+        """
+        done = self._queue.all_tasks_done
+        with done:
+            return done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout=timeout)
+
     def _loop(self) -> None:
         while True:
             op = self._queue.get()
             if op is None:
+                self._queue.task_done()
                 return
-            delay = 0.2
-            attempts = 0
-            while True:
-                try:
-                    op.fn()
-                    self.requests += 1
-                    self.retrying = False
+            try:
+                self._perform(op)
+            finally:
+                self._queue.task_done()
+
+    def _perform(self, op: _Op) -> None:
+        """Run ``op``, retrying it until it is delivered or given up (then named in ``undelivered``)."""
+        delay = 0.2
+        attempts = 0
+        while True:
+            try:
+                op.fn()
+                self.requests += 1
+                self.retrying = False
+                break
+            except Exception as exc:  # any tracking failure is retried, never raised
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                attempts += 1
+                if not is_transient(exc) and attempts >= self.max_permanent_attempts:
+                    log.error("MLflow request %s failed for good: %s", op.name, self.last_error[:500])
+                    self.undelivered.append(op.name)
                     break
-                except Exception as exc:  # any tracking failure is retried, never raised
-                    self.failures += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    attempts += 1
-                    if not is_transient(exc) and attempts >= self.max_permanent_attempts:
-                        log.error("MLflow request %s failed for good: %s", op.name, self.last_error[:500])
-                        self.undelivered.append(op.name)
-                        break
-                    if self.failures in (1, 10) or self.failures % 100 == 0:
-                        log.warning("MLflow request %s failed (%s); retrying", op.name, self.last_error[:300])
-                    self.retrying = True
-                    if self._deadline is not None and time.time() > self._deadline:
-                        self.undelivered.append(op.name)
-                        break
-                    time.sleep(delay)
-                    delay = min(delay * 2, self._max_backoff)
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    log.warning("MLflow request %s failed (%s); retrying", op.name, self.last_error[:300])
+                self.retrying = True
+                if self._deadline is not None and time.time() > self._deadline:
+                    self.undelivered.append(op.name)
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
 
     def close(self, timeout: float = 60.0) -> bool:
         """Deliver what is queued (retrying up to ``timeout`` s), then stop. True if all delivered."""
