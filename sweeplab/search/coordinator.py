@@ -267,6 +267,7 @@ class StudyCoordinator:
                 framework=framework,
                 attempt=attempt,
                 retry_of=retry_of,
+                prunable=self.spec.pruner.name != "none" and not self.spec.multi_objective,
             )
             self._live[number] = trial
             self._tickets[number] = ticket
@@ -306,13 +307,14 @@ class StudyCoordinator:
 
     # ----------------------------------------------------------------- report
     @_with_db_retry
-    def report(self, number: int, epoch: int, metrics: dict[str, float]) -> bool:
-        """Record one epoch of trial ``number``; return True when the trial should stop."""
+    def report(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> bool:
+        """Record one epoch of trial ``number`` (ended at ``at``, epoch seconds; default:
+        now); return True when the trial should stop."""
         with self._lock:
             trial = self._live.get(number)
             if trial is None:
                 return True  # the trial was reaped or told: its worker must stop
-            self._history[number].append((epoch, time.time(), dict(metrics)))
+            self._history[number].append((epoch, time.time() if at is None else float(at), dict(metrics)))
             if self.spec.multi_objective:
                 return False
             value = metrics.get(self.spec.metric[0])
@@ -337,7 +339,8 @@ class StudyCoordinator:
             # Popped only once told: a retry after a dropped database connection finds them again.
             trial = self._live[number]
             ticket = self._tickets[number]
-            history = self._history.get(number, [])
+            # Reports that did not wait for an answer may have been recorded out of order.
+            history = sorted(self._history.get(number, []), key=lambda entry: entry[0])
             state, reason = outcome.state, outcome.reason
             values: list[float] | None = None
             if state == COMPLETE:

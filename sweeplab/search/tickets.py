@@ -18,6 +18,8 @@ class TrialTicket:
     ``raw_params`` are the values recorded in Optuna; ``params`` the resolved
     hyperparameters the objective gets. ``seed`` derives from the spec's seed and the
     number of the lineage's first attempt, so a retry trains exactly like its original.
+    ``prunable`` is False when the study's pruner can never stop a trial (``none``):
+    the worker then need not wait for the coordinator after each report.
     """
 
     number: int
@@ -27,6 +29,7 @@ class TrialTicket:
     framework: str
     attempt: int = 0
     retry_of: int | None = None
+    prunable: bool = True
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,19 @@ _OBJECTIVES: dict[tuple[str, str | None], BaseObjective] = {}
 
 
 class CoordinatorReporter:
-    """Sends each epoch's metrics to the study coordinator and obeys its pruning decision."""
+    """Sends each epoch's metrics to the study coordinator and obeys its pruning decision.
 
-    def __init__(self, coordinator: Any, number: int) -> None:
+    With ``wait=False`` (a study whose pruner never prunes) a report does not wait for
+    the coordinator's answer, so training goes on at once; :meth:`finish` then waits
+    until every report was recorded, before the outcome goes back to the driver (which
+    tells the trial and logs its per-epoch history).
+    """
+
+    def __init__(self, coordinator: Any, number: int, wait: bool = True) -> None:
         self._coordinator = coordinator
         self._number = number
+        self._wait = wait
+        self._unanswered: list[Any] = []
         self.last_epoch = 0
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -36,8 +44,20 @@ class CoordinatorReporter:
 
         self.last_epoch = epoch
         clean = {str(k): float(v) for k, v in metrics.items()}
-        if ray.get(self._coordinator.report.remote(self._number, epoch, clean)):
+        # The epoch's time as the worker saw it: reports that do not wait may arrive out of order.
+        answer = self._coordinator.report.remote(self._number, epoch, clean, time.time())
+        if not self._wait:
+            self._unanswered.append(answer)
+        elif ray.get(answer):
             raise TrialPruned(epoch)
+
+    def finish(self) -> None:
+        """Wait until the coordinator has recorded every report sent so far."""
+        if self._unanswered:
+            import ray
+
+            refs, self._unanswered = self._unanswered, []
+            ray.get(refs)
 
 
 def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
@@ -113,8 +133,18 @@ def execute_trial(
 ) -> TrialOutcome:
     """Run one trial and describe how it ended. Never raises for objective errors."""
     started = time.time()
-    reporter = reporter or CoordinatorReporter(coordinator, ticket.number)
+    reporter = reporter or CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
     node = f"{node_name()} pid={os.getpid()}"
+    try:
+        return _run_trial(ticket, dataset, settings, metric_names, cpus, gpus, reporter, started, node)
+    finally:
+        finish = getattr(reporter, "finish", None)
+        if finish is not None:
+            finish()
+
+
+def _run_trial(ticket: TrialTicket, dataset: Any, settings: Any, metric_names: list[str], cpus: float, gpus: float,
+               reporter: Any, started: float, node: str) -> TrialOutcome:
     try:
         objective = get_objective(ticket.framework, getattr(settings, "callable", None))
         ctx = TrialContext(

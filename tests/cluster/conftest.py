@@ -26,7 +26,7 @@ def postgres():
     for url in created:
         try:
             drop_database(url)
-        except Exception:  # noqa: S110 - best effort cleanup
+        except Exception:
             pass
 
 

@@ -70,7 +70,7 @@ def test_lost_ray_node_reschedules_its_trials_on_the_head(fresh_cluster, postgre
     assert retries, ("no trial was lost with the node", seen[-3:], killed_at.time().isoformat(),
                      [(t.number, t.user_attrs.get("sweeplab.node", "")[:12], t.datetime_start.time().isoformat(),
                        t.datetime_complete.time().isoformat()) for t in study.trials])
-    for number, retry in retries.items():
+    for number, _retry in retries.items():
         lost = study.trials[int(number)]
         assert lost.state == optuna.trial.TrialState.FAIL and "lost" in lost.user_attrs["sweeplab.fail_reason"]
         assert "worker died" in lost.user_attrs["sweeplab.fail_reason"]

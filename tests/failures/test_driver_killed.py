@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -29,8 +30,25 @@ SPEC = {
 }
 
 
+def _schema_ready(storage: str) -> bool:
+    """True once sweeplab has created the Optuna schema (read-only: polling must not create it
+    at the same moment as sweeplab does)."""
+    import sqlite3
+
+    path = storage.removeprefix("sqlite:///")
+    if not os.path.exists(path):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
 def _finished(storage: str) -> tuple[int, int]:
     """(finished trials counting toward `trials`, RUNNING trials) as `status` counts them."""
+    if not _schema_ready(storage):
+        return 0, 0
     try:
         study = optuna.load_study(study_name="killme", storage=storage)
     except KeyError:
@@ -51,7 +69,7 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(tmp_path, store_tem
     progress: list[int] = []
     kills = 0
     done = False
-    for attempt in range(10):
+    for _attempt in range(10):
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         if kills < 3:
@@ -119,8 +137,8 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(tmp_path, store_temp
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            study = optuna.load_study(study_name="ctrlc", storage=storage)
-            if any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials):
+            study = optuna.load_study(study_name="ctrlc", storage=storage) if _schema_ready(storage) else None
+            if study is not None and any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials):
                 break
         except KeyError:
             pass

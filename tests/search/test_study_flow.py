@@ -16,6 +16,8 @@ def test_study_completes_with_one_child_run_per_trial(ray_local, stores):
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     assert len(study.trials) == 8
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # pruner none: workers do not wait after each report, yet every report is recorded
+    assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in study.trials)
     assert summary["best_value"] == pytest.approx(study.best_value)
     assert summary["best_trial"] == study.best_trial.number
     runs = child_runs(stores, summary["mlflow_parent_run_id"])
@@ -106,3 +108,41 @@ def test_median_pruner_stops_trials_and_marks_runs_killed(ray_local, stores):
         r = runs[t.number]
         assert r.info.status == "KILLED"
         assert r.data.tags["sweeplab.pruned_at_epoch"] == str(epoch)
+
+
+RAY_OWNERSHIP = """
+import json, sys, ray
+from sweeplab_testkit import bowl_spec, run
+from sweeplab.errors import SweeplabError
+stores = {"storage": sys.argv[1], "tracking": sys.argv[2]}
+out = {}
+summary = run(bowl_spec(trials=2), stores)
+out["finished"] = summary["n_trials"]
+out["after_study"] = ray.is_initialized()
+bad = bowl_spec(objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 4,
+                           "dataset": {"path": "/nonexistent/data.csv", "target": "y"}})
+try:
+    run(bad, stores)
+except SweeplabError as exc:
+    out["bad_data_error"] = type(exc).__name__
+out["after_bad_data"] = ray.is_initialized()
+ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+run(bowl_spec(study="bowl-2", trials=2), stores)
+out["callers_ray_kept"] = ray.is_initialized()
+print(json.dumps(out))
+"""
+
+
+def test_run_study_shuts_down_only_the_ray_it_started(stores):
+    """A local Ray that run_study starts is shut down when the study ends (or fails on bad
+    data); a Ray the caller started stays up for the caller."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", RAY_OWNERSHIP, stores["storage"], stores["tracking"]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"finished": 2, "after_study": False, "bad_data_error": "DataError", "after_bad_data": False,
+                   "callers_ray_kept": True}

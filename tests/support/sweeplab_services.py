@@ -77,7 +77,7 @@ class MlflowServer:
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.artifacts = artifacts
-        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(log, "w")
         cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_url, "--serve-artifacts",
                "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(self.port),
                "--workers", "1"]
@@ -103,7 +103,7 @@ class MlflowServer:
     def start_again(self) -> None:
         """Restart on the same port (for outage tests)."""
         cmd = self.proc.args
-        self._log = open(self._log.name, "a")  # noqa: SIM115
+        self._log = open(self._log.name, "a")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -126,7 +126,7 @@ class RayCluster:
                              f"--num-cpus={head_cpus}", "--include-dashboard=false"])
 
     def _start(self, name: str, args: list[str]) -> None:
-        log = open(self.tmp / f"ray-{name}.log", "w")  # noqa: SIM115 - lives as long as the node
+        log = open(self.tmp / f"ray-{name}.log", "w")
         self.nodes[name] = subprocess.Popen([str(BIN / "ray"), "start", *args, "--disable-usage-stats", "--block"],
                                             env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
