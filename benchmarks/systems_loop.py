@@ -10,11 +10,12 @@ validation loss (what sweeplab's objective returns: best weights by ``val_loss``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 EPOCHS = 20
-TRIALS = 20
+TRIALS = int(os.environ.get("SYSTEMS_TRIALS", "20"))  # 20: figure 2; more for a longer study by hand
 WORKERS = 2
 SEED = 42
 
