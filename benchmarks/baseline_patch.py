@@ -5,8 +5,8 @@
 - the Optuna storage as before: Optuna's plain ``_CachedStorage`` (every ``get_all_trials``
   re-reads the unfinished trials; every write its own transaction) and SQLite's default
   rollback journal (an fsync per commit) instead of WAL;
-- the start-up as before: no worker warm-up, MLflow opened synchronously after the
-  coordinator started.
+- the start-up as before: no worker warm-up, and the dataset, the Optuna storage and
+  MLflow opened one after another before ``ray.init`` instead of on a thread while it runs.
 
 Ray worker processes (the coordinator actor among them) get the same through Ray's
 ``worker_process_setup_hook`` (``apply_worker``), added to ``ray.init``'s runtime env.
@@ -41,14 +41,18 @@ def apply() -> None:
     apply_worker()
     import sweeplab.search.driver as driver
 
-    class SyncOpener:
-        def __init__(self, *args: Any) -> None:
-            pass
+    class SyncPreparation(driver._Preparation):
+        def __init__(self, spec: Any, options: Any) -> None:  # no thread: the work is done here
+            self.spec, self.options = spec, options
+            self.dataset, self.tracker, self.error = None, None, None
+            self._run()
 
-        def result(self) -> None:
-            return None  # the driver builds and opens the tracker itself, as before
+        def result(self) -> tuple[Any, Any]:
+            if self.error is not None:
+                raise self.error
+            return self.dataset, self.tracker
 
-    driver._TrackerOpener = SyncOpener  # type: ignore[attr-defined,misc,assignment]
+    driver._Preparation = SyncPreparation  # type: ignore[misc]
     driver._warm_workers = lambda spec: None  # type: ignore[attr-defined]
     original = driver.init_ray
 
