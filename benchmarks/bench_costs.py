@@ -28,16 +28,9 @@ from typing import Any
 
 import common
 
-MLP_SPACE = {
-    "n_layers": {"type": "int", "low": 1, "high": 5},
-    "units": {"type": "int", "low": 8, "high": 256, "log": True},
-    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
-    "batch_norm": {"type": "categorical", "choices": [True, False]},
-    "activation": {"type": "categorical", "choices": ["relu", "tanh", "sigmoid"]},
-    "learning_rate": {"type": "float", "low": 1.0e-4, "high": 1.0e-1, "log": True},
-    "batch_size": {"type": "categorical", "choices": [16, 32, 64, 128]},
-    "optimizer": {"type": "categorical", "choices": ["sgd", "adam", "rmsprop", "adagrad"]},
-}
+from sweeplab.spaces.catalog import load_builtin
+
+MLP_SPACE = load_builtin("mlp")  # the guide's space (DESIGN.md's default), as the seed example spells it out
 SEED_DATASET = {"name": "make_classification", "n_samples": 1000, "n_features": 20, "n_classes": 3,
                 "n_informative": 5}
 

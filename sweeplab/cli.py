@@ -401,15 +401,17 @@ def entry() -> None:
     import atexit
 
     code = main()
-    for stream in (_RESULT_STREAM, sys.stdout, sys.stderr):
-        if stream is not None:
-            stream.flush()
+    _flush_outputs()
     logging.shutdown()
     atexit._run_exitfuncs()
+    _flush_outputs()  # what the exit handlers printed
+    os._exit(code)
+
+
+def _flush_outputs() -> None:
     for stream in (_RESULT_STREAM, sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,8 +22,6 @@ Sections (stable ids):
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
@@ -32,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from sweeplab.bench.results import BenchResult, ConfigSummary, axis_grid, step_band
 from sweeplab.dashboards.figures import FigureSection
-from sweeplab.dashboards.report import _CSS, _e, _figure_html, _fmt, safe_file_stem
+from sweeplab.dashboards.report import _CSS, _e, _figure_html, _fmt, safe_file_stem, write_page_atomically
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -347,13 +345,4 @@ def write_bench_report(result: BenchResult, path: str | Path) -> Path:
     page = bench_report_html(result)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return out
+    return write_page_atomically(out, page, 0o644)

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sweeplab.bench.spec import ComparedConfig
+
 if TYPE_CHECKING:
     import optuna
 
@@ -80,7 +82,7 @@ class TrialEvent:
 
 
 @dataclass
-class CellResult:
+class CellResult(ComparedConfig):
     """The measured side of one benchmark cell (see the module docstring for the axes).
 
     ``status``: ``ran`` (this invocation ran trials), ``skipped`` (already finished),
@@ -99,16 +101,6 @@ class CellResult:
     mlflow_experiment_id: str | None = None
     mlflow_parent_run_id: str | None = None
     audit: dict[str, Any] | None = None
-
-    @property
-    def config(self) -> tuple[str, str, str]:
-        """``(sampler, pruner, framework)``."""
-        return (self.sampler, self.pruner, self.framework)
-
-    @property
-    def config_label(self) -> str:
-        """``"tpe / median / torch"``."""
-        return " / ".join(self.config)
 
     def counted(self) -> list[TrialEvent]:
         """The events that count toward ``trials``, in completion order."""

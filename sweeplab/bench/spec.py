@@ -97,8 +97,27 @@ class Level:
         return {"name": self.name, **copy.deepcopy(dict(self.options))}
 
 
+class ComparedConfig:
+    """What a benchmark compares across seeds, for anything with ``sampler``, ``pruner``
+    and ``framework`` (a cell of the spec, or its measured result)."""
+
+    sampler: str
+    pruner: str
+    framework: str
+
+    @property
+    def config(self) -> tuple[str, str, str]:
+        """``(sampler, pruner, framework)``."""
+        return (self.sampler, self.pruner, self.framework)
+
+    @property
+    def config_label(self) -> str:
+        """``"tpe / median / torch"``."""
+        return " / ".join(self.config)
+
+
 @dataclass(frozen=True)
-class BenchCell:
+class BenchCell(ComparedConfig):
     """One study of a benchmark: a sampler x pruner x framework configuration run with one seed."""
 
     sampler: str
@@ -111,16 +130,6 @@ class BenchCell:
     def study(self) -> str:
         """The cell's study name, ``{bench}.{sampler}.{pruner}.{framework}.s{seed}``."""
         return self.spec.study
-
-    @property
-    def config(self) -> tuple[str, str, str]:
-        """``(sampler, pruner, framework)``: what the benchmark compares across seeds."""
-        return (self.sampler, self.pruner, self.framework)
-
-    @property
-    def config_label(self) -> str:
-        """``"tpe / median / torch"``."""
-        return " / ".join(self.config)
 
 
 @dataclass(frozen=True)

@@ -229,11 +229,17 @@ def write_study_report(study_name: str, summary: dict[str, Any] | None = None, *
     else:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
+    return write_page_atomically(out, page, 0o644 if path is not None else 0o600)
+
+
+def write_page_atomically(out: Path, page: str, mode: int) -> Path:
+    """Write ``page`` to ``out`` (its folder must exist) through a temp file in the same
+    folder renamed over it, so a reader never sees half a page; the file gets ``mode``."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(page)
-        os.chmod(tmp_name, 0o644 if path is not None else 0o600)
+        os.chmod(tmp_name, mode)
         os.replace(tmp_name, out)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

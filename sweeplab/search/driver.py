@@ -303,8 +303,8 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     summary["elapsed_s"] = round(time.time() - t_start, 3)
     summary["startup_s"] = startup.phases
     # Once every trial's run is created and linked (the links go through the coordinator),
-    # Ray is no longer needed: a Ray this call started shuts down (about a second of
-    # waiting for its processes) while the report is written and the parent run closed.
+    # Ray is no longer needed: a Ray this call started shuts down (waiting for its
+    # processes to exit) while the report is written and the parent run closed.
     stopping = None
     if tracker.writer.wait_idle(timeout=30.0):
         ray.kill(coordinator)

@@ -10,10 +10,10 @@ reaper only touches trials whose lease holder died or whose lease expired), so i
 copies of them are exact as long as every write goes to the database and then to the
 copy. :class:`HeldTrialsStorage` does that, and skips the database read when nothing
 else can have changed: no unfinished trial in the study that it does not hold, and the
-same trial count and highest trial id as it knows (one cheap aggregate query). Any
-other change (another driver's trial, an enqueued retry, a finished trial) makes it
-read exactly as Optuna's cache does. Every write still goes to the database first,
-with the same commits as before: what is stored does not change, only re-reads do.
+same trial count and highest trial id as it knows (one cheap aggregate query, asked
+at most every :data:`RECHECK_SECONDS`). Any other change (another driver's trial, an
+enqueued retry, a finished trial) makes it read exactly as Optuna's cache does. Every
+write still goes to the database first: what is stored does not change, only re-reads do.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class HeldTrialsStorage(_CachedStorage):
         self._pending: list[tuple[str, int, tuple[Any, ...]]] = []  # deferred writes, in order
         self._pending_since: float | None = None
         self._batch_depth = 0
-        self._checked_at: dict[int, float] = {}  # study_id -> when the database was last found unchanged
+        self._checked_at: dict[int, float] = {}  # study_id -> when the view last matched the database
 
     # ------------------------------------------------------------ batched writes
     @contextlib.contextmanager
@@ -130,9 +130,8 @@ class HeldTrialsStorage(_CachedStorage):
         database (a param, a reported step, an attr key the held copy did not have) is
         a plain multi-row insert; an attr that exists is Optuna's own upsert, and so is
         a param name this cache has no distribution for (Optuna checks it against the
-        study's stored ones). The
-        inserts collected so far go out before each upsert, so the order of writes to
-        one key is kept. Optuna's ORM path would instead look the trial up and check
+        study's stored ones). The inserts collected so far go out before each upsert,
+        so the order of writes to one key is kept. Optuna's ORM path would instead look the trial up and check
         it again for every single write.
         """
         import sqlalchemy

@@ -133,14 +133,13 @@ def execute_trial(
 ) -> TrialOutcome:
     """Run one trial and describe how it ended. Never raises for objective errors."""
     started = time.time()
-    reporter = reporter or CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
+    sender = None if reporter is not None else CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
     node = f"{node_name()} pid={os.getpid()}"
     try:
-        return _run_trial(ticket, dataset, settings, metric_names, cpus, gpus, reporter, started, node)
+        return _run_trial(ticket, dataset, settings, metric_names, cpus, gpus, reporter or sender, started, node)
     finally:
-        finish = getattr(reporter, "finish", None)
-        if finish is not None:
-            finish()
+        if sender is not None:
+            sender.finish()  # every report recorded before the driver tells the trial
 
 
 def _run_trial(ticket: TrialTicket, dataset: Any, settings: Any, metric_names: list[str], cpus: float, gpus: float,
