@@ -351,25 +351,28 @@ class StudyCoordinator:
                         raise ValueError(f"metric {bad[0]!r} is {outcome.metrics[bad[0]]} (not finite)")
                 except (KeyError, ValueError, TypeError) as exc:
                     state, reason, values = FAILED, f"bad objective result: {exc}", None
-            if run_id and ATTR_RUN_ID not in trial.user_attrs:
-                trial.set_user_attr(ATTR_RUN_ID, run_id)
             safe_metrics = {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
-            trial.set_user_attr(ATTR_METRICS, safe_metrics)
-            if outcome.node:
-                trial.set_user_attr(ATTR_NODE, outcome.node)
-            if reason:
-                trial.set_user_attr(ATTR_REASON, reason[:2000])
-            if outcome.pruned_epoch is not None:
-                trial.set_user_attr(ATTR_PRUNED_EPOCH, outcome.pruned_epoch)
-            if state == COMPLETE:
-                self._tell(trial, values=values)
-            elif state == PRUNED:
-                self._tell(trial, state=TrialState.PRUNED)
+            stored = self._storage.finished_copy(trial._trial_id)
+            if stored is None:
+                self._write_outcome(trial, outcome, state, reason, values, safe_metrics, run_id)
+                retried_by = (self._enqueue_retry(number, trial.user_attrs, ticket,
+                                                  self._storage.get_trial_system_attrs(trial._trial_id))
+                              if state == LOST else None)
             else:
-                self._tell(trial, state=TrialState.FAIL)
-            retried_by = (self._enqueue_retry(number, trial.user_attrs, ticket,
-                                              self._storage.get_trial_system_attrs(trial._trial_id))
-                          if state == LOST else None)
+                # Already finished: a retried tell whose first attempt committed the state
+                # before the connection dropped, or a trial another driver reaped meanwhile.
+                # Nothing of it changes; the record says what is stored.
+                if stored.state == TrialState.COMPLETE:
+                    state, values = COMPLETE, list(stored.values)
+                elif stored.state == TrialState.PRUNED:
+                    state, values = PRUNED, None
+                elif state != LOST:
+                    state, values = FAILED, None
+                retried_by = None
+                if state == LOST:
+                    links = self.study.user_attrs.get(STUDY_ATTR_RETRIES, {})
+                    retried_by = (links[str(number)] if str(number) in links else
+                                  self._enqueue_retry(number, stored.user_attrs, ticket, stored.system_attrs))
             self._live.pop(number, None)
             self._tickets.pop(number, None)
             self._history.pop(number, None)
@@ -389,6 +392,27 @@ class StudyCoordinator:
                 retry_of=ticket.retry_of,
                 retried_by=retried_by,
             )
+
+    def _write_outcome(self, trial: Any, outcome: TrialOutcome, state: str, reason: str | None,
+                       values: list[float] | None, safe_metrics: dict[str, float], run_id: str | None) -> None:
+        """Record the outcome's attrs on the (still running) trial, then finish it in Optuna."""
+        from optuna.trial import TrialState
+
+        if run_id and ATTR_RUN_ID not in trial.user_attrs:
+            trial.set_user_attr(ATTR_RUN_ID, run_id)
+        trial.set_user_attr(ATTR_METRICS, safe_metrics)
+        if outcome.node:
+            trial.set_user_attr(ATTR_NODE, outcome.node)
+        if reason:
+            trial.set_user_attr(ATTR_REASON, reason[:2000])
+        if outcome.pruned_epoch is not None:
+            trial.set_user_attr(ATTR_PRUNED_EPOCH, outcome.pruned_epoch)
+        if state == COMPLETE:
+            self._tell(trial, values=values)
+        elif state == PRUNED:
+            self._tell(trial, state=TrialState.PRUNED)
+        else:
+            self._tell(trial, state=TrialState.FAIL)
 
     # ----------------------------------------------------------------- leases
     @_with_db_retry
@@ -568,10 +592,17 @@ class StudyCoordinator:
             })
         return out
 
+    @_with_db_retry
     def is_exhausted(self) -> bool:
-        """True when the sampler has nothing new to propose (a covered grid)."""
+        """True when nothing is left to run: the sampler has nothing new to propose (a
+        covered grid) and no enqueued retry waits (a lost trial's retry runs even when the
+        trial that covered the grid finished before it)."""
+        from optuna.trial import TrialState
+
         with self._lock:
-            return self.exhausted
+            if not self.exhausted:
+                return False
+            return not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
 
 
 

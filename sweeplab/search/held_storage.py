@@ -237,6 +237,14 @@ class HeldTrialsStorage(_CachedStorage):
         return [t for t in study.trials.values() if t._trial_id > last]
 
     # ------------------------------------------------------------ reads
+    def finished_copy(self, trial_id: int) -> FrozenTrial | None:
+        """The stored trial if it is finished; None while this process holds it (or it is unfinished)."""
+        with self._lock:
+            if trial_id in self._held:
+                return None
+        trial = self.get_trial(trial_id)
+        return trial if trial.state.is_finished() else None
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
             held = self._held.get(trial_id)

@@ -1,0 +1,50 @@
+"""A tell retried after a dropped database connection: when its first attempt already
+committed the trial's state, the retry changes nothing and returns what is stored."""
+
+from __future__ import annotations
+
+import optuna
+import sqlalchemy
+from sweeplab_testkit import bowl_spec
+
+from sweeplab.search.coordinator import ATTR_NODE, StudyCoordinator
+from sweeplab.search.tickets import COMPLETE, FAILED, LOST, TrialOutcome
+
+
+def _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    coord = StudyCoordinator(bowl_spec().to_dict(), url, 60.0)
+    finished: list[int] = []
+    tell = coord._tell
+
+    def tell_then_drop(trial, **kwargs):
+        tell(trial, **kwargs)  # the state is committed ...
+        finished.append(trial.number)
+        if len(finished) == 1:  # ... and then the connection drops, once
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(coord, "_tell", tell_then_drop)
+    return coord, url, finished
+
+
+def test_retried_tell_of_a_committed_trial_changes_nothing(tmp_path, monkeypatch):
+    coord, url, finished = _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch)
+    ticket = coord.ask()
+    record = coord.tell(TrialOutcome(ticket.number, COMPLETE, {"score": 0.5}, node="node-1"), "run-1")
+    assert finished == [ticket.number]  # told once; the retry found it finished
+    assert record.state == COMPLETE and record.values == [0.5]
+    stored = optuna.load_study(study_name="bowl", storage=url).trials[ticket.number]
+    assert stored.state == optuna.trial.TrialState.COMPLETE and stored.value == 0.5
+    assert stored.user_attrs[ATTR_NODE] == "node-1"
+
+
+def test_retried_tell_of_a_lost_trial_enqueues_its_retry_once(tmp_path, monkeypatch):
+    coord, url, finished = _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch)
+    ticket = coord.ask()
+    record = coord.tell(TrialOutcome(ticket.number, LOST, {}, reason="lost: its worker died"))
+    assert finished == [ticket.number]
+    assert record.state == FAILED and record.retried_by is not None
+    trials = optuna.load_study(study_name="bowl", storage=url).trials
+    waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    assert [t.number for t in waiting] == [record.retried_by]
+    assert trials[ticket.number].state == optuna.trial.TrialState.FAIL
