@@ -48,3 +48,17 @@ def test_retried_tell_of_a_lost_trial_enqueues_its_retry_once(tmp_path, monkeypa
     waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
     assert [t.number for t in waiting] == [record.retried_by]
     assert trials[ticket.number].state == optuna.trial.TrialState.FAIL
+
+
+def test_covered_grid_is_not_exhausted_while_a_retry_waits(tmp_path):
+    spec = bowl_spec(trials=1, sampler={"name": "grid"}, max_retries=1,
+                     space={"mode": {"type": "categorical", "choices": ["only"]}})
+    coord = StudyCoordinator(spec.to_dict(), f"sqlite:///{tmp_path / 'optuna.db'}", 60.0)
+    first = coord.ask()  # the whole grid
+    lost = coord.tell(TrialOutcome(first.number, LOST, {}, reason="lost: its worker died"))
+    assert lost.retried_by is not None
+    assert coord.is_exhausted() is False  # the grid is covered, but its lost point waits to run again
+    retry = coord.ask()
+    assert retry.number == lost.retried_by and retry.params["mode"] == "only"
+    coord.tell(TrialOutcome(retry.number, COMPLETE, {"score": 1.0}))
+    assert coord.is_exhausted() is True
