@@ -115,7 +115,9 @@ def test_seed_study_end_to_end(workdir):
     assert best_run.data.metrics["final_val_accuracy"] == pytest.approx(study.best_value)
 
     status = sweeplab("status", "seed-mlp-torch", cwd=workdir)
-    assert status.returncode == 0 and "12 finished" in status.stdout
+    assert status.returncode == 0 and "12 finished of 12" in status.stdout  # the --trials asked for, not the spec's
+    status_json = json.loads(sweeplab("status", "seed-mlp-torch", "--json", cwd=workdir).stdout)
+    assert status_json["trials_target"] == 12 and summary["trials_target"] == 12
 
 
 def _free_port() -> int:

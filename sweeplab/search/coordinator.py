@@ -10,7 +10,14 @@ Leases: every trial this coordinator hands out carries user attrs
 ``sweeplab.lease_holder`` (``host:pid:start``) and ``sweeplab.lease_expires`` (epoch
 seconds), renewed by :meth:`renew_leases`. A RUNNING trial whose holder is a dead
 process on this host, or whose lease expired, is stale: :meth:`reap_stale` fails it
-with the reason and enqueues a retry (at most ``max_retries`` per lineage).
+with the reason and enqueues a retry.
+
+Whose fault a loss is decides what it spends. A trial whose own worker process died
+while its driver lived (``LOST``) spends one of its lineage's ``max_retries``. A trial
+cut short by the infrastructure (``INTERRUPTED``: its driver was killed or stopped, its
+lease expired, its Ray node was lost) spends nothing of it: it is retried up to the
+separate, larger :data:`MAX_INTERRUPTIONS`, which only stops the rare trial that takes
+its driver or node down with it.
 """
 
 from __future__ import annotations
@@ -33,12 +40,23 @@ from sweeplab.search.constraints import (
     evaluate_constraints,
     unsatisfiable_message,
 )
-from sweeplab.search.tickets import COMPLETE, FAILED, LOST, PRUNED, TrialOutcome, TrialRecord, TrialTicket
+from sweeplab.search.tickets import (
+    COMPLETE,
+    FAILED,
+    INTERRUPTED,
+    LOSSES,
+    PRUNED,
+    TrialOutcome,
+    TrialRecord,
+    TrialTicket,
+)
 
 ATTR_RETRY_OF = "sweeplab.retry_of"
 ATTR_GRID_ID = "sweeplab.grid_id"
 ATTR_ATTEMPT = "sweeplab.attempt"
 ATTR_ROOT = "sweeplab.lineage_root"
+ATTR_OWN_FAILURES = "sweeplab.own_failures"  # losses of the lineage that spent max_retries
+ATTR_INTERRUPTIONS = "sweeplab.interruptions"  # losses of the lineage to its driver or node
 ATTR_LEASE_HOLDER = "sweeplab.lease_holder"
 ATTR_LEASE_EXPIRES = "sweeplab.lease_expires"
 ATTR_REASON = "sweeplab.fail_reason"
@@ -48,6 +66,12 @@ ATTR_PRUNED_EPOCH = "sweeplab.pruned_at_epoch"
 ATTR_NODE = "sweeplab.node"
 STUDY_ATTR_SPEC = "sweeplab.spec"
 STUDY_ATTR_RETRIES = "sweeplab.retries"
+STUDY_ATTR_TRIALS_TARGET = "sweeplab.trials_target"
+
+MAX_INTERRUPTIONS = 10
+"""How often one lineage may be cut short by its driver or node before it stops being
+retried. Driver restarts are not the trial's fault, so this bound is far above any
+``max_retries``: it only stops a trial that keeps taking its driver down with it."""
 
 
 log = logging.getLogger("sweeplab.search")
@@ -168,6 +192,7 @@ class StudyCoordinator:
 
         from sweeplab.search.held_storage import HeldTrialsStorage
         from sweeplab.search.samplers import build_pruner, build_sampler
+        from sweeplab.search.seeding import SEQUENCE_SAMPLERS, trial_seeded_sampler
         from sweeplab.search.storage import open_storage
 
         self._storage = HeldTrialsStorage(open_storage(storage_url))
@@ -181,7 +206,9 @@ class StudyCoordinator:
             # report's pruning decision or an ask does not re-read them from the database.
             storage=self._storage,
             study_name=self.spec.study,
-            sampler=build_sampler(self.spec),
+            # Seeded per trial number, so a resumed study continues instead of repeating itself.
+            sampler=(build_sampler(self.spec) if self.spec.sampler.name in SEQUENCE_SAMPLERS else
+                     trial_seeded_sampler(lambda seed: build_sampler(self.spec, seed=seed), self.spec.seed)),
             pruner=build_pruner(self.spec),
             load_if_exists=True,
             **kwargs,
@@ -329,8 +356,9 @@ class StudyCoordinator:
         """Finish the trial of ``outcome`` in Optuna and return its record.
 
         COMPLETE needs finite values for every study metric, otherwise the trial
-        FAILs with the reason. LOST (worker or node died) FAILs and enqueues a retry
-        while the lineage has retries left.
+        FAILs with the reason. LOST (its worker died) and INTERRUPTED (its driver or node
+        went away) FAIL and enqueue a retry while the lineage has retries of that kind
+        left (see the module docstring).
         """
         from optuna.trial import TrialState
 
@@ -354,10 +382,12 @@ class StudyCoordinator:
             safe_metrics = {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
             stored = self._storage.finished_copy(trial._trial_id)
             if stored is None:
+                if state in LOSSES:
+                    reason = self._loss_reason(reason or "lost", trial.user_attrs, state)
                 self._write_outcome(trial, outcome, state, reason, values, safe_metrics, run_id)
                 retried_by = (self._enqueue_retry(number, trial.user_attrs, ticket,
-                                                  self._storage.get_trial_system_attrs(trial._trial_id))
-                              if state == LOST else None)
+                                                  self._storage.get_trial_system_attrs(trial._trial_id), state)
+                              if state in LOSSES else None)
             else:
                 # Already finished: a retried tell whose first attempt committed the state
                 # before the connection dropped, or a trial another driver reaped meanwhile.
@@ -366,13 +396,13 @@ class StudyCoordinator:
                     state, values = COMPLETE, list(stored.values)
                 elif stored.state == TrialState.PRUNED:
                     state, values = PRUNED, None
-                elif state != LOST:
+                elif state not in LOSSES:
                     state, values = FAILED, None
                 retried_by = None
-                if state == LOST:
+                if state in LOSSES:
                     links = self.study.user_attrs.get(STUDY_ATTR_RETRIES, {})
                     retried_by = (links[str(number)] if str(number) in links else
-                                  self._enqueue_retry(number, stored.user_attrs, ticket, stored.system_attrs))
+                                  self._enqueue_retry(number, stored.user_attrs, ticket, stored.system_attrs, state))
             self._live.pop(number, None)
             self._tickets.pop(number, None)
             self._history.pop(number, None)
@@ -440,7 +470,8 @@ class StudyCoordinator:
                 if not dead and expires > now:
                     continue
                 why = "its driver process died" if dead else f"its lease expired {now - expires:.0f}s ago"
-                reason = f"lost: trial was RUNNING but {why} (holder {holder or 'unknown'})"
+                reason = self._loss_reason(f"lost: trial was RUNNING but {why} (holder {holder or 'unknown'})",
+                                           frozen.user_attrs, INTERRUPTED)
                 trial_id = frozen._trial_id
                 attempt = int(frozen.user_attrs.get(ATTR_ATTEMPT, 0))
                 ticket = TrialTicket(
@@ -459,7 +490,8 @@ class StudyCoordinator:
                         continue
                 except UpdateFinishedTrialError:
                     continue
-                retried_by = self._enqueue_retry(frozen.number, frozen.user_attrs, ticket, frozen.system_attrs)
+                retried_by = self._enqueue_retry(frozen.number, frozen.user_attrs, ticket, frozen.system_attrs,
+                                                 INTERRUPTED)
                 reaped.append(
                     TrialRecord(
                         number=frozen.number,
@@ -515,12 +547,36 @@ class StudyCoordinator:
                 raise
             self.exhausted = True
 
+    def _losses_after(self, user_attrs: dict[str, Any], kind: str) -> tuple[int, int, bool]:
+        """The lineage's (own failures, interruptions) counting a new loss of ``kind``, and
+        whether that loss may still be retried."""
+        own = int(user_attrs.get(ATTR_OWN_FAILURES, 0))
+        interruptions = int(user_attrs.get(ATTR_INTERRUPTIONS, 0))
+        if kind == INTERRUPTED:
+            interruptions += 1
+            return own, interruptions, interruptions <= MAX_INTERRUPTIONS
+        own += 1
+        return own, interruptions, own <= self.spec.max_retries
+
+    def _loss_reason(self, reason: str, user_attrs: dict[str, Any], kind: str) -> str:
+        """``reason``, plus why no retry follows when this loss uses up the lineage's bound."""
+        own, interruptions, retried = self._losses_after(user_attrs, kind)
+        if retried:
+            return reason
+        if kind == INTERRUPTED:
+            return (f"{reason}; not retried again: this trial was in flight at {interruptions} driver or node "
+                    f"losses (bound {MAX_INTERRUPTIONS}), so it may be what brings them down (e.g. by exhausting "
+                    "the machine's memory); run it alone to find out")
+        return f"{reason}; not retried again: its worker died {own} times (max_retries={self.spec.max_retries})"
+
     def _enqueue_retry(self, number: int, user_attrs: dict[str, Any], ticket: TrialTicket,
-                       system_attrs: dict[str, Any] | None = None) -> int | None:
-        """Enqueue the next attempt of lost trial ``number``; return its number, or None
-        when the lineage has used its ``max_retries``. The link failed -> retry is kept in
-        the study attr ``sweeplab.retries`` (a finished trial's attrs cannot change)."""
-        if ticket.attempt >= self.spec.max_retries:
+                       system_attrs: dict[str, Any] | None, kind: str) -> int | None:
+        """Enqueue the next attempt of trial ``number``, lost in a way of ``kind`` (LOST or
+        INTERRUPTED); return its number, or None when the lineage has used up that kind's
+        bound. The link failed -> retry is kept in the study attr ``sweeplab.retries`` (a
+        finished trial's attrs cannot change)."""
+        own, interruptions, retried = self._losses_after(user_attrs, kind)
+        if not retried:
             return None
         root = int(user_attrs.get(ATTR_ROOT, number))
         grid_keys = ("grid_id", "search_space")
@@ -528,7 +584,8 @@ class StudyCoordinator:
                 if system_attrs and all(k in system_attrs for k in grid_keys) else {})
         self.study.enqueue_trial(
             dict(ticket.raw_params),
-            user_attrs={ATTR_RETRY_OF: number, ATTR_ATTEMPT: ticket.attempt + 1, ATTR_ROOT: root, **grid},
+            user_attrs={ATTR_RETRY_OF: number, ATTR_ATTEMPT: ticket.attempt + 1, ATTR_ROOT: root,
+                        ATTR_OWN_FAILURES: own, ATTR_INTERRUPTIONS: interruptions, **grid},
             skip_if_exists=False,
         )
         from optuna.trial import TrialState

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweeplab.errors import StorageError, SweeplabError
-from sweeplab.search.tickets import LOST, TrialOutcome, TrialRecord, TrialTicket
+from sweeplab.search.tickets import INTERRUPTED, LOST, TrialOutcome, TrialRecord, TrialTicket
 
 log = logging.getLogger("sweeplab.search")
 
@@ -136,7 +136,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     import ray
 
     from sweeplab.search import preflight
-    from sweeplab.search.coordinator import StudyCoordinator
+    from sweeplab.search.coordinator import STUDY_ATTR_TRIALS_TARGET, StudyCoordinator
     from sweeplab.search.worker import execute_trial
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
@@ -180,6 +180,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     tracker = tracker or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
     experiment_id, parent_run_id = tracker.open(spec.to_dict(), attrs.get("mlflow_parent_run_id"))
     ray.get([
+        coordinator.set_study_attr.remote(STUDY_ATTR_TRIALS_TARGET, spec.trials),  # what status shows as "of N"
         coordinator.set_study_attr.remote("mlflow_experiment_id", experiment_id),
         coordinator.set_study_attr.remote("mlflow_parent_run_id", parent_run_id),
         coordinator.set_study_attr.remote("mlflow_tracking_uri", options.tracking_uri),
@@ -259,8 +260,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
                 try:
                     outcome: TrialOutcome = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    outcome = TrialOutcome(ticket.number, LOST, {},
-                                           reason=f"lost: its worker died ({type(exc).__name__}: {str(exc)[:500]})")
+                    outcome = lost_outcome(ticket.number, exc)
                 startup.first_outcome(outcome)
                 # Link the trial to its MLflow run before it finishes (a finished trial's attrs
                 # are frozen); during a tracking outage do not wait, the link goes to study attrs.
@@ -284,7 +284,7 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
         for ref, ticket in list(in_flight.items()):
             ray.cancel(ref, force=True)
             record = ray.get(coordinator.tell.remote(
-                TrialOutcome(ticket.number, LOST, {}, reason="lost: interrupted by the user (Ctrl-C)")))
+                TrialOutcome(ticket.number, INTERRUPTED, {}, reason="lost: interrupted by the user (Ctrl-C)")))
             tracker.trial_finished(record)
         in_flight.clear()
     finally:
@@ -328,6 +328,24 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
             f"nothing is lost. Resume with: {options.resume_command or 'the same sweeplab run command'}"
         )
     return summary
+
+
+def lost_outcome(number: int, exc: BaseException) -> TrialOutcome:
+    """The outcome of a trial whose Ray task failed with ``exc`` instead of returning.
+
+    A lost node (or its raylet, or an object it held) is the infrastructure's doing:
+    INTERRUPTED, retried without spending ``max_retries``. Anything else means the
+    trial's own worker process died while its node lived (it killed itself, ran out of
+    memory, crashed in native code): LOST, which spends one retry.
+    """
+    import ray
+
+    text = f"{type(exc).__name__}: {str(exc)[:500]}"
+    infrastructure = (ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError,
+                      ray.exceptions.ObjectLostError)
+    if isinstance(exc, infrastructure):
+        return TrialOutcome(number, INTERRUPTED, {}, reason=f"lost: its Ray node was lost ({text})")
+    return TrialOutcome(number, LOST, {}, reason=f"lost: its worker died ({text})")
 
 
 class _Preparation:

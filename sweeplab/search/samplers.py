@@ -15,8 +15,8 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
 PRUNERS = ("none", "median", "percentile", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
 
 
-def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """Return the seeded sampler of ``spec``.
+def build_sampler(spec: StudySpec, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """Return the sampler of ``spec``, seeded with ``seed`` (default: the spec's seed).
 
     TPE runs with ``constant_liar`` when more than one trial is in flight, so parallel
     workers do not all sample the same point. Options of the spec are passed to the
@@ -31,7 +31,7 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
 
     name = spec.sampler.name
     options: dict[str, Any] = dict(spec.sampler.options)
-    seed = spec.seed
+    seed = spec.seed if seed is None else seed
     samplers = optuna.samplers
     try:
         if name == "tpe":

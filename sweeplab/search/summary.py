@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sweeplab.search.coordinator import ATTR_METRICS, ATTR_RUN_ID, STUDY_ATTR_RETRIES, count_states
+from sweeplab.search.coordinator import (
+    ATTR_METRICS,
+    ATTR_RUN_ID,
+    STUDY_ATTR_RETRIES,
+    STUDY_ATTR_TRIALS_TARGET,
+    count_states,
+)
 
 
 def _clean(value: Any) -> Any:
@@ -38,7 +44,8 @@ def summarize(study: Any) -> dict[str, Any]:
         "n_rejected": counts.get("rejected", 0),
         "n_running": counts["RUNNING"],
         "n_waiting": counts["WAITING"],
-        "trials_target": spec.get("trials"),
+        # the target the last `run` asked for (its --trials), else the spec's
+        "trials_target": attrs.get(STUDY_ATTR_TRIALS_TARGET, spec.get("trials")),
         "direction": [d.name.lower() for d in study.directions],
         "metric": spec.get("metric"),
         "best_value": None,

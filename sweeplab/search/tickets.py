@@ -8,7 +8,15 @@ from typing import Any
 COMPLETE = "COMPLETE"
 PRUNED = "PRUNED"
 FAILED = "FAIL"
-LOST = "LOST"  # the worker or its node died; the trial is failed and retried
+LOST = "LOST"
+"""The trial's own worker process died while its driver lived (killed itself, out of memory):
+failed and retried, spending one of the lineage's ``max_retries``."""
+INTERRUPTED = "INTERRUPTED"
+"""The trial was cut short by the infrastructure, not by itself: its driver died or was
+stopped (SIGKILL, Ctrl-C, an expired lease) or its Ray node was lost. Failed and retried
+without spending ``max_retries``, up to the separate bound
+:data:`sweeplab.search.coordinator.MAX_INTERRUPTIONS`."""
+LOSSES = (LOST, INTERRUPTED)
 
 
 @dataclass(frozen=True)

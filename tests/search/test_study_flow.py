@@ -49,19 +49,24 @@ def test_resume_continues_up_to_trials_with_same_parent_run(ray_local, stores):
     assert len(child_runs(stores, first["mlflow_parent_run_id"])) == 7
     again = run(bowl_spec(trials=7), stores)
     assert again["n_trials"] == 7
+    # a study run in chunks never repeats its own trials
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 7
 
 
-def test_same_seed_gives_same_first_trials(ray_local, tmp_path, store_templates):
+def test_same_seed_gives_same_trials_past_the_samplers_start_up(ray_local, tmp_path, store_templates):
+    """TPE with 2 random start-up trials: trials 2..5 are chosen by its model."""
     import shutil
 
     params = []
     for i in range(2):
         stores = {"storage": f"sqlite:///{tmp_path}/o{i}.db", "tracking": f"sqlite:///{tmp_path}/m{i}.db"}
         shutil.copy(store_templates / "mlflow.db", tmp_path / f"m{i}.db")
-        run(bowl_spec(trials=4, workers=2, sampler={"name": "tpe"}), stores)
+        run(bowl_spec(trials=6, workers=1, sampler={"name": "tpe", "n_startup_trials": 2}), stores)
         study = optuna.load_study(study_name="bowl", storage=stores["storage"])
-        params.append([study.trials[n].params for n in range(4)])
+        params.append([study.trials[n].params for n in range(6)])
     assert params[0] == params[1]
+    assert len({tuple(sorted(p.items())) for p in params[0]}) == 6
 
 
 def test_failures_are_recorded_and_never_best(ray_local, stores):

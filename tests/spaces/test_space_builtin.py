@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
 from typing import Any
 
 import pytest
@@ -47,10 +46,42 @@ def test_builtin_names():
     assert names == sorted(names)
 
 
-def test_builtin_files_are_package_data():
-    folder = resources.files("sweeplab.spaces").joinpath("builtin")
-    for name in builtin_spaces():
-        assert folder.joinpath(f"{name}.yaml").is_file()
+def test_builtin_files_are_package_data(tmp_path):
+    """Build the wheel a user installs, install it alone, and load every built-in space from it."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    shutil.copytree(root / "sweeplab", source / "sweeplab", ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("sweeplab-*.whl"))
+    expected = sorted(p.name for p in (root / "sweeplab" / "spaces" / "builtin").glob("*.yaml"))
+    assert {"mlp.yaml", "mlp-small.yaml", "mlp-funnel.yaml", "optimizers.yaml"} <= set(expected)
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = sorted(Path(n).name for n in archive.namelist() if n.startswith("sweeplab/spaces/builtin/"))
+    assert shipped == expected
+
+    target = tmp_path / "site"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                                str(wheel)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    code = ("import sweeplab.spaces as s; print(s.__file__);"
+            "print(','.join(n for n in s.builtin_spaces() if s.load_builtin(n)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    where, names = out.stdout.split()
+    assert where.startswith(str(target))  # loaded from the installed wheel, not from the repository
+    assert sorted(f"{n}.yaml" for n in names.split(",")) == expected
 
 
 @pytest.mark.parametrize(
