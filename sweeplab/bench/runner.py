@@ -247,31 +247,17 @@ def _close_bench_run(client: Any, run_id: str, result: BenchResult | None, statu
 
 
 # ---------------------------------------------------------------------- threads
-def _async_raise(ident: int, exc: type[BaseException]) -> None:
-    """Raise ``exc`` in the thread ``ident`` (delivered at its next Python instruction)."""
-    import ctypes
-
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
-
-
-def _run_parallel(cells: list[BenchCell], n: int, run_one: Callable[[BenchCell], None]) -> None:
-    """Run ``run_one`` for every cell, ``n`` at a time on threads. On Ctrl-C, interrupt the
-    running cells (KeyboardInterrupt inside their ``run_study``, which fails their trials
-    in flight cleanly), wait for them, and re-raise KeyboardInterrupt."""
-    running: dict[str, int] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
+def _run_parallel(cells: list[BenchCell], n: int, run_one: Callable[[BenchCell], None],
+                  stop: threading.Event) -> None:
+    """Run ``run_one`` for every cell, ``n`` at a time on threads. On Ctrl-C, set ``stop``
+    (every running cell's ``run_study`` watches it: it fails its trials in flight cleanly
+    and raises StudyInterrupted), cancel the cells not started, wait for the running
+    ones, and re-raise KeyboardInterrupt."""
 
     def wrapped(cell: BenchCell) -> None:
         if stop.is_set():
             raise _Cancelled(cell.study)
-        with lock:
-            running[cell.study] = threading.get_ident()
-        try:
-            run_one(cell)
-        finally:
-            with lock:
-                running.pop(cell.study, None)
+        run_one(cell)
 
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sweeplab-cell") as pool:
         futures: list[Future[None]] = [pool.submit(wrapped, c) for c in cells]
@@ -283,10 +269,6 @@ def _run_parallel(cells: list[BenchCell], n: int, run_one: Callable[[BenchCell],
             stop.set()
             for f in futures:
                 f.cancel()
-            with lock:
-                idents = list(running.values())
-            for ident in idents:
-                _async_raise(ident, KeyboardInterrupt)
             wait(futures)
             raise
     for f in futures:
@@ -336,11 +318,14 @@ def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
         else:
             todo.append(cell)
 
+    stop = threading.Event()  # set on Ctrl-C: every running cell stops like `sweeplab run` does
+
     def run_one(cell: BenchCell) -> None:
         t0 = time.time()
         run_options = RunOptions(storage_url=options.storage_url, tracking_uri=options.tracking_uri,
                                  address=options.address, progress=False, lease_seconds=options.lease_seconds,
-                                 resume_command=options.resume_command, ray_init_kwargs=options.ray_init_kwargs)
+                                 resume_command=options.resume_command, ray_init_kwargs=options.ray_init_kwargs,
+                                 stop=stop)
         try:
             summary = run_study(cell.spec, run_options)
         except StudyInterrupted:
@@ -365,7 +350,7 @@ def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
 
     try:
         if bench.parallel_cells > 1 and len(todo) > 1:
-            _run_parallel(todo, bench.parallel_cells, run_one)
+            _run_parallel(todo, bench.parallel_cells, run_one, stop)
         else:
             for cell in todo:
                 run_one(cell)

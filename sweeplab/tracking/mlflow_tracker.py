@@ -178,6 +178,10 @@ class StudyTracker:
         )
         return runs[0].info.run_id if runs else None
 
+    def tracking_is_down(self) -> bool:
+        """True while an MLflow request is failing and being retried (callers should not wait on it)."""
+        return bool(self.writer.retrying)
+
     def run_id(self, number: int, timeout: float = 0.0) -> str | None:
         """The child run id of trial ``number``, waiting up to ``timeout`` seconds."""
         with self._run_ready:

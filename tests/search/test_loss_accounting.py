@@ -16,7 +16,7 @@ from sweeplab.search.coordinator import (
     STUDY_ATTR_RETRIES,
     StudyCoordinator,
 )
-from sweeplab.search.driver import lost_outcome
+from sweeplab.search.executor import lost_outcome
 from sweeplab.search.tickets import COMPLETE, INTERRUPTED, LOST, TrialOutcome
 
 

@@ -1,0 +1,154 @@
+"""The trial loop: keep ``workers`` trials in flight until the study has ``trials`` finished.
+
+One pass: fill the free slots (ask the coordinator, open the trial's MLflow run, start it
+on the executor), collect the trials that ended, tell each (linking its MLflow run first:
+a finished trial's attrs are frozen), log it, count it. The loop ends when the target is
+reached, the timeout passed, the sampler has nothing left to propose (a covered grid),
+the constraints reject every proposal, or it is stopped (Ctrl-C or ``stop``): then the
+trials in flight are cancelled and told INTERRUPTED, so they are retried on resume
+without spending ``max_retries``.
+
+The loop knows neither Ray nor MLflow: it talks to a :class:`~sweeplab.search.executor.
+Coordinator`, a :class:`~sweeplab.search.executor.TrialExecutor` and a :class:`TrialTracker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sweeplab.errors import SweeplabError
+from sweeplab.search.constraints import ConstraintUnsatisfiable
+from sweeplab.search.executor import Coordinator, TrialExecutor
+from sweeplab.search.tickets import INTERRUPTED, TrialOutcome, TrialRecord, TrialTicket
+
+log = logging.getLogger("sweeplab.search")
+
+FINISHED, KILLED, FAILED = "FINISHED", "KILLED", "FAILED"
+
+
+class TrialTracker(Protocol):
+    """What the loop logs each trial to (the MLflow :class:`~sweeplab.tracking.mlflow_tracker.StudyTracker`)."""
+
+    def trial_started(self, number: int, raw_params: Mapping[str, Any], tags: Mapping[str, str]) -> None: ...
+    def run_id(self, number: int, timeout: float = 0.0) -> str | None: ...
+    def trial_finished(self, record: Any) -> None: ...
+    def trial_artifacts(self, number: int, files: Mapping[str, Any]) -> None: ...
+    def tracking_is_down(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What bounds the loop: the study's target, parallelism and deadline (epoch seconds)."""
+
+    trials: int
+    workers: int
+    deadline: float | None
+    lease_seconds: float
+    check_exhausted: bool  # ask the coordinator after each tell (grid samplers only)
+    maximize: bool | None  # None for multi-objective studies (no single best to show)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """How the loop ended: ``status`` FINISHED, KILLED (stopped) or FAILED (``error``)."""
+
+    status: str
+    finished: int
+    error: SweeplabError | None = None
+
+
+class TrialLoop:
+    """One study's loop; :meth:`run` drives it to its end (see the module docstring)."""
+
+    def __init__(self, coordinator: Coordinator, executor: TrialExecutor, tracker: TrialTracker,
+                 settings: LoopSettings, finished: int, *, progress: Any = None,
+                 on_record: Callable[[TrialRecord], None] | None = None, stop: threading.Event | None = None,
+                 on_first_start: Callable[[int], None] | None = None,
+                 on_outcome: Callable[[TrialOutcome], None] | None = None) -> None:
+        self.coordinator, self.executor, self.tracker, self.settings = coordinator, executor, tracker, settings
+        self.finished = finished
+        self.progress = progress
+        self.on_record = on_record
+        self.stop = stop or threading.Event()
+        self.on_first_start = on_first_start
+        self.on_outcome = on_outcome
+        self.best: float | None = None
+        self.exhausted = False
+        self.error: SweeplabError | None = None
+        self._last_renew = time.time()
+
+    def run(self) -> LoopResult:
+        try:
+            while not self.stop.is_set():
+                self._fill()
+                if not self.executor.in_flight():
+                    break
+                for ticket, outcome in self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3)):
+                    self._finish(ticket, outcome)
+                self._renew()
+            else:
+                self._interrupt("stopped before the study finished")
+                return LoopResult(KILLED, self.finished)
+        except KeyboardInterrupt:
+            self._interrupt("interrupted by the user (Ctrl-C)")
+            return LoopResult(KILLED, self.finished)
+        return LoopResult(FAILED if self.error else FINISHED, self.finished, self.error)
+
+    # ------------------------------------------------------------------ steps
+    def _fill(self) -> None:
+        settings = self.settings
+        while (self.executor.in_flight() < settings.workers and not self.exhausted and self.error is None
+               and (settings.deadline is None or time.time() < settings.deadline)
+               and self.finished + self.executor.in_flight() < settings.trials):
+            try:
+                ticket = self.coordinator.ask()
+            except ConstraintUnsatisfiable as exc:
+                log.error("%s", exc)
+                self.error = exc
+                return
+            tags = {"sweeplab.framework": ticket.framework, "sweeplab.attempt": str(ticket.attempt)}
+            if ticket.retry_of is not None:
+                tags["sweeplab.retry_of"] = str(ticket.retry_of)
+            self.tracker.trial_started(ticket.number, ticket.raw_params, tags)
+            self.executor.start(ticket)
+            if self.on_first_start is not None:
+                self.on_first_start(ticket.number)
+
+    def _finish(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        # Link the trial to its MLflow run before it finishes (a finished trial's attrs are
+        # frozen); during a tracking outage do not wait, the link goes to the study's attrs.
+        run_id = self.tracker.run_id(ticket.number, timeout=0.0 if self.tracker.tracking_is_down() else 10.0)
+        record = self.coordinator.tell(outcome, run_id)
+        if self.settings.check_exhausted:
+            self.exhausted = self.coordinator.is_exhausted()
+        self.tracker.trial_finished(record)
+        if record.state == "COMPLETE" and outcome.artifacts:
+            self.tracker.trial_artifacts(record.number, outcome.artifacts)
+        if record.retried_by is None:
+            self.finished += 1
+        if record.values and record.state == "COMPLETE" and self.settings.maximize is not None:
+            value = record.values[0]
+            if self.best is None or (value > self.best if self.settings.maximize else value < self.best):
+                self.best = value
+        if self.progress is not None:
+            self.progress.update(record, self.best)
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def _renew(self) -> None:
+        if time.time() - self._last_renew > self.settings.lease_seconds / 3:
+            self.coordinator.renew_leases()
+            self._last_renew = time.time()
+
+    def _interrupt(self, why: str) -> None:
+        """Cancel the trials in flight and tell them INTERRUPTED (retried on resume, for free)."""
+        for ticket in self.executor.cancel():
+            record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {}, reason=f"lost: {why}"))
+            self.tracker.trial_finished(record)

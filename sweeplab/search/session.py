@@ -1,0 +1,331 @@
+"""Opening a study: everything that must be in place before its first trial.
+
+:func:`open_session` returns a :class:`StudySession` holding the coordinator, the
+executor, the MLflow tracker and the dataset, with the study resumed: trials a dead
+driver left RUNNING reaped (and retried), MLflow repaired after an earlier crash, and the
+number of trials already finished. ``options.executor`` picks where trials run:
+
+- ``"ray"`` (studies): join or start Ray, run the coordinator as an actor on this node,
+  put the dataset in the object store once, run trials as Ray tasks. Starting a local Ray
+  is mostly waiting for its processes, so this process's own work (the dataset, the
+  Optuna storage, MLflow's import) is done on a thread meanwhile.
+- ``"in-process"`` (tests, small local runs): the coordinator is an object here and
+  trials run on threads; no Ray at all.
+
+:meth:`StudySession.release` gives back what the session started (the coordinator
+actor; a local Ray this call started, shut down in the background while the caller
+writes its report).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeplab.errors import StorageError, SweeplabError
+from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
+from sweeplab.search.tickets import TrialRecord
+
+log = logging.getLogger("sweeplab.search")
+
+EXECUTORS = ("ray", "in-process")
+
+
+class StudyInterrupted(SweeplabError):
+    """The user stopped the study (Ctrl-C); it can be resumed with the same command."""
+
+    exit_code = 130
+
+
+@dataclass
+class RunOptions:
+    """How to run a study: stores, cluster, executor, and what to show."""
+
+    storage_url: str
+    tracking_uri: str
+    address: str | None = None
+    progress: bool = True
+    lease_seconds: float = 60.0
+    resume_command: str = ""
+    on_record: Callable[[TrialRecord], None] | None = None
+    allow_local_stores: bool = False
+    package_best: bool = True  # re-fit the best torch/keras trial and log its model + evaluation (Ray only)
+    ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
+    executor: str = "ray"  # one of EXECUTORS
+    stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
+
+
+@dataclass
+class StudySession:
+    """A study ready for its trial loop (see the module docstring)."""
+
+    coordinator: Coordinator
+    executor: TrialExecutor
+    tracker: Any  # sweeplab.tracking.mlflow_tracker.StudyTracker
+    dataset: Any
+    finished: int  # trials already finished that count toward `trials`
+    dataset_ref: Any = None  # the dataset in Ray's object store (Ray sessions)
+    actor: Any = None  # the coordinator actor (Ray sessions)
+    owns_ray: bool = False  # this session started a local Ray: shut it down at the end
+
+    def release(self) -> threading.Thread | None:
+        """Stop the coordinator actor and, if this session started it, Ray (in the background:
+        the returned thread, to join once the caller's other closing work is done)."""
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
+        if self.actor is None:
+            return None
+        import ray
+
+        ray.kill(self.actor)
+        self.actor = None
+        return in_background(shutdown_own_ray, "sweeplab-ray-shutdown") if self.owns_ray else None
+
+
+def open_session(spec: Any, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+    """Open the study of ``spec`` on ``options.executor``; ``mark(phase)`` times start-up."""
+    if options.executor == "in-process":
+        return _open_in_process(spec, options, mark)
+    if options.executor != "ray":
+        raise SweeplabError(f"RunOptions.executor must be one of {list(EXECUTORS)}, got {options.executor!r}")
+    return _open_on_ray(spec, options, mark)
+
+
+def _open_in_process(spec: Any, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+    from sweeplab.search.coordinator import StudyCoordinator
+
+    dataset = load_study_dataset(spec, options.tracking_uri)
+    coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds)
+    mark("coordinator")
+    tracker = _open_tracking(spec, options, coordinator, None)
+    mark("mlflow_open")
+    finished = _resume(spec, coordinator, tracker, dataset)
+    executor = InProcessExecutor(coordinator, dataset, spec.objective, list(spec.metric), spec.workers,
+                                 spec.resources.cpu)
+    mark("resume_checks")
+    return StudySession(coordinator, executor, tracker, dataset, finished)
+
+
+def _open_on_ray(spec: Any, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+    import ray
+
+    from sweeplab.search import preflight
+    from sweeplab.search.coordinator import StudyCoordinator
+
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    preflight.check_ray_address(address)
+    preflight.check_tracking_server(options.tracking_uri)
+    if address:
+        init_ray(address, **options.ray_init_kwargs)
+        if not options.allow_local_stores:
+            preflight.check_stores_reach_cluster(options.storage_url, options.tracking_uri, address)
+    mark("preflight")
+    preparing = _Preparation(spec, options)
+    owns_ray = not ray.is_initialized()
+    init_ray(address, **options.ray_init_kwargs)
+    mark("ray_init")
+    _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
+    try:
+        dataset, tracker = preparing.result()  # bad data raises here, before any store was touched
+    except BaseException:
+        if owns_ray:
+            shutdown_own_ray()
+        raise
+    mark("dataset_storage_mlflow_import")
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
+    actor = actor_cls.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
+    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds)
+    coordinator = RemoteCoordinator(actor)
+    try:
+        coordinator.study_attrs()
+    except ray.exceptions.RayActorError as exc:
+        raise StorageError(f"the study coordinator could not start: {exc}") from exc
+    mark("coordinator")
+    tracker = _open_tracking(spec, options, coordinator, tracker)
+    mark("mlflow_open")
+    finished = _resume(spec, coordinator, tracker, dataset)
+    dataset_ref = ray.put(dataset)
+    executor = RayExecutor(actor, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu,
+                           spec.resources.gpu)
+    mark("resume_checks_dataset_put")
+    return StudySession(coordinator, executor, tracker, dataset, finished, dataset_ref=dataset_ref, actor=actor,
+                        owns_ray=owns_ray)
+
+
+def _open_tracking(spec: Any, options: RunOptions, coordinator: Coordinator, tracker: Any) -> Any:
+    """Open (or find again) the study's MLflow parent run and link it with the study."""
+    from sweeplab.search.coordinator import STUDY_ATTR_TRIALS_TARGET
+    from sweeplab.tracking.mlflow_tracker import StudyTracker
+
+    tracker = tracker or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
+    experiment_id, parent_run_id = tracker.open(spec.to_dict(), coordinator.study_attrs().get("mlflow_parent_run_id"))
+    for key, value in ((STUDY_ATTR_TRIALS_TARGET, spec.trials),  # what status shows as "of N"
+                       ("mlflow_experiment_id", experiment_id), ("mlflow_parent_run_id", parent_run_id),
+                       ("mlflow_tracking_uri", options.tracking_uri)):
+        coordinator.set_study_attr(key, value)
+    tracker.on_run_created = coordinator.link_run
+    return tracker
+
+
+def _resume(spec: Any, coordinator: Coordinator, tracker: Any, dataset: Any) -> int:
+    """Reap what a dead driver left RUNNING, repair MLflow, tell the coordinator the data's
+    shape (what constraints count with); return the trials already finished."""
+    for record in coordinator.reap_stale():
+        log.warning("trial %d was left RUNNING by a dead driver: failed%s", record.number,
+                    f", retried as trial {record.retried_by}" if record.retried_by is not None else "")
+    try:
+        repaired = tracker.reconcile(coordinator.finished_digest(), spec.metric[0])
+        if any(repaired.values()):
+            log.warning("MLflow repaired after an earlier crash: %s", repaired)
+    except Exception as exc:  # tracking must never stop a study; the repair runs again next time
+        log.warning("could not reconcile MLflow with the study (%s); will retry on the next run", exc)
+    if dataset is not None:
+        source = getattr(dataset, "init_from", None)
+        coordinator.set_data_shape(dataset.n_features, dataset.n_outputs,
+                                   source.architecture() if source is not None else None)
+    return int(coordinator.counts()["finished"])
+
+
+def init_ray(address: str | None, **kwargs: Any) -> None:
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # "local" starts a private instance; plain None would attach to whatever cluster
+    # `ray start` last left in /tmp/ray, which is not what "no --address" means here.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+    options.update(kwargs)
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise StorageError(
+            f"cannot connect to the Ray cluster at {address!r}: {exc}. "
+            "Check --address / $RAY_ADDRESS (e.g. 127.0.0.1:6379) and that `ray start --head` runs there."
+        ) from exc
+
+
+def load_study_dataset(spec: Any, tracking_uri: str | None = None) -> Any:
+    """The spec's dataset, split and scaled (None for python objectives without one).
+
+    With ``objective.init_from`` the source model is downloaded once from ``tracking_uri``
+    (None: ``$MLFLOW_TRACKING_URI`` or MLflow's default) and attached to the dataset
+    (``Dataset.init_from``, see :mod:`sweeplab.objectives.transfer`), so every trial gets
+    it with the arrays; a source with another number of input features is a DataError.
+    """
+    obj = spec.objective
+    if obj.dataset is None:
+        return None
+    from sweeplab.objectives.data import load_dataset
+
+    ds = obj.dataset
+    dataset = load_dataset(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
+                           validation_split=obj.validation_split, test_split=obj.test_split, seed=spec.seed)
+    if getattr(obj, "init_from", None):
+        from sweeplab.objectives.transfer import attach_source, fetch_source_model
+        from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+
+        source = fetch_source_model(obj.init_from, resolve_tracking_uri(tracking_uri))
+        dataset = attach_source(dataset, source)
+    return dataset
+
+
+class _Preparation:
+    """The study's own start-up work, on a thread while Ray starts.
+
+    In order: load the dataset (a DataError here touches no store), check that the
+    constraints can hold, create or open the Optuna storage (its schema exists before
+    any worker starts), then import MLflow and open its store. :meth:`result` waits and
+    returns ``(dataset, tracker)``, re-raising the first error. The tracker is None when
+    opening MLflow failed: the caller builds it again so that the failure surfaces
+    where it always did (``StudyTracker.open``).
+    """
+
+    def __init__(self, spec: Any, options: RunOptions) -> None:
+        self.spec, self.options = spec, options
+        self.dataset: Any = None
+        self.tracker: Any = None
+        self.error: BaseException | None = None
+        self.thread = in_background(self._run, "sweeplab-prepare")
+
+    def _run(self) -> None:
+        spec, options = self.spec, self.options
+        try:
+            from sweeplab.search.storage import open_storage
+
+            self.dataset = load_study_dataset(spec, options.tracking_uri)
+            if self.dataset is not None and spec.constraints:
+                from sweeplab.search.constraints import check_satisfiable
+
+                source = getattr(self.dataset, "init_from", None)
+                check_satisfiable(spec, self.dataset.n_features, self.dataset.n_outputs,
+                                  source.architecture() if source is not None else None)
+            open_storage(options.storage_url)
+        except BaseException as exc:  # re-raised on the caller's thread
+            self.error = exc
+            return
+        try:
+            from sweeplab.tracking.mlflow_tracker import StudyTracker
+
+            tracker = StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
+            tracker.client.get_experiment_by_name(spec.experiment or spec.study)  # opens the store
+            self.tracker = tracker
+        except Exception as exc:  # reported by the synchronous open
+            log.debug("opening the MLflow store in the background failed: %s", exc)
+
+    def result(self) -> tuple[Any, Any]:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.dataset, self.tracker
+
+
+def shutdown_own_ray() -> None:
+    """``ray.shutdown()`` of the local Ray this process started, minus a second of waiting.
+
+    Ray stops its processes one by one, each with a SIGTERM and up to 1 s of grace; the
+    autoscaler monitor does not exit on SIGTERM and always uses the whole second. A local
+    instance's monitor keeps no state, so it is killed first; the rest stops as usual.
+    """
+    import ray
+
+    try:
+        node = ray._private.worker._global_node
+        if node is not None and node.head:
+            node.kill_monitor(check_alive=False)
+    except Exception as exc:  # only an optimization: the normal shutdown stops it anyway
+        log.debug("could not stop Ray's monitor early: %s", exc)
+    ray.shutdown()
+
+
+def in_background(target: Callable[[], Any], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_workers(spec: Any) -> None:
+    """Start ``workers`` tasks that import the objective (torch, TensorFlow or the user's
+    module) in Ray's worker processes, so the first trials do not pay for it. Fire and
+    forget: a failure here surfaces in the first trial instead."""
+    import ray
+
+    from sweeplab.search.worker import warm_worker
+
+    try:
+        task = ray.remote(max_retries=0)(warm_worker).options(num_cpus=spec.resources.cpu,
+                                                               num_gpus=spec.resources.gpu)
+        for _ in range(spec.workers):
+            task.remote(spec.objective.framework, getattr(spec.objective, "callable", None))
+    except Exception as exc:  # pragma: no cover - warming is only an optimization
+        log.debug("could not warm the workers: %s", exc)
