@@ -11,10 +11,12 @@ the sampler of each trial is seeded from ``(study seed, trial number)`` instead,
   the same either way);
 - no run repeats the draws of an earlier one.
 
-Samplers whose whole state lives in the study's storage and that draw from one
-sequence across trials (QMC: the scrambled sequence is fixed by the seed and indexed
-by a counter kept in the storage) already continue where they stopped; re-seeding
-them per trial would break their sequence, so they are built once.
+Two samplers lay out their whole search from the seed when they are built: QMC (the
+scrambled sequence, indexed by a counter kept in the storage) and grid (the order of
+the grid points; the points already visited are read from the storage). Re-seeding
+them per trial would change that layout under the study, so they are built once with
+the study's seed; they continue where they stopped on their own (grid never repeats a
+point, QMC continues its sequence).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial, TrialState
 
 
-SEQUENCE_SAMPLERS = ("qmc",)
-"""Samplers that continue one seeded sequence through the storage: built once, never re-seeded."""
+SEQUENCE_SAMPLERS = ("qmc", "grid")
+"""Samplers whose search is laid out by the seed when built: built once, never re-seeded."""
 
 
 def sampler_seed(study_seed: int, trial_number: int) -> int:

@@ -60,3 +60,17 @@ def test_sampler_seeds_differ_by_trial_and_by_study_seed():
     seeds = {sampler_seed(s, n) for s in range(5) for n in range(200)}
     assert len(seeds) == 1000
     assert sampler_seed(7, 3) == sampler_seed(7, 3)
+
+
+def test_a_grid_run_in_chunks_visits_every_point_once(tmp_path):
+    url = f"sqlite:///{tmp_path}/grid.db"
+    spec = {**_spec("grid"), "space": {"x": {"type": "categorical", "choices": [0.0, 0.5, 1.0]},
+                                       "y": {"type": "categorical", "choices": [-1.0, 1.0]}}}
+    seen = []
+    for _ in range(3):
+        coordinator = StudyCoordinator(spec, url)
+        for _ in range(2):
+            ticket = coordinator.ask()
+            coordinator.tell(TrialOutcome(ticket.number, COMPLETE, {"score": 1.0}))
+            seen.append((ticket.raw_params["x"], ticket.raw_params["y"]))
+    assert sorted(seen) == sorted((x, y) for x in (0.0, 0.5, 1.0) for y in (-1.0, 1.0))
