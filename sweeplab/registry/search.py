@@ -47,7 +47,10 @@ class SamplerEntry:
     """One sampler: ``optuna.samplers.<cls>`` built with ``seed`` and the resolved options.
 
     ``multi_objective``: usable in a study with two directions. ``needs_grid``: built from
-    the space's grid (:attr:`Context.grid`).
+    the space's grid (:attr:`Context.grid`). ``seeded_once``: the seed lays out the whole
+    search when the sampler is built (QMC's scrambled sequence, the grid's order), so it is
+    built once per run with the study's seed instead of re-seeded per trial (see
+    :mod:`sweeplab.search.seeding`).
     """
 
     name: str
@@ -56,6 +59,7 @@ class SamplerEntry:
     doc: str
     multi_objective: bool = True
     needs_grid: bool = False
+    seeded_once: bool = False
 
     def build(self, options: dict[str, Any], context: Context) -> Any:
         """The sampler with resolved ``options`` (imports Optuna)."""
@@ -156,10 +160,10 @@ _SAMPLER_LIST = (
             _WARN_INDEPENDENT,
         ),
         reserved=(_SEED_RESERVED,),
-    ), "quasi-Monte Carlo sequence"),
+    ), "quasi-Monte Carlo sequence", seeded_once=True),
     SamplerEntry("grid", "GridSampler", Schema(
         reserved=(_SEED_RESERVED, ("search_space", "the grid sampler's grid comes from `space`")),
-    ), "every combination of the space's finite values", needs_grid=True),
+    ), "every combination of the space's finite values", needs_grid=True, seeded_once=True),
     SamplerEntry("nsga2", "NSGAIISampler", Schema(
         options=(
             Option("population_size", "int", "individuals per generation", default=50, minimum=2),
