@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.errors import Problem, SpecError
+from sweeplab.registry import datasets as dataset_registry
+from sweeplab.registry import search as search_registry
+from sweeplab.registry.names import FRAMEWORK_NAMES, MLP_FRAMEWORKS
+from sweeplab.registry.names import TASKS as _TASKS
+from sweeplab.registry.options import Context
 from sweeplab.spaces import SearchSpace, parse_space
 from sweeplab.spaces.checks import (
-    check_bool,
     check_int,
     check_keys,
     check_mapping,
@@ -29,6 +33,7 @@ from sweeplab.spaces.checks import (
     check_plain_data,
     check_str,
     describe,
+    is_int,
     is_number,
     join,
 )
@@ -73,10 +78,12 @@ TOP_KEYS = (
     "constraints",
 )
 DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
-PRUNERS = ("none", "median", "percentile", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
-FRAMEWORKS = ("torch", "keras", "python")
-TASKS = ("classification", "regression")
+SAMPLERS = search_registry.sampler_names()
+"""Sampler names (from :mod:`sweeplab.registry.search`)."""
+PRUNERS = search_registry.pruner_names()
+"""Pruner names (from :mod:`sweeplab.registry.search`)."""
+FRAMEWORKS = FRAMEWORK_NAMES
+TASKS = _TASKS
 OBJECTIVE_KEYS = (
     "framework",
     "task",
@@ -96,62 +103,8 @@ CONSTRAINT_KEYS = ("max_params",)
 INIT_FROM_SCHEMES = ("models:/", "runs:/", "file:")
 """How ``objective.init_from`` may name its source model."""
 
-DATASETS: dict[str, str] = {
-    "make_classification": "classification",
-    "make_regression": "regression",
-    "iris": "classification",
-    "wine": "classification",
-    "breast_cancer": "classification",
-    "digits": "classification",
-    "diabetes": "regression",
-}
-"""Named datasets and their task."""
-
-# Options of named datasets (passed to scikit-learn) and what their values must be.
-_DATASET_OPTIONS: dict[str, dict[str, str]] = {
-    "make_classification": {
-        "n_samples": "int>=1",
-        "n_features": "int>=1",
-        "n_informative": "int>=1",
-        "n_redundant": "int>=0",
-        "n_repeated": "int>=0",
-        "n_classes": "int>=2",
-        "n_clusters_per_class": "int>=1",
-        "weights": "weights",
-        "flip_y": "fraction",
-        "class_sep": "number>0",
-        "hypercube": "bool",
-        "shift": "number",
-        "scale": "number",
-        "shuffle": "bool",
-        "random_state": "int|null",
-    },
-    "make_regression": {
-        "n_samples": "int>=1",
-        "n_features": "int>=1",
-        "n_informative": "int>=0",
-        "bias": "number",
-        "effective_rank": "int|null",
-        "tail_strength": "fraction",
-        "noise": "number>=0",
-        "shuffle": "bool",
-        "random_state": "int|null",
-    },
-    "digits": {"n_class": "int>=2"},
-    "iris": {},
-    "wine": {},
-    "breast_cancer": {},
-    "diabetes": {},
-}
-# scikit-learn's defaults of make_classification, for the cross-option rules.
-_MAKE_CLASSIFICATION_DEFAULTS = {
-    "n_features": 20,
-    "n_informative": 2,
-    "n_redundant": 2,
-    "n_repeated": 0,
-    "n_classes": 2,
-    "n_clusters_per_class": 2,
-}
+DATASETS: dict[str, str] = dataset_registry.dataset_tasks()
+"""Named datasets and their task (from :mod:`sweeplab.registry.datasets`, which holds their options)."""
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 
 METRICS: dict[str, tuple[str, ...]] = {
@@ -499,24 +452,15 @@ def _parse_resources(value: Any, problems: list[Problem]) -> Resources | None:
 def _parse_component(
     value: Any, path: str, names: tuple[str, ...], default: str, problems: list[Problem]
 ) -> tuple[str, dict[str, Any]] | None:
-    """``name`` or ``{name: ..., **options}`` of a sampler or pruner."""
+    """``name`` or ``{name: ..., **options}`` of a sampler or pruner; its options are checked by the caller."""
     if value is None:
         return default, {}
     if isinstance(value, str):
         value = {"name": value}
-    mapping = check_mapping(value, path, problems)
-    if mapping is None:
+    split = search_registry.split_component(value, path, problems, names, path)
+    if split is None:
         return None
-    if "name" not in mapping:
-        problems.append(Problem(join(path, "name"), f"required; one of {', '.join(names)}"))
-        return None
-    before = len(problems)
-    name = check_str(mapping["name"], join(path, "name"), problems, choices=names, what=path)
-    options = {k: copy.deepcopy(v) for k, v in mapping.items() if k != "name"}
-    check_plain_data(options, path, problems)
-    if len(problems) > before or name is None:
-        return None
-    return name, options
+    return split[0], copy.deepcopy(split[1])
 
 
 def _parse_dataset(value: Any, task: str | None, problems: list[Problem]) -> DatasetSpec | None:
@@ -555,79 +499,14 @@ def _parse_dataset(value: Any, task: str | None, problems: list[Problem]) -> Dat
     name = check_str(mapping["name"], join(path, "name"), problems, choices=DATASETS, what="dataset")
     if name is None:
         return None
-    schema = _DATASET_OPTIONS[name]
-    check_keys(mapping, ("name", *schema), path, problems)
+    entry = dataset_registry.DATASETS[name]
     options = {k: copy.deepcopy(v) for k, v in mapping.items() if k != "name"}
-    for key, value_ in options.items():
-        if key in schema:
-            _check_option(value_, schema[key], join(path, key), problems)
-    if task is not None and DATASETS[name] != task:
-        problems.append(Problem("objective.task", f"dataset `{name}` is a {DATASETS[name]} set, got task {task}"))
+    dataset_registry.check_dataset_options(entry, options, path, problems)
+    if task is not None and entry.task != task:
+        problems.append(Problem("objective.task", f"dataset `{name}` is a {entry.task} set, got task {task}"))
     if len(problems) > before:
         return None
-    if name == "make_classification":
-        _check_make_classification(options, path, problems)
-        if len(problems) > before:
-            return None
     return DatasetSpec(name=name, options=options)
-
-
-def _check_option(value: Any, kind: str, path: str, problems: list[Problem]) -> None:
-    if kind.startswith("int"):
-        if kind == "int|null":
-            if value is not None:
-                check_int(value, path, problems)
-        else:
-            check_int(value, path, problems, minimum=int(kind[5:]))
-    elif kind == "bool":
-        check_bool(value, path, problems)
-    elif kind == "number":
-        check_number(value, path, problems)
-    elif kind == "number>0":
-        check_number(value, path, problems, gt=0)
-    elif kind == "number>=0":
-        check_number(value, path, problems, ge=0)
-    elif kind == "fraction":
-        check_number(value, path, problems, ge=0, le=1)
-    elif kind == "weights" and value is not None:
-        if not isinstance(value, list) or not value:
-            problems.append(Problem(path, f"must be a list of class weights or null, got {describe(value)}"))
-        else:
-            for i, w in enumerate(value):
-                check_number(w, f"{path}[{i}]", problems, ge=0)
-
-
-def _check_make_classification(options: Mapping[str, Any], path: str, problems: list[Problem]) -> None:
-    """scikit-learn's cross-option rules, checked now instead of failing every trial later."""
-    o = {**_MAKE_CLASSIFICATION_DEFAULTS, **{k: v for k, v in options.items() if k in _MAKE_CLASSIFICATION_DEFAULTS}}
-    used = o["n_informative"] + o["n_redundant"] + o["n_repeated"]
-    if used > o["n_features"]:
-        problems.append(
-            Problem(
-                path,
-                "`n_informative + n_redundant + n_repeated <= n_features` must hold, got "
-                f"{o['n_informative']} + {o['n_redundant']} + {o['n_repeated']} = {used} "
-                f"> n_features={o['n_features']}",
-            )
-        )
-    clusters = o["n_classes"] * o["n_clusters_per_class"]
-    if clusters > 2 ** min(o["n_informative"], 64):
-        problems.append(
-            Problem(
-                path,
-                "`n_classes * n_clusters_per_class <= 2 ** n_informative` must hold (scikit-learn's rule), got "
-                f"{o['n_classes']} * {o['n_clusters_per_class']} = {clusters} > 2 ** {o['n_informative']} = "
-                f"{2 ** o['n_informative']}; raise n_informative (default 2) or lower n_clusters_per_class (default 2)",
-            )
-        )
-    weights = options.get("weights")
-    if isinstance(weights, list) and len(weights) not in (o["n_classes"], o["n_classes"] - 1):
-        problems.append(
-            Problem(
-                join(path, "weights"),
-                f"must hold n_classes or n_classes - 1 weights ({o['n_classes']}), got {len(weights)}",
-            )
-        )
 
 
 def _parse_early_stopping(value: Any, framework: str | None, task: str | None, problems: list[Problem]) -> Any:
@@ -643,7 +522,7 @@ def _parse_early_stopping(value: Any, framework: str | None, task: str | None, p
     else:
         patience = check_int(mapping["patience"], join(path, "patience"), problems, minimum=1)
     min_delta = check_number(mapping.get("min_delta", 0.0), join(path, "min_delta"), problems, ge=0)
-    choices = EPOCH_METRICS[task] if framework in ("torch", "keras") and task in EPOCH_METRICS else None
+    choices = EPOCH_METRICS[task] if framework in MLP_FRAMEWORKS and task in EPOCH_METRICS else None
     monitor = check_str(
         mapping.get("monitor", "val_loss"), join(path, "monitor"), problems, choices=choices, what="monitor metric"
     )
@@ -675,7 +554,7 @@ def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | Non
     dataset = None
     if mapping.get("dataset") is not None:
         dataset = _parse_dataset(mapping["dataset"], task, problems)
-    elif framework in ("torch", "keras"):
+    elif framework in MLP_FRAMEWORKS:
         problems.append(
             Problem(
                 "objective.dataset",
@@ -688,7 +567,7 @@ def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | Non
         early = _parse_early_stopping(mapping["early_stopping"], framework, task, problems)
     func = mapping.get("callable")
     if func is not None:
-        if framework in ("torch", "keras"):
+        if framework in MLP_FRAMEWORKS:
             problems.append(
                 Problem("objective.callable", f"only used with framework python, got framework {framework}")
             )
@@ -700,7 +579,7 @@ def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | Non
     if options is None:
         options = {}
     elif check_mapping(options, "objective.options", problems) is not None:
-        if options and framework in ("torch", "keras"):
+        if options and framework in MLP_FRAMEWORKS:
             problems.append(Problem("objective.options", f"only used with framework python, got framework {framework}"))
         check_plain_data(options, "objective.options", problems)
     init_from = _parse_init_from(mapping.get("init_from"), framework, problems)
@@ -759,7 +638,7 @@ def _parse_constraints(value: Any, framework: str | None, problems: list[Problem
         max_params = check_int(mapping["max_params"], join(path, "max_params"), problems, minimum=1)
         if max_params is not None:
             out["max_params"] = max_params
-    if out and framework not in ("torch", "keras"):
+    if out and framework not in MLP_FRAMEWORKS:
         problems.append(
             Problem(
                 join(path, "max_params"),
@@ -795,10 +674,16 @@ def _check_transfer_space(objective: ObjectiveSpec, space: SearchSpace, problems
             )
 
 
+def _raw_epochs(value: Any) -> int:
+    """``objective.epochs`` when it is valid, else its default (the objective reports a bad one)."""
+    epochs = value.get("epochs", ObjectiveSpec.epochs) if isinstance(value, Mapping) else ObjectiveSpec.epochs
+    return int(epochs) if is_int(epochs) and epochs >= 1 else ObjectiveSpec.epochs
+
+
 def _objective_framework(value: Any) -> str | None:
     """The framework the space is checked for (None: any names), even when the objective is invalid."""
     framework = value.get("framework", "torch") if isinstance(value, Mapping) else "torch"
-    if framework in ("torch", "keras"):
+    if framework in MLP_FRAMEWORKS:
         return str(framework)
     return None
 
@@ -838,21 +723,26 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
     experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
     multi = direction is not None and len(direction) > 1
 
+    # what sampler and pruner defaults depend on (a bad value is reported where it is parsed)
+    context = Context(
+        seed=seed if seed is not None else 0,
+        workers=workers if workers is not None else 1,
+        epochs=_raw_epochs(data.get("objective")),
+    )
     sampler = _parse_component(data.get("sampler"), "sampler", SAMPLERS, "tpe", problems)
     if sampler is not None:
-        if "seed" in sampler[1]:
-            problems.append(
-                Problem("sampler.seed", "the sampler is seeded from the top-level `seed`; set the seed there")
-            )
-        if sampler[0] == "grid" and "search_space" in sampler[1]:
-            problems.append(Problem("sampler.search_space", "the grid sampler's grid comes from `space`"))
-        if sampler[0] == "cmaes" and multi:
-            problems.append(Problem("sampler.name", "sampler cmaes supports single-objective studies only, got cmaes"))
+        search_registry.check_sampler(sampler[0], sampler[1], "sampler", problems, context)
+        if multi and not search_registry.SAMPLERS[sampler[0]].multi_objective:
+            name = sampler[0]
+            problems.append(Problem("sampler.name", f"sampler {name} supports single-objective studies only, "
+                                                    f"got {name}"))
     pruner = _parse_component(data.get("pruner"), "pruner", PRUNERS, "none", problems)
-    if pruner is not None and multi and pruner[0] != "none":
-        problems.append(
-            Problem("pruner.name", f"Optuna cannot prune multi-objective studies; use none, got {pruner[0]}")
-        )
+    if pruner is not None:
+        search_registry.check_pruner(pruner[0], pruner[1], "pruner", problems, context)
+        if multi and not search_registry.PRUNERS[pruner[0]].multi_objective:
+            problems.append(
+                Problem("pruner.name", f"Optuna cannot prune multi-objective studies; use none, got {pruner[0]}")
+            )
 
     objective = _parse_objective(data.get("objective"), problems)
     if objective is not None and metric is not None:

@@ -244,7 +244,8 @@ BAD_CASES = [
     ({"sampler": "bayes"}, "sampler.name", ["unknown sampler `bayes`"]),
     ({"sampler": {"n_startup_trials": 5}}, "sampler.name", ["required", "tpe"]),
     ({"sampler": {"name": "tpe", "seed": 3}}, "sampler.seed", ["top-level `seed`"]),
-    ({"sampler": {"name": "tpe", "gamma": math.nan}}, "sampler.gamma", ["finite", "nan"]),
+    ({"sampler": {"name": "nsga2", "crossover_prob": math.nan}}, "sampler.crossover_prob", ["finite", "nan"]),
+    ({"sampler": {"name": "tpe", "gamma": 0.25}}, "sampler", ["unknown key `gamma`", "n_startup_trials"]),
     ({"sampler": 7}, "sampler", ["must be a mapping", "int 7"]),
     ({"pruner": {"name": "early"}}, "pruner.name", ["unknown pruner `early`", "median"]),
     ({"banana": 1}, "", ["unknown key `banana`", "allowed: study, direction"]),
@@ -279,19 +280,29 @@ BAD_CASES = [
         ["must be an integer", "str 'many'"],
     ),
     (
-        {"objective__dataset": {"name": "make_classification", "n_classes": 3}},
+        {"objective__dataset": {"name": "make_classification", "n_classes": 3, "n_informative": 2}},
         "objective.dataset",
-        ["n_classes * n_clusters_per_class <= 2 ** n_informative", "3 * 2 = 6 > 2 ** 2 = 4"],
+        ["n_classes * n_clusters_per_class <= 2**n_informative", "3 * 2 = 6 > 2**2 = 4", "n_informative=2 (yours)"],
     ),
     (
-        {"objective__dataset": {"name": "make_classification", "n_features": 3}},
+        {"objective__dataset": {"name": "make_classification", "n_features": 3, "n_classes": 5}},
         "objective.dataset",
-        ["n_informative + n_redundant + n_repeated <= n_features", "n_features=3"],
+        ["5 * 2 = 10 > 2**3 = 8", "n_informative=3 (default min(5, n_features))"],
     ),
     (
-        {"objective__dataset": {"name": "make_classification", "weights": [0.5, 0.3, 0.2]}},
+        {"objective__dataset": {"name": "make_classification", "n_features": 3, "n_redundant": 1}},
+        "objective.dataset",
+        ["n_informative + n_redundant + n_repeated <= n_features", "3 + 1 + 0 = 4 > n_features=3"],
+    ),
+    (
+        {"objective__dataset": {"name": "make_classification", "weights": [0.4, 0.3, 0.2, 0.1]}},
         "objective.dataset.weights",
-        ["n_classes or n_classes - 1", "got 3"],
+        ["n_classes or n_classes - 1", "n_classes=3 (default 3)", "got 4"],
+    ),
+    (
+        {"objective__dataset": {"name": "make_classification", "weights": [0.7, 0.6]}},
+        "objective.dataset.weights",
+        ["sum to at most 1", "got sum 1.3"],
     ),
     (
         {"objective__dataset": {"name": "diabetes"}},
@@ -452,8 +463,11 @@ def test_searched_framework_choices_must_be_torch_or_keras():
             sampler="grid",
         ),
         spec(objective__dataset={"path": "x.csv", "target": "y"}, objective__test_split=0),
+        spec(pruner={"name": "patient", "wrapped": {"name": "percentile", "percentile": 40}, "patience": 2},
+             objective__dataset={"name": "make_regression", "noise": 0.5}, objective__task="regression",
+             metric="val_mae"),
     ],
-    ids=["design", "python", "multi", "funnel", "hidden-layers-grid", "csv"],
+    ids=["design", "python", "multi", "funnel", "hidden-layers-grid", "csv", "patient-regression"],
 )
 def test_to_dict_round_trips(data):
     s = parse_spec(data, source="a.yaml")

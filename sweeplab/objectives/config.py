@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "leaky_relu", "gelu", "selu")
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
-LR_SCHEDULES = ("none", "exponential", "plateau")
+from sweeplab.registry.names import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS
+
+__all__ = ["ACTIVATIONS", "LR_SCHEDULES", "OPTIMIZERS", "MLPConfig"]
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms
 from sweeplab.objectives.training import batch_bounds, nonfinite_name, trial_settings
 from sweeplab.objectives.transfer import plan_trial
+from sweeplab.registry.names import ACTIVATIONS
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the process's environment
     raise ImportError(
@@ -105,8 +106,6 @@ _PLATEAU_EPS = 1e-8
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
-#: Keras' activation names; ``gelu`` is the exact (erf) form, torch's default too.
-_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "leaky_relu", "gelu", "selu")
 _LEAKY_SLOPE = 0.01
 
 #: Process-wide TensorFlow runtime settings, made once (they cannot change afterwards).
@@ -178,6 +177,7 @@ def _dense(units: int, fan_in: int, name: str) -> keras.layers.Dense:
 
 
 def _activation(name: str, index: int) -> keras.layers.Layer:
+    """The layer of activation ``name`` (one of :data:`ACTIVATIONS`); Keras' own names except leaky_relu."""
     if name == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}")
     return keras.layers.Activation(name, name=f"{name}_{index}")
@@ -251,8 +251,8 @@ def build_model(
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     if n_features < 1 or n_outputs < 1:
         raise ValueError(f"n_features and n_outputs must be >= 1, got n_features={n_features}, n_outputs={n_outputs}")
-    if cfg.activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {cfg.activation!r}")
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {cfg.activation!r}")
     layers: list[keras.layers.Layer] = [keras.Input(shape=(int(n_features),), dtype="float32", name="features")]
     prev = int(n_features)
     for i, units in enumerate(cfg.hidden_units):

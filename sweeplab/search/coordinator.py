@@ -192,7 +192,8 @@ class StudyCoordinator:
 
         from sweeplab.search.held_storage import HeldTrialsStorage
         from sweeplab.search.samplers import build_pruner, build_sampler
-        from sweeplab.search.seeding import SEQUENCE_SAMPLERS, trial_seeded_sampler
+        from sweeplab.registry.search import SAMPLERS
+        from sweeplab.search.seeding import trial_seeded_sampler
         from sweeplab.search.storage import open_storage
 
         self._storage = HeldTrialsStorage(open_storage(storage_url))
@@ -207,7 +208,7 @@ class StudyCoordinator:
             storage=self._storage,
             study_name=self.spec.study,
             # Seeded per trial number, so a resumed study continues instead of repeating itself.
-            sampler=(build_sampler(self.spec) if self.spec.sampler.name in SEQUENCE_SAMPLERS else
+            sampler=(build_sampler(self.spec) if SAMPLERS[self.spec.sampler.name].seeded_once else
                      trial_seeded_sampler(lambda seed: build_sampler(self.spec, seed=seed), self.spec.seed)),
             pruner=build_pruner(self.spec),
             load_if_exists=True,

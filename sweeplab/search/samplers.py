@@ -1,96 +1,66 @@
-"""Build Optuna samplers and pruners from a spec's ``sampler`` and ``pruner`` sections."""
+"""Build Optuna samplers and pruners from a spec's ``sampler`` and ``pruner`` sections.
+
+The names, options and defaults live in :mod:`sweeplab.registry.search`; these are the
+entry points the driver and the benchmarks call.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sweeplab.errors import Problem, SpecError
+from sweeplab.registry.options import Context
+from sweeplab.registry.search import SAMPLERS as _SAMPLER_ENTRIES
+from sweeplab.registry.search import build_pruner_from, build_sampler_from, pruner_names, sampler_names
 
 if TYPE_CHECKING:
     import optuna
 
     from sweeplab.spec import StudySpec
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
-PRUNERS = ("none", "median", "percentile", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
+__all__ = ["PRUNERS", "SAMPLERS", "build_pruner", "build_sampler"]
+
+SAMPLERS = sampler_names()
+PRUNERS = pruner_names()
 
 
 def build_sampler(spec: StudySpec, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """Return the sampler of ``spec``, seeded with ``seed`` (default: the spec's seed).
+    """Return the sampler of ``spec``, seeded with ``seed`` (default: ``spec.seed``).
 
-    TPE runs with ``constant_liar`` when more than one trial is in flight, so parallel
-    workers do not all sample the same point. Options of the spec are passed to the
-    sampler's constructor; a bad option is a SpecError naming ``sampler.<option>``.
+    Options are the spec's over the registry entry's defaults; TPE's are
+    ``multivariate: true`` and ``constant_liar`` when more than one trial is in flight
+    (``spec.workers > 1``), so parallel workers do not all sample the same point. A
+    grid sampler's grid is ``spec.space.grid()``. Raises :class:`~sweeplab.errors.SpecError`
+    (paths ``sampler.<option>``) for options the entry refuses, before Optuna sees them.
 
     Constraints (``spec.constraints``) need nothing here: the coordinator sets them on
     every trial with ``trial.set_constraint``, which Optuna 5's TPE, NSGA-II and GP samplers
     read from ``trial.constraints`` (their ``constraints_func`` argument is deprecated
     since Optuna 5.0; see :mod:`sweeplab.search.constraints`).
     """
-    import optuna
-
-    name = spec.sampler.name
-    options: dict[str, Any] = dict(spec.sampler.options)
-    seed = spec.seed if seed is None else seed
-    samplers = optuna.samplers
-    try:
-        if name == "tpe":
-            options.setdefault("constant_liar", spec.workers > 1)
-            options.setdefault("multivariate", True)
-            return samplers.TPESampler(seed=seed, **options)
-        if name == "random":
-            return samplers.RandomSampler(seed=seed, **options)
-        if name == "cmaes":
-            return samplers.CmaEsSampler(seed=seed, **options)
-        if name == "gp":
-            return samplers.GPSampler(seed=seed, **options)
-        if name == "qmc":
-            return samplers.QMCSampler(seed=seed, **options)
-        if name == "nsga2":
-            return samplers.NSGAIISampler(seed=seed, **options)
-        if name == "grid":
-            return samplers.GridSampler(spec.space.grid(), seed=seed, **options)
-    except TypeError as exc:
-        raise SpecError([Problem("sampler", f"bad option for sampler {name!r}: {exc}")], spec.source) from exc
-    raise SpecError([Problem("sampler.name", f"must be one of {list(SAMPLERS)}, got {name!r}")], spec.source)
+    entry = _SAMPLER_ENTRIES.get(spec.sampler.name)
+    context = Context(
+        seed=spec.seed if seed is None else seed,
+        workers=spec.workers,
+        epochs=spec.objective.epochs,
+        grid=spec.space.grid() if entry is not None and entry.needs_grid else None,
+    )
+    sampler: optuna.samplers.BaseSampler = build_sampler_from(
+        spec.sampler.name, spec.sampler.options, context, source=spec.source
+    )
+    return sampler
 
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     """Return the pruner of ``spec`` (``NopPruner`` for ``none``).
 
-    ``hyperband`` and ``successive_halving`` default their resources to the spec's
-    epochs; ``patient`` wraps a median pruner unless ``wrapped`` names another one.
+    Options are the spec's over the registry entry's defaults (``hyperband``'s
+    ``max_resource`` defaults to ``spec.objective.epochs``; ``patient`` wraps the pruner
+    its ``wrapped`` names, ``median`` by default). Raises
+    :class:`~sweeplab.errors.SpecError` (paths ``pruner.<option>``) for options the entry
+    refuses.
     """
-    import optuna
-
-    pruners = optuna.pruners
-    name = spec.pruner.name
-    options: dict[str, Any] = dict(spec.pruner.options)
-    epochs = spec.objective.epochs
-    try:
-        if name == "none":
-            return pruners.NopPruner()
-        if name == "median":
-            return pruners.MedianPruner(**options)
-        if name == "percentile":
-            options.setdefault("percentile", 25.0)
-            return pruners.PercentilePruner(**options)
-        if name == "hyperband":
-            options.setdefault("min_resource", 1)
-            options.setdefault("max_resource", epochs)
-            return pruners.HyperbandPruner(**options)
-        if name == "successive_halving":
-            options.setdefault("min_resource", 1)
-            return pruners.SuccessiveHalvingPruner(**options)
-        if name == "wilcoxon":
-            return pruners.WilcoxonPruner(**options)
-        if name == "threshold":
-            return pruners.ThresholdPruner(**options)
-        if name == "patient":
-            wrapped = options.pop("wrapped", "median")
-            patience = options.pop("patience", 3)
-            inner = pruners.MedianPruner() if wrapped == "median" else pruners.NopPruner()
-            return pruners.PatientPruner(inner, patience=patience, **options)
-    except (TypeError, ValueError) as exc:
-        raise SpecError([Problem("pruner", f"bad option for pruner {name!r}: {exc}")], spec.source) from exc
-    raise SpecError([Problem("pruner.name", f"must be one of {list(PRUNERS)}, got {name!r}")], spec.source)
+    context = Context(seed=spec.seed, workers=spec.workers, epochs=spec.objective.epochs)
+    pruner: optuna.pruners.BasePruner = build_pruner_from(
+        spec.pruner.name, spec.pruner.options, context, source=spec.source
+    )
+    return pruner

@@ -15,7 +15,7 @@ Two samplers lay out their whole search from the seed when they are built: QMC (
 scrambled sequence, indexed by a counter kept in the storage) and grid (the order of
 the grid points; the points already visited are read from the storage). Re-seeding
 them per trial would change that layout under the study, so they are built once with
-the study's seed; they continue where they stopped on their own (grid never repeats a
+the study's seed (their registry entries say ``seeded_once``); they continue where they stopped on their own (grid never repeats a
 point, QMC continues its sequence).
 """
 
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.trial import FrozenTrial, TrialState
-
-
-SEQUENCE_SAMPLERS = ("qmc", "grid")
-"""Samplers whose search is laid out by the seed when built: built once, never re-seeded."""
 
 
 def sampler_seed(study_seed: int, trial_number: int) -> int:

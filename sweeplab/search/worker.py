@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweeplab.objectives.base import BaseObjective, TrialContext, TrialPruned, check_metrics
+from sweeplab.registry.names import MLP_FRAMEWORKS
 from sweeplab.search.tickets import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
 
 _OBJECTIVES: dict[tuple[str, str | None], BaseObjective] = {}
@@ -110,7 +111,7 @@ def trial_artifacts(framework: str, objective: Any, dataset: Any, metrics: Mappi
     keras objectives (held-out metrics, confusion matrix table, classification report; one
     forward pass, no plotting), else nothing. Never raises: an evaluation problem must not
     fail a trial that trained, so it is returned as ``evaluation_error.txt`` instead."""
-    if framework not in ("torch", "keras") or getattr(objective, "model", None) is None:
+    if framework not in MLP_FRAMEWORKS or getattr(objective, "model", None) is None:
         return {}
     try:
         from sweeplab.objectives.evaluation import EVALUATION_FILE, evaluate_objective

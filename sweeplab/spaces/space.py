@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.errors import Problem
-from sweeplab.objectives.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS
+from sweeplab.registry.names import ACTIVATIONS, LR_SCHEDULES, MLP_FRAMEWORKS, OPTIMIZERS
 from sweeplab.spaces.catalog import builtin_spaces, load_builtin
 from sweeplab.spaces.checks import check_int, check_str, describe, is_int, is_number, join
 from sweeplab.spaces.params import (
@@ -61,7 +61,8 @@ __all__ = [
 ]
 
 LAYOUTS = ("constant", "per_layer", "funnel")
-FRAMEWORKS = ("torch", "keras")
+FRAMEWORKS = MLP_FRAMEWORKS
+"""The frameworks a space may search with ``framework`` (those that train sweeplab's MLPs)."""
 DEFAULT_N_LAYERS = 2
 DEFAULT_UNITS = 64
 DEFAULT_MIN_UNITS = 8

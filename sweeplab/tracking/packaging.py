@@ -35,11 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeplab.registry.names import MLP_FRAMEWORKS
 from sweeplab.search.tickets import TrialTicket
 
 log = logging.getLogger("sweeplab.tracking")
 
-MODEL_FRAMEWORKS = ("torch", "keras")
+MODEL_FRAMEWORKS = MLP_FRAMEWORKS
+"""Frameworks whose trials save a sweeplab model (the MLP frameworks)."""
 TAG_MODEL = "sweeplab.model"
 TAG_REFIT_MATCHES = "sweeplab.refit_matches_trial"
 TAG_PACKAGE_ERROR = "sweeplab.package_error"
