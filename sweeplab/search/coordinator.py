@@ -190,9 +190,9 @@ class StudyCoordinator:
         """Create or load the study (recording the spec once); retried like every operation."""
         import optuna
 
+        from sweeplab.registry.search import SAMPLERS
         from sweeplab.search.held_storage import HeldTrialsStorage
         from sweeplab.search.samplers import build_pruner, build_sampler
-        from sweeplab.registry.search import SAMPLERS
         from sweeplab.search.seeding import trial_seeded_sampler
         from sweeplab.search.storage import open_storage
 

@@ -15,8 +15,8 @@ Two samplers lay out their whole search from the seed when they are built: QMC (
 scrambled sequence, indexed by a counter kept in the storage) and grid (the order of
 the grid points; the points already visited are read from the storage). Re-seeding
 them per trial would change that layout under the study, so they are built once with
-the study's seed (their registry entries say ``seeded_once``); they continue where they stopped on their own (grid never repeats a
-point, QMC continues its sequence).
+the study's seed (their registry entries say ``seeded_once``); they continue where they
+stopped on their own (grid never repeats a point, QMC continues its sequence).
 """
 
 from __future__ import annotations
