@@ -179,8 +179,10 @@ class StudyTracker:
         return runs[0].info.run_id if runs else None
 
     def tracking_is_down(self) -> bool:
-        """True while an MLflow request is failing and being retried (callers should not wait on it)."""
-        return bool(self.writer.retrying)
+        """True while an MLflow request is failing and being retried, or has been stuck for
+        over a few seconds (MLflow's HTTP client retries inside one call during an outage):
+        callers should not wait on the tracker then."""
+        return self.writer.retrying or self.writer.stalled(after=2.0)
 
     def run_id(self, number: int, timeout: float = 0.0) -> str | None:
         """The child run id of trial ``number``, waiting up to ``timeout`` seconds."""
@@ -253,6 +255,7 @@ class StudyTracker:
                         fixed["deleted"] += 1
                 existing = [keep]
             if existing and existing[0].info.status != "RUNNING":
+                self._relink(number, existing[0].info.run_id, item.get("run_id"))
                 continue
             if existing:
                 run_id = existing[0].info.run_id
@@ -278,7 +281,14 @@ class StudyTracker:
             self._finish_now(run_id, record)
             with self._run_ready:
                 self._run_ids[number] = run_id
+            self._relink(number, run_id, item.get("run_id"))
         return fixed
+
+    def _relink(self, number: int, run_id: str, linked: str | None) -> None:
+        """Record trial ``number``'s run in the study when the study does not point to it (a run
+        created by the repair, or a link that was in flight when the driver died)."""
+        if linked != run_id and self.on_run_created is not None:
+            self.on_run_created(number, run_id)
 
     def log_artifacts(
         self,

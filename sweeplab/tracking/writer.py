@@ -52,6 +52,7 @@ class TrackingWriter:
         self.undelivered: list[str] = []
         self.last_error: str | None = None
         self.retrying = False  # True while an operation is failing and being retried
+        self._attempt_started: float | None = None  # when the request in progress began
         self._thread = threading.Thread(target=self._loop, name="sweeplab-mlflow", daemon=True)
         self._thread.start()
 
@@ -61,6 +62,11 @@ class TrackingWriter:
 
     def pending(self) -> int:
         return self._queue.qsize()
+
+    def stalled(self, after: float) -> bool:
+        """True when the request in progress has been running for more than ``after`` seconds."""
+        started = self._attempt_started
+        return started is not None and time.time() - started > after
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every operation queued so far has finished (delivered or given up).
@@ -87,6 +93,7 @@ class TrackingWriter:
         delay = 0.2
         attempts = 0
         while True:
+            self._attempt_started = time.time()
             try:
                 op.fn()
                 self.requests += 1
@@ -106,8 +113,10 @@ class TrackingWriter:
                 if self._deadline is not None and time.time() > self._deadline:
                     self.undelivered.append(op.name)
                     break
+                self._attempt_started = None
                 time.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
+        self._attempt_started = None
 
     def close(self, timeout: float = 60.0) -> bool:
         """Deliver what is queued (retrying up to ``timeout`` s), then stop. True if all delivered."""
