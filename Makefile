@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.sweeplab-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench chaos clean
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ bench: install
 	# figure 2 compares with Ray Tune and plain Optuna: their extras, pinned by constraints.txt
 	$(PIP_INSTALL) "ray[tune]" optuna-integration
 	$(BIN)/python benchmarks/run_all.py
+
+# chaos soak (not a timed test): one study of 200 trials on a two-node Ray cluster, PostgreSQL and an
+# MLflow server, while the driver, a Ray node, the database connections and MLflow are killed under it.
+# Needs PostgreSQL on 127.0.0.1:5432. CHAOS_ARGS="--trials 400 --seed 3" to change it.
+CHAOS_ARGS ?= --trials 200 --seed 0 --workers 2
+chaos: install
+	$(BIN)/python benchmarks/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) mlflow.db sweeplab.db mlruns mlartifacts .pytest_cache

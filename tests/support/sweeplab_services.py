@@ -107,23 +107,58 @@ class MlflowServer:
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _command_lines() -> list[str]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return lines
+
+
+def free_ip_base(low: int = 40, high: int = 240, width: int = 4) -> int:
+    """A last octet ``b`` such that no running process names 127.0.0.b .. 127.0.0.(b+width-1).
+
+    :meth:`RayCluster.kill_node` kills every process that names its node's address, so a
+    cluster that kills nodes while other clusters may run on this machine (other tests,
+    other people's sessions on 127.0.0.10/11) must not share their addresses.
+    """
+    import random
+    import re
+
+    text = "\n".join(_command_lines())
+    used = {int(m) for m in re.findall(r"(?<![\d.])127\.0\.0\.(\d{1,3})(?!\d)", text)}
+    bases = list(range(low, high - width, width))
+    random.SystemRandom().shuffle(bases)
+    for base in bases:
+        if not used & set(range(base, base + width)):
+            return base
+    raise RuntimeError(f"no free block of {width} loopback addresses in 127.0.0.{low}-{high}")
+
+
 class RayCluster:
     """A Ray head on 127.0.0.10 and worker nodes on 127.0.0.11, 127.0.0.12, ... (`ray start`).
 
     Token authentication is on (Ray's default for clusters): :attr:`env` carries the
-    token every client process needs.
+    token every client process needs. ``ip_base`` moves the head to 127.0.0.<ip_base> and
+    worker ``i`` to 127.0.0.<ip_base + i> (see :func:`free_ip_base`); ``head_args`` are
+    extra ``ray start --head`` flags.
     """
 
-    def __init__(self, tmp: Path, head_cpus: int = 1) -> None:
+    def __init__(self, tmp: Path, head_cpus: int = 1, ip_base: int = 10, head_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
-        self.address = f"127.0.0.10:{self.port}"
+        self.ip_base = ip_base
+        self.head_ip = f"127.0.0.{ip_base}"
+        self.address = f"{self.head_ip}:{self.port}"
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
                     "RAY_DISABLE_USAGE_STATS": "1"}
         self.env.pop("RAY_ADDRESS", None)
         self.tmp = tmp
         self.nodes: dict[str, subprocess.Popen] = {}
-        self._start("head", ["--head", "--node-ip-address=127.0.0.10", f"--port={self.port}",
-                             f"--num-cpus={head_cpus}", "--include-dashboard=false"])
+        self._start("head", ["--head", f"--node-ip-address={self.head_ip}", f"--port={self.port}",
+                             f"--num-cpus={head_cpus}", "--include-dashboard=false", *head_args])
 
     def _start(self, name: str, args: list[str]) -> None:
         log = open(self.tmp / f"ray-{name}.log", "w")
@@ -131,8 +166,11 @@ class RayCluster:
                                             env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
+    def worker_ip(self, index: int) -> str:
+        return f"127.0.0.{self.ip_base + index}"
+
     def add_worker(self, index: int = 1, cpus: int = 1) -> str:
-        ip = f"127.0.0.{10 + index}"
+        ip = self.worker_ip(index)
         self._start(f"worker{index}", [f"--address={self.address}", f"--node-ip-address={ip}",
                                        f"--num-cpus={cpus}"])
         return ip
@@ -159,7 +197,7 @@ class RayCluster:
         node's address on their command line as well as through the node's group.
         """
         proc = self.nodes.pop(name)
-        ip = f"127.0.0.{10 + int(name.removeprefix('worker'))}"
+        ip = self.worker_ip(int(name.removeprefix("worker")))
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
