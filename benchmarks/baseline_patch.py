@@ -39,7 +39,7 @@ def apply_worker() -> None:
 
 def apply() -> None:
     apply_worker()
-    import sweeplab.search.session as driver
+    import sweeplab.study.session as driver
 
     class SyncPreparation(driver._Preparation):
         def __init__(self, spec: Any, options: Any) -> None:  # no thread: the work is done here

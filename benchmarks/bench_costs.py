@@ -62,8 +62,8 @@ def surrogate_curve(params: dict[str, Any], epoch: int, rng: random.Random) -> f
 
 
 def coordinator_costs(n_trials: int, epochs: int = 20) -> dict[str, Any]:
+    from sweeplab.core.records import COMPLETE, PRUNED, TrialOutcome
     from sweeplab.search.coordinator import StudyCoordinator
-    from sweeplab.search.tickets import COMPLETE, PRUNED, TrialOutcome
 
     stores = common.fresh_stores()
     coord = StudyCoordinator(mlp_spec_dict("costs", n_trials, epochs), stores["storage"], 60.0)
@@ -134,8 +134,8 @@ def mlp_trial_seconds(n_configs: int, epochs: int = 20) -> list[float]:
 
     from sweeplab.objectives.base import NullReporter, TrialContext
     from sweeplab.objectives.torch_mlp import TorchMLPObjective
-    from sweeplab.search.driver import load_study_dataset
     from sweeplab.spec import parse_spec
+    from sweeplab.study.run import load_study_dataset
 
     spec = parse_spec(mlp_spec_dict("mlp-time", n_configs, epochs))
     dataset = load_study_dataset(spec)
@@ -193,8 +193,8 @@ class _RunTracker:
 def real_study_costs(trials: int = 40) -> dict[str, Any]:
     from harness import SubmitClock
 
-    from sweeplab.search import RunOptions, run_study
     from sweeplab.spec import parse_spec
+    from sweeplab.study import RunOptions, run_study
 
     stores = common.fresh_stores()
     spec = parse_spec({
@@ -244,8 +244,8 @@ def import_costs(runs: int) -> dict[str, float]:
 
 
 def torch_study_workers(trials: int = 8) -> dict[str, Any]:
-    from sweeplab.search import RunOptions, run_study
     from sweeplab.spec import parse_spec
+    from sweeplab.study import RunOptions, run_study
 
     stores = common.fresh_stores()
     spec = parse_spec(mlp_spec_dict("costs-torch", trials, epochs=2, pruner={"name": "none"}))

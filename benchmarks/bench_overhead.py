@@ -36,7 +36,7 @@ def fixed_cost_spec(name: str, trials: int = TRIALS, workers: int = WORKERS, sam
 
 
 def run_once(i: int) -> dict[str, float]:
-    from sweeplab.search import RunOptions, run_study
+    from sweeplab.study import RunOptions, run_study
 
     stores = common.fresh_stores()
     records: list[tuple[float, Any]] = []

@@ -19,8 +19,8 @@ import common
 
 
 def main(args: Any) -> list[dict[str, Any]]:
-    from sweeplab.search import RunOptions, run_study
     from sweeplab.spec import parse_spec
+    from sweeplab.study import RunOptions, run_study
 
     common.quiet_logs()
     common.init_ray(2)

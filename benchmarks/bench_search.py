@@ -52,8 +52,8 @@ def run_job(job: tuple[str, dict[str, Any], int, int, int]) -> dict[str, Any]:
 
     from sweeplab.objectives.base import TrialContext, TrialPruned
     from sweeplab.objectives.torch_mlp import TorchMLPObjective
-    from sweeplab.search.driver import load_study_dataset
     from sweeplab.search.samplers import build_pruner, build_sampler
+    from sweeplab.study.run import load_study_dataset
 
     spec = _spec(sampler_name, pruner, seed, trials, epochs)
     if "data" not in _DATA:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sweeplab.errors import SpecError, SweeplabError, UsageError
+from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,9 +219,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sweeplab.search.resume import spec_diff, stored_spec
     from sweeplab.search.storage import resolve_storage_url
     from sweeplab.spec import load_spec
+    from sweeplab.study.resume import spec_diff, stored_spec
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
     if args.fork and args.study:
@@ -237,8 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.fork:
         import dataclasses
 
-        from sweeplab.search.fork import fork_study
         from sweeplab.spec import validate_study_name
+        from sweeplab.study.fork import fork_study
 
         validate_study_name(args.fork)
         source, spec = spec.study, dataclasses.replace(spec, study=args.fork)
@@ -257,7 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 + "\n  ".join(diff)
                 + "\nRevert the spec, or run it as a new study warm-started from this one with --fork NEW_NAME."
             )
-    from sweeplab.search.driver import RunOptions, run_study
+    from sweeplab.study.run import RunOptions, run_study
 
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
     summary = run_study(spec, RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
@@ -312,11 +312,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Re-train the study's top-k configs over several seeds on Ray; register the best mean's model."""
-    from sweeplab.tracking.promote import validate_model_name
+    from sweeplab.study.promote import validate_model_name
 
     validate_model_name(args.model_name)  # exit 2 before anything heavy starts
     from sweeplab.search.storage import resolve_storage_url
-    from sweeplab.tracking.promote import promote_study
+    from sweeplab.study.promote import promote_study
 
     result = promote_study(args.study, args.model_name, storage_url=resolve_storage_url(args.storage),
                            tracking_uri=args.tracking_uri, top_k=args.top_k, seeds=args.seeds, address=args.address)

@@ -1,7 +1,7 @@
 """The study spec: YAML -> frozen dataclasses, validated at load time.
 
 :func:`load_spec` reads a YAML file, :func:`parse_spec` an already loaded mapping; both
-return a :class:`StudySpec` or raise :class:`~sweeplab.errors.SpecError` holding every
+return a :class:`StudySpec` or raise :class:`~sweeplab.core.errors.SpecError` holding every
 problem of the spec at once, each with the YAML path of the bad key
 (``space.units.low``) and a message that restates the rule and echoes the value.
 
@@ -18,14 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeplab.errors import Problem, SpecError
-from sweeplab.registry import datasets as dataset_registry
-from sweeplab.registry import search as search_registry
-from sweeplab.registry.names import FRAMEWORK_NAMES, MLP_FRAMEWORKS
-from sweeplab.registry.names import TASKS as _TASKS
-from sweeplab.registry.options import Context
-from sweeplab.spaces import SearchSpace, parse_space
-from sweeplab.spaces.checks import (
+from sweeplab.core.checks import (
     check_int,
     check_keys,
     check_mapping,
@@ -37,6 +30,13 @@ from sweeplab.spaces.checks import (
     is_number,
     join,
 )
+from sweeplab.core.errors import Problem, SpecError
+from sweeplab.registry import datasets as dataset_registry
+from sweeplab.registry import search as search_registry
+from sweeplab.registry.names import FRAMEWORK_NAMES, MLP_FRAMEWORKS
+from sweeplab.registry.names import TASKS as _TASKS
+from sweeplab.registry.options import Context
+from sweeplab.spaces import SearchSpace, parse_space
 from sweeplab.spaces.yaml_io import load_yaml
 
 __all__ = [

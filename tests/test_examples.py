@@ -18,9 +18,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeplab.bench import BenchOptions, load_bench_spec, run_bench
-from sweeplab.search import RunOptions, run_study
 from sweeplab.spaces.yaml_io import load_yaml
 from sweeplab.spec import load_spec
+from sweeplab.study import RunOptions, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

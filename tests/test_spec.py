@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sweeplab.errors import Problem, SpecError
+from sweeplab.core.errors import Problem, SpecError
 from sweeplab.spaces import CategoricalParam, IntParam
 from sweeplab.spaces.yaml_io import load_yaml
 from sweeplab.spec import (

@@ -27,12 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.errors import SweeplabError, UsageError
+from sweeplab.core.errors import SweeplabError, UsageError
 
 if TYPE_CHECKING:
     import optuna
 
-    from sweeplab.search.tickets import TrialOutcome, TrialTicket
+    from sweeplab.core.records import TrialOutcome, TrialTicket
 
 __all__ = ["AUDIT_ARTIFACT", "audit_study", "audit_text", "load_audit"]
 
@@ -59,8 +59,9 @@ def retrain_trial(ticket: TrialTicket, dataset: Any, settings: Any, metric_names
 
 
 def _ticket(spec: Any, trial: optuna.trial.FrozenTrial) -> TrialTicket:
-    from sweeplab.search.coordinator import ATTR_ATTEMPT, ATTR_ROOT, trial_seed
-    from sweeplab.search.tickets import TrialTicket
+    from sweeplab.core.keys import ATTR_ATTEMPT, ATTR_ROOT
+    from sweeplab.core.records import TrialTicket
+    from sweeplab.search.coordinator import trial_seed
 
     params = spec.space.resolve(trial.params)
     root = int(trial.user_attrs.get(ATTR_ROOT, trial.number))
@@ -104,7 +105,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     import optuna
     from optuna.trial import TrialState
 
-    from sweeplab.search.coordinator import ATTR_PRUNED_EPOCH, STUDY_ATTR_SPEC
+    from sweeplab.core.keys import ATTR_PRUNED_EPOCH, STUDY_ATTR_SPEC
     from sweeplab.search.storage import load_existing_study
     from sweeplab.spec import parse_spec
 
@@ -135,7 +136,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     if chosen:
         import ray
 
-        from sweeplab.search.driver import init_ray, load_study_dataset
+        from sweeplab.study.run import init_ray, load_study_dataset
 
         dataset = load_study_dataset(spec, tracking_uri or study.user_attrs.get("mlflow_tracking_uri"))
         init_ray(address)

@@ -2,7 +2,7 @@
 
 Each function takes the parsed arguments and the CLI's ``emit(args, payload, text)``,
 which prints one JSON object with ``--json`` and the text otherwise; it returns the
-exit code. Errors are raised as :class:`~sweeplab.errors.SweeplabError` subclasses for
+exit code. Errors are raised as :class:`~sweeplab.core.errors.SweeplabError` subclasses for
 the CLI to print (2: bad spec or flags, 1: anything else, 130: interrupted).
 """
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sweeplab.errors import SpecError, UsageError
+from sweeplab.core.errors import SpecError, UsageError
 
 Emit = Callable[[argparse.Namespace, dict[str, Any], str], None]
 

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING
 
 from sweeplab.bench.results import BenchResult, ConfigSummary, axis_grid, step_band
 from sweeplab.dashboards.figures import FigureSection
-from sweeplab.dashboards.report import _CSS, _e, _figure_html, _fmt, safe_file_stem, write_page_atomically
+from sweeplab.dashboards.report import PAGE_CSS, figure_html, safe_file_stem, write_page_atomically
+from sweeplab.dashboards.report import format_value as _fmt
+from sweeplab.dashboards.report import html_text as _e
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -324,12 +326,12 @@ def bench_report_html(result: BenchResult, generated: datetime | None = None) ->
     titles = [(s.key, s.title) for s in sections] + [("ranking", "Ranking"), ("audit", "Pruning audit"),
                                                       ("cells", "Cells")]
     toc = "".join(f"<a href='#{escape(k)}'>{escape(t)}</a>" for k, t in titles)
-    figures = "".join(_figure_html(s, stem) for s in sections)
+    figures = "".join(figure_html(s, stem) for s in sections)
     body = _ranking_html(result) + figures + _audit_html(result) + _cells_html(result)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>sweeplab bench · {escape(result.bench)}</title><style>{_CSS}{_BENCH_CSS}</style>"
+        f"<title>sweeplab bench · {escape(result.bench)}</title><style>{PAGE_CSS}{_BENCH_CSS}</style>"
         "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
         f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>\n"
         "</head><body>"

@@ -223,7 +223,7 @@ def cell_result(cell: BenchCell, study: optuna.Study | None, status: str = "ran"
         return out
     from optuna.trial import TrialState
 
-    from sweeplab.search.coordinator import STUDY_ATTR_RETRIES
+    from sweeplab.core.keys import STUDY_ATTR_RETRIES
 
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     trials = [t for t in study.get_trials(deepcopy=False, states=finished_states)

@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.bench.results import BenchResult, CellResult, build_result, cell_result
-from sweeplab.errors import Problem, SpecError, StorageError, SweeplabError, UsageError
+from sweeplab.core.errors import Problem, SpecError, StorageError, SweeplabError, UsageError
+from sweeplab.core.keys import ROLE_BENCH, TAG_BENCH, TAG_CELL
 
 if TYPE_CHECKING:
     from sweeplab.bench.spec import BenchCell, BenchSpec
@@ -57,9 +58,6 @@ __all__ = ["TAG_BENCH", "TAG_CELL", "BenchOptions", "bench_text", "collect", "ru
 
 log = logging.getLogger("sweeplab.bench")
 
-TAG_BENCH = "sweeplab.bench"
-TAG_CELL = "sweeplab.bench_cell"
-ROLE_BENCH = "bench"
 
 
 @dataclass
@@ -114,9 +112,10 @@ def _existing(bench: BenchSpec, storage_url: str) -> dict[str, dict[str, Any]]:
 
     Raises UsageError listing every cell whose stored spec differs from the bench's.
     """
-    from sweeplab.search.coordinator import STUDY_ATTR_RETRIES, STUDY_ATTR_SPEC, count_states
-    from sweeplab.search.resume import spec_diff
+    from sweeplab.core.keys import STUDY_ATTR_RETRIES, STUDY_ATTR_SPEC
+    from sweeplab.search.coordinator import count_states
     from sweeplab.search.storage import open_storage
+    from sweeplab.study.resume import spec_diff
 
     storage = open_storage(storage_url)
     out: dict[str, dict[str, Any]] = {}
@@ -160,7 +159,7 @@ def _open_bench_run(bench: BenchSpec, tracking_uri: str) -> tuple[str, str]:
     from mlflow.entities import Param, RunStatus
     from mlflow.tracking import MlflowClient
 
-    from sweeplab.tracking.mlflow_tracker import TAG_ROLE
+    from sweeplab.core.keys import TAG_ROLE
 
     try:
         client = MlflowClient(tracking_uri)
@@ -289,7 +288,7 @@ def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
     """
     import ray
 
-    from sweeplab.search.driver import RunOptions, StudyInterrupted, init_ray, load_study_dataset, run_study
+    from sweeplab.study.run import RunOptions, StudyInterrupted, init_ray, load_study_dataset, run_study
 
     started = time.time()
     _check_components(bench)

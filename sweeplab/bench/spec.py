@@ -25,7 +25,7 @@ A factor replaces its study key: give ``sampler`` or ``factors.samplers`` (likew
 ``pruner`` / ``pruners``, ``seed`` / ``seeds``, ``objective.framework`` /
 ``frameworks``), not both. When a factor is absent its single level is the study key's
 value (or its default). Every problem is reported at once as a
-:class:`~sweeplab.errors.SpecError` whose paths are YAML paths of the bench file
+:class:`~sweeplab.core.errors.SpecError` whose paths are YAML paths of the bench file
 (``factors.samplers[1].name``, ``space.x.low``); a problem a cell's study spec has is
 mapped back to where it comes from (``sampler.foo`` of the second sampler ->
 ``factors.samplers[1].foo``).
@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeplab.errors import Problem, SpecError
-from sweeplab.spaces.checks import (
+from sweeplab.core.checks import (
     check_int,
     check_keys,
     check_mapping,
@@ -51,6 +50,7 @@ from sweeplab.spaces.checks import (
     describe,
     join,
 )
+from sweeplab.core.errors import Problem, SpecError
 from sweeplab.spec import (
     FRAMEWORKS,
     PRUNERS,

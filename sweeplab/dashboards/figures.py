@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 
-from sweeplab.search.coordinator import ATTR_NODE, ATTR_PRUNED_EPOCH, ATTR_REASON
+from sweeplab.core.keys import ATTR_NODE, ATTR_PRUNED_EPOCH, ATTR_REASON
 
 if TYPE_CHECKING:
     import optuna

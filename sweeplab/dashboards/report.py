@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
-_CSS = """
+PAGE_CSS = """
 :root { --fg: #1d2533; --muted: #5b6577; --line: #dde2ea; --accent: #3b5bdb; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -71,7 +71,7 @@ def safe_file_stem(study_name: str) -> str:
     return stem or "study"
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     """A value as short text: floats with 6 significant digits, lists element-wise."""
     if value is None:
         return "–"
@@ -80,7 +80,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}" if math.isfinite(value) else str(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -88,14 +88,15 @@ def _joined(value: Any) -> str:
     return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def _e(value: Any) -> str:
-    return escape(_fmt(value), quote=True)
+def html_text(value: Any) -> str:
+    return escape(format_value(value), quote=True)
 
 
 def _params_table(params: Mapping[str, Any]) -> str:
     if not params:
         return "<p class='meta'>no parameters</p>"
-    rows = "".join(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in sorted(params.items()))
+    rows = "".join(f"<tr><th>{html_text(k)}</th><td class='num'>{html_text(v)}</td></tr>"
+                   for k, v in sorted(params.items()))
     return f"<table class='params'>{rows}</table>"
 
 
@@ -107,7 +108,8 @@ def _header(study_name: str, summary: Mapping[str, Any], generated: datetime) ->
         ("finished", summary.get("n_trials")),
     ]
     cards = "".join(
-        f"<div class='card {k}'><div class='n'>{_e(v if v is not None else 0)}</div><div class='k'>{k}</div></div>"
+        f"<div class='card {k}'><div class='n'>{html_text(v if v is not None else 0)}</div>"
+        f"<div class='k'>{k}</div></div>"
         for k, v in counts if v is not None or k in ("complete", "pruned", "failed")
     )
     target = summary.get("trials_target")
@@ -119,7 +121,7 @@ def _header(study_name: str, summary: Mapping[str, Any], generated: datetime) ->
     if metric:
         meta.append("metric " + escape(_joined(metric)))
     if target:
-        meta.append(f"target {_e(target)} trials")
+        meta.append(f"target {html_text(target)} trials")
     parts = [
         f"<h1>Study <code>{escape(study_name)}</code></h1>",
         f"<p class='meta'>{' · '.join(meta)}</p>",
@@ -132,30 +134,31 @@ def _header(study_name: str, summary: Mapping[str, Any], generated: datetime) ->
     best: list[str] = []
     if front:
         rows = "".join(
-            f"<tr><td class='num'>{_e(p.get('trial'))}</td><td class='num'>{_e(p.get('values'))}</td>"
-            f"<td>{_e(', '.join(f'{k}={_fmt(v)}' for k, v in sorted((p.get('params') or {}).items())))}</td>"
-            f"<td>{_e(p.get('run_id'))}</td></tr>"
+            f"<tr><td class='num'>{html_text(p.get('trial'))}</td><td class='num'>{html_text(p.get('values'))}</td>"
+            "<td>" + html_text(", ".join(f"{k}={format_value(v)}" for k, v in sorted((p.get("params") or {}).items())))
+            + "</td>"
+            f"<td>{html_text(p.get('run_id'))}</td></tr>"
             for p in list(front)[:50]
         )
         more = f"<p class='meta'>… and {len(front) - 50} more</p>" if len(front) > 50 else ""
         best.append(f"<div><h2 id='best'>Pareto front ({len(front)} trials)</h2><table><tr><th>trial</th>"
                     f"<th>values</th><th>params</th><th>MLflow run</th></tr>{rows}</table>{more}</div>")
     elif summary.get("best_trial") is not None:
-        info = "".join(f"<tr><th>{k}</th><td class='num'>{_e(v)}</td></tr>" for k, v in (
+        info = "".join(f"<tr><th>{k}</th><td class='num'>{html_text(v)}</td></tr>" for k, v in (
             ("best value", summary.get("best_value")), ("best trial", summary.get("best_trial")),
             ("best MLflow run", summary.get("best_run_id"))) if v is not None)
         best.append(f"<div><h2 id='best'>Best trial</h2><table>{info}</table></div>")
         best.append(f"<div><h2>Best params</h2>{_params_table(summary.get('best_params') or {})}</div>")
     else:
         best.append("<div><h2 id='best'>Best trial</h2><p class='note'>No complete trial yet.</p></div>")
-    id_rows = "".join(f"<tr><th>{k}</th><td><code>{_e(v)}</code></td></tr>" for k, v in ids if v)
+    id_rows = "".join(f"<tr><th>{k}</th><td><code>{html_text(v)}</code></td></tr>" for k, v in ids if v)
     if id_rows:
         best.append(f"<div><h2>MLflow</h2><table>{id_rows}</table></div>")
     parts.append(f"<div class='grid'>{''.join(best)}</div>")
     return "<header>" + "".join(parts) + "</header>"
 
 
-def _figure_html(section: FigureSection, file_stem: str) -> str:
+def figure_html(section: FigureSection, file_stem: str) -> str:
     heading = f"<h2 id='{escape(section.key)}'>{escape(section.title)}</h2>"
     if section.figure is None:
         note = f"<p class='note missing'>{escape(section.note or 'Nothing to draw.')}</p>"
@@ -184,12 +187,12 @@ def study_report_html(study_name: str, study: optuna.Study, summary: Mapping[str
     stem = safe_file_stem(study_name)
     sections = study_sections(study)
     toc = "".join(f"<a href='#{escape(s.key)}'>{escape(s.title)}</a>" for s in sections)
-    body = "".join(_figure_html(s, stem) for s in sections)
+    body = "".join(figure_html(s, stem) for s in sections)
     refresh = f'<meta http-equiv="refresh" content="{refresh_seconds}">' if refresh_seconds else ""
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"{refresh}<title>sweeplab · {escape(study_name)}</title><style>{_CSS}</style>"
+        f"{refresh}<title>sweeplab · {escape(study_name)}</title><style>{PAGE_CSS}</style>"
         "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
         f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>\n"
         "</head><body>"

@@ -87,7 +87,7 @@ def check_metrics(metrics: Any, required: str | list[str]) -> dict[str, float]:
 
     The study's metric(s) must be present and finite; other values must be numbers.
     """
-    from sweeplab.errors import ObjectiveError
+    from sweeplab.core.errors import ObjectiveError
 
     if not isinstance(metrics, Mapping):
         raise ObjectiveError(

@@ -17,7 +17,7 @@ spec that validates loads.
 a Series, checked but neither split nor scaled); :func:`load_dataset` also splits them into
 train / validation / test (stratified for classification), fits a ``StandardScaler`` on
 the training part only, and encodes classification labels. Every problem with the data
-raises :class:`~sweeplab.errors.DataError` with a message that names the spec key or the
+raises :class:`~sweeplab.core.errors.DataError` with a message that names the spec key or the
 file and says how to fix it.
 """
 
@@ -35,7 +35,7 @@ from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from sweeplab.errors import DataError, Problem
+from sweeplab.core.errors import DataError, Problem
 from sweeplab.objectives.dataset import Dataset
 from sweeplab.registry.datasets import (
     DATASETS,

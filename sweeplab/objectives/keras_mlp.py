@@ -63,7 +63,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sweeplab.errors import DataError
+from sweeplab.core.errors import DataError
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms

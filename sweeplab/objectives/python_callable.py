@@ -38,7 +38,7 @@ class CallableObjective(BaseObjective):
         if isinstance(result, Mapping):
             return dict(result)
         if isinstance(result, bool) or not isinstance(result, (int, float)):
-            from sweeplab.errors import ObjectiveError
+            from sweeplab.core.errors import ObjectiveError
 
             raise ObjectiveError(
                 f"objective {self.path} must return a number or a mapping of metrics, "

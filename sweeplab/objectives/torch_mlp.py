@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweeplab.errors import DataError
+from sweeplab.core.errors import DataError
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sweeplab.errors import DataError
+from sweeplab.core.errors import DataError
 
 
 def setting(obj: Any, name: str, default: Any = None) -> Any:

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sweeplab.errors import Problem
+from sweeplab.core.checks import is_int
+from sweeplab.core.errors import Problem
 from sweeplab.registry.options import Context, Option, Schema, check_options, resolve_options
-from sweeplab.spaces.checks import is_int
 
 __all__ = [
     "DATASETS",

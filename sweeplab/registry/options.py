@@ -17,8 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sweeplab.errors import Problem
-from sweeplab.spaces.checks import (
+from sweeplab.core.checks import (
     check_bool,
     check_int,
     check_number,
@@ -28,6 +27,7 @@ from sweeplab.spaces.checks import (
     is_number,
     join,
 )
+from sweeplab.core.errors import Problem
 
 __all__ = [
     "Context",

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sweeplab.errors import Problem, SpecError
+from sweeplab.core.checks import check_mapping, check_str, join
+from sweeplab.core.errors import Problem, SpecError
 from sweeplab.registry.options import Context, Option, Schema, check_options, resolve_options, shown_value
-from sweeplab.spaces.checks import check_mapping, check_str, join
 
 __all__ = [
     "PRUNERS",

@@ -1,12 +1,17 @@
-"""The study driver: Optuna ask/tell through one coordinator, trials dispatched to Ray.
+"""The search: one coordinator writes the Optuna study; a trial loop keeps trials in flight.
 
-Never imports torch or tensorflow. Public surface: :func:`run_study`,
-:class:`RunOptions`, :func:`summarize`.
+Never imports torch or tensorflow. Public surface: :class:`StudyCoordinator` (ask,
+report, tell, leases), :class:`TrialLoop` with the executor seam
+(:class:`TrialExecutor`: :class:`RayExecutor`, :class:`InProcessExecutor`) and
+:func:`summarize`. Running a whole study (stores, Ray, MLflow, reports) is
+:mod:`sweeplab.study`'s job.
 """
 
 from __future__ import annotations
 
-from sweeplab.search.driver import RunOptions, StudyInterrupted, run_study
+from sweeplab.search.coordinator import StudyCoordinator
+from sweeplab.search.executor import InProcessExecutor, RayExecutor, TrialExecutor
+from sweeplab.search.loop import TrialLoop
 from sweeplab.search.summary import summarize
 
-__all__ = ["RunOptions", "StudyInterrupted", "run_study", "summarize"]
+__all__ = ["InProcessExecutor", "RayExecutor", "StudyCoordinator", "TrialExecutor", "TrialLoop", "summarize"]

@@ -31,10 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sweeplab.errors import SweeplabError
+from sweeplab.core.errors import SweeplabError
 
-ATTR_REJECTED = "sweeplab.rejected"
-ATTR_N_PARAMS = "sweeplab.n_params"
 MAX_REJECTIONS = 100
 CONSTRAINT_NAMES = ("max_params",)
 

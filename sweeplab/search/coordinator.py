@@ -31,16 +31,26 @@ import threading
 import time
 from typing import Any
 
-from sweeplab.search.constraints import (
+from sweeplab.core.keys import (
+    ATTR_ATTEMPT,
+    ATTR_GRID_ID,
+    ATTR_INTERRUPTIONS,
+    ATTR_LEASE_EXPIRES,
+    ATTR_LEASE_HOLDER,
+    ATTR_METRICS,
     ATTR_N_PARAMS,
+    ATTR_NODE,
+    ATTR_OWN_FAILURES,
+    ATTR_PRUNED_EPOCH,
+    ATTR_REASON,
     ATTR_REJECTED,
-    MAX_REJECTIONS,
-    ConstraintUnsatisfiable,
-    check_satisfiable,
-    evaluate_constraints,
-    unsatisfiable_message,
+    ATTR_RETRY_OF,
+    ATTR_ROOT,
+    ATTR_RUN_ID,
+    STUDY_ATTR_RETRIES,
+    STUDY_ATTR_SPEC,
 )
-from sweeplab.search.tickets import (
+from sweeplab.core.records import (
     COMPLETE,
     FAILED,
     INTERRUPTED,
@@ -50,23 +60,13 @@ from sweeplab.search.tickets import (
     TrialRecord,
     TrialTicket,
 )
-
-ATTR_RETRY_OF = "sweeplab.retry_of"
-ATTR_GRID_ID = "sweeplab.grid_id"
-ATTR_ATTEMPT = "sweeplab.attempt"
-ATTR_ROOT = "sweeplab.lineage_root"
-ATTR_OWN_FAILURES = "sweeplab.own_failures"  # losses of the lineage that spent max_retries
-ATTR_INTERRUPTIONS = "sweeplab.interruptions"  # losses of the lineage to its driver or node
-ATTR_LEASE_HOLDER = "sweeplab.lease_holder"
-ATTR_LEASE_EXPIRES = "sweeplab.lease_expires"
-ATTR_REASON = "sweeplab.fail_reason"
-ATTR_METRICS = "sweeplab.metrics"
-ATTR_RUN_ID = "mlflow_run_id"
-ATTR_PRUNED_EPOCH = "sweeplab.pruned_at_epoch"
-ATTR_NODE = "sweeplab.node"
-STUDY_ATTR_SPEC = "sweeplab.spec"
-STUDY_ATTR_RETRIES = "sweeplab.retries"
-STUDY_ATTR_TRIALS_TARGET = "sweeplab.trials_target"
+from sweeplab.search.constraints import (
+    MAX_REJECTIONS,
+    ConstraintUnsatisfiable,
+    check_satisfiable,
+    evaluate_constraints,
+    unsatisfiable_message,
+)
 
 MAX_INTERRUPTIONS = 10
 """How often one lineage may be cut short by its driver or node before it stops being

@@ -6,7 +6,7 @@ to an executor, and tells the coordinator how each ended. An executor only runs 
 - :meth:`TrialExecutor.start` starts one trial (it returns at once);
 - :meth:`TrialExecutor.collect` waits up to ``timeout`` seconds and returns the trials that
   ended since the last call, each with its outcome. A trial whose process or node died
-  comes back as a LOST or INTERRUPTED outcome (see :mod:`sweeplab.search.tickets`);
+  comes back as a LOST or INTERRUPTED outcome (see :mod:`sweeplab.core.records`);
 - :meth:`TrialExecutor.cancel` stops every trial in flight and returns their tickets;
   the loop then tells them INTERRUPTED.
 
@@ -27,9 +27,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sweeplab.errors import SweeplabError
+from sweeplab.core.errors import SweeplabError
+from sweeplab.core.records import INTERRUPTED, LOST, TrialOutcome, TrialRecord, TrialTicket
 from sweeplab.objectives.base import TrialPruned
-from sweeplab.search.tickets import INTERRUPTED, LOST, TrialOutcome, TrialRecord, TrialTicket
 from sweeplab.search.worker import execute_trial
 
 if TYPE_CHECKING:

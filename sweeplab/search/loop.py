@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sweeplab.errors import SweeplabError
+from sweeplab.core.errors import SweeplabError
+from sweeplab.core.records import INTERRUPTED, TrialOutcome, TrialRecord, TrialTicket
 from sweeplab.search.constraints import ConstraintUnsatisfiable
 from sweeplab.search.executor import Coordinator, TrialExecutor
-from sweeplab.search.tickets import INTERRUPTED, TrialOutcome, TrialRecord, TrialTicket
 
 log = logging.getLogger("sweeplab.search")
 

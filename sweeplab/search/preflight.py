@@ -1,6 +1,6 @@
 """Checks that refuse, before anything starts, what cannot work.
 
-Each check raises :class:`~sweeplab.errors.StorageError` (exit 1) with a message
+Each check raises :class:`~sweeplab.core.errors.StorageError` (exit 1) with a message
 that names the problem and the fix. They run before any trial is dispatched:
 a Ray address that does not answer, an MLflow tracking server that does not answer,
 and a SQLite or local-file store used with a cluster whose workers run on other
@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from sweeplab.errors import StorageError
+from sweeplab.core.errors import StorageError
 from sweeplab.search.storage import redact
 
 

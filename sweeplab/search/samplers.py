@@ -29,7 +29,7 @@ def build_sampler(spec: StudySpec, seed: int | None = None) -> optuna.samplers.B
     Options are the spec's over the registry entry's defaults; TPE's are
     ``multivariate: true`` and ``constant_liar`` when more than one trial is in flight
     (``spec.workers > 1``), so parallel workers do not all sample the same point. A
-    grid sampler's grid is ``spec.space.grid()``. Raises :class:`~sweeplab.errors.SpecError`
+    grid sampler's grid is ``spec.space.grid()``. Raises :class:`~sweeplab.core.errors.SpecError`
     (paths ``sampler.<option>``) for options the entry refuses, before Optuna sees them.
 
     Constraints (``spec.constraints``) need nothing here: the coordinator sets them on
@@ -56,7 +56,7 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     Options are the spec's over the registry entry's defaults (``hyperband``'s
     ``max_resource`` defaults to ``spec.objective.epochs``; ``patient`` wraps the pruner
     its ``wrapped`` names, ``median`` by default). Raises
-    :class:`~sweeplab.errors.SpecError` (paths ``pruner.<option>``) for options the entry
+    :class:`~sweeplab.core.errors.SpecError` (paths ``pruner.<option>``) for options the entry
     refuses.
     """
     context = Context(seed=spec.seed, workers=spec.workers, epochs=spec.objective.epochs)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeplab.errors import StorageError, StudyNotFoundError
+from sweeplab.core.errors import StorageError, StudyNotFoundError
 
 if TYPE_CHECKING:
     import optuna

@@ -5,13 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sweeplab.search.coordinator import (
-    ATTR_METRICS,
-    ATTR_RUN_ID,
-    STUDY_ATTR_RETRIES,
-    STUDY_ATTR_TRIALS_TARGET,
-    count_states,
-)
+from sweeplab.core.keys import ATTR_METRICS, ATTR_RUN_ID, STUDY_ATTR_RETRIES, STUDY_ATTR_TRIALS_TARGET
+from sweeplab.search.coordinator import count_states
 
 
 def _clean(value: Any) -> Any:

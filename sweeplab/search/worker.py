@@ -17,9 +17,9 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from sweeplab.core.records import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
 from sweeplab.objectives.base import BaseObjective, TrialContext, TrialPruned, check_metrics
 from sweeplab.registry.names import MLP_FRAMEWORKS
-from sweeplab.search.tickets import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
 
 _OBJECTIVES: dict[tuple[str, str | None], BaseObjective] = {}
 

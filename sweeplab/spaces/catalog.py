@@ -31,7 +31,7 @@ def load_builtin(name: str) -> dict[str, Any]:
     """The parameter mapping of built-in space ``name``, as written in its YAML file.
 
     Raises KeyError naming the available spaces when ``name`` is not one of them; a
-    broken shipped file raises :class:`~sweeplab.errors.SpecError`.
+    broken shipped file raises :class:`~sweeplab.core.errors.SpecError`.
     """
     available = builtin_spaces()
     if name not in available:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from sweeplab.errors import Problem
-from sweeplab.spaces.checks import check_bool, check_int, check_keys, describe, is_int, is_number, join
+from sweeplab.core.checks import check_bool, check_int, check_keys, describe, is_int, is_number, join
+from sweeplab.core.errors import Problem
 
 if TYPE_CHECKING:
     import optuna

@@ -31,10 +31,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.errors import Problem
+from sweeplab.core.checks import check_int, check_str, describe, is_int, is_number, join
+from sweeplab.core.errors import Problem
 from sweeplab.registry.names import ACTIVATIONS, LR_SCHEDULES, MLP_FRAMEWORKS, OPTIMIZERS
 from sweeplab.spaces.catalog import builtin_spaces, load_builtin
-from sweeplab.spaces.checks import check_int, check_str, describe, is_int, is_number, join
 from sweeplab.spaces.params import (
     CategoricalParam,
     FixedParam,

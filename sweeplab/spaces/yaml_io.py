@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from sweeplab.errors import Problem, SpecError
+from sweeplab.core.errors import Problem, SpecError
 
 __all__ = ["SpecLoader", "load_yaml"]
 

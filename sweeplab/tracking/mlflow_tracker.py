@@ -13,7 +13,7 @@ metrics and final metrics, and one ``update_run`` with the terminal status; a CO
 torch/keras trial adds one artifact upload (its ``evaluation.json``). They go through
 :class:`~sweeplab.tracking.writer.TrackingWriter`, off the driver's loop. Once per
 study, the best trial's run gets its model and evaluation files (one folder upload and
-one ``log_batch`` of tags; see :mod:`sweeplab.tracking.packaging`).
+one ``log_batch`` of tags; see :mod:`sweeplab.study.packaging`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sweeplab.errors import StorageError
+from sweeplab.core.errors import StorageError
+from sweeplab.core.keys import TAG_ROLE, TAG_STATE, TAG_STUDY, TAG_TRIAL
 
 log = logging.getLogger("sweeplab.tracking")
 
-TAG_STUDY = "sweeplab.study"
-TAG_ROLE = "sweeplab.role"
-TAG_TRIAL = "sweeplab.trial_number"
-TAG_STATE = "sweeplab.state"
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 MAX_BATCH = 1000
 

@@ -12,7 +12,7 @@ from sweeplab_testkit import bowl_spec, run
 
 from sweeplab.bench.audit import AUDIT_ARTIFACT, audit_study, load_audit
 from sweeplab.bench.commands import audit_command
-from sweeplab.errors import UsageError
+from sweeplab.core.errors import UsageError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

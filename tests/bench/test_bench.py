@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeplab.bench import BenchOptions, parse_bench_spec, run_bench
-from sweeplab.errors import UsageError
+from sweeplab.core.errors import UsageError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -12,7 +12,7 @@ import pytest
 
 from sweeplab.bench.commands import parse_sets
 from sweeplab.bench.spec import load_bench_spec, parse_bench_spec
-from sweeplab.errors import SpecError, UsageError
+from sweeplab.core.errors import SpecError, UsageError
 
 BASE = {
     "bench": "bw",

@@ -97,8 +97,8 @@ def test_two_studies_share_the_cluster_and_database(ray_cluster, postgres, mlflo
 
 def _hammer(args):
     storage, worker, n_trials, epochs = args
+    from sweeplab.core.records import COMPLETE, TrialOutcome
     from sweeplab.search.coordinator import StudyCoordinator
-    from sweeplab.search.tickets import COMPLETE, TrialOutcome
 
     spec = {"study": "hammer", "direction": "maximize", "metric": "score", "trials": 1000, "seed": 1,
             "sampler": {"name": "random"}, "pruner": {"name": "none"},

@@ -15,6 +15,7 @@ import optuna
 import plotly.offline
 import pytest
 
+from sweeplab.core.errors import StudyNotFoundError, UsageError
 from sweeplab.dashboards import FIGURE_IDS, study_figures, study_report_html, study_sections, write_study_report
 from sweeplab.dashboards.figures import (
     TITLE_CONTOUR,
@@ -26,7 +27,6 @@ from sweeplab.dashboards.figures import (
     TITLE_SLICE,
     TITLE_TIMELINE,
 )
-from sweeplab.errors import StudyNotFoundError, UsageError
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from sweeplab.errors import DataError
+from sweeplab.core.errors import DataError
 from sweeplab.objectives.data import BUNDLED, SYNTHETIC, load_dataset, load_raw
 from sweeplab.objectives.dataset import Dataset
 

@@ -11,13 +11,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sweeplab_testkit import child_runs, run
 
-from sweeplab.errors import DataError, SpecError
+from sweeplab.core.errors import DataError, SpecError
+from sweeplab.core.records import TrialTicket
 from sweeplab.objectives.base import NullReporter, TrialContext
-from sweeplab.objectives.transfer import SourceModel, TransferError, fetch_source_model, plan_trial
-from sweeplab.search.driver import load_study_dataset
-from sweeplab.search.tickets import TrialTicket
+from sweeplab.objectives.transfer import SourceModel, TransferError, plan_trial
 from sweeplab.spaces.architecture import count_mlp_params
 from sweeplab.spec import parse_spec
+from sweeplab.study.run import load_study_dataset
+from sweeplab.tracking.sources import fetch_source_model
 
 SOURCE_DATA = {"name": "make_classification", "n_samples": 300, "n_features": 20, "n_informative": 6,
                "n_classes": 3, "random_state": 1}
@@ -51,7 +52,7 @@ def study_spec(framework: str = "torch", dataset=None, **over):
 
 def _register_source(uri: str, base: Path, framework: str) -> str:
     """Train a source model in-process, log it as a run's ``model`` and register it as ``src-FW@champion``."""
-    from sweeplab.tracking.packaging import fit_and_package
+    from sweeplab.study.packaging import fit_and_package
 
     spec = study_spec(framework, dataset=SOURCE_DATA, space={"dropout": 0.0})
     spec = parse_spec({**spec.to_dict(), "objective": {**spec.objective.to_dict(), "init_from": None, "epochs": 5}})

@@ -12,7 +12,7 @@ import sklearn.datasets
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sweeplab.errors import DataError, SpecError
+from sweeplab.core.errors import DataError, SpecError
 from sweeplab.objectives.data import load_dataset
 from sweeplab.registry.datasets import DATASETS, MIN_ROWS, resolve_dataset_options
 from sweeplab.spec import parse_spec

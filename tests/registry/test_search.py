@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sweeplab.errors import SpecError
+from sweeplab.core.errors import SpecError
 from sweeplab.registry.options import Context
 from sweeplab.registry.search import PRUNERS, SAMPLERS, resolve_pruner_options, resolve_sampler_options
 from sweeplab.search.samplers import build_pruner, build_sampler

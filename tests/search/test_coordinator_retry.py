@@ -7,8 +7,9 @@ import optuna
 import sqlalchemy
 from sweeplab_testkit import bowl_spec
 
-from sweeplab.search.coordinator import ATTR_NODE, StudyCoordinator
-from sweeplab.search.tickets import COMPLETE, FAILED, LOST, TrialOutcome
+from sweeplab.core.keys import ATTR_NODE
+from sweeplab.core.records import COMPLETE, FAILED, LOST, TrialOutcome
+from sweeplab.search.coordinator import StudyCoordinator
 
 
 def _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch):

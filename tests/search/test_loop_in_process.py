@@ -10,8 +10,8 @@ import optuna
 import pytest
 from sweeplab_testkit import bowl_spec, child_runs, run
 
-from sweeplab.errors import SweeplabError
-from sweeplab.search import RunOptions, StudyInterrupted, run_study
+from sweeplab.core.errors import SweeplabError
+from sweeplab.study import RunOptions, StudyInterrupted, run_study
 
 IN_PROCESS = {"executor": "in-process"}
 

@@ -9,15 +9,10 @@ from typing import Any
 import pytest
 import ray
 
-from sweeplab.search.coordinator import (
-    ATTR_INTERRUPTIONS,
-    ATTR_OWN_FAILURES,
-    MAX_INTERRUPTIONS,
-    STUDY_ATTR_RETRIES,
-    StudyCoordinator,
-)
+from sweeplab.core.keys import ATTR_INTERRUPTIONS, ATTR_OWN_FAILURES, STUDY_ATTR_RETRIES
+from sweeplab.core.records import COMPLETE, INTERRUPTED, LOST, TrialOutcome
+from sweeplab.search.coordinator import MAX_INTERRUPTIONS, StudyCoordinator
 from sweeplab.search.executor import lost_outcome
-from sweeplab.search.tickets import COMPLETE, INTERRUPTED, LOST, TrialOutcome
 
 
 def _spec(max_retries: int = 2) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import pytest
 from sweeplab_testkit import child_runs, run
 
 from sweeplab import cli
-from sweeplab.errors import SpecError
-from sweeplab.search.constraints import ATTR_N_PARAMS, ATTR_REJECTED, ConstraintUnsatisfiable, trial_constraints
+from sweeplab.core.errors import SpecError
+from sweeplab.core.keys import ATTR_N_PARAMS, ATTR_REJECTED
+from sweeplab.search.constraints import ConstraintUnsatisfiable, trial_constraints
 from sweeplab.search.coordinator import StudyCoordinator
 from sweeplab.spaces.architecture import count_mlp_params, smallest_architecture
 from sweeplab.spec import parse_spec

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from sweeplab.core.records import COMPLETE, TrialOutcome
 from sweeplab.search.coordinator import StudyCoordinator
 from sweeplab.search.seeding import sampler_seed
-from sweeplab.search.tickets import COMPLETE, TrialOutcome
 
 SAMPLERS: dict[str, Any] = {
     "random": "random",

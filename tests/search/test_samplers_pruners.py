@@ -126,7 +126,7 @@ def test_hyperband_resources_default_to_the_epochs_of_the_spec():
     ({"name": "successive_halving", "reduction_factor": 1}, "pruner.reduction_factor", "must be >= 2, got 1"),
 ])
 def test_bad_pruner_options_are_refused_by_validate_with_their_path(section, path, fragment):
-    from sweeplab.errors import SpecError
+    from sweeplab.core.errors import SpecError
 
     with pytest.raises(SpecError) as info:
         bowl_spec(pruner=section)

@@ -118,7 +118,7 @@ def test_median_pruner_stops_trials_and_marks_runs_killed(ray_local, stores):
 RAY_OWNERSHIP = """
 import json, sys, ray
 from sweeplab_testkit import bowl_spec, run
-from sweeplab.errors import SweeplabError
+from sweeplab.core.errors import SweeplabError
 stores = {"storage": sys.argv[1], "tracking": sys.argv[2]}
 out = {}
 summary = run(bowl_spec(trials=2), stores)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweeplab.errors import Problem
+from sweeplab.core.errors import Problem
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.spaces import parse_space
 from sweeplab.spaces.architecture import count_mlp_params, smallest_architecture

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 import pytest
 
-from sweeplab.errors import Problem
+from sweeplab.core.errors import Problem
 from sweeplab.spaces import FloatParam, IntParam, SearchSpace, parse_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

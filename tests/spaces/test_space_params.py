@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sweeplab.errors import Problem, SpecError
+from sweeplab.core.errors import Problem, SpecError
 from sweeplab.spaces import (
     CategoricalParam,
     FixedParam,

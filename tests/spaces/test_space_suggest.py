@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 import pytest
 
-from sweeplab.errors import Problem
+from sweeplab.core.errors import Problem
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.spaces import SearchSpace, funnel_widths, parse_space
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from sweeplab.search import RunOptions, run_study
 from sweeplab.spec import parse_spec
+from sweeplab.study import RunOptions, run_study
 
 
 def bowl_spec(**over):

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from sweeplab_models_kit import artifact_paths, iris_csv, mlp_spec, raw_test_rows, tracking_uri
 from sweeplab_testkit import child_runs, run
 
-from sweeplab.search.driver import load_study_dataset
+from sweeplab.study.run import load_study_dataset
 
 BEST_FILES = {
     "evaluation.json", "confusion_matrix.csv", "confusion_matrix.png", "classification_report.txt",

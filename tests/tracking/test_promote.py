@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from sweeplab_models_kit import artifact_paths, iris_csv, mlp_spec, raw_test_rows, tracking_uri
 from sweeplab_testkit import run
 
-from sweeplab.errors import UsageError
-from sweeplab.tracking.promote import promote_study, promotion_seeds, validate_model_name
+from sweeplab.core.errors import UsageError
+from sweeplab.study.promote import promote_study, promotion_seeds, validate_model_name
 
 
 def _champion_accuracy(stores, name, spec):

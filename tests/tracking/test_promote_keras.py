@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from sweeplab_models_kit import artifact_paths, iris_csv, mlp_spec, raw_test_rows, tracking_uri
 from sweeplab_testkit import run
 
-from sweeplab.tracking.promote import promote_study
+from sweeplab.study.promote import promote_study
 
 
 def _accuracy(uri: str, model_uri: str, spec) -> float:
@@ -38,7 +38,7 @@ def test_keras_best_model_and_champion_predict_raw_rows(ray_local, stores, tmp_p
     paths = artifact_paths(client, best_id)
     assert {"model/MLmodel", "model/artifacts/weights.keras", "confusion_matrix.png", "training_history.png",
             "classification_report.txt", "evaluation.json"} <= paths
-    assert not any(p.startswith("model-native/") for p in paths)  # see sweeplab.tracking.packaging
+    assert not any(p.startswith("model-native/") for p in paths)  # see sweeplab.study.packaging
     recorded = client.get_run(best_id).data.metrics["final_test_accuracy"]
     assert _accuracy(stores["tracking"], f"runs:/{best_id}/model", spec) == pytest.approx(recorded, abs=1e-6)
 

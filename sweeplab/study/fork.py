@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweeplab.errors import UsageError
+from sweeplab.core.errors import UsageError
 
 
 def fork_study(spec: Any, source_name: str, storage_url: str) -> dict[str, int]:
@@ -23,7 +23,7 @@ def fork_study(spec: Any, source_name: str, storage_url: str) -> dict[str, int]:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from sweeplab.search.coordinator import STUDY_ATTR_SPEC
+    from sweeplab.core.keys import STUDY_ATTR_SPEC
     from sweeplab.search.storage import load_existing_study, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

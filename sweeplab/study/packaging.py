@@ -35,16 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeplab.core.keys import TAG_MODEL, TAG_PACKAGE_ERROR, TAG_REFIT_MATCHES
+from sweeplab.core.records import TrialTicket
 from sweeplab.registry.names import MLP_FRAMEWORKS
-from sweeplab.search.tickets import TrialTicket
 
 log = logging.getLogger("sweeplab.tracking")
 
 MODEL_FRAMEWORKS = MLP_FRAMEWORKS
 """Frameworks whose trials save a sweeplab model (the MLP frameworks)."""
-TAG_MODEL = "sweeplab.model"
-TAG_REFIT_MATCHES = "sweeplab.refit_matches_trial"
-TAG_PACKAGE_ERROR = "sweeplab.package_error"
 RAW_EXAMPLE_ROWS = 5
 
 
@@ -76,7 +74,8 @@ def ticket_for_trial(spec: Any, trial: Any, seed: int | None = None) -> TrialTic
     seed is the trial's own (from the lineage root, so a retried trial keeps its
     original's seed) unless ``seed`` is given.
     """
-    from sweeplab.search.coordinator import ATTR_ROOT, trial_seed
+    from sweeplab.core.keys import ATTR_ROOT
+    from sweeplab.search.coordinator import trial_seed
 
     raw = dict(trial.params)
     params = spec.space.resolve(raw)

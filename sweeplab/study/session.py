@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeplab.errors import StorageError, SweeplabError
+from sweeplab.core.errors import StorageError, SweeplabError
+from sweeplab.core.records import TrialRecord
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
-from sweeplab.search.tickets import TrialRecord
 
 log = logging.getLogger("sweeplab.search")
 
@@ -163,7 +163,7 @@ def _open_on_ray(spec: Any, options: RunOptions, mark: Callable[[str], None]) ->
 
 def _open_tracking(spec: Any, options: RunOptions, coordinator: Coordinator, tracker: Any) -> Any:
     """Open (or find again) the study's MLflow parent run and link it with the study."""
-    from sweeplab.search.coordinator import STUDY_ATTR_TRIALS_TARGET
+    from sweeplab.core.keys import STUDY_ATTR_TRIALS_TARGET
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
     tracker = tracker or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
@@ -232,8 +232,9 @@ def load_study_dataset(spec: Any, tracking_uri: str | None = None) -> Any:
     dataset = load_dataset(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
                            validation_split=obj.validation_split, test_split=obj.test_split, seed=spec.seed)
     if getattr(obj, "init_from", None):
-        from sweeplab.objectives.transfer import attach_source, fetch_source_model
+        from sweeplab.objectives.transfer import attach_source
         from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+        from sweeplab.tracking.sources import fetch_source_model
 
         source = fetch_source_model(obj.init_from, resolve_tracking_uri(tracking_uri))
         dataset = attach_source(dataset, source)

@@ -1,6 +1,6 @@
 """Run a study: open it, run its trial loop, finish it.
 
-Flow (DESIGN.md "The way a study flows"): :func:`~sweeplab.search.session.open_session`
+Flow (DESIGN.md "The way a study flows"): :func:`~sweeplab.study.session.open_session`
 gets everything in place (stores, Ray or not, the coordinator, the MLflow parent run,
 the dataset, the study resumed); :class:`~sweeplab.search.loop.TrialLoop` keeps at most
 ``workers`` trials in flight until the study holds ``trials`` finished trials (or
@@ -15,8 +15,9 @@ import sys
 import time
 from typing import Any
 
+from sweeplab.core.records import TrialOutcome, TrialRecord
 from sweeplab.search.loop import FAILED, FINISHED, KILLED, LoopResult, LoopSettings, TrialLoop
-from sweeplab.search.session import (
+from sweeplab.study.session import (
     RunOptions,
     StudyInterrupted,
     StudySession,
@@ -24,7 +25,6 @@ from sweeplab.search.session import (
     load_study_dataset,
     open_session,
 )
-from sweeplab.search.tickets import TrialOutcome, TrialRecord
 
 __all__ = ["RunOptions", "StudyInterrupted", "finish_study", "init_ray", "load_study_dataset", "run_study"]
 
@@ -67,7 +67,7 @@ def finish_study(spec: Any, options: RunOptions, session: StudySession, result: 
     if summary.get("best_trial") is not None and not summary.get("best_run_id"):
         summary["best_run_id"] = tracker.run_id(summary["best_trial"], timeout=30.0)
     if result.status == FINISHED and options.package_best and session.dataset_ref is not None:
-        from sweeplab.tracking.packaging import package_best_trial
+        from sweeplab.study.packaging import package_best_trial
 
         summary["best_model"] = package_best_trial(spec, summary, storage_url=options.storage_url,
                                                    dataset_ref=session.dataset_ref, tracker=tracker)

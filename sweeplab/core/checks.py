@@ -1,6 +1,6 @@
 """Small validation helpers shared by :mod:`sweeplab.spec` and :mod:`sweeplab.spaces`.
 
-Every ``check_*`` function appends a :class:`~sweeplab.errors.Problem` to ``problems``
+Every ``check_*`` function appends a :class:`~sweeplab.core.errors.Problem` to ``problems``
 and returns ``None`` when the value breaks the rule, or returns the (normalized) value
 when it holds, so callers collect every problem of a spec in one pass instead of
 stopping at the first. Messages restate the rule and echo the value, e.g.
@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sweeplab.errors import Problem
+from sweeplab.core.errors import Problem
 
 __all__ = [
     "check_bool",

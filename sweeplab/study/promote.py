@@ -11,7 +11,7 @@ the champion. :func:`promote_study`:
    reproduces the trial), the others are derived from it (:func:`promotion_seeds`);
 3. picks the config with the best mean of the study's metric over its seeds (ties: the
    better study value), and packages it with its seed 0 (model + evaluation, see
-   :func:`~sweeplab.tracking.packaging.fit_and_package`);
+   :func:`~sweeplab.study.packaging.fit_and_package`);
 4. logs a run tagged ``sweeplab.role=promotion`` under the study's parent run: per config
    ``trial_<n>.mean_<metric>`` and ``trial_<n>.std_<metric>`` (sample std, ddof=1; 0 for a
    single seed), the winner's params, its packaged model's final metrics (``final_*``),
@@ -34,12 +34,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sweeplab.errors import StorageError, SweeplabError, UsageError
+from sweeplab.core.errors import StorageError, SweeplabError, UsageError
+from sweeplab.core.keys import TAG_ROLE
 
 log = logging.getLogger("sweeplab.tracking")
 
 ALIAS = "champion"
-TAG_ROLE = "sweeplab.role"
 MODEL_NAME_MAX = 256
 _MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -118,8 +118,8 @@ def promote_study(
 
     from sweeplab.search.storage import load_existing_study
     from sweeplab.spec import parse_spec, validate_study_name
+    from sweeplab.study.packaging import MODEL_FRAMEWORKS, raw_example, ticket_for_trial
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
-    from sweeplab.tracking.packaging import MODEL_FRAMEWORKS, raw_example, ticket_for_trial
 
     validate_model_name(model_name)
     validate_study_name(study_name)
@@ -156,9 +156,9 @@ def promote_study(
     import ray
 
     from sweeplab.objectives.base import NullReporter
-    from sweeplab.search.driver import init_ray, load_study_dataset
     from sweeplab.search.worker import execute_trial
-    from sweeplab.tracking.packaging import Packaged, fit_and_package
+    from sweeplab.study.packaging import Packaged, fit_and_package
+    from sweeplab.study.run import init_ray, load_study_dataset
 
     dataset = load_study_dataset(spec, uri)  # an init_from study's source model comes from there too
     rows = raw_example(spec)
@@ -236,7 +236,7 @@ def _log_and_register(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from sweeplab.tracking.mlflow_tracker import TAG_STUDY
+    from sweeplab.core.keys import TAG_STUDY
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     parent = study.user_attrs.get("mlflow_parent_run_id")

@@ -35,7 +35,7 @@ def stored_spec(study_name: str, storage_url: str) -> dict[str, Any] | None:
     """The spec recorded by an existing study, or None when the study does not exist."""
     import optuna
 
-    from sweeplab.search.coordinator import STUDY_ATTR_SPEC
+    from sweeplab.core.keys import STUDY_ATTR_SPEC
     from sweeplab.search.storage import open_storage
 
     if storage_url.startswith("sqlite:///"):

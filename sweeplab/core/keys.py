@@ -1,0 +1,46 @@
+"""Every attribute and tag name sweeplab writes: Optuna trial and study user attrs, MLflow tags.
+
+One place, so the writer and every reader (status, reports, repair, benchmarks, tests)
+agree. Values are part of the stored format: changing one orphans what older runs wrote.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- Optuna trial user attrs
+ATTR_RETRY_OF = "sweeplab.retry_of"  # the failed attempt this trial retries
+ATTR_GRID_ID = "sweeplab.grid_id"  # a retried grid trial's grid point
+ATTR_ATTEMPT = "sweeplab.attempt"  # 0 for a lineage's first attempt, then 1, 2, ...
+ATTR_ROOT = "sweeplab.lineage_root"  # number of the lineage's first attempt (seeds the trial)
+ATTR_OWN_FAILURES = "sweeplab.own_failures"  # losses of the lineage that spent max_retries
+ATTR_INTERRUPTIONS = "sweeplab.interruptions"  # losses of the lineage to its driver or node
+ATTR_LEASE_HOLDER = "sweeplab.lease_holder"  # host:pid:start of the coordinator holding the trial
+ATTR_LEASE_EXPIRES = "sweeplab.lease_expires"  # epoch seconds
+ATTR_REASON = "sweeplab.fail_reason"
+ATTR_METRICS = "sweeplab.metrics"  # the objective's final metrics
+ATTR_RUN_ID = "mlflow_run_id"  # the trial's MLflow child run
+ATTR_PRUNED_EPOCH = "sweeplab.pruned_at_epoch"
+ATTR_NODE = "sweeplab.node"
+ATTR_REJECTED = "sweeplab.rejected"  # told PRUNED by the constraints before it ran
+ATTR_N_PARAMS = "sweeplab.n_params"
+
+# ---------------------------------------------------------------- Optuna study user attrs
+STUDY_ATTR_SPEC = "sweeplab.spec"  # the spec the study was created with
+STUDY_ATTR_RETRIES = "sweeplab.retries"  # {failed number: retry number or None}
+STUDY_ATTR_TRIALS_TARGET = "sweeplab.trials_target"  # the `trials` the last run asked for
+STUDY_ATTR_RUN_IDS = "sweeplab.run_ids"  # {number: run id} for links made after a trial finished
+STUDY_ATTR_EXPERIMENT_ID = "mlflow_experiment_id"
+STUDY_ATTR_PARENT_RUN_ID = "mlflow_parent_run_id"
+STUDY_ATTR_TRACKING_URI = "mlflow_tracking_uri"
+
+# ---------------------------------------------------------------- MLflow run tags
+TAG_STUDY = "sweeplab.study"
+TAG_ROLE = "sweeplab.role"  # "parent" for a study's run, "bench" for a benchmark's
+TAG_TRIAL = "sweeplab.trial_number"
+TAG_STATE = "sweeplab.state"
+TAG_MODEL = "sweeplab.model"
+TAG_REFIT_MATCHES = "sweeplab.refit_matches_trial"
+TAG_PACKAGE_ERROR = "sweeplab.package_error"
+TAG_BENCH = "sweeplab.bench"
+TAG_CELL = "sweeplab.bench_cell"
+ROLE_PARENT = "parent"
+ROLE_BENCH = "bench"
