@@ -186,7 +186,7 @@ def plan_faults(rng: random.Random, trials: int, n_faults: int, trial_seconds: f
 
 
 def study_spec(trials: int, workers: int, seed: int, epochs: int, trial_seconds: float,
-               max_retries: int) -> dict[str, Any]:
+               max_retries: int | None) -> dict[str, Any]:
     return {
         "study": STUDY,
         "direction": "maximize",
@@ -195,7 +195,7 @@ def study_spec(trials: int, workers: int, seed: int, epochs: int, trial_seconds:
         "workers": workers,
         "resources": {"cpu": 1, "gpu": 0},
         "seed": seed,
-        "max_retries": max_retries,
+        **({"max_retries": max_retries} if max_retries is not None else {}),
         "sampler": {"name": "tpe"},
         "pruner": {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 1},
         "objective": {"framework": "python", "callable": "sweeplab_test_objectives:sleepy", "epochs": epochs,
@@ -339,7 +339,7 @@ def run_chaos(
     n_faults: int | None = None,
     epochs: int = 4,
     trial_seconds: float = 0.6,
-    max_retries: int = 50,
+    max_retries: int | None = None,
     ip_base: int | None = None,
     database_factory: Callable[[str], str] | None = None,
     keep_databases: bool | None = None,
@@ -858,7 +858,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=int, default=None, help="faults to inject (default max(4, trials/10))")
     parser.add_argument("--epochs", type=int, default=4, help="epochs reported per trial (default 4)")
     parser.add_argument("--trial-seconds", type=float, default=0.6, help="seconds per trial (default 0.6)")
-    parser.add_argument("--max-retries", type=int, default=50, help="the spec's max_retries (default 50)")
+    parser.add_argument("--max-retries", type=int, default=None,
+                        help="the spec's max_retries (default: the spec's default, 2; driver and node losses "
+                             "spend none of it)")
     parser.add_argument("--ip-base", type=int, default=None,
                         help="Ray head on 127.0.0.N, worker on N+1 (default: a free block)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "ACTIVATIONS",
     "FRAMEWORKS",
+    "FRAMEWORKS_BY_NAME",
     "FRAMEWORK_NAMES",
     "LR_SCHEDULES",
     "MLP_FRAMEWORKS",
@@ -28,18 +29,26 @@ class Framework:
     ``mlp``: trains sweeplab's MLP objectives, so its spaces use the MLP knobs, its
     trials save a sweeplab model, and its search space may search ``framework``
     among the MLP frameworks. ``python`` runs a user's callable instead.
+    ``objective``: ``module:Class`` of its objective (imported by the worker that runs
+    it, never here); an MLP objective is built with no argument, a ``python`` one with
+    the spec's ``objective.callable``.
     """
 
     name: str
     mlp: bool
     doc: str
+    objective: str
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
-    Framework("torch", mlp=True, doc="PyTorch MLP objective"),
-    Framework("keras", mlp=True, doc="Keras (TensorFlow backend) MLP objective"),
-    Framework("python", mlp=False, doc="a user's function, objective.callable: 'package.module:function'"),
+    Framework("torch", mlp=True, doc="PyTorch MLP objective",
+              objective="sweeplab.objectives.torch_mlp:TorchMLPObjective"),
+    Framework("keras", mlp=True, doc="Keras (TensorFlow backend) MLP objective",
+              objective="sweeplab.objectives.keras_mlp:KerasMLPObjective"),
+    Framework("python", mlp=False, doc="a user's function, objective.callable: 'package.module:function'",
+              objective="sweeplab.objectives.python_callable:CallableObjective"),
 )
+FRAMEWORKS_BY_NAME: dict[str, Framework] = {f.name: f for f in FRAMEWORKS}
 FRAMEWORK_NAMES: tuple[str, ...] = tuple(f.name for f in FRAMEWORKS)
 """Every value ``objective.framework`` may take."""
 MLP_FRAMEWORKS: tuple[str, ...] = tuple(f.name for f in FRAMEWORKS if f.mlp)

@@ -62,24 +62,21 @@ class CoordinatorReporter:
 
 
 def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
-    """Return this process's objective instance for ``framework`` (imported on first use)."""
-    key = (framework, callable_path if framework == "python" else None)
+    """Return this process's objective instance for ``framework`` (imported on first use,
+    from the framework's registry entry)."""
+    import importlib
+
+    from sweeplab.registry.names import FRAMEWORK_NAMES, FRAMEWORKS_BY_NAME
+
+    entry = FRAMEWORKS_BY_NAME.get(framework)
+    if entry is None:
+        raise ValueError(f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_NAMES)}")
+    key = (framework, None if entry.mlp else callable_path)
     objective = _OBJECTIVES.get(key)
     if objective is None:
-        if framework == "torch":
-            from sweeplab.objectives.torch_mlp import TorchMLPObjective
-
-            objective = TorchMLPObjective()
-        elif framework == "keras":
-            from sweeplab.objectives.keras_mlp import KerasMLPObjective
-
-            objective = KerasMLPObjective()
-        elif framework == "python":
-            from sweeplab.objectives.python_callable import CallableObjective
-
-            objective = CallableObjective(callable_path or "")
-        else:
-            raise ValueError(f"unknown framework {framework!r}; use torch, keras or python")
+        module, _, cls = entry.objective.partition(":")
+        factory = getattr(importlib.import_module(module), cls)
+        objective = factory() if entry.mlp else factory(callable_path or "")
         _OBJECTIVES[key] = objective
     return objective
 
