@@ -61,6 +61,9 @@ def _violations(root: Path = PACKAGE) -> list[str]:
             if layer is None or layer == own:
                 continue
             where = f"{path.relative_to(root.parent)}:{line}"
+            if layer not in (*LAYERS, ""):
+                found.append(f"{where}: {own} imports {target}, which is in no layer")
+                continue
             if layer in LAYERS and LAYERS.index(layer) > rank:
                 found.append(f"{where}: {own} imports {target} (layer {layer} is above it)")
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
@@ -90,6 +93,7 @@ def test_no_package_re_exports_lazily():
     ("core", "from sweeplab.search.coordinator import StudyCoordinator"),
     ("objectives", "def f():\n    from sweeplab.tracking.models import META_FILE\n"),
     ("study", "from sweeplab.search.executor import _private_helper"),
+    ("dashboards", "from sweeplab.errors import UsageError"),  # a module that is in no layer (or gone)
 ])
 def test_the_check_catches_an_upward_or_private_import(tmp_path, source, statement):
     """The walk itself: a copy of the package with one offending module is reported."""

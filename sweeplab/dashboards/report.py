@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.dashboards.figures import FigureSection, study_sections
-from sweeplab.errors import UsageError
+from sweeplab.core.errors import UsageError
 
 if TYPE_CHECKING:
     import optuna
