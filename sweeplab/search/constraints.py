@@ -34,7 +34,6 @@ from typing import Any
 from sweeplab.core.errors import SweeplabError
 
 MAX_REJECTIONS = 100
-CONSTRAINT_NAMES = ("max_params",)
 
 
 class ConstraintUnsatisfiable(SweeplabError):

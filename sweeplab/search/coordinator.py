@@ -48,6 +48,7 @@ from sweeplab.core.keys import (
     ATTR_ROOT,
     ATTR_RUN_ID,
     STUDY_ATTR_RETRIES,
+    STUDY_ATTR_RUN_IDS,
     STUDY_ATTR_SPEC,
 )
 from sweeplab.core.records import (
@@ -617,9 +618,9 @@ class StudyCoordinator:
             if trial is not None:
                 trial.set_user_attr(ATTR_RUN_ID, run_id)
                 return
-            links = dict(self.study.user_attrs.get("sweeplab.run_ids", {}))
+            links = dict(self.study.user_attrs.get(STUDY_ATTR_RUN_IDS, {}))
             links[str(number)] = run_id
-            self.study.set_user_attr("sweeplab.run_ids", links)
+            self.study.set_user_attr(STUDY_ATTR_RUN_IDS, links)
 
     @_with_db_retry
     def finished_digest(self) -> list[dict[str, Any]]:
@@ -629,7 +630,7 @@ class StudyCoordinator:
         with self._lock:
             trials = self.study.get_trials(deepcopy=False)
             retries = dict(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
-            run_links = dict(self.study.user_attrs.get("sweeplab.run_ids", {}))
+            run_links = dict(self.study.user_attrs.get(STUDY_ATTR_RUN_IDS, {}))
         out = []
         for t in trials:
             if t.state in (TrialState.RUNNING, TrialState.WAITING):

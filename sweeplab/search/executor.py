@@ -195,12 +195,10 @@ class LocalReporter:
         self._coordinator = coordinator
         self._number = number
         self._cancelled = cancelled
-        self.last_epoch = 0
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
         if self._cancelled.is_set():
             raise TrialCancelled(self._number)
-        self.last_epoch = epoch
         clean = {str(k): float(v) for k, v in metrics.items()}
         if self._coordinator.report(self._number, epoch, clean):
             raise TrialPruned(epoch)

@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any
 
 from sweeplab.core.errors import StorageError
-from sweeplab.search.storage import redact
+from sweeplab.search.storage import is_local_url, redact
 
 
 def _host_port(address: str, default_port: int) -> tuple[str, int]:
@@ -67,10 +67,6 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
     )
 
 
-def _is_local_store(url: str) -> bool:
-    return url.startswith(("sqlite:", "file:", "/", ".")) or "://" not in url
-
-
 def check_stores_reach_cluster(storage_url: str, tracking_uri: str, address: str | None,
                                nodes: list[dict[str, Any]] | None = None, driver_ip: str | None = None) -> None:
     """Refuse a local (SQLite / file) store when the cluster has nodes on other machines.
@@ -79,7 +75,7 @@ def check_stores_reach_cluster(storage_url: str, tracking_uri: str, address: str
     process's node IP; both are read from Ray when omitted.
     """
     local = [(name, url) for name, url in (("Optuna storage", storage_url), ("MLflow tracking store", tracking_uri))
-             if _is_local_store(url)]
+             if is_local_url(url)]
     if not local:
         return
     if address and address.startswith("ray://"):

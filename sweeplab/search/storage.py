@@ -79,7 +79,7 @@ def use_wal(engine: object) -> None:
     attr and reported value: that fsync was most of a trial's storage time. In WAL mode a
     commit is still atomic and survives a crash of the process (a killed driver loses
     nothing); only an OS crash or power loss can roll back the last commits. Readers
-    (``sweeplab status``, the dashboards) no longer block the writer. Falls back silently
+    (``sweeplab status``, the dashboards) do not block the writer. Falls back silently
     to the default journal where WAL is unavailable (a read-only or network filesystem).
     """
     from sqlalchemy import event

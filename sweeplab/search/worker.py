@@ -38,12 +38,10 @@ class CoordinatorReporter:
         self._number = number
         self._wait = wait
         self._unanswered: list[Any] = []
-        self.last_epoch = 0
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
         import ray
 
-        self.last_epoch = epoch
         clean = {str(k): float(v) for k, v in metrics.items()}
         # The epoch's time as the worker saw it: reports that do not wait may arrive out of order.
         answer = self._coordinator.report.remote(self._number, epoch, clean, time.time())

@@ -1,6 +1,6 @@
 """Run a study: open it, run its trial loop, finish it.
 
-Flow (DESIGN.md "The way a study flows"): :func:`~sweeplab.study.session.open_session`
+Flow: :func:`~sweeplab.study.session.open_session`
 gets everything in place (stores, Ray or not, the coordinator, the MLflow parent run,
 the dataset, the study resumed); :class:`~sweeplab.search.loop.TrialLoop` keeps at most
 ``workers`` trials in flight until the study holds ``trials`` finished trials (or

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sweeplab.core.errors import StorageError
-from sweeplab.core.keys import TAG_ROLE, TAG_STATE, TAG_STUDY, TAG_TRIAL
+from sweeplab.core.keys import ROLE_PARENT, TAG_ROLE, TAG_STATE, TAG_STUDY, TAG_TRIAL
 
 log = logging.getLogger("sweeplab.tracking")
 
@@ -97,7 +97,7 @@ class StudyTracker:
                 run = self.client.create_run(
                     self.experiment_id,
                     run_name=self.study_name,
-                    tags={TAG_STUDY: self.study_name, TAG_ROLE: "parent"},
+                    tags={TAG_STUDY: self.study_name, TAG_ROLE: ROLE_PARENT},
                 )
                 run_id = run.info.run_id
                 params: dict[str, str] = {}
@@ -120,7 +120,7 @@ class StudyTracker:
     def _find_parent(self) -> str | None:
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TAG_STUDY}` = '{self.study_name}' and tags.`{TAG_ROLE}` = 'parent'",
+            filter_string=f"tags.`{TAG_STUDY}` = '{self.study_name}' and tags.`{TAG_ROLE}` = '{ROLE_PARENT}'",
             max_results=5,
         )
         return runs[0].info.run_id if runs else None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -255,7 +255,3 @@ def read_tree(root: str | os.PathLike[str], prefix: str = "") -> dict[str, bytes
             out[prefix + file.relative_to(base).as_posix()] = file.read_bytes()
     return out
 
-
-def labels_of(meta: Mapping[str, Any]) -> Sequence[Any]:
-    """The class labels recorded in ``meta`` (empty for regression)."""
-    return list(meta.get("class_labels") or [])
