@@ -42,6 +42,24 @@ def _add_store_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
 
 
+def _spec_names_text() -> str:
+    """What a spec may name, from the registries (the validator reads the same entries)."""
+    from sweeplab.registry.datasets import DATASETS
+    from sweeplab.registry.names import FRAMEWORKS
+    from sweeplab.registry.search import PRUNERS, SAMPLERS
+
+    def block(title: str, rows: list[tuple[str, str]]) -> str:
+        return title + ":\n" + "\n".join(f"  {name:<20} {doc}" for name, doc in rows)
+
+    return "\n\n".join([
+        block("objective.framework", [(f.name, f.doc) for f in FRAMEWORKS]),
+        block("objective.dataset.name (or path: FILE.csv|.parquet, target: COLUMN)",
+              [(d.name, f"{d.task}: {d.doc}") for d in DATASETS.values()]),
+        block("sampler.name", [(e.name, e.doc) for e in SAMPLERS.values()]),
+        block("pruner.name", [(e.name, e.doc) for e in PRUNERS.values()]),
+    ])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sweeplab", description="Hyperparameter search for neural networks: "
                      "Optuna studies on Ray workers, every trial logged to MLflow.")
@@ -117,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    p = sub.add_parser("validate", help="check a spec; print every problem with its YAML path")
+    p = sub.add_parser("validate", help="check a spec; print every problem with its YAML path",
+                       epilog=_spec_names_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

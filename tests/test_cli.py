@@ -148,3 +148,14 @@ def test_ui_binds_to_localhost_only(workdir):
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def test_validate_help_lists_every_name_the_registries_hold(tmp_path):
+    from sweeplab.registry.datasets import DATASETS
+    from sweeplab.registry.names import FRAMEWORK_NAMES
+    from sweeplab.registry.search import PRUNERS, SAMPLERS
+
+    out = sweeplab("validate", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ") and line.split()}
+    assert {*FRAMEWORK_NAMES, *DATASETS, *SAMPLERS, *PRUNERS} <= listed
