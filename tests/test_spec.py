@@ -589,3 +589,16 @@ def test_studyspec_is_frozen():
     with pytest.raises(AttributeError):
         s.trials = 3  # type: ignore[misc]
     assert isinstance(s, StudySpec)
+
+
+def test_a_misspelt_name_or_option_gets_the_closest_valid_one_suggested():
+    from sweeplab.core.errors import SpecError
+
+    data = {"study": "s", "metric": "val_accuracy", "sampler": {"name": "tpee"},
+            "pruner": {"name": "median", "n_warmup_step": 2},
+            "objective": {"dataset": {"name": "iris"}}, "space": "mlp"}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data)
+    text = str(caught.value)
+    assert "sampler.name: unknown sampler `tpee` (did you mean `tpe`?)" in text
+    assert "unknown key `n_warmup_step` (did you mean `n_warmup_steps`?)" in text

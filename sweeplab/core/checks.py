@@ -24,6 +24,7 @@ __all__ = [
     "check_plain_data",
     "check_str",
     "describe",
+    "did_you_mean",
     "is_int",
     "is_number",
     "join",
@@ -144,9 +145,18 @@ def check_str(
         options = list(choices)
         if value not in options:
             noun = f"{what} " if what else ""
-            problems.append(Problem(path, f"unknown {noun}`{value}`; allowed: {', '.join(options)}"))
+            problems.append(Problem(path, f"unknown {noun}`{value}`{did_you_mean(value, options)}; "
+                                          f"allowed: {', '.join(options)}"))
             return None
     return value
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """``" (did you mean `x`?)"`` for the closest of ``choices`` to a misspelt ``value``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean `{close[0]}`?)" if close else ""
 
 
 def check_plain_data(value: Any, path: str, problems: list[Problem]) -> bool:

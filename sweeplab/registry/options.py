@@ -23,6 +23,7 @@ from sweeplab.core.checks import (
     check_number,
     check_str,
     describe,
+    did_you_mean,
     is_int,
     is_number,
     join,
@@ -184,7 +185,8 @@ def check_options(
         if key in reserved:
             problems.append(Problem(join(path, key), reserved[key]))
         elif key not in schema.names:
-            problems.append(Problem(path, f"unknown key `{key}`; allowed: {', '.join(allowed) or 'none'}"))
+            problems.append(Problem(path, f"unknown key `{key}`{did_you_mean(str(key), allowed)}; "
+                                          f"allowed: {', '.join(allowed) or 'none'}"))
         else:
             _check_value(schema.option(key), value, join(path, key), problems, context)
     if len(problems) == before and schema.rules is not None:
