@@ -106,9 +106,12 @@ def test_median_pruner_stops_trials_and_marks_runs_killed(ray_local, stores):
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary["mlflow_parent_run_id"])}
+    # pruning saves compute: some trial stopped before its last epoch (a report of the last
+    # epoch may be judged too, as in Optuna's own loop)
+    assert any(t.user_attrs["sweeplab.pruned_at_epoch"] < 8 for t in pruned)
     for t in pruned:
         epoch = t.user_attrs["sweeplab.pruned_at_epoch"]
-        assert epoch < 8  # stopped before its last epoch
+        assert epoch <= 8
         assert sorted(t.intermediate_values) == list(range(1, epoch + 1))  # reported every epoch up to the stop
         r = runs[t.number]
         assert r.info.status == "KILLED"
