@@ -2,12 +2,12 @@
 
 Both objectives read the trial's settings the same way (:func:`trial_settings`), cut
 the same mini-batches (:func:`batch_bounds`) and judge early stopping the same way
-(:func:`monitor_mode`), so one spec means the same thing on either framework.
+(:func:`monitor_mode`, and :mod:`sweeplab.objectives.epochs` after every epoch), so one
+spec means the same thing on either framework.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,11 +45,6 @@ def batch_bounds(n: int, batch_size: int, merge_singleton: bool) -> list[tuple[i
     if merge_singleton and n == 1:
         raise DataError("batch_norm needs at least 2 training rows, got 1")
     return bounds
-
-
-def nonfinite_name(value: float) -> str:
-    """``"nan"`` or ``"inf"``, for the message of a diverged loss."""
-    return "nan" if math.isnan(value) else "inf"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.preprocessing import StandardScaler
 
+from sweeplab.objectives import epochs
 from sweeplab.objectives.base import NullReporter, TrialContext, TrialPruned
 from sweeplab.objectives.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, MLPConfig
 from sweeplab.objectives.dataset import Dataset
@@ -301,10 +302,10 @@ def test_plateau_helper_matches_torch_reduce_lr_on_plateau() -> None:
         factor=0.5,
         patience=2,
         min_lr=0.02,
-        threshold=keras_mlp.PLATEAU_THRESHOLD,
+        threshold=epochs.PLATEAU_THRESHOLD,
         threshold_mode="abs",
     )
-    plateau, lr = keras_mlp._Plateau(factor=0.5, patience=2, min_lr=0.02), 0.1
+    plateau, lr = epochs.Plateau(factor=0.5, patience=2, min_lr=0.02), 0.1
     for value in values:
         sched.step(value)
         lr = plateau.step(value, lr)
