@@ -62,12 +62,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sweeplab.core.errors import DataError
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.epochs import EpochPolicy
 from sweeplab.objectives.latency import predict_latency_ms
 from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
-from sweeplab.objectives.training import batch_bounds
+from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
 from sweeplab.spaces.architecture import LayerPlan, MLPPlan
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the process's environment
@@ -285,12 +284,7 @@ def predict(model: keras.Model, X: np.ndarray, task: str) -> np.ndarray:
     Returns int64 class indices of shape ``(n,)`` for ``task == "classification"``, and
     float32 values of shape ``(n,)`` for ``"regression"``.
     """
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    x = np.ascontiguousarray(X, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (rows x features), got shape {tuple(x.shape)}")
-    out = _forward_chunked(model, tf.constant(x)).numpy()
+    out = _forward_chunked(model, tf.constant(prediction_rows(X, task))).numpy()
     if task == "classification":
         return out.argmax(axis=1).astype(np.int64)
     return out.reshape(-1).astype(np.float32)
@@ -500,14 +494,9 @@ def make_optimizer(cfg: MLPConfig) -> keras.optimizers.Optimizer:
 
 
 def _arrays(X: np.ndarray, y: np.ndarray, classification: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Features as float32 rows and targets as int64 ``(n,)`` (classes) or float32 ``(n, 1)`` (values)."""
-    x = np.ascontiguousarray(X, dtype=np.float32)
-    y_np = np.asarray(y).reshape(-1)
-    if x.ndim != 2 or x.shape[0] != y_np.shape[0]:
-        raise DataError(f"features must be rows x columns matching the targets, got {tuple(x.shape)} and {len(y_np)}")
-    if classification:
-        return x, np.ascontiguousarray(y_np, dtype=np.int64)
-    return x, np.ascontiguousarray(y_np, dtype=np.float32).reshape(-1, 1)
+    """:func:`~sweeplab.objectives.training.training_arrays`, regression targets as ``(n, 1)``."""
+    x, y_np = training_arrays(X, y, classification)
+    return x, y_np if classification else y_np.reshape(-1, 1)
 
 
 class _Evaluator:

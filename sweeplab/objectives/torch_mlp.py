@@ -26,11 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweeplab.core.errors import DataError
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms
 from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
-from sweeplab.objectives.training import batch_bounds
+from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
 from sweeplab.spaces.architecture import LayerPlan, MLPPlan
 
 __all__ = ["TorchMLPObjective", "build_model", "build_network", "count_params", "predict"]
@@ -106,12 +105,7 @@ def predict(model: nn.Module, X: np.ndarray, task: str) -> np.ndarray:
     Returns int64 class indices of shape ``(n,)`` for ``task == "classification"``, and
     float32 values of shape ``(n,)`` for ``"regression"``.
     """
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    device = _model_device(model)
-    x = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
-    if x.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (rows x features), got shape {tuple(x.shape)}")
+    x = torch.as_tensor(prediction_rows(X, task), device=_model_device(model))
     was_training = model.training
     model.eval()
     try:
@@ -276,22 +270,13 @@ class TorchMLPObjective(MLPObjective):
     def _tensors(
         X: np.ndarray, y: np.ndarray, classification: bool, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features as float32 and targets as int64 (classes) or float32 (values) on ``device``.
-
-        Zero-copy on CPU when the arrays already have those dtypes; never written to.
-        """
+        """:func:`~sweeplab.objectives.training.training_arrays` as tensors on ``device`` (zero-copy on CPU)."""
+        x, y_np = training_arrays(X, y, classification)
         # Arrays from Ray's object store are read-only; they are never written to here,
         # so the zero-copy view is safe and torch's warning about it is noise.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            x_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-            y_np = np.asarray(y).reshape(-1)
-            y_t = torch.from_numpy(np.ascontiguousarray(y_np, dtype=np.int64 if classification else np.float32))
-        if x_t.ndim != 2 or x_t.shape[0] != y_t.shape[0]:
-            raise DataError(
-                f"features must be rows x columns matching the targets, got {tuple(x_t.shape)} and {len(y_t)}"
-            )
-        return x_t.to(device), y_t.to(device)
+            return torch.from_numpy(x).to(device), torch.from_numpy(y_np).to(device)
 
 
 def _evaluate(
