@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sweeplab.registry.names import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS
+from sweeplab.spaces.architecture import MLPPlan
 
 __all__ = ["ACTIVATIONS", "LR_SCHEDULES", "OPTIMIZERS", "MLPConfig"]
 
@@ -52,6 +53,11 @@ class MLPConfig:
         cfg = cls(**values)
         cfg.check()
         return cfg
+
+    def network(self, n_features: int, n_outputs: int, task: str = "classification") -> MLPPlan:
+        """The network of this config for ``n_features`` inputs and ``n_outputs`` outputs (see :class:`MLPPlan`)."""
+        return MLPPlan(n_features, self.hidden_units, n_outputs, batch_norm=self.batch_norm, dropout=self.dropout,
+                       activation=self.activation, task=task)
 
     def check(self) -> None:
         """Raise ValueError for values no framework can build."""

@@ -53,5 +53,12 @@ class Dataset:
 
     @property
     def n_outputs(self) -> int:
-        """Width of the model's output layer: n_classes, or 1 for regression."""
-        return self.n_classes if self.task == "classification" else 1
+        """Width of the MLP's output layer (the one rule, read by both objectives, the model
+        format and the constraints): 1 for regression; for classification ``n_classes``, or
+        the largest class index + 1 when fewer than two labels are recorded."""
+        if self.task != "classification":
+            return 1
+        n = self.n_classes
+        if n < 2:
+            n = max((int(np.max(y)) for y in (self.y_train, self.y_val) if len(y)), default=0) + 1
+        return n

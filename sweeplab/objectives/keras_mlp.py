@@ -6,12 +6,12 @@ later trial of the process. It selects the TensorFlow backend (``KERAS_BACKEND``
 the process already chose one, and quiets TensorFlow's C++ log (``TF_CPP_MIN_LOG_LEVEL=2``)
 unless the environment says otherwise.
 
-The contract is the torch objective's, value for value (params, metric names, report
-timing, early stopping, restored best weights, schedules, errors, returned keys); see
-:meth:`KerasMLPObjective.run`. Training, in short:
+The contract (network, metrics, epoch policy, returned values) is
+:class:`~sweeplab.objectives.mlp.MLPObjective`'s, the torch objective's value for value.
+Training, in short:
 
-- model: ``Dense -> [BatchNormalization] -> activation -> [Dropout]`` per hidden layer,
-  then an output ``Dense`` producing logits (classification) or one value (regression);
+- model: the :class:`~sweeplab.spaces.architecture.MLPPlan` as a ``keras.Sequential``
+  (``Dense``, ``BatchNormalization``, the activation, ``Dropout``);
 - loss: ``SparseCategoricalCrossentropy(from_logits=True)``, or ``MeanSquaredError``;
 - mini-batches: one ``model.fit`` call over a ``tf.data`` pipeline that, per epoch,
   gathers ``batch_size`` rows at a time of a permutation seeded with the trial's seed and
@@ -19,8 +19,8 @@ timing, early stopping, restored best weights, schedules, errors, returned keys)
   one row is merged into the one before it (as torch_mlp does); each epoch runs as one
   compiled step loop (``steps_per_execution`` = batches per epoch, see :class:`MLP`);
 - a Keras callback ends every epoch: it evaluates the full validation set in one forward
-  pass, checks for NaN/inf, tracks the best epoch and early stopping, reports to
-  ``ctx.reporter`` and steps the learning-rate schedule.
+  pass, hands the epoch to the :class:`~sweeplab.objectives.epochs.EpochPolicy` (checks,
+  report, best epoch, early stopping, learning rate) and applies its decisions.
 
 Numerics follow the torch objective wherever Keras' defaults differ from torch's, so that
 one spec means the same training in both frameworks (this is deliberate, and the
@@ -53,7 +53,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -63,13 +62,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sweeplab.core.errors import DataError
-from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.epochs import EpochPolicy
 from sweeplab.objectives.latency import predict_latency_ms
-from sweeplab.objectives.training import batch_bounds, nonfinite_name, trial_settings
-from sweeplab.objectives.transfer import plan_trial
-from sweeplab.registry.names import ACTIVATIONS
+from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
+from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
+from sweeplab.spaces.architecture import LayerPlan, MLPPlan
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the process's environment
     raise ImportError(
@@ -85,6 +83,7 @@ __all__ = [
     "TorchRMSprop",
     "TorchSGD",
     "build_model",
+    "build_network",
     "configure_runtime",
     "count_params",
     "make_optimizer",
@@ -95,12 +94,6 @@ log = logging.getLogger(__name__)
 
 #: Rows per forward pass when evaluating or predicting; larger inputs are split in chunks.
 EVAL_CHUNK_ROWS = 1 << 16
-
-#: ReduceLROnPlateau's improvement threshold, absolute (same value as torch_mlp's).
-PLATEAU_THRESHOLD = 1e-4
-
-#: torch's ReduceLROnPlateau ``eps``: a reduction smaller than this is not applied.
-_PLATEAU_EPS = 1e-8
 
 #: BatchNormalization settings equal to torch's ``BatchNorm1d`` defaults (see module docstring).
 BN_MOMENTUM = 0.9
@@ -176,11 +169,16 @@ def _dense(units: int, fan_in: int, name: str) -> keras.layers.Dense:
     )
 
 
-def _activation(name: str, index: int) -> keras.layers.Layer:
-    """The layer of activation ``name`` (one of :data:`ACTIVATIONS`); Keras' own names except leaky_relu."""
-    if name == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}")
-    return keras.layers.Activation(name, name=f"{name}_{index}")
+def _layer(layer: LayerPlan) -> keras.layers.Layer:
+    if layer.kind == "dense":
+        return _dense(layer.units, layer.fan_in, layer.name)
+    if layer.kind == "batch_norm":
+        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=layer.name)
+    if layer.kind == "dropout":
+        return keras.layers.Dropout(layer.rate, name=layer.name)
+    if layer.activation == "leaky_relu":  # Keras' own names for the others
+        return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=layer.name)
+    return keras.layers.Activation(layer.activation, name=layer.name)
 
 
 @keras.saving.register_keras_serializable(package="sweeplab")
@@ -218,60 +216,40 @@ class MLP(keras.Sequential):
         return multi_step
 
 
-def build_model(
+def build_network(
+    plan: MLPPlan,
     cfg: MLPConfig,
-    n_features: int,
-    n_outputs: int,
-    task: str,
     *,
     steps_per_execution: int = 1,
     prepare: Callable[[keras.Model], None] | None = None,
-) -> keras.Model:
-    """Build and compile the MLP of ``cfg`` as a ``keras.Sequential`` for ``task``.
+) -> MLP:
+    """The layers of ``plan`` as an :class:`MLP`, compiled with ``cfg``'s optimizer.
 
-    Per width ``u`` in ``cfg.hidden_units``: ``Dense(u)``, then ``BatchNormalization``
-    (torch's momentum and epsilon) when ``cfg.batch_norm``, then the activation, then
-    ``Dropout(cfg.dropout)`` when ``cfg.dropout > 0``. Last comes ``Dense(n_outputs)``
-    with no activation: logits for classification, the value for regression. Weights use
-    torch's default initialization, drawn from Keras' global seed generator, so call
+    Layers are named as in the plan (``dense_0``, ``bn_0``, ..., ``logits`` or ``value``);
+    BatchNormalization uses torch's momentum and epsilon; weights use torch's default
+    initialization, drawn from Keras' global seed generator, so call
     ``keras.utils.set_random_seed`` first for a reproducible init.
 
     The model is compiled (``jit_compile=False``) with ``cfg``'s optimizer (see
     :func:`make_optimizer`), ``SparseCategoricalCrossentropy(from_logits=True)`` and the
     ``accuracy`` metric for classification, or ``MeanSquaredError`` and ``mae`` for
-    regression; ``steps_per_execution`` is passed to ``compile``.
-
-    ``prepare``, when given, is called with the built model before it is compiled (to load
-    weights and set ``trainable`` flags, e.g. fine-tuning; the optimizer then tracks only
-    the trainable variables).
-
-    Raises ValueError for an unknown task or activation, or non-positive sizes.
+    regression; ``steps_per_execution`` is passed to ``compile``. ``prepare``, when
+    given, is called with the built model before it is compiled (to load weights and set
+    ``trainable`` flags, e.g. fine-tuning; the optimizer then tracks only the trainable
+    variables).
     """
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    if n_features < 1 or n_outputs < 1:
-        raise ValueError(f"n_features and n_outputs must be >= 1, got n_features={n_features}, n_outputs={n_outputs}")
-    if cfg.activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {cfg.activation!r}")
-    layers: list[keras.layers.Layer] = [keras.Input(shape=(int(n_features),), dtype="float32", name="features")]
-    prev = int(n_features)
-    for i, units in enumerate(cfg.hidden_units):
-        layers.append(_dense(int(units), prev, name=f"dense_{i}"))
-        if cfg.batch_norm:
-            layers.append(keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"bn_{i}"))
-        layers.append(_activation(cfg.activation, i))
-        if cfg.dropout > 0:
-            layers.append(keras.layers.Dropout(float(cfg.dropout), name=f"dropout_{i}"))
-        prev = int(units)
-    layers.append(_dense(int(n_outputs), prev, name="logits" if task == "classification" else "value"))
-    model = MLP(layers, name="mlp")
+    inputs = keras.Input(shape=(plan.n_features,), dtype="float32", name="features")
+    model = MLP([inputs, *(_layer(layer) for layer in plan.layers)], name="mlp")
     if prepare is not None:
         prepare(model)
+    classification = plan.task == "classification"
     model.compile(
         optimizer=make_optimizer(cfg),
-        loss=_make_loss(task),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if classification
+        else keras.losses.MeanSquaredError(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        if task == "classification"
+        if classification
         else [keras.metrics.MeanAbsoluteError(name="mae")],
         jit_compile=False,
         steps_per_execution=max(1, int(steps_per_execution)),
@@ -281,10 +259,12 @@ def build_model(
     return model
 
 
-def _make_loss(task: str) -> keras.losses.Loss:
-    if task == "classification":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return keras.losses.MeanSquaredError()
+def build_model(cfg: MLPConfig, n_features: int, n_outputs: int, task: str, **kwargs: Any) -> MLP:
+    """:func:`build_network` of ``cfg.network(n_features, n_outputs, task)`` (keywords passed on).
+
+    Raises ValueError for an unknown task or activation, or non-positive sizes.
+    """
+    return build_network(cfg.network(n_features, n_outputs, task), cfg, **kwargs)
 
 
 def count_params(model: keras.Model) -> int:
@@ -304,12 +284,7 @@ def predict(model: keras.Model, X: np.ndarray, task: str) -> np.ndarray:
     Returns int64 class indices of shape ``(n,)`` for ``task == "classification"``, and
     float32 values of shape ``(n,)`` for ``"regression"``.
     """
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    x = np.ascontiguousarray(X, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (rows x features), got shape {tuple(x.shape)}")
-    out = _forward_chunked(model, tf.constant(x)).numpy()
+    out = _forward_chunked(model, tf.constant(prediction_rows(X, task))).numpy()
     if task == "classification":
         return out.argmax(axis=1).astype(np.int64)
     return out.reshape(-1).astype(np.float32)
@@ -515,46 +490,13 @@ def make_optimizer(cfg: MLPConfig) -> keras.optimizers.Optimizer:
     raise ValueError(f"optimizer must be one of ['sgd', 'adam', 'rmsprop', 'adagrad'], got {cfg.optimizer!r}")
 
 
-class _Plateau:
-    """torch's ``ReduceLROnPlateau(mode="min", threshold_mode="abs", cooldown=0)``, on floats."""
-
-    def __init__(self, factor: float, patience: int, min_lr: float) -> None:
-        self.factor, self.patience, self.min_lr = float(factor), int(patience), float(min_lr)
-        self.best = math.inf
-        self.bad_epochs = 0
-
-    def step(self, value: float, lr: float) -> float:
-        """Record this epoch's ``value``; return the learning rate for the next epoch."""
-        if value < self.best - PLATEAU_THRESHOLD:
-            self.best, self.bad_epochs = value, 0
-        else:
-            self.bad_epochs += 1
-        if self.bad_epochs > self.patience:
-            self.bad_epochs = 0
-            new_lr = max(lr * self.factor, self.min_lr)
-            if lr - new_lr > _PLATEAU_EPS:
-                return new_lr
-        return lr
-
-
 # --------------------------------------------------------------------------- helpers
 
 
-
-
-
-
-
-
 def _arrays(X: np.ndarray, y: np.ndarray, classification: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Features as float32 rows and targets as int64 ``(n,)`` (classes) or float32 ``(n, 1)`` (values)."""
-    x = np.ascontiguousarray(X, dtype=np.float32)
-    y_np = np.asarray(y).reshape(-1)
-    if x.ndim != 2 or x.shape[0] != y_np.shape[0]:
-        raise DataError(f"features must be rows x columns matching the targets, got {tuple(x.shape)} and {len(y_np)}")
-    if classification:
-        return x, np.ascontiguousarray(y_np, dtype=np.int64)
-    return x, np.ascontiguousarray(y_np, dtype=np.float32).reshape(-1, 1)
+    """:func:`~sweeplab.objectives.training.training_arrays`, regression targets as ``(n, 1)``."""
+    x, y_np = training_arrays(X, y, classification)
+    return x, y_np if classification else y_np.reshape(-1, 1)
 
 
 class _Evaluator:
@@ -596,8 +538,6 @@ class _Evaluator:
         return loss_sum / n, stat_sum / n
 
 
-
-
 def _train_dataset(
     x: tf.Tensor, y: tf.Tensor, bounds: list[tuple[int, int]], epochs: int, seed: int
 ) -> tf.data.Dataset:
@@ -629,21 +569,20 @@ def _train_dataset(
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """Notes each epoch's learning rate; after it: validation, NaN check, best epoch, report, schedule, early stop.
+    """After each epoch: the NaN check, one validation pass, the policy's verdict applied.
 
-    Any exception of the epoch-end work (``TrialPruned`` from the reporter, the
-    ``FloatingPointError`` of a non-finite loss) is kept in ``error`` and stops ``fit``
-    after this epoch; the objective raises it once ``fit`` has returned.
+    Keeps the best epoch's weights, sets the optimizer's learning rate when the policy
+    changes it, and stops ``fit`` when the policy says stop. Any exception of the
+    epoch-end work (``TrialPruned`` from the reporter, the ``FloatingPointError`` of a
+    non-finite loss) is kept in ``error`` and stops ``fit`` after this epoch; the
+    objective raises it once ``fit`` has returned.
     """
 
-    def __init__(self, objective: KerasMLPObjective, trial: _Trial) -> None:
+    def __init__(self, policy: EpochPolicy, evaluate: _Evaluator, x_val: tf.Tensor, y_val: tf.Tensor) -> None:
         super().__init__()
-        self.objective = objective
-        self.t = trial
+        self.policy, self.evaluate, self.x_val, self.y_val = policy, evaluate, x_val, y_val
+        self.best_weights: list[np.ndarray] | None = None
         self.error: BaseException | None = None
-
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self.t.epoch_lr = self.t.lr
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         try:
@@ -653,218 +592,75 @@ class _EpochEnd(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _end(self, epoch: int, logs: dict[str, Any]) -> None:
-        t = self.t
-        cfg = t.cfg
+        policy = self.policy
         loss = float(logs.get("loss", math.nan))
-        stat = float(logs.get(t.acc_name, math.nan))
-        t.epochs_trained = epoch
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {nonfinite_name(loss)} at epoch {epoch}; lower learning_rate "
-                f"(was {cfg.learning_rate:g} with {cfg.optimizer}) or use batch_norm / a smaller batch_size"
-            )
-        val_loss, val_stat = t.evaluate(t.x_val, t.y_val)
-        if not math.isfinite(val_loss):
-            raise FloatingPointError(
-                f"validation loss became {nonfinite_name(val_loss)} at epoch {epoch}; lower learning_rate "
-                f"(was {cfg.learning_rate:g} with {cfg.optimizer})"
-            )
-        metrics = dict(zip(t.metric_names, [loss, stat, val_loss, val_stat, float(t.epoch_lr)], strict=True))
-        self.objective.history.append(metrics)
-
-        key = t.sign * metrics[t.monitor]
-        if key < t.best_key:
-            t.best_key, t.best_epoch = key, epoch
-            t.best_weights = self.model.get_weights()
-        if key < t.ref_key - t.min_delta:
-            t.ref_key, t.wait = key, 0
-        else:
-            t.wait += 1
-
-        t.reporter.report(epoch, dict(metrics))
-
-        if t.plateau is not None:
-            t.lr = t.plateau.step(metrics["val_loss"], t.lr)
-        elif cfg.lr_schedule == "exponential":
-            t.lr = t.lr * float(cfg.lr_decay_rate)
-        if t.lr != t.epoch_lr:
-            self.model.optimizer.learning_rate.assign(t.lr)
-        if t.early_stopping and t.wait >= max(1, t.patience):
+        stat = float(logs.get(policy.settings.acc_name, math.nan))
+        policy.check_loss(epoch, loss)  # before the validation pass it would waste
+        lr = policy.lr
+        if policy.end_epoch(epoch, loss, stat, *self.evaluate(self.x_val, self.y_val)):
+            self.best_weights = self.model.get_weights()
+        if policy.lr != lr:
+            self.model.optimizer.learning_rate.assign(policy.lr)
+        if policy.stop:
             self.model.stop_training = True
-
-
-@dataclass
-class _Trial:
-    """The state of one training run, shared by :meth:`KerasMLPObjective.run` and its callback."""
-
-    cfg: MLPConfig
-    classification: bool
-    acc_name: str
-    metric_names: tuple[str, ...]
-    monitor: str
-    sign: float  # +1 when lower is better for the monitored metric, -1 when higher is
-    min_delta: float
-    patience: int
-    early_stopping: bool
-    reporter: Any
-    evaluate: _Evaluator
-    x_val: tf.Tensor
-    y_val: tf.Tensor
-    lr: float  # learning rate for the next epoch
-    plateau: _Plateau | None
-    epoch_lr: float = 0.0  # learning rate of the running epoch
-    best_key: float = math.inf  # sign * monitored value of the best epoch so far
-    ref_key: float = math.inf  # sign * value at the last improvement by more than min_delta
-    best_epoch: int = 0
-    best_weights: list[np.ndarray] | None = None
-    wait: int = 0
-    epochs_trained: int = 0
 
 
 # --------------------------------------------------------------------------- objective
 
 
-class KerasMLPObjective(BaseObjective):
-    """Train an MLP with Keras (TensorFlow backend) for one trial.
+class KerasMLPObjective(MLPObjective):
+    """Train an MLP with Keras (TensorFlow backend) for one trial (contract: :class:`.MLPObjective`).
 
-    Contract of :meth:`run` (the same as ``TorchMLPObjective.run``):
-
-    - ``ctx.params`` -> ``MLPConfig.from_params``; ``ctx.settings`` gives ``task``
-      (defaults to ``ctx.dataset.task``), ``epochs`` (>= 1) and ``early_stopping``
-      (``None`` or an object/mapping with ``patience``, ``min_delta`` = 0,
-      ``monitor`` = ``"val_loss"``).
     - Threads and determinism: :func:`configure_runtime` on the first trial of the
       process (intra-op threads ``max(1, int(ctx.cpus))``, inter-op 1, op determinism).
       Each trial starts with ``keras.backend.clear_session(free_memory=False)`` (Keras'
       global state reset; its forced ``gc.collect()`` would cost up to 0.5 s per trial in a
       worker's heap, and Python's own collector frees a finished trial's cycles: memory
       stays flat over hundreds of trials, see also ``_TorchStyle._backend_update_step``)
-      and ``keras.utils.set_random_seed(ctx.seed mod 2**32)``; the per-epoch
-      shuffle is a stateless permutation seeded with that seed and the epoch. Same context on CPU ->
-      identical metrics (``train_seconds`` and ``latency_ms`` aside). Device: the first GPU when
-      ``ctx.gpus > 0`` and TensorFlow sees one, else the CPU.
-    - After every epoch ``ctx.reporter.report(epoch, metrics)`` with a 1-based epoch and
-      metrics ``loss, accuracy, val_loss, val_accuracy, lr`` (classification) or
-      ``loss, mae, val_loss, val_mae, lr`` (regression). Train metrics are averaged over
-      the epoch's samples as the model was while training on them; val metrics come
-      from one inference-mode pass over the full validation set; ``lr`` is the learning
-      rate used during that epoch. :class:`~sweeplab.objectives.base.TrialPruned` from
-      the reporter stops ``fit`` after that epoch and propagates out of ``run``.
-    - A non-finite training loss raises ``FloatingPointError`` naming nan/inf and the
-      epoch, before that epoch is reported; a non-finite validation loss likewise.
-    - Early stopping: stop when the monitored metric (min for ``*loss``/``*mae``, max for
-      ``*accuracy``) has not improved by more than ``min_delta`` for ``patience`` epochs.
-    - Best weights are always restored at the end, with or without early stopping: the
-      epoch with the best monitored metric (``val_loss`` without early stopping; the
-      earliest on ties). The returned ``val_*`` and train metrics are that epoch's
-      history entry.
-    - Learning-rate schedules: ``exponential`` multiplies it by ``lr_decay_rate`` after
-      each epoch; ``plateau`` is torch's ``ReduceLROnPlateau`` on ``val_loss`` (factor,
-      patience, ``min_lr``, absolute threshold :data:`PLATEAU_THRESHOLD`).
-    - Returns those metrics plus ``test_loss`` and ``test_accuracy``/``test_mae`` (best
-      weights, when the dataset has test rows), ``best_epoch`` (1-based),
-      ``epochs_trained``, ``n_params``, ``train_seconds`` and ``latency_ms`` (mean per-row
-      predict latency on the validation rows, see :mod:`sweeplab.objectives.latency`).
-    - ``init_from`` (``ctx.dataset.init_from`` set, see :mod:`sweeplab.objectives.transfer`):
-      the source's architecture and hidden-layer weights, a new output layer, the first
-      ``n_frozen_layers`` hidden layers frozen (``trainable = False``),
-      ``finetune_learning_rate`` as learning rate; ``n_params`` then counts the whole
-      network and ``n_trainable_params`` the trained part.
-
-    After ``run`` (also after a pruned or failed one), ``self.model`` holds the model
-    (best weights once run returned), ``self.history`` one metrics dict per epoch trained
-    (``history[i]`` is epoch ``i + 1``; the reported keys) and ``self.config`` the config.
+      and ``keras.utils.set_random_seed`` with the trial's seed; the per-epoch shuffle is
+      a stateless permutation seeded with that seed and the epoch. Device: the first GPU
+      when ``ctx.gpus > 0`` and TensorFlow sees one, else the CPU.
+    - ``TrialPruned`` from the reporter stops ``fit`` after that epoch and propagates out
+      of ``run``. Fine-tuning freezes layers with ``trainable = False``.
     """
 
-    def __init__(self) -> None:
-        self.model: keras.Model | None = None
-        self.history: list[dict[str, float]] = []
-        self.config: MLPConfig | None = None
-
-    def run(self, ctx: TrialContext) -> dict[str, float]:
-        """Train and evaluate one trial; return final metrics (see the class docstring)."""
-        params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture
-        cfg = MLPConfig.from_params(params)
-        self.config = cfg
-        self.model = None
-        self.history = []
-        ds = ctx.dataset
-        settings = ctx.settings
-
-        s = trial_settings(settings, ds)
-        task, epochs, classification, acc_name = s.task, s.epochs, s.classification, s.acc_name
-        monitor, patience, min_delta, metric_names, sign = s.monitor, s.patience, s.min_delta, s.metric_names, s.sign
+    def _fit(self, t: MLPTrial) -> Fitted:
+        cfg, ds, classification = t.cfg, t.dataset, t.settings.classification
         prepare = None
-        if transfer is not None:
+        if t.transfer is not None:
             from sweeplab.objectives.transfer_keras import init_keras
+
+            transfer = t.transfer
 
             def prepare(model: keras.Model) -> None:  # source weights in, first n_frozen_layers frozen, new head
                 init_keras(model, transfer)
 
         x_train, y_train = _arrays(ds.X_train, ds.y_train, classification)
         x_val, y_val = _arrays(ds.X_val, ds.y_val, classification)
-        n_outputs = ds.n_outputs if classification else 1
-        if classification and n_outputs < 2:
-            n_outputs = int(max(np.max(y_train), np.max(y_val))) + 1
-        n_train = int(x_train.shape[0])
-        bounds = batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
+        bounds = batch_bounds(int(x_train.shape[0]), int(cfg.batch_size), merge_singleton=cfg.batch_norm)
 
-        configure_runtime(ctx.cpus)
+        configure_runtime(t.cpus)
         keras.backend.clear_session(free_memory=False)
-        seed = int(ctx.seed) % (2**32)
-        keras.utils.set_random_seed(seed)
-        device = "/GPU:0" if ctx.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
+        keras.utils.set_random_seed(t.seed)
+        device = "/GPU:0" if t.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
 
         with tf.device(device):
-            model = build_model(cfg, ds.n_features, n_outputs, task, steps_per_execution=len(bounds),
-                                prepare=prepare)
+            model = build_network(t.plan, cfg, steps_per_execution=len(bounds), prepare=prepare)
             self.model = model
-            trial = _Trial(
-                cfg=cfg,
-                classification=classification,
-                acc_name=acc_name,
-                metric_names=metric_names,
-                monitor=monitor,
-                sign=sign,
-                min_delta=min_delta,
-                patience=patience,
-                early_stopping=s.early_stopping,
-                reporter=ctx.reporter,
-                evaluate=_Evaluator(model, ds.n_features, classification),
-                x_val=tf.constant(x_val),
-                y_val=tf.constant(y_val),
-                lr=float(cfg.learning_rate),
-                plateau=_Plateau(cfg.lr_factor, cfg.lr_patience, cfg.min_lr) if cfg.lr_schedule == "plateau" else None,
-            )
-            data = _train_dataset(tf.constant(x_train), tf.constant(y_train), bounds, epochs, seed)
-            callback = _EpochEnd(self, trial)
+            evaluate = _Evaluator(model, t.plan.n_features, classification)
+            callback = _EpochEnd(t.policy, evaluate, tf.constant(x_val), tf.constant(y_val))
+            data = _train_dataset(tf.constant(x_train), tf.constant(y_train), bounds, t.settings.epochs, t.seed)
             start = time.perf_counter()
-            model.fit(data, epochs=epochs, steps_per_epoch=len(bounds), verbose=0, callbacks=[callback], shuffle=False)
+            model.fit(data, epochs=t.settings.epochs, steps_per_epoch=len(bounds), verbose=0, callbacks=[callback],
+                      shuffle=False)
             train_seconds = time.perf_counter() - start
             if callback.error is not None:
                 raise callback.error
-
-            if trial.best_weights is not None:
-                model.set_weights(trial.best_weights)
-            best = self.history[trial.best_epoch - 1]
-            result: dict[str, float] = {
-                "val_loss": best["val_loss"],
-                f"val_{acc_name}": best[f"val_{acc_name}"],
-                "loss": best["loss"],
-                acc_name: best[acc_name],
-            }
+            if callback.best_weights is not None:
+                model.set_weights(callback.best_weights)
+            test = None
             if len(ds.y_test) > 0:
                 x_test, y_test = _arrays(ds.X_test, ds.y_test, classification)
-                test_loss, test_stat = trial.evaluate(tf.constant(x_test), tf.constant(y_test))
-                result["test_loss"] = test_loss
-                result[f"test_{acc_name}"] = test_stat
-        result.update(
-            best_epoch=float(trial.best_epoch),
-            epochs_trained=float(trial.epochs_trained),
-            n_params=float(count_params(model)),
-            train_seconds=float(train_seconds),
-            latency_ms=predict_latency_ms(lambda: predict(model, ds.X_val, task), len(ds.y_val)),
-        )
-        if transfer is not None:  # n_params counts the whole network, frozen layers included
-            result.update(n_params=result["n_params"] + transfer.frozen_params, n_trainable_params=result["n_params"])
-        return result
+                test = evaluate(tf.constant(x_test), tf.constant(y_test))
+        latency = predict_latency_ms(lambda: predict(model, ds.X_val, t.settings.task), len(ds.y_val))
+        return Fitted(train_seconds=train_seconds, test=test, latency_ms=latency)

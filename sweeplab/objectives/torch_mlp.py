@@ -2,12 +2,11 @@
 
 This module imports torch at its top, so nothing imports it at package import time: the
 worker loads it lazily (``framework: torch``) and keeps it for every later trial of the
-process.
+process. The contract (network, metrics, epoch policy, returned values) is
+:class:`~sweeplab.objectives.mlp.MLPObjective`'s; here, in short:
 
-Training, in short (see :meth:`TorchMLPObjective.run` for the full contract):
-
-- model: ``Linear -> [BatchNorm1d] -> activation -> [Dropout]`` per hidden layer, then an
-  output ``Linear`` producing logits (classification) or one value (regression);
+- model: the :class:`~sweeplab.spaces.architecture.MLPPlan` as an ``nn.Sequential``
+  (``Linear``, ``BatchNorm1d``, the activation, ``Dropout``);
 - loss: ``CrossEntropyLoss`` on logits, or ``MSELoss``;
 - mini-batches: the training tensors are permuted once per epoch with a
   ``torch.Generator`` seeded from the trial's seed and sliced into ``batch_size`` rows;
@@ -19,7 +18,6 @@ Training, in short (see :meth:`TorchMLPObjective.run` for the full contract):
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import warnings
 from typing import Any
@@ -28,21 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweeplab.core.errors import DataError
-from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms
-from sweeplab.objectives.training import batch_bounds, nonfinite_name, trial_settings
-from sweeplab.objectives.transfer import plan_trial
+from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
+from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
+from sweeplab.spaces.architecture import LayerPlan, MLPPlan
 
-__all__ = ["TorchMLPObjective", "build_model", "count_params", "predict"]
+__all__ = ["TorchMLPObjective", "build_model", "build_network", "count_params", "predict"]
 
 #: Rows per forward pass when evaluating or predicting; larger inputs are split in chunks
 #: of this size (one pass for every dataset of ordinary size).
 EVAL_CHUNK_ROWS = 1 << 16
-
-#: ReduceLROnPlateau's improvement threshold, absolute, as Keras' ``min_delta=1e-4``.
-PLATEAU_THRESHOLD = 1e-4
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -60,36 +54,32 @@ _PROCESS_STATE: dict[str, bool] = {"interop_threads_set": False}
 # --------------------------------------------------------------------------- model
 
 
-def build_model(cfg: MLPConfig, n_features: int, n_outputs: int) -> nn.Module:
-    """Build the MLP of ``cfg`` as an ``nn.Sequential`` (on CPU, torch's default init).
+def _layer(layer: LayerPlan) -> nn.Module:
+    if layer.kind == "dense":
+        return nn.Linear(layer.fan_in, layer.units)
+    if layer.kind == "batch_norm":
+        return nn.BatchNorm1d(layer.units)
+    if layer.kind == "dropout":
+        return nn.Dropout(layer.rate)
+    return _ACTIVATIONS[layer.activation]()
 
-    Per width ``u`` in ``cfg.hidden_units``: ``Linear(prev, u)``, then ``BatchNorm1d(u)``
-    when ``cfg.batch_norm``, then the activation, then ``Dropout(cfg.dropout)`` when
-    ``cfg.dropout > 0``. Last comes ``Linear(prev, n_outputs)`` with no activation: it
-    yields logits for classification (``CrossEntropyLoss`` applies the softmax) and the
-    value for regression (``n_outputs == 1``). Draws from torch's global RNG, so seed it
-    first for a reproducible init.
+
+def build_network(plan: MLPPlan) -> nn.Sequential:
+    """The layers of ``plan`` as an ``nn.Sequential`` (on CPU, torch's default init).
+
+    The output ``Linear`` has no activation: logits for classification
+    (``CrossEntropyLoss`` applies the softmax), the value for regression. Draws from
+    torch's global RNG, so seed it first for a reproducible init.
+    """
+    return nn.Sequential(*(_layer(layer) for layer in plan.layers))
+
+
+def build_model(cfg: MLPConfig, n_features: int, n_outputs: int) -> nn.Sequential:
+    """:func:`build_network` of ``cfg.network(n_features, n_outputs)``.
 
     Raises ValueError for an unknown activation or non-positive sizes.
     """
-    if n_features < 1 or n_outputs < 1:
-        raise ValueError(f"n_features and n_outputs must be >= 1, got n_features={n_features}, n_outputs={n_outputs}")
-    try:
-        activation = _ACTIVATIONS[cfg.activation]
-    except KeyError:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {cfg.activation!r}") from None
-    layers: list[nn.Module] = []
-    prev = int(n_features)
-    for units in cfg.hidden_units:
-        layers.append(nn.Linear(prev, int(units)))
-        if cfg.batch_norm:
-            layers.append(nn.BatchNorm1d(int(units)))
-        layers.append(activation())
-        if cfg.dropout > 0:
-            layers.append(nn.Dropout(cfg.dropout))
-        prev = int(units)
-    layers.append(nn.Linear(prev, int(n_outputs)))
-    return nn.Sequential(*layers)
+    return build_network(cfg.network(n_features, n_outputs))
 
 
 def count_params(model: nn.Module) -> int:
@@ -115,12 +105,7 @@ def predict(model: nn.Module, X: np.ndarray, task: str) -> np.ndarray:
     Returns int64 class indices of shape ``(n,)`` for ``task == "classification"``, and
     float32 values of shape ``(n,)`` for ``"regression"``.
     """
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    device = _model_device(model)
-    x = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
-    if x.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (rows x features), got shape {tuple(x.shape)}")
+    x = torch.as_tensor(prediction_rows(X, task), device=_model_device(model))
     was_training = model.training
     model.eval()
     try:
@@ -173,23 +158,6 @@ def _make_optimizer(cfg: MLPConfig, params: list[nn.Parameter], device: torch.de
     return cls(params, **kwargs)
 
 
-def _make_scheduler(cfg: MLPConfig, optimizer: torch.optim.Optimizer) -> Any:
-    """``None``, ``ExponentialLR(gamma=lr_decay_rate)`` or ``ReduceLROnPlateau`` on val_loss."""
-    if cfg.lr_schedule == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(cfg.lr_decay_rate))
-    if cfg.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="min",
-            factor=float(cfg.lr_factor),
-            patience=int(cfg.lr_patience),
-            min_lr=float(cfg.min_lr),
-            threshold=PLATEAU_THRESHOLD,
-            threshold_mode="abs",
-        )
-    return None
-
-
 def _limit_threads(cpus: float) -> int:
     """Limit torch's intra-op threads to the trial's CPU share; inter-op once per process.
 
@@ -205,69 +173,20 @@ def _limit_threads(cpus: float) -> int:
     return n
 
 
-
-
-
-
-def _seed_everything(seed: int) -> int:
-    seed = int(seed) % (2**32)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    return seed
-
-
 # --------------------------------------------------------------------------- objective
 
 
-class TorchMLPObjective(BaseObjective):
-    """Train an MLP with PyTorch for one trial.
+class TorchMLPObjective(MLPObjective):
+    """Train an MLP with PyTorch for one trial (contract: :class:`.MLPObjective`).
 
-    Contract of :meth:`run`:
-
-    - ``ctx.params`` -> ``MLPConfig.from_params``; ``ctx.settings`` gives ``task``
-      (defaults to ``ctx.dataset.task``), ``epochs`` (>= 1) and ``early_stopping``
-      (``None`` or an object/mapping with ``patience``, ``min_delta`` = 0,
-      ``monitor`` = ``"val_loss"``).
     - Threads: ``torch.set_num_threads(max(1, int(ctx.cpus)))``; inter-op threads are set
       once per process and only while torch still allows it. Device: ``cuda`` when
       ``ctx.gpus > 0`` and CUDA is available, else CPU.
-    - Seeded: ``torch.manual_seed`` and ``np.random.seed`` with ``ctx.seed`` (mod 2**32);
-      the per-epoch shuffle uses its own generator seeded the same way. Same context on
-      CPU -> identical metrics (``train_seconds`` and ``latency_ms`` aside).
-    - After every epoch ``ctx.reporter.report(epoch, metrics)`` with a 1-based epoch and
-      metrics ``loss, accuracy, val_loss, val_accuracy, lr`` (classification) or
-      ``loss, mae, val_loss, val_mae, lr`` (regression). Train metrics are averaged over
-      the epoch's samples as the model was while training on them (train mode); val
-      metrics come from the full validation set in eval mode; ``lr`` is the learning
-      rate used during that epoch. :class:`~sweeplab.objectives.base.TrialPruned` from
-      the reporter propagates.
-    - A non-finite training loss raises ``FloatingPointError`` at the end of the epoch
-      in which it happened (detected without per-batch syncs), before that epoch is
-      reported; a non-finite validation loss likewise.
-    - Early stopping: stop when the monitored metric (min for ``*loss``/``*mae``, max for
-      ``*accuracy``) has not improved by more than ``min_delta`` for ``patience`` epochs.
-    - Best weights are always restored at the end, with or without early stopping: the
-      epoch with the best monitored metric (``val_loss`` without early stopping; the
-      earliest on ties). The returned ``val_*`` and train metrics are that epoch's
-      history entry, so ``val_loss`` is the minimum over the history when monitoring it.
-    - Returns those metrics plus ``test_loss`` and ``test_accuracy``/``test_mae`` (best
-      weights, when the dataset has test rows), ``best_epoch`` (1-based),
-      ``epochs_trained``, ``n_params``, ``train_seconds`` and ``latency_ms`` (mean per-row
-      predict latency on the validation rows, see :mod:`sweeplab.objectives.latency`).
-    - ``init_from`` (``ctx.dataset.init_from`` set, see :mod:`sweeplab.objectives.transfer`):
-      the source's architecture and hidden-layer weights, a new output layer, the first
-      ``n_frozen_layers`` hidden layers frozen, ``finetune_learning_rate`` as learning rate;
-      ``n_params`` then counts the whole network and ``n_trainable_params`` the trained part.
-
-    After ``run`` (also after a pruned or failed one), ``self.model`` holds the model (in
-    eval mode, best weights once run returned) and ``self.history`` one metrics dict per
-    epoch trained (``history[i]`` is epoch ``i + 1``; the reported keys, no epoch key).
+    - Seeded: ``torch.manual_seed`` and ``np.random.seed`` with the trial's seed; the
+      per-epoch shuffle uses its own generator seeded the same way.
+    - A non-finite training loss is detected at the end of its epoch, without per-batch
+      syncs. ``self.model`` is left in eval mode.
     """
-
-    def __init__(self) -> None:
-        self.model: nn.Module | None = None
-        self.history: list[dict[str, float]] = []
-        self.config: MLPConfig | None = None
 
     def warm_up(self) -> None:
         """Build an optimizer and take one step on a throw-away tensor.
@@ -282,56 +201,35 @@ class TorchMLPObjective(BaseObjective):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def run(self, ctx: TrialContext) -> dict[str, float]:
-        """Train and evaluate one trial; return final metrics (see the class docstring)."""
-        params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture
-        cfg = MLPConfig.from_params(params)
-        self.config = cfg
-        self.model = None
-        self.history = []
-        ds = ctx.dataset
-        settings = ctx.settings
-
-        s = trial_settings(settings, ds)
-        task, epochs, classification, acc_name = s.task, s.epochs, s.classification, s.acc_name
-        monitor, patience, min_delta, metric_names, sign = s.monitor, s.patience, s.min_delta, s.metric_names, s.sign
-
-        _limit_threads(ctx.cpus)
-        seed = _seed_everything(ctx.seed)
-        device = torch.device("cuda" if ctx.gpus > 0 and torch.cuda.is_available() else "cpu")
+    def _fit(self, t: MLPTrial) -> Fitted:
+        cfg, ds, policy, classification = t.cfg, t.dataset, t.policy, t.settings.classification
+        _limit_threads(t.cpus)
+        torch.manual_seed(t.seed)
+        np.random.seed(t.seed)
+        device = torch.device("cuda" if t.gpus > 0 and torch.cuda.is_available() else "cpu")
 
         x_train, y_train = self._tensors(ds.X_train, ds.y_train, classification, device)
         x_val, y_val = self._tensors(ds.X_val, ds.y_val, classification, device)
-        n_outputs = ds.n_outputs if classification else 1
-        if classification and n_outputs < 2:
-            n_outputs = int(max(np.max(ds.y_train), np.max(ds.y_val))) + 1
-
-        model = build_model(cfg, ds.n_features, n_outputs).to(device)
-        if transfer is not None:
+        model = build_network(t.plan).to(device)
+        if t.transfer is not None:
             from sweeplab.objectives.transfer_torch import init_torch
 
-            init_torch(model, transfer)  # source weights in, first n_frozen_layers frozen, new head
+            init_torch(model, t.transfer)  # source weights in, first n_frozen_layers frozen, new head
         self.model = model
         criterion: nn.Module = nn.CrossEntropyLoss() if classification else nn.MSELoss()
         optimizer = _make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], device)
-        scheduler = _make_scheduler(cfg, optimizer)
         shuffle_gen = torch.Generator(device="cpu")
-        shuffle_gen.manual_seed(seed)
+        shuffle_gen.manual_seed(t.seed)
 
         n_train = int(x_train.shape[0])
         bounds = batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
         zero_f = torch.zeros((), dtype=torch.float64, device=device)
-
-        best_key = math.inf  # sign * monitored value of the best epoch so far
-        ref_key = math.inf  # sign * value at the last improvement by more than min_delta
-        best_epoch = 0
         best_state: dict[str, torch.Tensor] | None = None
-        wait = 0
-        epochs_trained = 0
         start = time.perf_counter()
-        for epoch in range(1, epochs + 1):
+        for epoch in policy.epochs():
+            for group in optimizer.param_groups:
+                group["lr"] = policy.lr
             model.train()
-            lr = float(optimizer.param_groups[0]["lr"])
             perm = torch.randperm(n_train, generator=shuffle_gen).to(device)
             xs, ys = x_train[perm], y_train[perm]
             loss_sum = zero_f.clone()
@@ -351,90 +249,34 @@ class TorchMLPObjective(BaseObjective):
                         stat_sum.add_((out.argmax(dim=1) == yb).sum())
                     else:
                         stat_sum.add_((out - yb).abs().sum())
-            val_loss_t, val_stat_t = _evaluate(model, criterion, x_val, y_val, classification)
-            values = torch.stack([loss_sum / n_train, stat_sum / n_train, val_loss_t, val_stat_t]).tolist()
-            epochs_trained = epoch
-            if not math.isfinite(values[0]):
-                raise FloatingPointError(
-                    f"training loss became {nonfinite_name(values[0])} at epoch {epoch}; lower learning_rate "
-                    f"(was {cfg.learning_rate:g} with {cfg.optimizer}) or use batch_norm / a smaller batch_size"
-                )
-            if not math.isfinite(values[2]):
-                raise FloatingPointError(
-                    f"validation loss became {nonfinite_name(values[2])} at epoch {epoch}; lower learning_rate "
-                    f"(was {cfg.learning_rate:g} with {cfg.optimizer})"
-                )
-            metrics = dict(zip(metric_names, [*values, lr], strict=True))
-            self.history.append(metrics)
-
-            key = sign * metrics[monitor]
-            if key < best_key:
-                best_key, best_epoch = key, epoch
+            val_loss, val_stat = _evaluate(model, criterion, x_val, y_val, classification)
+            values = torch.stack([loss_sum / n_train, stat_sum / n_train, val_loss, val_stat]).tolist()
+            if policy.end_epoch(epoch, *values):
                 best_state = _snapshot(model, best_state)
-            if key < ref_key - min_delta:
-                ref_key, wait = key, 0
-            else:
-                wait += 1
-
-            ctx.reporter.report(epoch, dict(metrics))
-
-            if scheduler is not None:
-                if cfg.lr_schedule == "plateau":
-                    scheduler.step(metrics["val_loss"])
-                else:
-                    scheduler.step()
-            if s.early_stopping and wait >= max(1, patience):
-                break
         train_seconds = time.perf_counter() - start
 
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
-        best = self.history[best_epoch - 1]
-        result: dict[str, float] = {
-            "val_loss": best["val_loss"],
-            f"val_{acc_name}": best[f"val_{acc_name}"],
-            "loss": best["loss"],
-            acc_name: best[acc_name],
-        }
+        test = None
         if len(ds.y_test) > 0:
             x_test, y_test = self._tensors(ds.X_test, ds.y_test, classification, device)
             test_loss, test_stat = torch.stack(_evaluate(model, criterion, x_test, y_test, classification)).tolist()
-            result["test_loss"] = test_loss
-            result[f"test_{acc_name}"] = test_stat
-        result.update(
-            best_epoch=float(best_epoch),
-            epochs_trained=float(epochs_trained),
-            n_params=float(count_params(model)),
-            train_seconds=float(train_seconds),
-            latency_ms=predict_latency_ms(lambda: predict(model, ds.X_val, task), len(ds.y_val)),
-        )
-        if transfer is not None:  # n_params counts the whole network, frozen layers included
-            result.update(n_params=result["n_params"] + transfer.frozen_params, n_trainable_params=result["n_params"])
-        return result
+            test = (test_loss, test_stat)
+        latency = predict_latency_ms(lambda: predict(model, ds.X_val, t.settings.task), len(ds.y_val))
+        return Fitted(train_seconds=train_seconds, test=test, latency_ms=latency)
 
     @staticmethod
     def _tensors(
         X: np.ndarray, y: np.ndarray, classification: bool, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features as float32 and targets as int64 (classes) or float32 (values) on ``device``.
-
-        Zero-copy on CPU when the arrays already have those dtypes; never written to.
-        """
+        """:func:`~sweeplab.objectives.training.training_arrays` as tensors on ``device`` (zero-copy on CPU)."""
+        x, y_np = training_arrays(X, y, classification)
         # Arrays from Ray's object store are read-only; they are never written to here,
         # so the zero-copy view is safe and torch's warning about it is noise.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            x_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-            y_np = np.asarray(y).reshape(-1)
-            y_t = torch.from_numpy(np.ascontiguousarray(y_np, dtype=np.int64 if classification else np.float32))
-        if x_t.ndim != 2 or x_t.shape[0] != y_t.shape[0]:
-            raise DataError(
-                f"features must be rows x columns matching the targets, got {tuple(x_t.shape)} and {len(y_t)}"
-            )
-        return x_t.to(device), y_t.to(device)
-
-
+            return torch.from_numpy(x).to(device), torch.from_numpy(y_np).to(device)
 
 
 def _evaluate(

@@ -2,15 +2,17 @@
 
 Both objectives read the trial's settings the same way (:func:`trial_settings`), cut
 the same mini-batches (:func:`batch_bounds`) and judge early stopping the same way
-(:func:`monitor_mode`), so one spec means the same thing on either framework.
+(:func:`monitor_mode`, and :mod:`sweeplab.objectives.epochs` after every epoch), so one
+spec means the same thing on either framework.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from sweeplab.core.errors import DataError
 
@@ -47,9 +49,28 @@ def batch_bounds(n: int, batch_size: int, merge_singleton: bool) -> list[tuple[i
     return bounds
 
 
-def nonfinite_name(value: float) -> str:
-    """``"nan"`` or ``"inf"``, for the message of a diverged loss."""
-    return "nan" if math.isnan(value) else "inf"
+def training_arrays(X: Any, y: Any, classification: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Features as float32 rows, targets as int64 class indices or float32 values, both C-contiguous.
+
+    No copy when the arrays already are so (arrays from Ray's object store are read-only:
+    never write to them). Raises DataError unless the features are rows x columns with
+    one target per row.
+    """
+    x = np.ascontiguousarray(X, dtype=np.float32)
+    y_np = np.ascontiguousarray(np.asarray(y).reshape(-1), dtype=np.int64 if classification else np.float32)
+    if x.ndim != 2 or x.shape[0] != y_np.shape[0]:
+        raise DataError(f"features must be rows x columns matching the targets, got {tuple(x.shape)} and {len(y_np)}")
+    return x, y_np
+
+
+def prediction_rows(X: Any, task: str) -> np.ndarray:
+    """The rows ``X`` a backend's ``predict`` gets, as float32 C-contiguous; ValueError for a bad task or shape."""
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    x = np.ascontiguousarray(X, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (rows x features), got shape {tuple(x.shape)}")
+    return x
 
 
 @dataclass(frozen=True)

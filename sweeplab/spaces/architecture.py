@@ -1,26 +1,39 @@
-"""The architecture side of an MLP space: parameter counts, computed without any framework.
+"""The MLP both objectives build, described once and free of any framework.
 
-:func:`count_mlp_params` gives the number of trainable parameters of the network that
-both MLP objectives build for a resolved config (``Linear``/``Dense`` weights and biases,
-BatchNorm's scale and shift; BatchNorm's running statistics are buffers, not counted), so
-the study coordinator can reject an architecture that breaks ``constraints.max_params``
-before any worker trains it. It equals ``torch_mlp.count_params(build_model(...))`` and
-``keras_mlp.count_params`` for the same config. :func:`smallest_architecture` bounds a
-whole space from below, so a constraint no trial can satisfy is refused at once.
+:class:`MLPPlan` is the network of a resolved config and the dataset's widths: its
+layers in order (:attr:`MLPPlan.layers`, what the torch and Keras objectives translate
+one for one into their own layers) and its parameter count (:attr:`MLPPlan.n_params`).
+The study coordinator counts with it too (:func:`count_mlp_params`), so an architecture
+that breaks ``constraints.max_params`` is rejected before any worker trains it; the
+count equals ``torch_mlp.count_params`` and ``keras_mlp.count_params`` of the built
+model. :func:`smallest_architecture` bounds a whole space from below, so a constraint no
+trial can satisfy is refused at once.
+
+The plan lives here, below ``objectives``, because the spaces and the search need its
+count; ``objectives.config.MLPConfig.network`` makes the plan of a config.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sweeplab.registry.names import ACTIVATIONS, TASKS
 from sweeplab.spaces.params import IntParam
 
 if TYPE_CHECKING:
     from sweeplab.spaces.space import SearchSpace
 
-__all__ = ["ARCHITECTURE_PARAMS", "TRANSFER_PARAMS", "count_mlp_params", "smallest_architecture"]
+__all__ = [
+    "ARCHITECTURE_PARAMS",
+    "TRANSFER_PARAMS",
+    "LayerPlan",
+    "MLPPlan",
+    "count_mlp_params",
+    "smallest_architecture",
+]
 
 ARCHITECTURE_PARAMS = ("n_layers", "units", "hidden_layers", "batch_norm", "activation")
 """Space params that shape the network's weights; an ``init_from`` study takes them from its source model."""
@@ -29,25 +42,101 @@ TRANSFER_PARAMS = ("n_frozen_layers", "finetune_learning_rate")
 """Space params that only mean something when fine-tuning (``objective.init_from``)."""
 
 
-def count_mlp_params(hidden_units: Iterable[int], n_features: int, n_outputs: int, batch_norm: bool) -> int:
-    """Trainable parameters of the MLP ``n_features -> hidden_units... -> n_outputs``.
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer of an :class:`MLPPlan`.
 
-    Per hidden layer of width ``u`` fed by ``prev`` values: ``prev * u + u`` (weights and
-    bias) plus ``2 * u`` with ``batch_norm`` (scale and shift); then the output layer,
-    ``prev * n_outputs + n_outputs``. Dropout and activations have no parameters.
+    ``kind``: ``"dense"`` (``fan_in`` -> ``units``, weights and bias), ``"batch_norm"``
+    (scale and shift over ``units`` features; running statistics are buffers),
+    ``"activation"`` (``activation``, one of the registry's names) or ``"dropout"``
+    (``rate``). ``units`` is the width the layer passes on. ``name`` is the Keras layer
+    name (``dense_0``, ``bn_0``, ``relu_0``, ``dropout_0``, and ``logits`` or ``value``
+    for the output layer); torch's ``nn.Sequential`` numbers its layers instead.
+    """
+
+    kind: str
+    name: str
+    units: int
+    fan_in: int = 0
+    activation: str = ""
+    rate: float = 0.0
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters of this layer."""
+        if self.kind == "dense":
+            return self.fan_in * self.units + self.units
+        return 2 * self.units if self.kind == "batch_norm" else 0
+
+
+@dataclass(frozen=True)
+class MLPPlan:
+    """The MLP ``n_features -> hidden_units... -> n_outputs`` for ``task``.
+
+    Per hidden width ``u``: a dense layer, then batch norm when ``batch_norm``, then the
+    activation, then dropout when ``dropout > 0``. Last comes a dense output layer with no
+    activation: logits for classification (the loss applies the softmax), the value for
+    regression. Raises ValueError for an unknown task or activation, or sizes below 1.
+    """
+
+    n_features: int
+    hidden_units: tuple[int, ...]
+    n_outputs: int
+    batch_norm: bool = False
+    dropout: float = 0.0
+    activation: str = "relu"
+    task: str = "classification"
+
+    def __post_init__(self) -> None:
+        widths = tuple(int(u) for u in self.hidden_units)
+        object.__setattr__(self, "hidden_units", widths)
+        object.__setattr__(self, "n_features", int(self.n_features))
+        object.__setattr__(self, "n_outputs", int(self.n_outputs))
+        if self.task not in TASKS:
+            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        if self.n_features < 1 or self.n_outputs < 1:
+            raise ValueError(
+                f"n_features and n_outputs must be >= 1, got n_features={self.n_features}, n_outputs={self.n_outputs}"
+            )
+        if any(u < 1 for u in widths):
+            raise ValueError(f"hidden layer sizes must be >= 1, got hidden_units={list(widths)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+    @property
+    def layers(self) -> tuple[LayerPlan, ...]:
+        """Every layer in order, the output layer last (see the class docstring)."""
+        out: list[LayerPlan] = []
+        prev = int(self.n_features)
+        for i, units in enumerate(self.hidden_units):
+            out.append(LayerPlan("dense", f"dense_{i}", units, fan_in=prev))
+            if self.batch_norm:
+                out.append(LayerPlan("batch_norm", f"bn_{i}", units))
+            out.append(LayerPlan("activation", f"{self.activation}_{i}", units, activation=self.activation))
+            if self.dropout > 0:
+                out.append(LayerPlan("dropout", f"dropout_{i}", units, rate=float(self.dropout)))
+            prev = units
+        output = "logits" if self.task == "classification" else "value"
+        out.append(LayerPlan("dense", output, int(self.n_outputs), fan_in=prev))
+        return tuple(out)
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters: dense weights and biases, batch norm's scale and shift.
+
+        Per hidden layer of width ``u`` fed by ``prev`` values: ``prev * u + u``, plus
+        ``2 * u`` with batch norm; then the output layer, ``prev * n_outputs + n_outputs``.
+        Dropout and activations have none; batch norm's running statistics are buffers.
+        """
+        return sum(layer.n_params for layer in self.layers)
+
+
+def count_mlp_params(hidden_units: Iterable[int], n_features: int, n_outputs: int, batch_norm: bool) -> int:
+    """Trainable parameters of the MLP ``n_features -> hidden_units... -> n_outputs`` (:attr:`MLPPlan.n_params`).
+
     Raises ValueError for widths or sizes below 1.
     """
-    widths = [int(u) for u in hidden_units]
-    if n_features < 1 or n_outputs < 1 or any(u < 1 for u in widths):
-        raise ValueError(
-            f"sizes must be >= 1, got n_features={n_features}, n_outputs={n_outputs}, hidden_units={widths}"
-        )
-    total = 0
-    prev = int(n_features)
-    for units in widths:
-        total += prev * units + units + (2 * units if batch_norm else 0)
-        prev = units
-    return total + prev * int(n_outputs) + int(n_outputs)
+    return MLPPlan(int(n_features), tuple(hidden_units), int(n_outputs), batch_norm=bool(batch_norm)).n_params
 
 
 def smallest_architecture(

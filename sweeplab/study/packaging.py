@@ -106,18 +106,6 @@ def raw_example(spec: Any, n: int = RAW_EXAMPLE_ROWS) -> Any:
     return X.head(n).reset_index(drop=True)
 
 
-def _n_outputs(dataset: Any) -> int:
-    """The output width the MLP objectives build for ``dataset``."""
-    import numpy as np
-
-    if dataset.task != "classification":
-        return 1
-    n = int(dataset.n_outputs)
-    if n < 2:
-        n = int(max(np.max(dataset.y_train), np.max(dataset.y_val))) + 1
-    return n
-
-
 def _fallback_rows(dataset: Any, n: int) -> Any:
     """Approximate raw rows (the scaler undone on held-out rows) when none were given."""
     import numpy as np
@@ -175,7 +163,7 @@ def fit_and_package(
     rows = raw_rows if raw_rows is not None else _fallback_rows(dataset, RAW_EXAMPLE_ROWS)
     extra = {"trial": ticket.number, "seed": ticket.seed, "params": _plain(ticket.raw_params),
              "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)}, **dict(metadata or {})}
-    meta = model_meta(framework, getattr(objective, "config", None), dataset, _n_outputs(dataset), extra=extra)
+    meta = model_meta(framework, getattr(objective, "config", None), dataset, dataset.n_outputs, extra=extra)
     with tempfile.TemporaryDirectory(prefix="sweeplab-package-") as tmp:
         model_dir = Path(tmp) / "model"
         save_pyfunc_model(model_dir, framework, getattr(objective, "model", None), meta, rows,

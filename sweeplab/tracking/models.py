@@ -144,23 +144,24 @@ def write_weights(framework: str, model: Any, path: str | os.PathLike[str]) -> N
 
 
 def load_network(meta: Mapping[str, Any], weights_path: str | os.PathLike[str]) -> Any:
-    """Rebuild the network from ``meta`` and load its weights (CPU, inference mode)."""
+    """Rebuild the network described by ``meta`` and load its weights (CPU, inference mode)."""
     cfg = _config_of(meta)
+    plan = cfg.network(int(meta["n_features"]), int(meta["n_outputs"]), str(meta["task"]))
     framework = meta["framework"]
     if framework == "torch":
         import torch
 
-        from sweeplab.objectives.torch_mlp import build_model as build_torch
+        from sweeplab.objectives.torch_mlp import build_network as build_torch
 
-        model = build_torch(cfg, int(meta["n_features"]), int(meta["n_outputs"]))
+        model = build_torch(plan)
         state = torch.load(str(weights_path), map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         model.eval()
         return model
     if framework == "keras":
-        from sweeplab.objectives.keras_mlp import build_model as build_keras
+        from sweeplab.objectives.keras_mlp import build_network as build_keras
 
-        model = build_keras(cfg, int(meta["n_features"]), int(meta["n_outputs"]), str(meta["task"]))
+        model = build_keras(plan, cfg)
         model.load_weights(str(weights_path))
         return model
     raise ValueError(f"unknown framework {framework!r} in {META_FILE}; expected torch or keras")

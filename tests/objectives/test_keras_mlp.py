@@ -1,4 +1,8 @@
-"""Tests of the Keras MLP objective (small synthetic data, a few epochs): the torch objective's contract."""
+"""What only the Keras MLP objective has: its layers, torch-like init and optimizers, the
+stateless shuffle, saving, the TensorFlow runtime and graph hygiene.
+
+The objective contract both frameworks keep is tested in ``test_mlp_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,13 @@ import math
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_classification, make_regression
-from sklearn.preprocessing import StandardScaler
+from sweeplab_mlp_kit import CLS, SMALL, ctx_for
 
-from sweeplab.objectives.base import NullReporter, TrialContext, TrialPruned
-from sweeplab.objectives.config import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, MLPConfig
-from sweeplab.objectives.dataset import Dataset
+from sweeplab.objectives.config import ACTIVATIONS, MLPConfig
 from sweeplab.objectives.training import batch_bounds
 
 keras = pytest.importorskip("keras")
@@ -31,84 +30,7 @@ from sweeplab.objectives.keras_mlp import (  # noqa: E402
     build_model,
     count_params,
     make_optimizer,
-    predict,
 )
-
-CLS_KEYS = {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
-REG_KEYS = {"loss", "mae", "val_loss", "val_mae", "lr"}
-
-
-def _split(X: np.ndarray, y: np.ndarray, n_train: int, n_val: int) -> tuple[np.ndarray, ...]:
-    scaler = StandardScaler().fit(X[:n_train])
-    X = scaler.transform(X).astype(np.float32)
-    return (
-        X[:n_train],
-        y[:n_train],
-        X[n_train : n_train + n_val],
-        y[n_train : n_train + n_val],
-        X[n_train + n_val :],
-        y[n_train + n_val :],
-    )
-
-
-def make_cls_dataset(
-    n: int = 300, n_train: int = 200, n_val: int = 60, class_sep: float = 1.0, test: bool = True
-) -> Dataset:
-    X, y = make_classification(
-        n_samples=n, n_features=10, n_informative=6, n_redundant=2, n_classes=3, class_sep=class_sep, random_state=0
-    )
-    Xtr, ytr, Xva, yva, Xte, yte = _split(X, y.astype(np.int64), n_train, n_val)
-    if not test:
-        Xte, yte = Xte[:0], yte[:0]
-    return Dataset(
-        task="classification",
-        X_train=Xtr,
-        y_train=ytr,
-        X_val=Xva,
-        y_val=yva,
-        X_test=Xte,
-        y_test=yte,
-        feature_names=tuple(f"x{i}" for i in range(10)),
-        class_labels=(0, 1, 2),
-        name="cls",
-    )
-
-
-def make_reg_dataset(n: int = 300, n_train: int = 200, n_val: int = 60) -> Dataset:
-    X, y = make_regression(n_samples=n, n_features=8, n_informative=5, noise=5.0, random_state=0)
-    y = ((y - y[:n_train].mean()) / y[:n_train].std()).astype(np.float32)
-    Xtr, ytr, Xva, yva, Xte, yte = _split(X, y, n_train, n_val)
-    return Dataset("regression", Xtr, ytr, Xva, yva, Xte, yte, tuple(f"x{i}" for i in range(8)), name="reg")
-
-
-CLS = make_cls_dataset()
-REG = make_reg_dataset()
-SMALL = make_cls_dataset(n=200, n_train=120, n_val=40)
-
-
-def ctx_for(
-    params: Mapping[str, Any] | None = None,
-    *,
-    dataset: Dataset = CLS,
-    epochs: int = 3,
-    seed: int = 7,
-    reporter: Any = None,
-    early_stopping: Any = None,
-    cpus: float = 1.0,
-) -> TrialContext:
-    return TrialContext(
-        params=dict(params or {}),
-        dataset=dataset,
-        seed=seed,
-        reporter=reporter if reporter is not None else NullReporter(),
-        settings=SimpleNamespace(task=dataset.task, epochs=epochs, early_stopping=early_stopping),
-        cpus=cpus,
-    )
-
-
-def without_time(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if k not in ("train_seconds", "latency_ms")}  # wall-clock times
-
 
 # --------------------------------------------------------------------------- model building
 
@@ -154,8 +76,6 @@ def test_build_model_regression_and_bad_input() -> None:
     model = build_model(MLPConfig(hidden_units=(8,)), n_features=4, n_outputs=1, task="regression")
     assert model.layers[-1].name == "value"
     assert isinstance(model.loss, keras.losses.MeanSquaredError)
-    with pytest.raises(ValueError, match="n_features and n_outputs must be >= 1"):
-        build_model(MLPConfig(), n_features=0, n_outputs=2, task="classification")
     with pytest.raises(ValueError, match="task must be 'classification' or 'regression'"):
         build_model(MLPConfig(), n_features=3, n_outputs=2, task="ranking")
 
@@ -173,20 +93,14 @@ def test_torch_like_initialization() -> None:
 
 @pytest.mark.parametrize(
     "cfg",
-    [
-        MLPConfig(hidden_units=(64, 32, 16)),
-        MLPConfig(hidden_units=(64, 32, 16), batch_norm=True),
-        MLPConfig(hidden_units=(7,), batch_norm=True, dropout=0.2),
-    ],
-    ids=["plain", "batch_norm", "narrow"],
+    [MLPConfig(hidden_units=(64, 32, 16), batch_norm=True), MLPConfig(hidden_units=(7,), batch_norm=True, dropout=0.2)],
+    ids=["batch_norm", "narrow"],
 )
-def test_count_params_matches_torch(cfg: MLPConfig) -> None:
-    torch_mlp = pytest.importorskip("sweeplab.objectives.torch_mlp")
+def test_count_params_leaves_out_moving_statistics(cfg: MLPConfig) -> None:
+    # the count itself is the contract's (test_mlp_contract.py, equal to torch's)
     model = build_model(cfg, n_features=10, n_outputs=3, task="classification")
-    expected = torch_mlp.count_params(torch_mlp.build_model(cfg, n_features=10, n_outputs=3))
-    assert count_params(model) == expected
-    if cfg.batch_norm:  # moving mean/variance are Keras weights, but not trainable and not counted
-        assert model.count_params() == expected + 2 * sum(cfg.hidden_units)
+    # moving mean/variance are Keras weights, but not trainable and not counted
+    assert model.count_params() == count_params(model) + 2 * sum(cfg.hidden_units)
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -242,128 +156,6 @@ def test_optimizer_steps_match_torch(name: str, momentum: float) -> None:
 # --------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("schedule", LR_SCHEDULES)
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_every_optimizer_and_schedule_trains(optimizer: str, schedule: str) -> None:
-    params = {
-        "hidden_units": [8],
-        "optimizer": optimizer,
-        "lr_schedule": schedule,
-        "learning_rate": 0.01,
-        "lr_patience": 1,
-        "weight_decay": 1e-4,
-    }
-    obj = KerasMLPObjective()
-    out = obj.run(ctx_for(params, dataset=SMALL, epochs=3))
-    assert {"val_loss", "val_accuracy", "loss", "accuracy", "test_loss", "test_accuracy"} <= set(out)
-    assert {"best_epoch", "epochs_trained", "n_params", "train_seconds"} <= set(out)
-    assert all(math.isfinite(v) for v in out.values()), out
-    assert out["epochs_trained"] == 3
-    val_losses = [h["val_loss"] for h in obj.history]
-    assert out["best_epoch"] == 1 + val_losses.index(min(val_losses))  # weights restored from the best val_loss
-    assert out["n_params"] == count_params(obj.model)
-    assert obj.config == MLPConfig.from_params(params)
-    lrs = [h["lr"] for h in obj.history]
-    assert lrs[0] == pytest.approx(0.01)
-    if schedule == "exponential":
-        assert lrs == pytest.approx([0.01 * 0.95**i for i in range(3)])
-        assert float(obj.model.optimizer.learning_rate) == pytest.approx(0.01 * 0.95**3)
-    if schedule == "none":
-        assert lrs == [0.01] * 3
-
-
-def test_plateau_schedule_reduces_lr_when_val_loss_stalls() -> None:
-    # the torch test's scenario: lr so small that val_loss stalls; after lr_patience=1 epochs
-    # without an improvement above the absolute threshold (epochs 2 and 3) the lr is halved
-    params = {
-        "optimizer": "sgd",
-        "learning_rate": 1e-6,
-        "momentum": 0.0,
-        "lr_schedule": "plateau",
-        "lr_patience": 1,
-        "lr_factor": 0.5,
-        "min_lr": 1e-9,
-    }
-    obj = KerasMLPObjective()
-    obj.run(ctx_for(params, epochs=4))
-    lrs = [h["lr"] for h in obj.history]
-    assert lrs == pytest.approx([1e-6, 1e-6, 1e-6, 5e-7])
-
-
-def test_plateau_helper_matches_torch_reduce_lr_on_plateau() -> None:
-    torch = pytest.importorskip("torch")
-    values = [1.0, 0.99995, 0.9, 0.9, 0.9, 0.89, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95]
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([param], lr=0.1)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt,
-        mode="min",
-        factor=0.5,
-        patience=2,
-        min_lr=0.02,
-        threshold=keras_mlp.PLATEAU_THRESHOLD,
-        threshold_mode="abs",
-    )
-    plateau, lr = keras_mlp._Plateau(factor=0.5, patience=2, min_lr=0.02), 0.1
-    for value in values:
-        sched.step(value)
-        lr = plateau.step(value, lr)
-        assert lr == pytest.approx(opt.param_groups[0]["lr"])
-    assert lr < 0.1  # the sequence does reduce it
-
-
-def test_classification_learns_easy_problem() -> None:
-    ds = make_cls_dataset(n=400, n_train=280, n_val=80, class_sep=2.5)
-    params = {"hidden_units": [32, 16], "optimizer": "adam", "learning_rate": 0.01, "batch_size": 32}
-    obj = KerasMLPObjective()
-    out = obj.run(ctx_for(params, dataset=ds, epochs=15))
-    assert out["val_accuracy"] > 0.8
-    assert out["test_accuracy"] > 0.7
-    # predict() with the restored best weights reproduces the returned validation accuracy
-    pred = predict(obj.model, ds.X_val, "classification")
-    assert pred.dtype == np.int64
-    assert pred.shape == (len(ds.y_val),)
-    assert float((pred == ds.y_val).mean()) == pytest.approx(out["val_accuracy"])
-
-
-def test_regression_learns() -> None:
-    params = {"hidden_units": [32, 16], "optimizer": "adam", "learning_rate": 0.01, "batch_size": 16}
-    reporter = NullReporter()
-    obj = KerasMLPObjective()
-    out = obj.run(ctx_for(params, dataset=REG, epochs=15, reporter=reporter))
-    assert {"val_loss", "val_mae", "loss", "mae", "test_loss", "test_mae"} <= set(out)
-    assert "val_accuracy" not in out
-    assert "accuracy" not in out
-    assert all(math.isfinite(v) for v in out.values())
-    assert out["val_loss"] < 0.3  # targets are standardized: 1.0 is the constant predictor
-    assert all(set(m) == REG_KEYS for _, m in reporter.history)
-    pred = predict(obj.model, REG.X_val, "regression")
-    assert pred.dtype == np.float32
-    assert pred.shape == (len(REG.y_val),)
-    assert float(np.abs(pred - REG.y_val).mean()) == pytest.approx(out["val_mae"], rel=1e-4)
-    assert float(((pred - REG.y_val) ** 2).mean()) == pytest.approx(out["val_loss"], rel=1e-4)
-
-
-def test_deterministic_for_same_context_and_seed_dependent() -> None:
-    # dropout and batch norm on (their randomness must follow the seed too); the worker keeps one
-    # objective per process, so the repeat runs on the same instance after other trials
-    params = {"hidden_units": [16, 16], "dropout": 0.2, "batch_norm": True, "batch_size": 16, "optimizer": "adam"}
-    obj = KerasMLPObjective()
-    out_a = obj.run(ctx_for(params, epochs=3, seed=11))
-    history_a = obj.history
-    weights_a = [np.array(w) for w in obj.model.get_weights()]
-    out_c = obj.run(ctx_for(params, epochs=3, seed=12))
-    history_c = obj.history
-    obj.run(ctx_for({"hidden_units": [12, 4], "optimizer": "sgd"}, dataset=SMALL, epochs=1, seed=4))
-    out_b = obj.run(ctx_for(params, epochs=3, seed=11))
-    assert without_time(out_a) == without_time(out_b)
-    assert history_a == obj.history
-    for wa, wb in zip(weights_a, obj.model.get_weights(), strict=True):
-        assert np.array_equal(wa, wb)
-    assert without_time(out_a) != without_time(out_c)
-    assert history_a != history_c
-
-
 def test_trials_leave_no_graphs_behind() -> None:
     # a worker runs thousands of trials: nothing may keep a finished trial's traced graphs alive
     # (TensorFlow's global gradient registry did, through Keras' all-reduce of the gradients)
@@ -377,111 +169,6 @@ def test_trials_leave_no_graphs_behind() -> None:
     for seed in (2, 3):
         obj.run(ctx_for({"hidden_units": [8, 4], "optimizer": "sgd"}, dataset=SMALL, epochs=1, seed=seed))
     assert live_graphs() <= before
-
-
-def test_reporter_gets_one_report_per_epoch() -> None:
-    reporter = NullReporter()
-    obj = KerasMLPObjective()
-    obj.run(ctx_for({}, epochs=4, reporter=reporter))
-    assert [e for e, _ in reporter.history] == [1, 2, 3, 4]
-    assert all(set(m) == CLS_KEYS for _, m in reporter.history)
-    assert all(type(v) is float for _, m in reporter.history for v in m.values())
-    assert [m for _, m in reporter.history] == obj.history
-    assert all(0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["val_accuracy"] <= 1.0 for m in obj.history)
-    # val metrics come from the full validation set (multiples of 1/60 here)
-    assert all(round(m["val_accuracy"] * len(CLS.y_val), 6).is_integer() for m in obj.history)
-
-
-class PruneAt:
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.epochs: list[int] = []
-
-    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        assert set(metrics) == CLS_KEYS
-        self.epochs.append(epoch)
-        if epoch >= self.epoch:
-            raise TrialPruned(epoch)
-
-
-def test_pruning_stops_training_and_propagates() -> None:
-    reporter = PruneAt(3)
-    obj = KerasMLPObjective()
-    with pytest.raises(TrialPruned) as info:
-        obj.run(ctx_for({}, epochs=10, reporter=reporter))
-    assert info.value.epoch == 3
-    assert reporter.epochs == [1, 2, 3]
-    assert len(obj.history) == 3
-    assert obj.model is not None
-
-
-def test_early_stopping_on_plateau_restores_best() -> None:
-    # a learning rate this small leaves val_loss flat: no improvement by min_delta after epoch 1
-    params = {"optimizer": "sgd", "learning_rate": 1e-7, "momentum": 0.0}
-    es = SimpleNamespace(patience=2, min_delta=1e-3, monitor="val_loss")
-    obj = KerasMLPObjective()
-    out = obj.run(ctx_for(params, epochs=30, early_stopping=es))
-    assert out["epochs_trained"] == 3  # of 30
-    assert len(obj.history) == 3
-    losses = [h["val_loss"] for h in obj.history]
-    assert out["val_loss"] == min(losses)
-    assert out["best_epoch"] == losses.index(min(losses)) + 1
-
-
-def test_early_stopping_after_overfitting_restores_best_weights() -> None:
-    params = {"hidden_units": [128, 128], "optimizer": "adam", "learning_rate": 0.03, "batch_size": 16}
-    es = {"patience": 3, "min_delta": 0.0}  # a mapping works too; monitor defaults to val_loss
-    obj = KerasMLPObjective()
-    out = obj.run(ctx_for(params, epochs=40, early_stopping=es))
-    losses = [h["val_loss"] for h in obj.history]
-    assert out["epochs_trained"] < 40
-    assert out["val_loss"] == min(losses)
-    best = int(out["best_epoch"])
-    assert len(losses) - best == 3  # stopped after `patience` epochs without improvement
-    assert out["val_accuracy"] == obj.history[best - 1]["val_accuracy"]
-    assert out["loss"] == obj.history[best - 1]["loss"]
-    # the model holds the best epoch's weights: its validation accuracy is that epoch's
-    pred = predict(obj.model, CLS.X_val, "classification")
-    assert float((pred == CLS.y_val).mean()) == pytest.approx(out["val_accuracy"])
-
-
-def test_best_weights_restored_without_early_stopping_and_accuracy_monitor() -> None:
-    params = {"hidden_units": [32], "optimizer": "adam", "learning_rate": 0.05, "batch_size": 16}
-    obj = KerasMLPObjective()
-    out = obj.run(ctx_for(params, epochs=6))
-    assert out["epochs_trained"] == 6
-    assert out["val_loss"] == min(h["val_loss"] for h in obj.history)
-    es = SimpleNamespace(patience=100, min_delta=0.0, monitor="val_accuracy")
-    out = obj.run(ctx_for(params, epochs=6, early_stopping=es))
-    accs = [h["val_accuracy"] for h in obj.history]
-    assert out["val_accuracy"] == max(accs)
-    assert out["best_epoch"] == accs.index(max(accs)) + 1  # the earliest on ties
-    pred = predict(obj.model, CLS.X_val, "classification")
-    assert float((pred == CLS.y_val).mean()) == pytest.approx(out["val_accuracy"])
-
-
-def test_early_stopping_monitor_must_exist() -> None:
-    es = SimpleNamespace(patience=2, min_delta=0.0, monitor="val_accuracy")
-    with pytest.raises(ValueError, match=r"early_stopping\.monitor must be one of"):
-        KerasMLPObjective().run(ctx_for({}, dataset=REG, early_stopping=es))
-
-
-@pytest.mark.parametrize("dataset", [CLS, REG], ids=["classification", "regression"])
-def test_huge_learning_rate_raises_floating_point_error(dataset: Dataset) -> None:
-    params = {"optimizer": "sgd", "learning_rate": 1e6}
-    reporter = NullReporter()
-    with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at epoch \d+; lower learning_rate"):
-        KerasMLPObjective().run(ctx_for(params, dataset=dataset, epochs=20, reporter=reporter))
-    assert all(math.isfinite(m["loss"]) for _, m in reporter.history)  # the bad epoch is never reported
-
-
-def test_batch_norm_with_single_row_last_batch_and_no_test_part() -> None:
-    assert batch_bounds(201, 50, merge_singleton=True)[-1] == (150, 201)
-    assert batch_bounds(201, 50, merge_singleton=False)[-1] == (200, 201)
-    ds = make_cls_dataset(n=300, n_train=201, n_val=60, test=False)
-    out = KerasMLPObjective().run(ctx_for({"batch_norm": True, "batch_size": 50}, dataset=ds, epochs=2))
-    assert not any(k.startswith("test_") for k in out)
-    assert math.isfinite(out["val_loss"])
 
 
 def test_every_row_is_trained_once_per_epoch_in_a_seeded_order() -> None:
@@ -506,16 +193,6 @@ def test_model_saves_and_loads_with_its_custom_objects(tmp_path: Any) -> None:
     assert isinstance(loaded, keras_mlp.MLP)
     np.testing.assert_array_equal(loaded(CLS.X_val, training=False), model(CLS.X_val, training=False))
     assert loaded.optimizer.l2 == 1e-3
-
-
-def test_predict_is_inference_mode_and_checks_its_input() -> None:
-    model = build_model(MLPConfig(hidden_units=(8,), dropout=0.5), n_features=10, n_outputs=3, task="classification")
-    first = predict(model, CLS.X_val, "classification")
-    assert np.array_equal(first, predict(model, CLS.X_val, "classification"))  # dropout is off
-    with pytest.raises(ValueError, match="task must be"):
-        predict(model, CLS.X_val, "ranking")
-    with pytest.raises(ValueError, match="2-D array"):
-        predict(model, CLS.X_val[0], "classification")
 
 
 # --------------------------------------------------------------------------- threads and imports

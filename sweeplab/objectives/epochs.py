@@ -1,0 +1,160 @@
+"""The epoch policy of the MLP objectives, written once and free of any framework.
+
+Both objectives run their framework's loop (a torch step loop, a Keras ``fit``) and hand
+each finished epoch's four values to one :class:`EpochPolicy`, which decides everything
+else the same way for both:
+
+- non-finite losses raise ``FloatingPointError`` before the epoch is reported
+  (:meth:`EpochPolicy.check_loss`);
+- the epoch's metrics (``loss, accuracy|mae, val_loss, val_accuracy|val_mae, lr``) are
+  appended to the history and reported; ``TrialPruned`` from the reporter propagates;
+- the best epoch (monitored metric, earliest on ties) and early stopping (``patience``
+  epochs without an improvement by more than ``min_delta``);
+- the learning rate of the next epoch (``none``, ``exponential``, ``plateau``:
+  torch's ``ReduceLROnPlateau`` on ``val_loss``, :class:`Plateau`);
+- the trial's final metrics (:meth:`EpochPolicy.final_metrics`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.training import TrialSettings
+
+__all__ = ["PLATEAU_THRESHOLD", "EpochPolicy", "Plateau", "nonfinite_name"]
+
+#: ReduceLROnPlateau's improvement threshold, absolute, as Keras' ``min_delta=1e-4``.
+PLATEAU_THRESHOLD = 1e-4
+
+#: torch's ReduceLROnPlateau ``eps``: a reduction smaller than this is not applied.
+PLATEAU_EPS = 1e-8
+
+
+def nonfinite_name(value: float) -> str:
+    """``"nan"`` or ``"inf"``, for the message of a diverged loss."""
+    return "nan" if math.isnan(value) else "inf"
+
+
+class Plateau:
+    """torch's ``ReduceLROnPlateau(mode="min", threshold_mode="abs", cooldown=0)``, on floats."""
+
+    def __init__(self, factor: float, patience: int, min_lr: float) -> None:
+        self.factor, self.patience, self.min_lr = float(factor), int(patience), float(min_lr)
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def step(self, value: float, lr: float) -> float:
+        """Record this epoch's ``value``; return the learning rate for the next epoch."""
+        if value < self.best - PLATEAU_THRESHOLD:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.bad_epochs = 0
+            new_lr = max(lr * self.factor, self.min_lr)
+            if lr - new_lr > PLATEAU_EPS:
+                return new_lr
+        return lr
+
+
+class EpochPolicy:
+    """What happens after every epoch of one MLP trial (see the module docstring).
+
+    ``lr`` is the learning rate of the running epoch (the backend applies it when it
+    changes); ``stop`` turns true when early stopping ends the trial; ``history`` (the
+    list given, or a new one) gets one metrics dict per epoch; ``best_epoch`` is 1-based
+    (0 before the first epoch).
+    """
+
+    def __init__(self, settings: TrialSettings, cfg: MLPConfig, reporter: Any,
+                 history: list[dict[str, float]] | None = None) -> None:
+        self.settings = settings
+        self.cfg = cfg
+        self.reporter = reporter
+        self.history: list[dict[str, float]] = [] if history is None else history
+        self.lr = float(cfg.learning_rate)
+        self.plateau = Plateau(cfg.lr_factor, cfg.lr_patience, cfg.min_lr) if cfg.lr_schedule == "plateau" else None
+        self.best_epoch = 0
+        self.epochs_trained = 0
+        self.stop = False
+        self._best_key = math.inf  # sign * monitored value of the best epoch so far
+        self._ref_key = math.inf  # sign * value at the last improvement by more than min_delta
+        self._wait = 0
+
+    def epochs(self) -> Iterator[int]:
+        """Epochs 1, 2, ... up to ``settings.epochs``, until early stopping says stop."""
+        for epoch in range(1, self.settings.epochs + 1):
+            if self.stop:
+                return
+            yield epoch
+
+    def check_loss(self, epoch: int, loss: float, split: str = "training") -> None:
+        """Raise ``FloatingPointError`` when ``loss`` (of the ``training`` or ``validation`` rows) is nan or inf."""
+        if math.isfinite(loss):
+            return
+        hint = " or use batch_norm / a smaller batch_size" if split == "training" else ""
+        raise FloatingPointError(
+            f"{split} loss became {nonfinite_name(loss)} at epoch {epoch}; lower learning_rate "
+            f"(was {self.cfg.learning_rate:g} with {self.cfg.optimizer}){hint}"
+        )
+
+    def end_epoch(self, epoch: int, loss: float, stat: float, val_loss: float, val_stat: float) -> bool:
+        """Check, record and report ``epoch``, then set the next ``lr`` and ``stop``.
+
+        ``stat`` / ``val_stat``: accuracy (classification) or MAE (regression). Returns
+        True when this epoch is the best so far (the backend then keeps its weights).
+        """
+        self.epochs_trained = epoch
+        self.check_loss(epoch, float(loss), "training")
+        self.check_loss(epoch, float(val_loss), "validation")
+        s = self.settings
+        metrics = dict(zip(s.metric_names, [float(v) for v in (loss, stat, val_loss, val_stat, self.lr)], strict=True))
+        self.history.append(metrics)
+
+        key = s.sign * metrics[s.monitor]
+        improved = key < self._best_key
+        if improved:
+            self._best_key, self.best_epoch = key, epoch
+        if key < self._ref_key - s.min_delta:
+            self._ref_key, self._wait = key, 0
+        else:
+            self._wait += 1
+
+        self.reporter.report(epoch, dict(metrics))
+
+        if self.plateau is not None:
+            self.lr = self.plateau.step(metrics["val_loss"], self.lr)
+        elif self.cfg.lr_schedule == "exponential":
+            self.lr = self.lr * float(self.cfg.lr_decay_rate)
+        self.stop = s.early_stopping and self._wait >= max(1, s.patience)
+        return improved
+
+    def final_metrics(self, *, test: tuple[float, float] | None, n_params: int, train_seconds: float,
+                      latency_ms: float, frozen_params: int | None = None) -> dict[str, float]:
+        """The trial's returned metrics: the best epoch's ``val_*`` and train metrics, then
+        ``test_loss`` and ``test_accuracy|test_mae`` (when ``test`` is given), ``best_epoch``,
+        ``epochs_trained``, ``n_params`` (the whole network), ``train_seconds`` and
+        ``latency_ms``; with ``frozen_params`` (fine-tuning) also ``n_trainable_params``."""
+        acc = self.settings.acc_name
+        best = self.history[self.best_epoch - 1]
+        result: dict[str, float] = {
+            "val_loss": best["val_loss"],
+            f"val_{acc}": best[f"val_{acc}"],
+            "loss": best["loss"],
+            acc: best[acc],
+        }
+        if test is not None:
+            result["test_loss"], result[f"test_{acc}"] = float(test[0]), float(test[1])
+        result.update(
+            best_epoch=float(self.best_epoch),
+            epochs_trained=float(self.epochs_trained),
+            n_params=float(n_params),
+            train_seconds=float(train_seconds),
+            latency_ms=float(latency_ms),
+        )
+        if frozen_params is not None:
+            result["n_trainable_params"] = float(n_params - frozen_params)
+        return result
