@@ -23,8 +23,8 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeplab.core.errors import UsageError
 from sweeplab.dashboards.figures import FigureSection, study_sections
-from sweeplab.errors import UsageError
 
 if TYPE_CHECKING:
     import optuna
