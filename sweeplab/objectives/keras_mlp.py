@@ -67,7 +67,7 @@ from sweeplab.core.errors import DataError
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms
-from sweeplab.objectives.training import batch_bounds, nonfinite_name, trial_settings
+from sweeplab.objectives.training import batch_bounds, need_dataset, nonfinite_name, trial_settings
 from sweeplab.objectives.transfer import plan_trial
 from sweeplab.registry.names import ACTIVATIONS
 
@@ -788,7 +788,7 @@ class KerasMLPObjective(BaseObjective):
         self.config = cfg
         self.model = None
         self.history = []
-        ds = ctx.dataset
+        ds = need_dataset(ctx.dataset, "keras")
         settings = ctx.settings
 
         s = trial_settings(settings, ds)

@@ -32,7 +32,7 @@ from sweeplab.core.errors import DataError
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
 from sweeplab.objectives.latency import predict_latency_ms
-from sweeplab.objectives.training import batch_bounds, nonfinite_name, trial_settings
+from sweeplab.objectives.training import batch_bounds, need_dataset, nonfinite_name, trial_settings
 from sweeplab.objectives.transfer import plan_trial
 
 __all__ = ["TorchMLPObjective", "build_model", "count_params", "predict"]
@@ -289,7 +289,7 @@ class TorchMLPObjective(BaseObjective):
         self.config = cfg
         self.model = None
         self.history = []
-        ds = ctx.dataset
+        ds = need_dataset(ctx.dataset, "torch")
         settings = ctx.settings
 
         s = trial_settings(settings, ds)
