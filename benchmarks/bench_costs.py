@@ -207,16 +207,16 @@ def real_study_costs(trials: int = 40) -> dict[str, Any]:
     with SubmitClock() as clock, _RunTracker() as runs:
         summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
                                              progress=False, package_best=False, on_record=records.append))
-    parent = summary["mlflow_parent_run_id"]
+    parent = summary.mlflow_parent_run_id
     child = {k: v for k, v in runs.by_run.items() if k != parent}
     latency = [r.metrics["t_start"] - clock.submitted[r.number] for r in records if r.number in clock.submitted]
     return {
         "requests_per_trial": sum(child.values()) / max(1, len(child)),
         "seconds_per_trial": sum(runs.seconds[k] for k in child) / max(1, len(child)),
         "n_child_runs": len(child),
-        "writer_ops": summary.get("mlflow_requests"),
+        "writer_ops": summary.run.mlflow_requests if summary.run else None,
         "dispatch_latency": latency,
-        "startup_s": summary.get("startup_s"),
+        "startup_s": summary.run.startup_s if summary.run else None,
     }
 
 

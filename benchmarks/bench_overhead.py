@@ -46,7 +46,7 @@ def run_once(i: int) -> dict[str, float]:
                                          progress=False, package_best=False,
                                          on_record=lambda r: records.append((time.time(), r))))
     t_return = time.time()
-    assert summary["n_complete"] == TRIALS, summary
+    assert summary.n_complete == TRIALS, summary
     first_start = min(r.metrics["t_start"] for _, r in records)
     last_record = max(t for t, _ in records)
     work = sum(r.metrics["t_end"] - r.metrics["t_start"] for _, r in records)
@@ -58,7 +58,7 @@ def run_once(i: int) -> dict[str, float]:
         "work": work,
         "startup": first_start - t0,
         "teardown": t_return - last_record,
-        "mlflow_requests": summary.get("mlflow_requests", 0),
+        "mlflow_requests": summary.run.mlflow_requests if summary.run else 0,
     }
 
 

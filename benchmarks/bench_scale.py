@@ -46,7 +46,7 @@ def main(args: Any) -> list[dict[str, Any]]:
     summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
                                          progress=False, package_best=False, on_record=on_record))
     t_end = time.time()
-    assert summary["n_trials"] == n, summary
+    assert summary.n_trials == n, summary
     first = min(starts)
     loop_rate = (n - 1) / (stamps[-1] - first)
     total_rate = n / (t_end - first)
@@ -57,7 +57,7 @@ def main(args: Any) -> list[dict[str, Any]]:
     details = (f"{n} trials (random sampler, no-op objective): loop {stamps[-1] - first:.1f} s, "
                f"drain + end of study {t_end - stamps[-1]:.1f} s, start-up {first - t0:.1f} s; per-trial interval "
                f"{early * 1000:.1f} ms at trial ~100 -> {late * 1000:.1f} ms at trial ~{n}; "
-               f"MLflow writer ops {summary.get('mlflow_requests')}")
+               f"MLflow writer ops {summary.run.mlflow_requests if summary.run else None}")
     return [
         common.row(f"6. throughput, {n} no-op trials on 2 workers (SQLite stores)", loop_rate, "trials/s", "", None,
                    details + f"; including the MLflow drain: {total_rate:.1f} trials/s"),

@@ -659,9 +659,9 @@ def check_invariants(
 
     # ---- Optuna
     check(f"exactly {trials} finished trials count toward `trials` (COMPLETE or PRUNED)",
-          len(good) == trials and len(counted) == trials and counts["n_trials"] == trials
+          len(good) == trials and len(counted) == trials and counts.n_trials == trials
           and (summary is None or summary.get("n_trials") == trials),
-          f"COMPLETE+PRUNED {len(good)}, counted {len(counted)}, summarize n_trials {counts['n_trials']}, "
+          f"COMPLETE+PRUNED {len(good)}, counted {len(counted)}, summarize n_trials {counts.n_trials}, "
           f"driver n_trials {None if summary is None else summary.get('n_trials')}")
     numbers = [t.number for t in all_trials]
     check("trial numbers are dense: 0..M-1, no gap, no duplicate", numbers == list(range(len(numbers))),

@@ -15,9 +15,12 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
+
+if TYPE_CHECKING:
+    from sweeplab.core.records import StudySummary
 
 
 class _Parser(argparse.ArgumentParser):
@@ -183,41 +186,44 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _summary_text(s: dict[str, Any]) -> str:
+def _summary_text(s: StudySummary) -> str:
     lines = [
-        f"study      {s['study']}",
-        f"trials     {s['n_trials']} finished"
-        + (f" of {s['trials_target']}" if s.get("trials_target") else "")
-        + f"  (complete {s['n_complete']}, pruned {s['n_pruned']}, failed {s['n_failed']}"
-        + (f", retried {s['n_retried']}" if s.get("n_retried") else "")
-        + (f"; rejected by constraints {s['n_rejected']}" if s.get("n_rejected") else "")
+        f"study      {s.study}",
+        f"trials     {s.n_trials} finished"
+        + (f" of {s.trials_target}" if s.trials_target else "")
+        + f"  (complete {s.n_complete}, pruned {s.n_pruned}, failed {s.n_failed}"
+        + (f", retried {s.n_retried}" if s.n_retried else "")
+        + (f"; rejected by constraints {s.n_rejected}" if s.n_rejected else "")
         + ")",
     ]
-    if s.get("running_trials"):
-        lines.append(f"running    {', '.join(str(n) for n in s['running_trials'])}")
-    if s.get("best_trial") is None:
+    if s.running_trials:
+        lines.append(f"running    {', '.join(str(n) for n in s.running_trials)}")
+    if s.best_trial is None:
         lines.append("best       none yet (no completed trial)")
     else:
-        lines.append(f"best       trial {s['best_trial']}: {_fmt(s.get('metric'))} = {_fmt(s['best_value'])}")
-        for key, value in (s.get("best_params") or {}).items():
+        lines.append(f"best       trial {s.best_trial}: {_fmt(s.metric)} = {_fmt(s.best_value)}")
+        for key, value in (s.best_params or {}).items():
             lines.append(f"  {key:<16} {_fmt(value)}")
-        if s.get("best_run_id"):
-            lines.append(f"mlflow run {s['best_run_id']}")
-        model = s.get("best_model") or {}
+        if s.best_run_id:
+            lines.append(f"mlflow run {s.best_run_id}")
+        model = (s.run.best_model if s.run is not None else None) or {}
         if model.get("model_uri"):
             lines.append(f"model      {model['model_uri']} (mlflow.pyfunc: raw rows -> labels)")
         elif model.get("reason"):
             lines.append(f"model      not logged: {model['reason']}")
-    if s.get("pareto_front"):
-        metrics = s.get("metric")
-        names = f" ({', '.join(metrics)})" if isinstance(metrics, list) else ""
-        lines.append(f"pareto     {len(s['pareto_front'])} trials on the front{names}:")
-        for item in s["pareto_front"]:
-            lines.append(f"  trial {item['trial']}: {_fmt(item['values'])}"
-                         + (f"  run {item['run_id']}" if item.get("run_id") else ""))
-    if s.get("mlflow_parent_run_id"):
-        lines.append(f"parent run {s['mlflow_parent_run_id']} (experiment {s.get('mlflow_experiment_id')})")
+    if s.pareto_front:
+        names = f" ({', '.join(s.metric)})" if isinstance(s.metric, list) else ""
+        lines.append(f"pareto     {len(s.pareto_front)} trials on the front{names}:")
+        for item in s.pareto_front:
+            lines.append(f"  trial {item.trial}: {_fmt(item.values)}" + (f"  run {item.run_id}" if item.run_id else ""))
+    if s.mlflow_parent_run_id:
+        lines.append(f"parent run {s.mlflow_parent_run_id} (experiment {s.mlflow_experiment_id})")
     return "\n".join(lines)
+
+
+def _emit_summary(args: argparse.Namespace, summary: StudySummary) -> None:
+    """Print a study's summary: its ``--json`` object (:meth:`StudySummary.to_json`), or the text."""
+    _emit(args, summary.to_json(), _summary_text(summary))
 
 
 # ---------------------------------------------------------------- subcommands
@@ -283,11 +289,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                                          progress=not args.no_progress and not args.json, resume_command=resume,
                                          allow_local_stores=args.allow_local_stores,
                                          package_best=not args.no_model))
-    _emit(args, summary, _summary_text(summary))
+    _emit_summary(args, summary)
     return 0
 
 
-def _load_summary(args: argparse.Namespace) -> dict[str, Any]:
+def _load_summary(args: argparse.Namespace) -> StudySummary:
     import optuna
 
     from sweeplab.search.storage import load_existing_study, resolve_storage_url
@@ -301,17 +307,16 @@ def _load_summary(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    summary = _load_summary(args)
-    _emit(args, summary, _summary_text(summary))
+    _emit_summary(args, _load_summary(args))
     return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
     summary = _load_summary(args)
-    if summary["best_trial"] is None:
+    if summary.best_trial is None:
         raise SweeplabError(f"study {args.study!r} has no completed trial yet; run it first "
                             f"(`sweeplab status {args.study}` shows its trials)")
-    _emit(args, summary, _summary_text(summary))
+    _emit_summary(args, summary)
     return 0
 
 

@@ -159,3 +159,43 @@ def test_validate_help_lists_every_name_the_registries_hold(tmp_path):
     assert out.returncode == 0
     listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ") and line.split()}
     assert {*FRAMEWORK_NAMES, *DATASETS, *SAMPLERS, *PRUNERS} <= listed
+
+
+DESIGN_JSON_KEYS = ("study", "n_trials", "n_complete", "n_pruned", "n_failed", "best_value", "best_params",
+                    "best_trial", "mlflow_experiment_id", "mlflow_parent_run_id", "best_run_id")
+"""What DESIGN.md's CLI contract requires in the ``--json`` object of run, status and best."""
+
+
+def test_json_of_run_status_and_best_is_the_summary_record(stores, tmp_path):
+    """`--json` of run, status and best is StudySummary.to_json(): same keys (run adds its
+    RunDetails), same values, every key DESIGN.md requires."""
+    import dataclasses
+
+    import yaml
+    from sweeplab_testkit import bowl_spec
+
+    from sweeplab.core.records import RunDetails
+    from sweeplab.search.summary import summarize
+
+    spec = tmp_path / "bowl.yaml"
+    spec.write_text(yaml.safe_dump(bowl_spec(trials=3, workers=1).to_dict()))
+    flags = ["--storage", stores["storage"], "--tracking-uri", stores["tracking"]]
+    run = sweeplab("run", spec, "--json", *flags, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    printed = {"run": json.loads(run.stdout)}
+    for command in ("status", "best"):
+        out = sweeplab(command, "bowl", "--json", *flags, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        printed[command] = json.loads(out.stdout)
+
+    record = summarize(optuna.load_study(study_name="bowl", storage=stores["storage"]))
+    expected = json.loads(json.dumps(record.to_json()))
+    assert printed["status"] == expected and printed["best"] == expected
+    details = RunDetails(elapsed_s=0.0, startup_s={}, mlflow_delivered=True, mlflow_requests=0, storage="",
+                         tracking_uri="", best_model={"packaged": False})  # a python objective: no model
+    assert list(printed["run"]) == list(dataclasses.replace(record, run=details).to_json())
+    assert {k: printed["run"][k] for k in expected} == expected
+    assert printed["run"]["best_model"]["packaged"] is False and printed["run"]["mlflow_delivered"] is True
+    for payload in printed.values():
+        assert set(DESIGN_JSON_KEYS) <= set(payload)
+    assert record.n_trials == 3 and record.best_trial is not None and record.best_run_id

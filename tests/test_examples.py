@@ -82,9 +82,9 @@ def test_study_example_runs_and_writes_its_report(path, ray_local, stores, monke
     spec = load_spec(path, tiny(path, bench=False))
     summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
                                          progress=False))
-    assert summary["n_trials"] == 2 and summary["n_failed"] == 0, summary
-    assert summary["n_complete"] >= 1 and summary["best_value"] is not None
-    artifacts = {a.path for a in MlflowClient(stores["tracking"]).list_artifacts(summary["mlflow_parent_run_id"])}
+    assert summary.n_trials == 2 and summary.n_failed == 0, summary
+    assert summary.n_complete >= 1 and summary.best_value is not None
+    artifacts = {a.path for a in MlflowClient(stores["tracking"]).list_artifacts(summary.mlflow_parent_run_id)}
     assert f"{spec.study}-report.html" in artifacts
 
 

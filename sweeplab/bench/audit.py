@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import optuna
 
     from sweeplab.core.records import TrialOutcome, TrialTicket
+    from sweeplab.objectives.dataset import Dataset
+    from sweeplab.spec import ObjectiveSpec
 
 __all__ = ["AUDIT_ARTIFACT", "audit_study", "audit_text", "load_audit"]
 
@@ -41,8 +43,8 @@ log = logging.getLogger("sweeplab.bench")
 AUDIT_ARTIFACT = "audit.json"
 
 
-def retrain_trial(ticket: TrialTicket, dataset: Any, settings: Any, metric_names: list[str], cpus: float,
-                  gpus: float) -> tuple[TrialOutcome, list[tuple[int, float | None]]]:
+def retrain_trial(ticket: TrialTicket, dataset: Dataset | None, settings: ObjectiveSpec, metric_names: list[str],
+                  cpus: float, gpus: float) -> tuple[TrialOutcome, list[tuple[int, float | None]]]:
     """Run one trial to the end (never pruned); return its outcome and ``(epoch, metric)`` history.
 
     Runs on a Ray worker through the same :func:`~sweeplab.search.worker.execute_trial`
@@ -56,23 +58,6 @@ def retrain_trial(ticket: TrialTicket, dataset: Any, settings: Any, metric_names
     metric = metric_names[0]
     history = [(int(epoch), float(m[metric]) if metric in m else None) for epoch, m in reporter.history]
     return outcome, history
-
-
-def _ticket(spec: Any, trial: optuna.trial.FrozenTrial) -> TrialTicket:
-    from sweeplab.core.keys import ATTR_ATTEMPT, ATTR_ROOT
-    from sweeplab.core.records import TrialTicket
-    from sweeplab.search.coordinator import trial_seed
-
-    params = spec.space.resolve(trial.params)
-    root = int(trial.user_attrs.get(ATTR_ROOT, trial.number))
-    return TrialTicket(
-        number=trial.number,
-        raw_params=dict(trial.params),
-        params=params,
-        seed=trial_seed(spec.seed, root),
-        framework=str(params.get("framework", spec.objective.framework)),
-        attempt=int(trial.user_attrs.get(ATTR_ATTEMPT, 0)),
-    )
 
 
 def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None = None, sample: int = 5,
@@ -136,6 +121,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     if chosen:
         import ray
 
+        from sweeplab.search.coordinator import ticket_for_trial
         from sweeplab.study.run import init_ray, load_study_dataset
 
         dataset = load_study_dataset(spec, tracking_uri or study.user_attrs.get("mlflow_tracking_uri"))
@@ -144,7 +130,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
         task = ray.remote(max_retries=0)(retrain_trial)
         cpus, gpus = spec.resources.cpu, spec.resources.gpu
         pending = {
-            task.options(num_cpus=cpus, num_gpus=gpus).remote(_ticket(spec, t), ref, spec.objective,
+            task.options(num_cpus=cpus, num_gpus=gpus).remote(ticket_for_trial(spec, t), ref, spec.objective,
                                                               list(spec.metric), cpus, gpus): t
             for t in chosen
         }

@@ -337,14 +337,14 @@ def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
                 done[0] += 1
             _say(options, f"[{done[0]}/{n}] {cell.study}: FAILED: {str(exc).splitlines()[0]}")
             return
-        _link_cell(client, cell, summary.get("mlflow_parent_run_id"), bench_run_id, bench.bench)
+        _link_cell(client, cell, summary.mlflow_parent_run_id, bench_run_id, bench.bench)
         with lock:
             status[cell.study] = "ran"
             done[0] += 1
-        best = summary.get("best_value")
+        best = summary.best_value
         best_text = f"best {best:.6g}" if isinstance(best, float) else "no complete trial"
-        _say(options, f"[{done[0]}/{n}] {cell.study}: {summary['n_trials']} trials (complete {summary['n_complete']}, "
-                      f"pruned {summary['n_pruned']}, failed {summary['n_failed']}), {best_text}, "
+        _say(options, f"[{done[0]}/{n}] {cell.study}: {summary.n_trials} trials (complete {summary.n_complete}, "
+                      f"pruned {summary.n_pruned}, failed {summary.n_failed}), {best_text}, "
                       f"{time.time() - t0:.1f} s")
 
     try:

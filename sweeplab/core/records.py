@@ -73,3 +73,139 @@ class TrialRecord:
     attempt: int
     retry_of: int | None
     retried_by: int | None = None
+
+
+@dataclass(frozen=True)
+class TrialDigest:
+    """A finished trial as Optuna holds it: what the tracker needs to repair MLflow after a crash.
+
+    ``state`` is Optuna's state name (``COMPLETE``, ``PRUNED``, ``FAIL``);
+    ``intermediate`` the reported study metric by epoch; ``run_id`` the trial's MLflow
+    run as the study links it (None when no link was recorded).
+    """
+
+    number: int
+    state: str
+    raw_params: dict[str, Any]
+    intermediate: dict[int, float]
+    metrics: dict[str, float]
+    reason: str | None
+    pruned_epoch: int | None
+    node: str
+    retried_by: int | None
+    retry_of: int | None
+    run_id: str | None
+    values: list[float] | None
+
+
+@dataclass(frozen=True)
+class ParetoTrial:
+    """One trial on the Pareto front of a multi-objective study."""
+
+    trial: int
+    values: list[float | None]
+    params: dict[str, Any]
+    run_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trial": self.trial, "values": list(self.values), "params": dict(self.params), "run_id": self.run_id}
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    """What one ``sweeplab run`` adds to its study's summary.
+
+    ``best_model``: what packaging the best trial gave (``packaged``, ``reason``,
+    ``model_uri``...; see :func:`sweeplab.study.packaging.package_best_trial`), None when
+    the run did not try (``--no-model``, a study that did not finish, no Ray).
+    ``startup_s``: seconds per start-up phase. ``mlflow_delivered``: every queued MLflow
+    request was delivered; ``mlflow_requests``: how many went out. ``storage`` and
+    ``tracking_uri``: the stores the run used.
+    """
+
+    elapsed_s: float
+    startup_s: dict[str, float]
+    mlflow_delivered: bool
+    mlflow_requests: int
+    storage: str
+    tracking_uri: str
+    best_model: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """A study's counts, best trial (or Pareto front), running trials and MLflow ids.
+
+    What ``sweeplab run``, ``status`` and ``best`` print; :meth:`to_json` is their
+    ``--json`` object. Built by :func:`sweeplab.search.summary.summarize`; ``run`` is set
+    by the run that produced it (:func:`sweeplab.study.run.run_study`), None otherwise.
+
+    ``n_trials`` counts the finished trials that count toward ``trials``
+    (``n_complete + n_pruned + n_failed``); ``n_retried`` the failed attempts a retry
+    superseded and ``n_rejected`` the trials the constraints rejected before they ran
+    (neither counts). ``trials_target``: the ``trials`` the last run asked for, else the
+    spec's. ``metric``: the spec's (a name, or a list for a multi-objective study).
+    Single-objective: ``best_*`` describe the best COMPLETE trial. Multi-objective:
+    ``pareto_front`` lists the front, and ``best_value`` (a list), ``best_params``,
+    ``best_trial`` and ``best_run_id`` its first trial. Non-finite values are None.
+    """
+
+    study: str
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_retried: int
+    n_rejected: int
+    n_running: int
+    n_waiting: int
+    trials_target: int | None
+    direction: list[str]
+    metric: str | list[str] | None
+    best_value: float | list[float | None] | None = None
+    best_params: dict[str, Any] | None = None
+    best_trial: int | None = None
+    best_metrics: dict[str, float] | None = None
+    best_run_id: str | None = None
+    pareto_front: list[ParetoTrial] | None = None
+    running_trials: list[int] = field(default_factory=list)
+    mlflow_experiment_id: str | None = None
+    mlflow_parent_run_id: str | None = None
+    run: RunDetails | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of ``run``, ``status`` and ``best`` (JSON-ready values).
+
+        Every field but ``run`` by name; a run adds its :class:`RunDetails` at the top
+        level (``best_model`` only when the run tried to package the best trial).
+        """
+        out: dict[str, Any] = {
+            "study": self.study,
+            "n_trials": self.n_trials,
+            "n_complete": self.n_complete,
+            "n_pruned": self.n_pruned,
+            "n_failed": self.n_failed,
+            "n_retried": self.n_retried,
+            "n_rejected": self.n_rejected,
+            "n_running": self.n_running,
+            "n_waiting": self.n_waiting,
+            "trials_target": self.trials_target,
+            "direction": list(self.direction),
+            "metric": list(self.metric) if isinstance(self.metric, list) else self.metric,
+            "best_value": list(self.best_value) if isinstance(self.best_value, list) else self.best_value,
+            "best_params": None if self.best_params is None else dict(self.best_params),
+            "best_trial": self.best_trial,
+            "best_metrics": None if self.best_metrics is None else dict(self.best_metrics),
+            "best_run_id": self.best_run_id,
+            "pareto_front": None if self.pareto_front is None else [p.to_json() for p in self.pareto_front],
+            "running_trials": list(self.running_trials),
+            "mlflow_experiment_id": self.mlflow_experiment_id,
+            "mlflow_parent_run_id": self.mlflow_parent_run_id,
+        }
+        run = self.run
+        if run is not None:
+            if run.best_model is not None:
+                out["best_model"] = dict(run.best_model)
+            out.update(elapsed_s=run.elapsed_s, startup_s=dict(run.startup_s), mlflow_delivered=run.mlflow_delivered,
+                       mlflow_requests=run.mlflow_requests, storage=run.storage, tracking_uri=run.tracking_uri)
+        return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import UsageError
+from sweeplab.core.records import StudySummary
 from sweeplab.dashboards.figures import FigureSection, study_sections
 
 if TYPE_CHECKING:
@@ -100,21 +101,20 @@ def _params_table(params: Mapping[str, Any]) -> str:
     return f"<table class='params'>{rows}</table>"
 
 
-def _header(study_name: str, summary: Mapping[str, Any], generated: datetime) -> str:
+def _header(study_name: str, summary: StudySummary, generated: datetime) -> str:
     counts = [
-        ("complete", summary.get("n_complete")), ("pruned", summary.get("n_pruned")),
-        ("failed", summary.get("n_failed")), ("retried", summary.get("n_retried")),
-        ("running", summary.get("n_running")), ("waiting", summary.get("n_waiting")),
-        ("finished", summary.get("n_trials")),
+        ("complete", summary.n_complete), ("pruned", summary.n_pruned), ("failed", summary.n_failed),
+        ("retried", summary.n_retried), ("running", summary.n_running), ("waiting", summary.n_waiting),
+        ("finished", summary.n_trials),
     ]
     cards = "".join(
         f"<div class='card {k}'><div class='n'>{html_text(v if v is not None else 0)}</div>"
         f"<div class='k'>{k}</div></div>"
         for k, v in counts if v is not None or k in ("complete", "pruned", "failed")
     )
-    target = summary.get("trials_target")
-    direction = summary.get("direction")
-    metric = summary.get("metric")
+    target = summary.trials_target
+    direction = summary.direction
+    metric = summary.metric
     meta = [f"generated {generated:%Y-%m-%d %H:%M:%S}"]
     if direction:
         meta.append("direction " + escape(_joined(direction)))
@@ -128,27 +128,27 @@ def _header(study_name: str, summary: Mapping[str, Any], generated: datetime) ->
         f"<div class='cards' id='counts'>{cards}</div>",
     ]
 
-    ids = [("MLflow experiment id", summary.get("mlflow_experiment_id")),
-           ("MLflow parent run id", summary.get("mlflow_parent_run_id"))]
-    front = summary.get("pareto_front")
+    ids = [("MLflow experiment id", summary.mlflow_experiment_id),
+           ("MLflow parent run id", summary.mlflow_parent_run_id)]
+    front = summary.pareto_front
     best: list[str] = []
     if front:
         rows = "".join(
-            f"<tr><td class='num'>{html_text(p.get('trial'))}</td><td class='num'>{html_text(p.get('values'))}</td>"
-            "<td>" + html_text(", ".join(f"{k}={format_value(v)}" for k, v in sorted((p.get("params") or {}).items())))
+            f"<tr><td class='num'>{html_text(p.trial)}</td><td class='num'>{html_text(p.values)}</td>"
+            "<td>" + html_text(", ".join(f"{k}={format_value(v)}" for k, v in sorted(p.params.items())))
             + "</td>"
-            f"<td>{html_text(p.get('run_id'))}</td></tr>"
-            for p in list(front)[:50]
+            f"<td>{html_text(p.run_id)}</td></tr>"
+            for p in front[:50]
         )
         more = f"<p class='meta'>… and {len(front) - 50} more</p>" if len(front) > 50 else ""
         best.append(f"<div><h2 id='best'>Pareto front ({len(front)} trials)</h2><table><tr><th>trial</th>"
                     f"<th>values</th><th>params</th><th>MLflow run</th></tr>{rows}</table>{more}</div>")
-    elif summary.get("best_trial") is not None:
+    elif summary.best_trial is not None:
         info = "".join(f"<tr><th>{k}</th><td class='num'>{html_text(v)}</td></tr>" for k, v in (
-            ("best value", summary.get("best_value")), ("best trial", summary.get("best_trial")),
-            ("best MLflow run", summary.get("best_run_id"))) if v is not None)
+            ("best value", summary.best_value), ("best trial", summary.best_trial),
+            ("best MLflow run", summary.best_run_id)) if v is not None)
         best.append(f"<div><h2 id='best'>Best trial</h2><table>{info}</table></div>")
-        best.append(f"<div><h2>Best params</h2>{_params_table(summary.get('best_params') or {})}</div>")
+        best.append(f"<div><h2>Best params</h2>{_params_table(summary.best_params or {})}</div>")
     else:
         best.append("<div><h2 id='best'>Best trial</h2><p class='note'>No complete trial yet.</p></div>")
     id_rows = "".join(f"<tr><th>{k}</th><td><code>{html_text(v)}</code></td></tr>" for k, v in ids if v)
@@ -172,7 +172,7 @@ def figure_html(section: FigureSection, file_stem: str) -> str:
             f"<div class='plot'>{div}</div></section>")
 
 
-def study_report_html(study_name: str, study: optuna.Study, summary: Mapping[str, Any] | None = None, *,
+def study_report_html(study_name: str, study: optuna.Study, summary: StudySummary | None = None, *,
                       refresh_seconds: int | None = None, generated: datetime | None = None) -> str:
     """The report page of ``study`` as one HTML string (see :func:`write_study_report`)."""
     import plotly.offline
@@ -182,7 +182,7 @@ def study_report_html(study_name: str, study: optuna.Study, summary: Mapping[str
     if refresh_seconds is not None and (isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, int)
                                         or refresh_seconds <= 0):
         raise UsageError(f"refresh_seconds: must be a positive whole number of seconds, got {refresh_seconds!r}")
-    info: Mapping[str, Any] = summary if summary is not None else summarize(study)
+    info = summary if summary is not None else summarize(study)
     generated = generated or datetime.now()
     stem = safe_file_stem(study_name)
     sections = study_sections(study)
@@ -202,7 +202,7 @@ def study_report_html(study_name: str, study: optuna.Study, summary: Mapping[str
     )
 
 
-def write_study_report(study_name: str, summary: dict[str, Any] | None = None, *,
+def write_study_report(study_name: str, summary: StudySummary | None = None, *,
                        study: optuna.Study | None = None, storage_url: str | None = None,
                        path: str | Path | None = None, refresh_seconds: int | None = None) -> Path:
     """Write the HTML dashboard of study ``study_name`` and return the path written.
@@ -210,7 +210,7 @@ def write_study_report(study_name: str, summary: dict[str, Any] | None = None, *
     ``study``: the study to draw; when ``None`` it is loaded from ``storage_url``
     (resolved like every command: the flag, else ``$SWEEPLAB_STORAGE``, else the
     default file), raising StudyNotFoundError when it does not exist there.
-    ``summary``: the study summary dict (:func:`sweeplab.search.summary.summarize`)
+    ``summary``: the study's summary (:func:`sweeplab.search.summary.summarize`)
     the header shows; computed from the study when ``None``.
     ``path``: the file to write (parent folders are created); when ``None``, a file
     named ``<study_name>-report.html`` in a new private temp folder (mode 0700).

@@ -12,7 +12,11 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
+    from sweeplab.spec import ObjectiveSpec
 
 
 class TrialPruned(Exception):
@@ -54,10 +58,10 @@ class TrialContext:
     """
 
     params: Mapping[str, Any]
-    dataset: Any
+    dataset: Dataset | None
     seed: int
     reporter: Reporter
-    settings: Any
+    settings: ObjectiveSpec | Mapping[str, Any]
     cpus: float = 1.0
     gpus: float = 0.0
     trial_number: int = 0

@@ -25,9 +25,12 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
 
 __all__ = [
     "EVALUATION_FILE",
@@ -128,7 +131,7 @@ def evaluate_predictions(
 
 
 def evaluate_objective(
-    framework: str, objective: Any, dataset: Any, metrics: Mapping[str, float] | None = None
+    framework: str, objective: Any, dataset: Dataset | None, metrics: Mapping[str, float] | None = None
 ) -> dict[str, Any] | None:
     """Evaluate a trained objective (``objective.model``) on the dataset's held-out rows.
 

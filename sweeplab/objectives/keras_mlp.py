@@ -624,6 +624,8 @@ class KerasMLPObjective(MLPObjective):
       of ``run``. Fine-tuning freezes layers with ``trainable = False``.
     """
 
+    framework = "keras"
+
     def _fit(self, t: MLPTrial) -> Fitted:
         cfg, ds, classification = t.cfg, t.dataset, t.settings.classification
         prepare = None

@@ -14,8 +14,9 @@ from typing import Any
 
 from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.dataset import Dataset
 from sweeplab.objectives.epochs import EpochPolicy
-from sweeplab.objectives.training import TrialSettings, trial_settings
+from sweeplab.objectives.training import TrialSettings, need_dataset, trial_settings
 from sweeplab.objectives.transfer import TransferPlan, plan_trial
 from sweeplab.spaces.architecture import MLPPlan
 
@@ -34,7 +35,7 @@ class MLPTrial:
     settings: TrialSettings
     plan: MLPPlan
     policy: EpochPolicy
-    dataset: Any
+    dataset: Dataset
     seed: int
     cpus: float
     gpus: float
@@ -103,6 +104,8 @@ class MLPObjective(BaseObjective):
     ``self.config`` the config.
     """
 
+    framework = "mlp"  # the backend's name in messages ("torch", "keras")
+
     def __init__(self) -> None:
         self.model: Any = None
         self.history: list[dict[str, float]] = []
@@ -113,7 +116,7 @@ class MLPObjective(BaseObjective):
         params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture
         cfg = MLPConfig.from_params(params)
         self.config, self.model, self.history = cfg, None, []
-        ds = ctx.dataset
+        ds = need_dataset(ctx.dataset, self.framework)
         settings = trial_settings(ctx.settings, ds)
         plan = cfg.network(ds.n_features, ds.n_outputs, settings.task)
         policy = EpochPolicy(settings, cfg, ctx.reporter, self.history)

@@ -188,6 +188,8 @@ class TorchMLPObjective(MLPObjective):
       syncs. ``self.model`` is left in eval mode.
     """
 
+    framework = "torch"
+
     def warm_up(self) -> None:
         """Build an optimizer and take one step on a throw-away tensor.
 

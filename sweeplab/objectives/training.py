@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweeplab.core.errors import DataError
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
+    from sweeplab.spec import ObjectiveSpec
 
 
 def setting(obj: Any, name: str, default: Any = None) -> Any:
@@ -93,7 +97,14 @@ class TrialSettings:
     early_stopping: bool
 
 
-def trial_settings(settings: Any, ds: Any) -> TrialSettings:
+def need_dataset(ds: Dataset | None, framework: str) -> Dataset:
+    """``ds``, which the MLP objectives train on (a spec for them always names one)."""
+    if ds is None:
+        raise DataError(f"the {framework} objective trains on a dataset; set objective.dataset in the spec")
+    return ds
+
+
+def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> TrialSettings:
     """Read and check task, epochs and early stopping from the spec's ``objective`` section.
 
     Raises ValueError for a bad task, epochs or monitor, DataError for a dataset that was

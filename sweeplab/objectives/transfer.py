@@ -36,11 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweeplab.core.errors import DataError, SweeplabError
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
 
 __all__ = [
     "ARCHITECTURE_KEYS",
@@ -134,7 +137,7 @@ class TransferPlan:
 # --------------------------------------------------------------------------- driver side
 
 
-def attach_source(dataset: Any, source: SourceModel) -> Any:
+def attach_source(dataset: Dataset, source: SourceModel) -> Dataset:
     """``dataset`` with ``init_from=source`` after checking the input widths match (DataError otherwise)."""
     source.check_features(dataset.n_features, f"dataset {getattr(dataset, 'name', 'dataset')!r}")
     return replace(dataset, init_from=source)
@@ -143,7 +146,7 @@ def attach_source(dataset: Any, source: SourceModel) -> Any:
 # --------------------------------------------------------------------------- trial side
 
 
-def plan_trial(params: Mapping[str, Any], dataset: Any) -> tuple[dict[str, Any], TransferPlan | None]:
+def plan_trial(params: Mapping[str, Any], dataset: Dataset | None) -> tuple[dict[str, Any], TransferPlan | None]:
     """The trial's MLP params and its transfer plan (None when the dataset carries no source model).
 
     With a source: ``n_frozen_layers`` (default 0) and ``finetune_learning_rate`` are taken
@@ -153,7 +156,7 @@ def plan_trial(params: Mapping[str, Any], dataset: Any) -> tuple[dict[str, Any],
     """
     source: SourceModel | None = getattr(dataset, "init_from", None)
     out = dict(params)
-    if source is None:
+    if source is None or dataset is None:
         return out, None
     source.check_features(dataset.n_features, f"dataset {getattr(dataset, 'name', 'dataset')!r}")
     n_frozen = int(out.pop("n_frozen_layers", 0))

@@ -29,9 +29,12 @@ Each rejection costs a few storage writes (no training), and ``ask`` tries again
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import SweeplabError
+
+if TYPE_CHECKING:
+    from sweeplab.spec import StudySpec
 
 MAX_REJECTIONS = 100
 
@@ -48,7 +51,7 @@ def trial_constraints(trial: Any) -> list[float]:
 
 
 def check_satisfiable(
-    spec: Any, n_features: int, n_outputs: int, fixed_params: Mapping[str, Any] | None = None
+    spec: StudySpec, n_features: int, n_outputs: int, fixed_params: Mapping[str, Any] | None = None
 ) -> None:
     """Raise :class:`ConstraintUnsatisfiable` when even the space's smallest network breaks ``max_params``."""
     from sweeplab.spaces.architecture import smallest_architecture

@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.keys import (
     ATTR_ATTEMPT,
@@ -57,6 +57,8 @@ from sweeplab.core.records import (
     INTERRUPTED,
     LOSSES,
     PRUNED,
+    StudySummary,
+    TrialDigest,
     TrialOutcome,
     TrialRecord,
     TrialTicket,
@@ -68,6 +70,11 @@ from sweeplab.search.constraints import (
     evaluate_constraints,
     unsatisfiable_message,
 )
+
+if TYPE_CHECKING:
+    import optuna
+
+    from sweeplab.spec import StudySpec
 
 MAX_INTERRUPTIONS = 10
 """How often one lineage may be cut short by its driver or node before it stops being
@@ -81,6 +88,30 @@ log = logging.getLogger("sweeplab.search")
 def trial_seed(study_seed: int, root_number: int) -> int:
     """Seed of a trial: a fixed mix of the study seed and the lineage's first number."""
     return (study_seed * 1_000_003 + root_number * 7_919 + 17) % (2**31 - 1)
+
+
+def ticket_for_trial(spec: StudySpec, trial: optuna.trial.FrozenTrial, seed: int | None = None) -> TrialTicket:
+    """The ticket that trains Optuna ``trial`` (a FrozenTrial of ``spec``'s study) again.
+
+    Params are resolved from the trial's recorded params like :meth:`StudyCoordinator.ask`
+    does; the seed is the trial's own (from the lineage root, so a retried trial keeps
+    its original's seed) unless ``seed`` is given; ``attempt`` and ``retry_of`` are the
+    trial's. What re-trains a stored trial (packaging, promotion, the pruning audit) and
+    what fails a stale one starts here.
+    """
+    raw = dict(trial.params)
+    params = spec.space.resolve(raw)
+    attrs = trial.user_attrs
+    root = int(attrs.get(ATTR_ROOT, trial.number))
+    return TrialTicket(
+        number=int(trial.number),
+        raw_params=raw,
+        params=params,
+        seed=trial_seed(spec.seed, root) if seed is None else int(seed),
+        framework=str(params.get("framework", spec.objective.framework)),
+        attempt=int(attrs.get(ATTR_ATTEMPT, 0)),
+        retry_of=attrs.get(ATTR_RETRY_OF),
+    )
 
 
 def holder_id() -> str:
@@ -475,16 +506,7 @@ class StudyCoordinator:
                 reason = self._loss_reason(f"lost: trial was RUNNING but {why} (holder {holder or 'unknown'})",
                                            frozen.user_attrs, INTERRUPTED)
                 trial_id = frozen._trial_id
-                attempt = int(frozen.user_attrs.get(ATTR_ATTEMPT, 0))
-                ticket = TrialTicket(
-                    number=frozen.number,
-                    raw_params=dict(frozen.params),
-                    params=self.spec.space.resolve(frozen.params),
-                    seed=0,
-                    framework="",
-                    attempt=attempt,
-                    retry_of=frozen.user_attrs.get(ATTR_RETRY_OF),
-                )
+                ticket = ticket_for_trial(self.spec, frozen)
                 try:
                     self._storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
                     # The state transition is the claim: only one reaper can win it.
@@ -507,7 +529,7 @@ class StudyCoordinator:
                         pruned_epoch=None,
                         node=str(frozen.user_attrs.get(ATTR_NODE, "")),
                         duration=0.0,
-                        attempt=attempt,
+                        attempt=ticket.attempt,
                         retry_of=ticket.retry_of,
                         retried_by=retried_by,
                     )
@@ -603,7 +625,7 @@ class StudyCoordinator:
         return retry
 
     @_with_db_retry
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> StudySummary:
         """The study's summary (see ``sweeplab.search.summary``)."""
         from sweeplab.search.summary import summarize
 
@@ -623,7 +645,7 @@ class StudyCoordinator:
             self.study.set_user_attr(STUDY_ATTR_RUN_IDS, links)
 
     @_with_db_retry
-    def finished_digest(self) -> list[dict[str, Any]]:
+    def finished_digest(self) -> list[TrialDigest]:
         """Every finished trial, compactly: what the tracker needs to repair MLflow after a crash."""
         from optuna.trial import TrialState
 
@@ -631,25 +653,24 @@ class StudyCoordinator:
             trials = self.study.get_trials(deepcopy=False)
             retries = dict(self.study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
             run_links = dict(self.study.user_attrs.get(STUDY_ATTR_RUN_IDS, {}))
-        out = []
-        for t in trials:
-            if t.state in (TrialState.RUNNING, TrialState.WAITING):
-                continue
-            out.append({
-                "number": t.number,
-                "state": t.state.name,
-                "raw_params": dict(t.params),
-                "intermediate": {int(k): float(v) for k, v in t.intermediate_values.items()},
-                "metrics": dict(t.user_attrs.get(ATTR_METRICS, {})),
-                "reason": t.user_attrs.get(ATTR_REASON),
-                "pruned_epoch": t.user_attrs.get(ATTR_PRUNED_EPOCH),
-                "node": t.user_attrs.get(ATTR_NODE, ""),
-                "retried_by": retries.get(str(t.number)),
-                "retry_of": t.user_attrs.get(ATTR_RETRY_OF),
-                "run_id": t.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(t.number)),
-                "values": list(t.values) if t.values else None,
-            })
-        return out
+        return [
+            TrialDigest(
+                number=t.number,
+                state=t.state.name,
+                raw_params=dict(t.params),
+                intermediate={int(k): float(v) for k, v in t.intermediate_values.items()},
+                metrics=dict(t.user_attrs.get(ATTR_METRICS, {})),
+                reason=t.user_attrs.get(ATTR_REASON),
+                pruned_epoch=t.user_attrs.get(ATTR_PRUNED_EPOCH),
+                node=t.user_attrs.get(ATTR_NODE, ""),
+                retried_by=retries.get(str(t.number)),
+                retry_of=t.user_attrs.get(ATTR_RETRY_OF),
+                run_id=t.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(t.number)),
+                values=list(t.values) if t.values else None,
+            )
+            for t in trials
+            if t.state not in (TrialState.RUNNING, TrialState.WAITING)
+        ]
 
     @_with_db_retry
     def is_exhausted(self) -> bool:

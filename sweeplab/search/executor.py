@@ -28,12 +28,22 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeplab.core.errors import SweeplabError
-from sweeplab.core.records import INTERRUPTED, LOST, TrialOutcome, TrialRecord, TrialTicket
+from sweeplab.core.records import (
+    INTERRUPTED,
+    LOST,
+    StudySummary,
+    TrialDigest,
+    TrialOutcome,
+    TrialRecord,
+    TrialTicket,
+)
 from sweeplab.objectives.base import TrialPruned
 from sweeplab.search.worker import execute_trial
 
 if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
     from sweeplab.search.coordinator import StudyCoordinator
+    from sweeplab.spec import ObjectiveSpec
 
 
 class Coordinator(Protocol):
@@ -44,11 +54,11 @@ class Coordinator(Protocol):
     def renew_leases(self) -> int: ...
     def is_exhausted(self) -> bool: ...
     def counts(self) -> dict[str, int]: ...
-    def summary(self) -> dict[str, Any]: ...
+    def summary(self) -> StudySummary: ...
     def set_study_attr(self, key: str, value: Any) -> None: ...
     def study_attrs(self) -> dict[str, Any]: ...
     def reap_stale(self) -> list[TrialRecord]: ...
-    def finished_digest(self) -> list[dict[str, Any]]: ...
+    def finished_digest(self) -> list[TrialDigest]: ...
     def link_run(self, number: int, run_id: str) -> None: ...
     def set_data_shape(self, n_features: int, n_outputs: int,
                        fixed_params: dict[str, Any] | None = None) -> None: ...
@@ -97,7 +107,7 @@ class RemoteCoordinator:
     def counts(self) -> dict[str, int]:
         return self._call("counts")  # type: ignore[no-any-return]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> StudySummary:
         return self._call("summary")  # type: ignore[no-any-return]
 
     def set_study_attr(self, key: str, value: Any) -> None:
@@ -109,7 +119,7 @@ class RemoteCoordinator:
     def reap_stale(self) -> list[TrialRecord]:
         return self._call("reap_stale")  # type: ignore[no-any-return]
 
-    def finished_digest(self) -> list[dict[str, Any]]:
+    def finished_digest(self) -> list[TrialDigest]:
         return self._call("finished_digest")  # type: ignore[no-any-return]
 
     def link_run(self, number: int, run_id: str) -> None:
@@ -141,7 +151,7 @@ class RayExecutor:
     """Each trial is a Ray task (``max_retries=0``: the coordinator decides about retries),
     spread over the cluster's nodes, reporting epochs to the coordinator actor."""
 
-    def __init__(self, coordinator_actor: Any, dataset_ref: Any, settings: Any, metric_names: list[str],
+    def __init__(self, coordinator_actor: Any, dataset_ref: Any, settings: ObjectiveSpec, metric_names: list[str],
                  cpus: float, gpus: float) -> None:
         import ray
 
@@ -214,7 +224,8 @@ class InProcessExecutor:
     objectives are). Cancelling stops each trial at its next report.
     """
 
-    def __init__(self, coordinator: StudyCoordinator, dataset: Any, settings: Any, metric_names: list[str],
+    def __init__(self, coordinator: StudyCoordinator, dataset: Dataset | None, settings: ObjectiveSpec,
+                 metric_names: list[str],
                  workers: int, cpus: float = 1.0) -> None:
         self._coordinator = coordinator
         self._args = (dataset, settings, list(metric_names))

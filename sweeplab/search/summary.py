@@ -1,12 +1,26 @@
-"""The summary of a study that ``run``, ``status`` and ``best`` print (``--json`` fields)."""
+"""The summary of a study that ``run``, ``status`` and ``best`` print (a :class:`StudySummary`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.keys import ATTR_METRICS, ATTR_RUN_ID, STUDY_ATTR_RETRIES, STUDY_ATTR_TRIALS_TARGET
+from sweeplab.core.keys import (
+    ATTR_METRICS,
+    ATTR_RUN_ID,
+    STUDY_ATTR_EXPERIMENT_ID,
+    STUDY_ATTR_PARENT_RUN_ID,
+    STUDY_ATTR_RETRIES,
+    STUDY_ATTR_RUN_IDS,
+    STUDY_ATTR_SPEC,
+    STUDY_ATTR_TRIALS_TARGET,
+)
+from sweeplab.core.records import ParetoTrial, StudySummary
 from sweeplab.search.coordinator import count_states
+
+if TYPE_CHECKING:
+    import optuna
 
 
 def _clean(value: Any) -> Any:
@@ -15,7 +29,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def summarize(study: Any) -> dict[str, Any]:
+def summarize(study: optuna.Study) -> StudySummary:
     """Counts, best trial (or Pareto front), running trials and MLflow ids of ``study``.
 
     A failed or pruned trial is never best: only COMPLETE trials are considered.
@@ -27,56 +41,49 @@ def summarize(study: Any) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     attrs = study.user_attrs
     counts = count_states(trials, set(attrs.get(STUDY_ATTR_RETRIES, {})))
-    run_links: dict[str, str] = dict(attrs.get("sweeplab.run_ids", {}))
-    spec = attrs.get("sweeplab.spec", {})
-    out: dict[str, Any] = {
-        "study": study.study_name,
-        "n_trials": counts["finished"],
-        "n_complete": counts["COMPLETE"],
-        "n_pruned": counts["PRUNED"],
-        "n_failed": counts["FAIL"],
-        "n_retried": counts["retried"],
-        "n_rejected": counts.get("rejected", 0),
-        "n_running": counts["RUNNING"],
-        "n_waiting": counts["WAITING"],
+    run_links: dict[str, str] = dict(attrs.get(STUDY_ATTR_RUN_IDS, {}))
+    spec = attrs.get(STUDY_ATTR_SPEC, {})
+    summary = StudySummary(
+        study=study.study_name,
+        n_trials=counts["finished"],
+        n_complete=counts["COMPLETE"],
+        n_pruned=counts["PRUNED"],
+        n_failed=counts["FAIL"],
+        n_retried=counts["retried"],
+        n_rejected=counts.get("rejected", 0),
+        n_running=counts["RUNNING"],
+        n_waiting=counts["WAITING"],
         # the target the last `run` asked for (its --trials), else the spec's
-        "trials_target": attrs.get(STUDY_ATTR_TRIALS_TARGET, spec.get("trials")),
-        "direction": [d.name.lower() for d in study.directions],
-        "metric": spec.get("metric"),
-        "best_value": None,
-        "best_params": None,
-        "best_trial": None,
-        "best_metrics": None,
-        "best_run_id": None,
-        "pareto_front": None,
-        "running_trials": [t.number for t in trials if t.state == TrialState.RUNNING],
-        "mlflow_experiment_id": attrs.get("mlflow_experiment_id"),
-        "mlflow_parent_run_id": attrs.get("mlflow_parent_run_id"),
-    }
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        return out
+        trials_target=attrs.get(STUDY_ATTR_TRIALS_TARGET, spec.get("trials")),
+        direction=[d.name.lower() for d in study.directions],
+        metric=spec.get("metric"),
+        running_trials=[t.number for t in trials if t.state == TrialState.RUNNING],
+        mlflow_experiment_id=attrs.get(STUDY_ATTR_EXPERIMENT_ID),
+        mlflow_parent_run_id=attrs.get(STUDY_ATTR_PARENT_RUN_ID),
+    )
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        return summary
     if len(study.directions) == 1:
         best = study.best_trial
-        out.update(
+        return dataclasses.replace(
+            summary,
             best_value=_clean(best.value),
             best_params=dict(best.params),
             best_trial=best.number,
             best_metrics=best.user_attrs.get(ATTR_METRICS),
             best_run_id=best.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(best.number)),
         )
-    else:
-        front = study.best_trials
-        out["pareto_front"] = [
-            {
-                "trial": t.number,
-                "values": [_clean(v) for v in t.values],
-                "params": dict(t.params),
-                "run_id": t.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(t.number)),
-            }
-            for t in sorted(front, key=lambda t: t.number)
-        ]
-        first = min(front, key=lambda t: t.number)
-        out.update(best_value=[_clean(v) for v in first.values], best_params=dict(first.params),
-                   best_trial=first.number, best_run_id=first.user_attrs.get(ATTR_RUN_ID))
-    return out
+    on_front = sorted(study.best_trials, key=lambda t: t.number)
+    front = [
+        ParetoTrial(
+            trial=t.number,
+            values=[_clean(v) for v in t.values],
+            params=dict(t.params),
+            run_id=t.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(t.number)),
+        )
+        for t in on_front
+    ]
+    # the front's first trial stands for it (best_run_id: the trial's own attr only, not the later links)
+    return dataclasses.replace(summary, pareto_front=front, best_value=list(front[0].values),
+                               best_params=dict(front[0].params), best_trial=front[0].trial,
+                               best_run_id=on_front[0].user_attrs.get(ATTR_RUN_ID))

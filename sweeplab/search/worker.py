@@ -15,11 +15,15 @@ import socket
 import time
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.records import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
 from sweeplab.objectives.base import BaseObjective, TrialContext, TrialPruned, check_metrics
 from sweeplab.registry.names import MLP_FRAMEWORKS
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
+    from sweeplab.spec import ObjectiveSpec
 
 _OBJECTIVES: dict[tuple[str, str | None], BaseObjective] = {}
 
@@ -101,7 +105,8 @@ def node_name() -> str:
     return socket.gethostname()
 
 
-def trial_artifacts(framework: str, objective: Any, dataset: Any, metrics: Mapping[str, float]) -> dict[str, Any]:
+def trial_artifacts(framework: str, objective: Any, dataset: Dataset | None, metrics: Mapping[str, float]
+                    ) -> dict[str, Any]:
     """The small artifacts of a COMPLETE trial: ``{"evaluation.json": payload}`` for torch and
     keras objectives (held-out metrics, confusion matrix table, classification report; one
     forward pass, no plotting), else nothing. Never raises: an evaluation problem must not
@@ -119,8 +124,8 @@ def trial_artifacts(framework: str, objective: Any, dataset: Any, metrics: Mappi
 
 def execute_trial(
     ticket: TrialTicket,
-    dataset: Any,
-    settings: Any,
+    dataset: Dataset | None,
+    settings: ObjectiveSpec,
     metric_names: list[str],
     coordinator: Any,
     cpus: float = 1.0,
@@ -138,7 +143,8 @@ def execute_trial(
             sender.finish()  # every report recorded before the driver tells the trial
 
 
-def _run_trial(ticket: TrialTicket, dataset: Any, settings: Any, metric_names: list[str], cpus: float, gpus: float,
+def _run_trial(ticket: TrialTicket, dataset: Dataset | None, settings: ObjectiveSpec, metric_names: list[str],
+               cpus: float, gpus: float,
                reporter: Any, started: float, node: str) -> TrialOutcome:
     try:
         objective = get_objective(ticket.framework, getattr(settings, "callable", None))

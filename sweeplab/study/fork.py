@@ -9,12 +9,15 @@ sampler starts from that knowledge. The old study is never changed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeplab.core.errors import UsageError
 
+if TYPE_CHECKING:
+    from sweeplab.spec import StudySpec
 
-def fork_study(spec: Any, source_name: str, storage_url: str) -> dict[str, int]:
+
+def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> dict[str, int]:
     """Create ``spec.study`` from the compatible finished trials of ``source_name``.
 
     Returns ``{"copied": n, "skipped": m}``. Raises UsageError when the target study
@@ -29,7 +32,8 @@ def fork_study(spec: Any, source_name: str, storage_url: str) -> dict[str, int]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     source = load_existing_study(source_name, storage_url)
     storage = open_storage(storage_url)
-    directions = list(spec.direction)
+    directions = [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
+                  for d in spec.direction]
     try:
         target = optuna.create_study(storage=storage, study_name=spec.study, directions=directions)
     except optuna.exceptions.DuplicatedStudyError as exc:

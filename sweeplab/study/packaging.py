@@ -33,11 +33,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.keys import TAG_MODEL, TAG_PACKAGE_ERROR, TAG_REFIT_MATCHES
-from sweeplab.core.records import TrialTicket
+from sweeplab.core.records import StudySummary, TrialTicket
 from sweeplab.registry.names import MLP_FRAMEWORKS
+from sweeplab.search.coordinator import ticket_for_trial
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
+    from sweeplab.spec import ObjectiveSpec, StudySpec
 
 log = logging.getLogger("sweeplab.tracking")
 
@@ -64,32 +69,7 @@ class Packaged:
     notes: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- tickets
-
-
-def ticket_for_trial(spec: Any, trial: Any, seed: int | None = None) -> TrialTicket:
-    """The ticket that trains Optuna ``trial`` (a FrozenTrial of ``spec``'s study) again.
-
-    Params are resolved from the trial's recorded params like the coordinator does, and the
-    seed is the trial's own (from the lineage root, so a retried trial keeps its
-    original's seed) unless ``seed`` is given.
-    """
-    from sweeplab.core.keys import ATTR_ROOT
-    from sweeplab.search.coordinator import trial_seed
-
-    raw = dict(trial.params)
-    params = spec.space.resolve(raw)
-    root = int(trial.user_attrs.get(ATTR_ROOT, trial.number))
-    return TrialTicket(
-        number=int(trial.number),
-        raw_params=raw,
-        params=params,
-        seed=trial_seed(spec.seed, root) if seed is None else int(seed),
-        framework=str(params.get("framework", spec.objective.framework)),
-    )
-
-
-def raw_example(spec: Any, n: int = RAW_EXAMPLE_ROWS) -> Any:
+def raw_example(spec: StudySpec, n: int = RAW_EXAMPLE_ROWS) -> Any:
     """The first ``n`` RAW feature rows of ``spec``'s dataset (a DataFrame), or None.
 
     Read with :func:`sweeplab.objectives.data.load_raw` on the driver, where the dataset's
@@ -106,7 +86,7 @@ def raw_example(spec: Any, n: int = RAW_EXAMPLE_ROWS) -> Any:
     return X.head(n).reset_index(drop=True)
 
 
-def _fallback_rows(dataset: Any, n: int) -> Any:
+def _fallback_rows(dataset: Dataset, n: int) -> Any:
     """Approximate raw rows (the scaler undone on held-out rows) when none were given."""
     import numpy as np
     import pandas as pd
@@ -123,8 +103,8 @@ def _fallback_rows(dataset: Any, n: int) -> Any:
 
 def fit_and_package(
     ticket: TrialTicket,
-    dataset: Any,
-    settings: Any,
+    dataset: Dataset,
+    settings: ObjectiveSpec,
     metric_names: list[str],
     cpus: float = 1.0,
     gpus: float = 0.0,
@@ -180,7 +160,7 @@ def fit_and_package(
                     notes=notes)
 
 
-def _save_native_torch(path: Path, model: Any, dataset: Any) -> None:
+def _save_native_torch(path: Path, model: Any, dataset: Dataset) -> None:
     """The network alone in the ``mlflow.pytorch`` flavor (``pt2``: scaled rows -> logits)."""
     import mlflow.pytorch
     import numpy as np
@@ -207,8 +187,8 @@ def _str_values(values: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def package_best_trial(
-    spec: Any,
-    summary: Mapping[str, Any],
+    spec: StudySpec,
+    summary: StudySummary,
     *,
     storage_url: str,
     dataset_ref: Any,
@@ -224,8 +204,8 @@ def package_best_trial(
     re-fit's study metric equals the trial's recorded one). Never raises: an error is
     logged, tagged as ``sweeplab.package_error`` and returned as the reason.
     """
-    number = summary.get("best_trial")
-    run_id = summary.get("best_run_id")
+    number = summary.best_trial
+    run_id = summary.best_run_id
     if spec.multi_objective:
         return {"packaged": False, "reason": "multi-objective study: no single best trial"}
     if number is None:
@@ -260,10 +240,10 @@ def package_best_trial(
         return {"packaged": False, "reason": reason, "run_id": run_id}
 
     metric = spec.metric[0]
-    recorded = (summary.get("best_metrics") or {}).get(metric, summary.get("best_value"))
+    recorded = (summary.best_metrics or {}).get(metric, summary.best_value)  # one value: not multi-objective
     refit = packaged.metrics.get(metric)
-    matches = recorded is not None and refit is not None and math.isclose(refit, float(recorded), rel_tol=0,
-                                                                           abs_tol=1e-9)
+    matches = isinstance(recorded, (int, float)) and refit is not None and math.isclose(refit, float(recorded),
+                                                                                        rel_tol=0, abs_tol=1e-9)
     if not matches:
         log.warning("the re-fit of trial %s gave %s = %s, the trial recorded %s (not deterministic here: "
                     "GPU kernels or another thread count); the logged model is the re-fit's", number, metric,

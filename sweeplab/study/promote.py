@@ -32,10 +32,13 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import StorageError, SweeplabError, UsageError
 from sweeplab.core.keys import TAG_ROLE
+
+if TYPE_CHECKING:
+    from sweeplab.spec import StudySpec
 
 log = logging.getLogger("sweeplab.tracking")
 
@@ -116,9 +119,10 @@ def promote_study(
 
     import optuna
 
+    from sweeplab.search.coordinator import ticket_for_trial
     from sweeplab.search.storage import load_existing_study
     from sweeplab.spec import parse_spec, validate_study_name
-    from sweeplab.study.packaging import MODEL_FRAMEWORKS, raw_example, ticket_for_trial
+    from sweeplab.study.packaging import MODEL_FRAMEWORKS, raw_example
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
     validate_model_name(model_name)
@@ -217,7 +221,7 @@ def promote_study(
 
 
 def _log_and_register(
-    spec: Any,
+    spec: StudySpec,
     study: Any,
     uri: str,
     model_name: str,

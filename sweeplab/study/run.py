@@ -10,12 +10,13 @@ report, and closes the MLflow runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.records import TrialOutcome, TrialRecord
+from sweeplab.core.records import RunDetails, StudySummary, TrialOutcome, TrialRecord
 from sweeplab.search.loop import FAILED, FINISHED, KILLED, LoopResult, LoopSettings, TrialLoop
 from sweeplab.study.session import (
     RunOptions,
@@ -26,13 +27,16 @@ from sweeplab.study.session import (
     open_session,
 )
 
+if TYPE_CHECKING:
+    from sweeplab.spec import StudySpec
+
 __all__ = ["RunOptions", "StudyInterrupted", "finish_study", "init_ray", "load_study_dataset", "run_study"]
 
 log = logging.getLogger("sweeplab.search")
 
 
-def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
-    """Run (or resume) ``spec``'s study to completion; return its summary.
+def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
+    """Run (or resume) ``spec``'s study to completion; return its summary (``run`` set).
 
     Raises StudyInterrupted on Ctrl-C (or ``options.stop``) after failing the trials in
     flight (they are retried on resume) and closing the MLflow runs.
@@ -58,31 +62,31 @@ def run_study(spec: Any, options: RunOptions) -> dict[str, Any]:
     return finish_study(spec, options, session, result, started, phases.phases)
 
 
-def finish_study(spec: Any, options: RunOptions, session: StudySession, result: LoopResult, started: float,
-                 startup: dict[str, float]) -> dict[str, Any]:
+def finish_study(spec: StudySpec, options: RunOptions, session: StudySession, result: LoopResult, started: float,
+                 startup: dict[str, float]) -> StudySummary:
     """Summarize the study, package its best model, write its report, close its MLflow runs
     and give back what the session started; raise what stopped the loop, if anything."""
     summary = session.coordinator.summary()
     tracker = session.tracker
-    if summary.get("best_trial") is not None and not summary.get("best_run_id"):
-        summary["best_run_id"] = tracker.run_id(summary["best_trial"], timeout=30.0)
+    if summary.best_trial is not None and not summary.best_run_id:
+        summary = dataclasses.replace(summary, best_run_id=tracker.run_id(summary.best_trial, timeout=30.0))
+    best_model = None
     if result.status == FINISHED and options.package_best and session.dataset_ref is not None:
         from sweeplab.study.packaging import package_best_trial
 
-        summary["best_model"] = package_best_trial(spec, summary, storage_url=options.storage_url,
-                                                   dataset_ref=session.dataset_ref, tracker=tracker)
-    summary["elapsed_s"] = round(time.time() - started, 3)
-    summary["startup_s"] = startup
+        best_model = package_best_trial(spec, summary, storage_url=options.storage_url,
+                                        dataset_ref=session.dataset_ref, tracker=tracker)
+    elapsed = round(time.time() - started, 3)
     # Once every trial's run is created and linked (the links go through the coordinator),
     # Ray is no longer needed: it shuts down while the report is written and the parent
     # run closed.
     stopping = session.release() if tracker.writer.wait_idle(timeout=30.0) else None
     html = _write_report(spec, summary, options.storage_url)
-    summary["mlflow_delivered"] = tracker.close(summary, status="FAILED" if result.status == FAILED else
-                                                result.status, html_report=html)
-    summary["mlflow_requests"] = tracker.writer.requests
-    summary["storage"] = options.storage_url
-    summary["tracking_uri"] = options.tracking_uri
+    delivered = tracker.close(summary, status="FAILED" if result.status == FAILED else result.status,
+                              html_report=html)
+    summary = dataclasses.replace(summary, run=RunDetails(
+        elapsed_s=elapsed, startup_s=startup, mlflow_delivered=delivered, mlflow_requests=tracker.writer.requests,
+        storage=options.storage_url, tracking_uri=options.tracking_uri, best_model=best_model))
     if stopping is None:
         stopping = session.release()
     if stopping is not None:
@@ -91,7 +95,7 @@ def finish_study(spec: Any, options: RunOptions, session: StudySession, result: 
         raise result.error
     if result.status == KILLED:
         raise StudyInterrupted(
-            f"study {spec.study!r} interrupted after {summary['n_trials']} of {spec.trials} trials; "
+            f"study {spec.study!r} interrupted after {summary.n_trials} of {spec.trials} trials; "
             f"nothing is lost. Resume with: {options.resume_command or 'the same sweeplab run command'}"
         )
     return summary
@@ -154,13 +158,11 @@ class _Phases:
         log.info("start-up: %s", ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))
 
 
-def _write_report(spec: Any, summary: dict[str, Any], storage_url: str) -> str | None:
+def _write_report(spec: StudySpec, summary: StudySummary, storage_url: str) -> str | None:
     """Write the study's HTML dashboard to a private temp file for the parent run, if available."""
     try:
-        from sweeplab.dashboards import write_study_report  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
+        from sweeplab.dashboards import write_study_report
+
         return str(write_study_report(spec.study, summary, storage_url=storage_url))
     except Exception as exc:  # a report must never fail a study
         log.warning("could not write the study report: %s", exc)

@@ -24,11 +24,15 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import StorageError, SweeplabError
 from sweeplab.core.records import TrialRecord
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
+    from sweeplab.spec import StudySpec
 
 log = logging.getLogger("sweeplab.search")
 
@@ -66,7 +70,7 @@ class StudySession:
     coordinator: Coordinator
     executor: TrialExecutor
     tracker: Any  # sweeplab.tracking.mlflow_tracker.StudyTracker
-    dataset: Any
+    dataset: Dataset | None
     finished: int  # trials already finished that count toward `trials`
     dataset_ref: Any = None  # the dataset in Ray's object store (Ray sessions)
     actor: Any = None  # the coordinator actor (Ray sessions)
@@ -87,7 +91,7 @@ class StudySession:
         return in_background(shutdown_own_ray, "sweeplab-ray-shutdown") if self.owns_ray else None
 
 
-def open_session(spec: Any, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+def open_session(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
     """Open the study of ``spec`` on ``options.executor``; ``mark(phase)`` times start-up."""
     if options.executor == "in-process":
         return _open_in_process(spec, options, mark)
@@ -96,7 +100,7 @@ def open_session(spec: Any, options: RunOptions, mark: Callable[[str], None]) ->
     return _open_on_ray(spec, options, mark)
 
 
-def _open_in_process(spec: Any, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
     from sweeplab.search.coordinator import StudyCoordinator
 
     dataset = load_study_dataset(spec, options.tracking_uri)
@@ -111,7 +115,7 @@ def _open_in_process(spec: Any, options: RunOptions, mark: Callable[[str], None]
     return StudySession(coordinator, executor, tracker, dataset, finished)
 
 
-def _open_on_ray(spec: Any, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
     import ray
 
     from sweeplab.search import preflight
@@ -161,7 +165,7 @@ def _open_on_ray(spec: Any, options: RunOptions, mark: Callable[[str], None]) ->
                         owns_ray=owns_ray)
 
 
-def _open_tracking(spec: Any, options: RunOptions, coordinator: Coordinator, tracker: Any) -> Any:
+def _open_tracking(spec: StudySpec, options: RunOptions, coordinator: Coordinator, tracker: Any) -> Any:
     """Open (or find again) the study's MLflow parent run and link it with the study."""
     from sweeplab.core.keys import STUDY_ATTR_TRIALS_TARGET
     from sweeplab.tracking.mlflow_tracker import StudyTracker
@@ -176,7 +180,7 @@ def _open_tracking(spec: Any, options: RunOptions, coordinator: Coordinator, tra
     return tracker
 
 
-def _resume(spec: Any, coordinator: Coordinator, tracker: Any, dataset: Any) -> int:
+def _resume(spec: StudySpec, coordinator: Coordinator, tracker: Any, dataset: Dataset | None) -> int:
     """Reap what a dead driver left RUNNING, repair MLflow, tell the coordinator the data's
     shape (what constraints count with); return the trials already finished."""
     for record in coordinator.reap_stale():
@@ -215,7 +219,7 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
         ) from exc
 
 
-def load_study_dataset(spec: Any, tracking_uri: str | None = None) -> Any:
+def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None) -> Dataset | None:
     """The spec's dataset, split and scaled (None for python objectives without one).
 
     With ``objective.init_from`` the source model is downloaded once from ``tracking_uri``
@@ -231,7 +235,7 @@ def load_study_dataset(spec: Any, tracking_uri: str | None = None) -> Any:
     ds = obj.dataset
     dataset = load_dataset(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
                            validation_split=obj.validation_split, test_split=obj.test_split, seed=spec.seed)
-    if getattr(obj, "init_from", None):
+    if obj.init_from:
         from sweeplab.objectives.transfer import attach_source
         from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
         from sweeplab.tracking.sources import fetch_source_model
@@ -252,9 +256,9 @@ class _Preparation:
     where it always did (``StudyTracker.open``).
     """
 
-    def __init__(self, spec: Any, options: RunOptions) -> None:
+    def __init__(self, spec: StudySpec, options: RunOptions) -> None:
         self.spec, self.options = spec, options
-        self.dataset: Any = None
+        self.dataset: Dataset | None = None
         self.tracker: Any = None
         self.error: BaseException | None = None
         self.thread = in_background(self._run, "sweeplab-prepare")
@@ -284,7 +288,7 @@ class _Preparation:
         except Exception as exc:  # reported by the synchronous open
             log.debug("opening the MLflow store in the background failed: %s", exc)
 
-    def result(self) -> tuple[Any, Any]:
+    def result(self) -> tuple[Dataset | None, Any]:
         self.thread.join()
         if self.error is not None:
             raise self.error
@@ -315,7 +319,7 @@ def in_background(target: Callable[[], Any], name: str) -> threading.Thread:
     return thread
 
 
-def _warm_workers(spec: Any) -> None:
+def _warm_workers(spec: StudySpec) -> None:
     """Start ``workers`` tasks that import the objective (torch, TensorFlow or the user's
     module) in Ray's worker processes, so the first trials do not pay for it. Fire and
     forget: a failure here surfaces in the first trial instead."""

@@ -26,11 +26,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sweeplab.core.errors import StorageError
 from sweeplab.core.keys import ROLE_PARENT, TAG_ROLE, TAG_STATE, TAG_STUDY, TAG_TRIAL
+from sweeplab.core.records import FAILED, StudySummary, TrialDigest, TrialRecord
 
 log = logging.getLogger("sweeplab.tracking")
 
@@ -187,7 +187,7 @@ class StudyTracker:
             self._run_ready.wait_for(lambda: number in self._run_ids, timeout=timeout)
             return self._run_ids.get(number)
 
-    def trial_finished(self, record: Any) -> None:
+    def trial_finished(self, record: TrialRecord) -> None:
         """Queue params, per-epoch metrics, final metrics, tags and status of a finished trial."""
 
         number = record.number
@@ -200,7 +200,7 @@ class StudyTracker:
 
         self.writer.submit(f"finish run of trial {number}", finish)
 
-    def _finish_now(self, run_id: str, record: Any) -> None:
+    def _finish_now(self, run_id: str, record: TrialRecord) -> None:
         """Log params, per-epoch and final metrics, tags and the terminal status of ``record``."""
         params: dict[str, str] = {k: str(v) for k, v in record.raw_params.items()}
         if "hidden_units" in record.params:
@@ -229,7 +229,7 @@ class StudyTracker:
         status = STATUS_OF_STATE.get(record.state, "FAILED")
         self.client.set_terminated(run_id, status=status, end_time=now)
 
-    def reconcile(self, digest: list[dict[str, Any]], metric: str) -> dict[str, int]:
+    def reconcile(self, digest: list[TrialDigest], metric: str) -> dict[str, int]:
         """Make MLflow agree with Optuna after a crash (synchronously, before new trials).
 
         For every finished Optuna trial in ``digest`` (see the coordinator's
@@ -242,17 +242,17 @@ class StudyTracker:
         fixed = {"closed": 0, "created": 0, "deleted": 0}
         runs = self.child_runs()
         for item in digest:
-            number = int(item["number"])
+            number = item.number
             existing = runs.get(number, [])
             if len(existing) > 1:
-                keep = next((r for r in existing if r.info.run_id == item.get("run_id")), existing[0])
+                keep = next((r for r in existing if r.info.run_id == item.run_id), existing[0])
                 for extra in existing:
                     if extra.info.run_id != keep.info.run_id:
                         self.client.delete_run(extra.info.run_id)
                         fixed["deleted"] += 1
                 existing = [keep]
             if existing and existing[0].info.status != "RUNNING":
-                self._relink(number, existing[0].info.run_id, item.get("run_id"))
+                self._relink(number, existing[0].info.run_id, item.run_id)
                 continue
             if existing:
                 run_id = existing[0].info.run_id
@@ -265,20 +265,19 @@ class StudyTracker:
                 run_id = created.info.run_id
                 fixed["created"] += 1
                 has_history = False
-            state = item["state"]
-            reason = item.get("reason")
-            if state == "FAIL" and not reason:
+            reason = item.reason
+            if item.state == FAILED and not reason:
                 reason = "lost: the driver stopped before the trial finished"
             history = [] if has_history else [(epoch, time.time(), {metric: value})
-                                              for epoch, value in sorted(item["intermediate"].items())]
-            record = SimpleNamespace(number=number, state=state, values=item.get("values"), params={},
-                             raw_params=item["raw_params"], metrics=item.get("metrics") or {}, history=history,
-                             reason=reason, pruned_epoch=item.get("pruned_epoch"), node=item.get("node") or "",
-                             duration=0.0, retried_by=item.get("retried_by"))
+                                              for epoch, value in sorted(item.intermediate.items())]
+            record = TrialRecord(number=number, state=item.state, values=item.values, params={},
+                                 raw_params=item.raw_params, metrics=item.metrics, history=history, reason=reason,
+                                 pruned_epoch=item.pruned_epoch, node=item.node, duration=0.0, attempt=0,
+                                 retry_of=item.retry_of, retried_by=item.retried_by)
             self._finish_now(run_id, record)
             with self._run_ready:
                 self._run_ids[number] = run_id
-            self._relink(number, run_id, item.get("run_id"))
+            self._relink(number, run_id, item.run_id)
         return fixed
 
     def _relink(self, number: int, run_id: str, linked: str | None) -> None:
@@ -363,7 +362,7 @@ class StudyTracker:
             self.client.log_batch(run_id, metrics=batch_m, params=batch_p, tags=batch_t)
 
     # ------------------------------------------------------------ end of study
-    def close(self, summary: Mapping[str, Any] | None, status: str = "FINISHED", timeout: float = 60.0,
+    def close(self, summary: StudySummary | None, status: str = "FINISHED", timeout: float = 60.0,
               html_report: str | None = None) -> bool:
         """Log the best value and params on the parent run, end it, drain the queue.
 
@@ -375,17 +374,18 @@ class StudyTracker:
             params: dict[str, str] = {}
             tags = {"sweeplab.status": status}
             now = int(time.time() * 1000)
-            if summary:
-                for key in ("n_trials", "n_complete", "n_pruned", "n_failed", "n_rejected"):
-                    if summary.get(key) is not None:
-                        metrics.append((key, float(summary[key]), now, 0))
-                if summary.get("best_value") is not None and not isinstance(summary["best_value"], list):
-                    metrics.append(("best_value", float(summary["best_value"]), now, 0))
-                if summary.get("best_trial") is not None:
-                    tags["sweeplab.best_trial"] = str(summary["best_trial"])
-                if summary.get("best_run_id"):
-                    tags["sweeplab.best_run_id"] = str(summary["best_run_id"])
-                for k, v in (summary.get("best_params") or {}).items():
+            if summary is not None:
+                for key, count in (("n_trials", summary.n_trials), ("n_complete", summary.n_complete),
+                                   ("n_pruned", summary.n_pruned), ("n_failed", summary.n_failed),
+                                   ("n_rejected", summary.n_rejected)):
+                    metrics.append((key, float(count), now, 0))
+                if isinstance(summary.best_value, (int, float)):
+                    metrics.append(("best_value", float(summary.best_value), now, 0))
+                if summary.best_trial is not None:
+                    tags["sweeplab.best_trial"] = str(summary.best_trial)
+                if summary.best_run_id:
+                    tags["sweeplab.best_run_id"] = str(summary.best_run_id)
+                for k, v in (summary.best_params or {}).items():
                     tags[f"best.{k}"] = str(v)
             self._log_batch(self.parent_run_id, params=params, metrics=metrics, tags=tags)
             if html_report:

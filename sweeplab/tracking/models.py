@@ -27,11 +27,14 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 import numpy as np
 from mlflow.pyfunc import PythonModel
+
+if TYPE_CHECKING:
+    from sweeplab.objectives.dataset import Dataset
 
 __all__ = ["META_FILE", "MODEL_FORMAT", "MLPModel", "model_meta", "predict_raw", "save_pyfunc_model"]
 
@@ -44,7 +47,7 @@ _CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 # --------------------------------------------------------------------------- metadata
 
 
-def model_meta(framework: str, config: Any, dataset: Any, n_outputs: int, extra: Mapping[str, Any] | None = None
+def model_meta(framework: str, config: Any, dataset: Dataset, n_outputs: int, extra: Mapping[str, Any] | None = None
                ) -> dict[str, Any]:
     """The JSON description of a trained model (see the module docstring).
 

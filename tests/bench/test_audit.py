@@ -24,7 +24,7 @@ def pruned_study(stores):
                      pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
                      objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": EPOCHS})
     summary = run(spec, stores)
-    assert summary["n_pruned"] >= 3, "the median pruner should stop several of 14 bowl trials"
+    assert summary.n_pruned >= 3, "the median pruner should stop several of 14 bowl trials"
     return summary
 
 
@@ -51,12 +51,12 @@ def test_audit_retrains_a_sample_of_pruned_trials_to_full_epochs(ray_local, stor
 
     # stored as audit.json on the study's parent run, nothing written to the study
     assert result["artifact"] == AUDIT_ARTIFACT
-    stored = load_audit(stores["tracking"], summary["mlflow_parent_run_id"])
+    stored = load_audit(stores["tracking"], summary.mlflow_parent_run_id)
     assert stored is not None and stored["trials"] == json.loads(json.dumps(result["trials"]))
     after = optuna.load_study(study_name="bowl", storage=stores["storage"])
     assert [(t.number, t.state, t.user_attrs) for t in after.trials] == [
         (t.number, t.state, t.user_attrs) for t in study.trials]
-    tags = MlflowClient(stores["tracking"]).get_run(summary["mlflow_parent_run_id"]).data.tags
+    tags = MlflowClient(stores["tracking"]).get_run(summary.mlflow_parent_run_id).data.tags
     assert tags["sweeplab.audit"].endswith("audited pruned trials beat the best")
 
     # the CLI command: a sample larger than the pruned trials audits them all

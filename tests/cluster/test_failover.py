@@ -109,8 +109,8 @@ def test_mlflow_outage_delays_logging_but_loses_nothing(ray_local, stores, mlflo
     summary = run(spec, {**stores, "tracking": mlflow_server.uri})
     thread.join(300)
     assert "back_at" in result
-    assert summary["n_trials"] == 8 and summary["n_complete"] == 8  # the study never failed for tracking
-    assert summary["mlflow_delivered"] is True
+    assert summary.n_trials == 8 and summary.n_complete == 8  # the study never failed for tracking
+    assert summary.run.mlflow_delivered is True
     client = MlflowClient(mlflow_server.uri)
     exp = client.get_experiment_by_name("outage")
     runs = client.search_runs([exp.experiment_id], max_results=1000)

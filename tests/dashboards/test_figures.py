@@ -16,6 +16,7 @@ import plotly.offline
 import pytest
 
 from sweeplab.core.errors import StudyNotFoundError, UsageError
+from sweeplab.core.records import StudySummary
 from sweeplab.dashboards import FIGURE_IDS, study_figures, study_report_html, study_sections, write_study_report
 from sweeplab.dashboards.figures import (
     TITLE_CONTOUR,
@@ -303,11 +304,12 @@ def test_report_escapes_study_strings_and_uses_the_summary(tmp_path: Path) -> No
     evil = "<script>alert('x')</script>"
     study = optuna.create_study(study_name=evil)
     study.optimize(lambda t: 1.0 if t.suggest_categorical("act", [evil, "relu"]) == "relu" else 2.0, n_trials=3)
-    summary = {
-        "study": evil, "n_trials": 3, "n_complete": 3, "n_pruned": 0, "n_failed": 0, "direction": ["minimize"],
-        "best_value": 0.25, "best_trial": 7, "best_params": {"act": evil}, "best_run_id": "run<1>",
-        "mlflow_parent_run_id": "parent-run-<b>42</b>", "mlflow_experiment_id": "3",
-    }
+    summary = StudySummary(
+        study=evil, n_trials=3, n_complete=3, n_pruned=0, n_failed=0, n_retried=0, n_rejected=0, n_running=0,
+        n_waiting=0, trials_target=None, direction=["minimize"], metric=None, best_value=0.25, best_trial=7,
+        best_params={"act": evil}, best_run_id="run<1>", mlflow_parent_run_id="parent-run-<b>42</b>",
+        mlflow_experiment_id="3",
+    )
     out = write_study_report(evil, summary, study=study, path=tmp_path / "evil.html", refresh_seconds=15)
     page = out.read_text(encoding="utf-8")
     assert evil not in page

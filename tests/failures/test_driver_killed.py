@@ -61,7 +61,7 @@ def _finished(storage: str) -> tuple[int, int]:
     from sweeplab.search.summary import summarize
 
     s = summarize(study)
-    return s["n_trials"], s["n_running"]
+    return s.n_trials, s.n_running
 
 
 def _lineage_zero_running(storage: str, struck: set[int]) -> int | None:

@@ -52,8 +52,8 @@ def test_worker_killed_mid_trial_is_failed_and_retried(ray_local, stores, tmp_pa
     assert [t.state.name for t in always] == ["FAIL", "FAIL", "FAIL"]  # first try + max_retries=2, then it stops
     assert [t.user_attrs.get("sweeplab.attempt", 0) for t in always] == [0, 1, 2]
     assert str(always[-1].number) not in retries
-    assert summary["n_trials"] == 3 and summary["n_complete"] == 2 and summary["n_failed"] == 1
-    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary["mlflow_parent_run_id"])}
+    assert summary.n_trials == 3 and summary.n_complete == 2 and summary.n_failed == 1
+    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary.mlflow_parent_run_id)}
     assert sorted(runs) == [t.number for t in study.trials]
     assert runs[once[0].number].data.tags["sweeplab.retried_by"] == str(once[1].number)
 
@@ -115,7 +115,7 @@ def test_database_connections_dropped_during_ask_and_tell(ray_local, stores, pg_
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)  # no orphan
     retries = study.user_attrs.get("sweeplab.retries", {})
     counted = [t for t in study.trials if str(t.number) not in retries]
-    assert len(counted) == 10 and summary["n_trials"] == 10
+    assert len(counted) == 10 and summary.n_trials == 10
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
     for t in counted:
         assert sorted(t.intermediate_values) == [1, 2, 3, 4]  # every reported value stored

@@ -224,14 +224,14 @@ def test_init_from_study_fine_tunes_on_a_new_task(ray_local, stores, registry, m
     monkeypatch.chdir(stores["dir"])  # the study's MLflow artifacts (./mlruns) land there
     spec = study_spec(framework)
     summary = run(spec, {"storage": stores["storage"], "tracking": registry["uri"]})
-    assert summary["n_complete"] == 3, summary
+    assert summary.n_complete == 3, summary
     study = optuna.load_study(study_name=spec.study, storage=stores["storage"])
     assert {t.params["n_frozen_layers"] for t in study.trials} <= {0, 1, 2}
-    runs = child_runs({"tracking": registry["uri"]}, summary["mlflow_parent_run_id"])
+    runs = child_runs({"tracking": registry["uri"]}, summary.mlflow_parent_run_id)
     assert len(runs) == 3
     for r in runs:
         assert r.data.params["hidden_units"] == "[16, 8]"  # the source's architecture, not the space default
         assert r.data.metrics["final_n_params"] == count_mlp_params([16, 8], 20, 2, True)
-    best_model = summary["best_model"]  # the end-of-study re-fit also fine-tunes from the source
+    best_model = summary.run.best_model  # the end-of-study re-fit also fine-tunes from the source
     assert best_model["packaged"], best_model
     assert best_model["refit_matches_trial"] is True

@@ -37,11 +37,11 @@ def test_same_spec_runs_and_prunes_on_both_frameworks(ray_local, stores, framewo
     s = parse_spec({**base.to_dict(), "objective": {**base.to_dict()["objective"], "framework": framework}})
     summary = run(s, stores)
     study = optuna.load_study(study_name="frameworks", storage=stores["storage"])
-    assert summary["n_trials"] == 3 and summary["n_pruned"] == 3
+    assert summary.n_trials == 3 and summary.n_pruned == 3
     for t in study.trials:
         assert t.state == optuna.trial.TrialState.PRUNED
         assert t.user_attrs["sweeplab.pruned_at_epoch"] == 2 and sorted(t.intermediate_values) == [1, 2]
-    runs = child_runs(stores, summary["mlflow_parent_run_id"])
+    runs = child_runs(stores, summary.mlflow_parent_run_id)
     assert len(runs) == 3
     assert {r.data.tags["sweeplab.framework"] for r in runs} == {framework}
     assert all(r.info.status == "KILLED" for r in runs)
@@ -53,10 +53,10 @@ def test_framework_as_a_searched_categorical_runs_trials_of_both(ray_local, stor
     data["space"] = {"framework": ["torch", "keras"], "n_layers": 1, "units": 8, "learning_rate": 0.01}
     data["objective"]["epochs"] = 2
     summary = run(parse_spec(data), stores)
-    assert summary["n_complete"] == 2
+    assert summary.n_complete == 2
     study = optuna.load_study(study_name="frameworks", storage=stores["storage"])
     assert sorted(t.params["framework"] for t in study.trials) == ["keras", "torch"]
-    runs = child_runs(stores, summary["mlflow_parent_run_id"])
+    runs = child_runs(stores, summary.mlflow_parent_run_id)
     assert sorted(r.data.tags["sweeplab.framework"] for r in runs) == ["keras", "torch"]
     for t in study.trials:
         assert 0.0 <= t.value <= 1.0

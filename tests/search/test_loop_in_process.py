@@ -18,12 +18,12 @@ IN_PROCESS = {"executor": "in-process"}
 
 def test_a_study_runs_to_its_target_in_this_process(stores):
     summary = run(bowl_spec(trials=6, workers=2), stores, **IN_PROCESS)
-    assert summary["n_trials"] == 6 and summary["n_complete"] == 6
+    assert summary.n_trials == 6 and summary.n_complete == 6
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     assert all(t.user_attrs["sweeplab.node"].endswith(f"pid={os.getpid()}") for t in study.trials)
-    runs = child_runs(stores, summary["mlflow_parent_run_id"])
+    runs = child_runs(stores, summary.mlflow_parent_run_id)
     assert sorted(int(r.data.tags["sweeplab.trial_number"]) for r in runs) == list(range(6))
-    assert summary["best_trial"] == study.best_trial.number
+    assert summary.best_trial == study.best_trial.number
 
 
 def test_pruning_stops_bad_trials_in_process(stores):
@@ -33,7 +33,7 @@ def test_pruning_stops_bad_trials_in_process(stores):
     summary = run(spec, stores, **IN_PROCESS)
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
-    assert summary["n_pruned"] == len(pruned) >= 1
+    assert summary.n_pruned == len(pruned) >= 1
     for t in pruned:
         epoch = t.user_attrs["sweeplab.pruned_at_epoch"]
         assert 2 <= epoch < 6 and max(t.intermediate_values) == epoch
@@ -42,8 +42,8 @@ def test_pruning_stops_bad_trials_in_process(stores):
 def test_resume_continues_in_process_without_repeating(stores):
     first = run(bowl_spec(trials=3, workers=1), stores, **IN_PROCESS)
     second = run(bowl_spec(trials=6, workers=1), stores, **IN_PROCESS)
-    assert first["n_trials"] == 3 and second["n_trials"] == 6
-    assert second["mlflow_parent_run_id"] == first["mlflow_parent_run_id"]
+    assert first.n_trials == 3 and second.n_trials == 6
+    assert second.mlflow_parent_run_id == first.mlflow_parent_run_id
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
 
@@ -68,7 +68,7 @@ def test_stopping_interrupts_trials_in_flight_and_resume_retries_them_for_free(s
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
 
     summary = run(spec, stores, **IN_PROCESS)
-    assert summary["n_trials"] == 4 and summary["n_complete"] == 4 and summary["n_failed"] == 0
+    assert summary.n_trials == 4 and summary.n_complete == 4 and summary.n_failed == 0
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     retries = study.user_attrs["sweeplab.retries"]
     for t in interrupted:

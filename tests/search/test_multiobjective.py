@@ -174,7 +174,7 @@ def test_multi_objective_study_has_a_pareto_front_in_best(ray_local, stores, mon
     monkeypatch.chdir(stores["dir"])  # MLflow's default artifact root (./mlruns) lands there
     spec = mlp_spec()
     summary = run(spec, stores)
-    assert summary["n_complete"] == 8 and summary["n_trials"] == 8
+    assert summary.n_complete == 8 and summary.n_trials == 8
 
     assert cli.main(["best", spec.study, "--json", "--storage", stores["storage"]]) == 0
     best = json.loads(capsys.readouterr().out)
@@ -208,13 +208,13 @@ def test_constrained_study_never_trains_an_architecture_over_max_params(ray_loca
     spec = mlp_spec(study="mo-constrained", metric=["val_accuracy", "latency_ms"], sampler={"name": "tpe"},
                     constraints={"max_params": MAX_PARAMS})
     summary = run(spec, stores)
-    assert summary["n_trials"] == 8 and summary["n_complete"] == 8  # rejected trials do not count
+    assert summary.n_trials == 8 and summary.n_complete == 8  # rejected trials do not count
     study = optuna.load_study(study_name=spec.study, storage=stores["storage"])
     trials = study.get_trials()
     rejected = [t for t in trials if t.user_attrs.get(ATTR_REJECTED)]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert rejected, "the seed's draws include architectures over max_params"
-    assert summary["n_rejected"] == len(rejected) and summary["n_pruned"] == 0
+    assert summary.n_rejected == len(rejected) and summary.n_pruned == 0
     assert len(trials) == len(complete) + len(rejected)
     for t in rejected:
         assert t.state == optuna.trial.TrialState.PRUNED
@@ -228,7 +228,7 @@ def test_constrained_study_never_trains_an_architecture_over_max_params(ray_loca
         assert recorded["latency_ms"] > 0 and t.values[1] == recorded["latency_ms"]
         assert t.constraints["max_params"] <= 0
 
-    runs = child_runs(stores, summary["mlflow_parent_run_id"])
+    runs = child_runs(stores, summary.mlflow_parent_run_id)
     assert len(runs) == len(complete)  # rejected trials have no child run
     assert {int(r.data.tags["sweeplab.trial_number"]) for r in runs} == {t.number for t in complete}
     for r in runs:
@@ -238,4 +238,4 @@ def test_constrained_study_never_trains_an_architecture_over_max_params(ray_loca
     # resuming to more trials keeps counting only trials that ran
     more = run(mlp_spec(study="mo-constrained", metric=["val_accuracy", "latency_ms"], sampler={"name": "tpe"},
                         constraints={"max_params": MAX_PARAMS}, trials=10), stores)
-    assert more["n_trials"] == 10 and more["n_complete"] == 10
+    assert more.n_trials == 10 and more.n_complete == 10

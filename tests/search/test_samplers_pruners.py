@@ -21,7 +21,7 @@ def test_each_sampler_runs_a_study(ray_local, stores, name):
     space = {"x": {"type": "float", "low": -1.0, "high": 1.0, **({"step": 0.5} if name == "grid" else {})},
              "y": [-0.5, 0.0, 0.5]}
     summary = run(bowl_spec(trials=5, workers=2, sampler={"name": name}, space=space), stores)
-    assert summary["n_complete"] == 5
+    assert summary.n_complete == 5
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     assert len({(t.params["x"], t.params["y"]) for t in study.trials}) >= 4
 
@@ -212,7 +212,7 @@ def test_pruners_stop_bad_trials_while_they_run(ray_local, stores, name):
     spec = bowl_spec(trials=10, workers=2, sampler={"name": "random"}, pruner={"name": name, **options},
                      objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 8})
     summary = run(spec, stores)
-    assert summary["n_trials"] == 10
+    assert summary.n_trials == 10
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned, f"{name} pruned nothing"

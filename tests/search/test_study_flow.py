@@ -12,15 +12,15 @@ from sweeplab_testkit import bowl_spec, child_runs, run
 
 def test_study_completes_with_one_child_run_per_trial(ray_local, stores):
     summary = run(bowl_spec(), stores)
-    assert summary["n_trials"] == 8 and summary["n_complete"] == 8
+    assert summary.n_trials == 8 and summary.n_complete == 8
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     assert len(study.trials) == 8
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     # pruner none: workers do not wait after each report, yet every report is recorded
     assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in study.trials)
-    assert summary["best_value"] == pytest.approx(study.best_value)
-    assert summary["best_trial"] == study.best_trial.number
-    runs = child_runs(stores, summary["mlflow_parent_run_id"])
+    assert summary.best_value == pytest.approx(study.best_value)
+    assert summary.best_trial == study.best_trial.number
+    runs = child_runs(stores, summary.mlflow_parent_run_id)
     assert len(runs) == 8
     by_number = {int(r.data.tags["sweeplab.trial_number"]): r for r in runs}
     assert sorted(by_number) == list(range(8))
@@ -31,24 +31,24 @@ def test_study_completes_with_one_child_run_per_trial(ray_local, stores):
         assert float(run_.data.params["x"]) == pytest.approx(t.params["x"])
         history = MlflowClient(stores["tracking"]).get_metric_history(run_.info.run_id, "score")
         assert [m.step for m in history] == [1, 2, 3, 4]
-    best_run = by_number[summary["best_trial"]]
-    assert summary["best_run_id"] == best_run.info.run_id
-    assert best_run.data.metrics["final_score"] == pytest.approx(summary["best_value"])
+    best_run = by_number[summary.best_trial]
+    assert summary.best_run_id == best_run.info.run_id
+    assert best_run.data.metrics["final_score"] == pytest.approx(summary.best_value)
     parents = MlflowClient(stores["tracking"]).search_runs(
-        [summary["mlflow_experiment_id"]], filter_string="tags.`sweeplab.role` = 'parent'")
+        [summary.mlflow_experiment_id], filter_string="tags.`sweeplab.role` = 'parent'")
     assert len(parents) == 1
-    assert parents[0].data.metrics["best_value"] == pytest.approx(summary["best_value"])
+    assert parents[0].data.metrics["best_value"] == pytest.approx(summary.best_value)
     assert parents[0].info.status == "FINISHED"
 
 
 def test_resume_continues_up_to_trials_with_same_parent_run(ray_local, stores):
     first = run(bowl_spec(trials=4), stores)
     second = run(bowl_spec(trials=7), stores)
-    assert first["n_trials"] == 4 and second["n_trials"] == 7
-    assert second["mlflow_parent_run_id"] == first["mlflow_parent_run_id"]
-    assert len(child_runs(stores, first["mlflow_parent_run_id"])) == 7
+    assert first.n_trials == 4 and second.n_trials == 7
+    assert second.mlflow_parent_run_id == first.mlflow_parent_run_id
+    assert len(child_runs(stores, first.mlflow_parent_run_id)) == 7
     again = run(bowl_spec(trials=7), stores)
-    assert again["n_trials"] == 7
+    assert again.n_trials == 7
     # a study run in chunks never repeats its own trials
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 7
@@ -86,15 +86,15 @@ def test_failures_are_recorded_and_never_best(ray_local, stores):
         t = states[mode]
         assert t.state == optuna.trial.TrialState.FAIL, mode
         assert needle in t.user_attrs["sweeplab.fail_reason"], (mode, t.user_attrs["sweeplab.fail_reason"])
-    assert summary["best_trial"] == states["ok"].number
-    assert summary["n_failed"] == 5 and summary["n_complete"] == 1
-    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary["mlflow_parent_run_id"])}
+    assert summary.best_trial == states["ok"].number
+    assert summary.n_failed == 5 and summary.n_complete == 1
+    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary.mlflow_parent_run_id)}
     for mode in ("raise", "nan", "inf", "none", "string"):
         r = runs[states[mode].number]
         assert r.info.status == "FAILED"
         assert r.data.tags["sweeplab.state"] == "FAIL"
         assert r.data.tags["sweeplab.fail_reason"]
-    assert math.isfinite(summary["best_value"])
+    assert math.isfinite(summary.best_value)
 
 
 def test_median_pruner_stops_trials_and_marks_runs_killed(ray_local, stores):
@@ -102,10 +102,10 @@ def test_median_pruner_stops_trials_and_marks_runs_killed(ray_local, stores):
                      pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
                      objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 8})
     summary = run(spec, stores)
-    assert summary["n_pruned"] >= 1
+    assert summary.n_pruned >= 1
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
-    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary["mlflow_parent_run_id"])}
+    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary.mlflow_parent_run_id)}
     # pruning saves compute: some trial stopped before its last epoch (a report of the last
     # epoch may be judged too, as in Optuna's own loop)
     assert any(t.user_attrs["sweeplab.pruned_at_epoch"] < 8 for t in pruned)
@@ -125,7 +125,7 @@ from sweeplab.core.errors import SweeplabError
 stores = {"storage": sys.argv[1], "tracking": sys.argv[2]}
 out = {}
 summary = run(bowl_spec(trials=2), stores)
-out["finished"] = summary["n_trials"]
+out["finished"] = summary.n_trials
 out["after_study"] = ray.is_initialized()
 bad = bowl_spec(objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 4,
                            "dataset": {"path": "/nonexistent/data.csv", "target": "y"}})

@@ -24,17 +24,17 @@ def test_best_trial_model_and_evaluation_artifacts(ray_local, stores, tmp_path, 
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) lands in tmp_path
     spec = mlp_spec(iris_csv(tmp_path), "torch")
     summary = run(spec, stores)
-    assert summary["n_complete"] == 4, summary
-    best_model = summary["best_model"]
+    assert summary.n_complete == 4, summary
+    best_model = summary.run.best_model
     assert best_model["packaged"] is True, best_model
     assert best_model["notes"] == []
     # the re-fit is deterministic: same params, seed and data give the trial's values exactly
     assert best_model["refit_matches_trial"] is True
-    assert best_model["refit_metrics"]["val_accuracy"] == summary["best_value"]
-    assert best_model["refit_metrics"]["test_accuracy"] == summary["best_metrics"]["test_accuracy"]
+    assert best_model["refit_metrics"]["val_accuracy"] == summary.best_value
+    assert best_model["refit_metrics"]["test_accuracy"] == summary.best_metrics["test_accuracy"]
 
     client = MlflowClient(stores["tracking"])
-    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary["mlflow_parent_run_id"])}
+    runs = {int(r.data.tags["sweeplab.trial_number"]): r for r in child_runs(stores, summary.mlflow_parent_run_id)}
     assert len(runs) == 4
     for number, r in runs.items():
         assert r.data.tags["sweeplab.state"] == "COMPLETE"
@@ -46,11 +46,11 @@ def test_best_trial_model_and_evaluation_artifacts(ray_local, stores, tmp_path, 
         assert evaluation["confusion_matrix"]["labels"] == ["setosa", "versicolor", "virginica"]
         assert cm.shape == (3, 3) and cm.sum() == 30 and np.trace(cm) == round(evaluation["accuracy"] * 30)
         assert set(evaluation["classification_report"]) >= {"setosa", "versicolor", "virginica", "macro avg"}
-        if number != summary["best_trial"]:
+        if number != summary.best_trial:
             assert "model" not in r.data.tags.get("sweeplab.model", "")
             assert artifact_paths(client, r.info.run_id) == {"evaluation.json"}
 
-    best_id = summary["best_run_id"]
+    best_id = summary.best_run_id
     best_run = client.get_run(best_id)
     assert best_run.data.tags["sweeplab.model"] == "model"
     assert best_run.data.tags["sweeplab.refit_matches_trial"] == "true"
@@ -95,5 +95,5 @@ def test_python_objective_study_packages_nothing(ray_local, stores):
     from sweeplab_testkit import bowl_spec
 
     summary = run(bowl_spec(trials=2), stores)
-    assert summary["best_model"]["packaged"] is False
-    assert "framework 'python'" in summary["best_model"]["reason"]
+    assert summary.run.best_model["packaged"] is False
+    assert "framework 'python'" in summary.run.best_model["reason"]

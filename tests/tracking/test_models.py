@@ -11,8 +11,9 @@ import pytest
 from sweeplab_models_kit import raw_test_rows
 
 from sweeplab.objectives.evaluation import evaluate_predictions, evaluation_files, history_csv
+from sweeplab.search.coordinator import ticket_for_trial
 from sweeplab.spec import parse_spec
-from sweeplab.study.packaging import fit_and_package, raw_example, ticket_for_trial
+from sweeplab.study.packaging import fit_and_package, raw_example
 from sweeplab.study.run import load_study_dataset
 
 

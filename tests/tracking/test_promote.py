@@ -36,7 +36,7 @@ def test_promote_registers_a_champion_that_predicts_raw_rows(ray_local, stores, 
     monkeypatch.chdir(tmp_path)
     spec = mlp_spec(iris_csv(tmp_path), "torch", study="flowers-promote")
     summary = run(spec, stores)
-    assert summary["n_complete"] == 4
+    assert summary.n_complete == 4
 
     # in-process, on the session's Ray (the CLI runs the same function; see below)
     result = promote_study(spec.study, "flowers", storage_url=stores["storage"], tracking_uri=stores["tracking"],
@@ -61,7 +61,7 @@ def test_promote_registers_a_champion_that_predicts_raw_rows(ray_local, stores, 
     client = MlflowClient(stores["tracking"])
     promo = client.get_run(result["run_id"])
     assert promo.data.tags["sweeplab.role"] == "promotion"
-    assert promo.data.tags["mlflow.parentRunId"] == summary["mlflow_parent_run_id"]
+    assert promo.data.tags["mlflow.parentRunId"] == summary.mlflow_parent_run_id
     assert promo.data.tags["sweeplab.winner_trial"] == str(result["winner"]["trial"])
     for c in result["candidates"]:
         assert promo.data.metrics[f"trial_{c['trial']}.mean_val_accuracy"] == pytest.approx(c["mean"])

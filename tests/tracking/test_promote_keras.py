@@ -28,13 +28,13 @@ def test_keras_best_model_and_champion_predict_raw_rows(ray_local, stores, tmp_p
     monkeypatch.chdir(tmp_path)
     spec = mlp_spec(iris_csv(tmp_path), "keras", trials=3)
     summary = run(spec, stores)
-    assert summary["n_complete"] == 3, summary
-    best_model = summary["best_model"]
+    assert summary.n_complete == 3, summary
+    best_model = summary.run.best_model
     assert best_model["packaged"] is True, best_model
     assert best_model["refit_matches_trial"] is True  # Keras re-fits are deterministic too (op determinism)
 
     client = MlflowClient(stores["tracking"], registry_uri=stores["tracking"])
-    best_id = summary["best_run_id"]
+    best_id = summary.best_run_id
     paths = artifact_paths(client, best_id)
     assert {"model/MLmodel", "model/artifacts/weights.keras", "confusion_matrix.png", "training_history.png",
             "classification_report.txt", "evaluation.json"} <= paths

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from sweeplab.core.records import TrialDigest
 from sweeplab.tracking.mlflow_tracker import StudyTracker
 
 
-def _digest(number: int, run_id: str | None) -> dict:
-    return {"number": number, "state": "COMPLETE", "raw_params": {"x": 0.5}, "intermediate": {1: 0.4, 2: 0.5},
-            "metrics": {"score": 0.5}, "reason": None, "pruned_epoch": None, "node": "", "retried_by": None,
-            "retry_of": None, "run_id": run_id, "values": [0.5]}
+def _digest(number: int, run_id: str | None) -> TrialDigest:
+    return TrialDigest(number=number, state="COMPLETE", raw_params={"x": 0.5}, intermediate={1: 0.4, 2: 0.5},
+                       metrics={"score": 0.5}, reason=None, pruned_epoch=None, node="", retried_by=None,
+                       retry_of=None, run_id=run_id, values=[0.5])
 
 
 def test_reconcile_links_the_runs_it_creates_and_the_runs_whose_link_was_lost(stores):

@@ -1,0 +1,83 @@
+"""The study summary record: what summarize builds and what `--json` prints from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import optuna
+import pytest
+
+from sweeplab.core.records import RunDetails, StudySummary
+from sweeplab.search.summary import summarize
+
+BASE_KEYS = ["study", "n_trials", "n_complete", "n_pruned", "n_failed", "n_retried", "n_rejected", "n_running",
+             "n_waiting", "trials_target", "direction", "metric", "best_value", "best_params", "best_trial",
+             "best_metrics", "best_run_id", "pareto_front", "running_trials", "mlflow_experiment_id",
+             "mlflow_parent_run_id"]
+RUN_KEYS = ["best_model", "elapsed_s", "startup_s", "mlflow_delivered", "mlflow_requests", "storage", "tracking_uri"]
+
+
+def _single() -> optuna.Study:
+    study = optuna.create_study(study_name="one", direction="maximize")
+    study.set_user_attr("sweeplab.spec", {"trials": 5, "metric": "score"})
+    study.set_user_attr("mlflow_experiment_id", "7")
+    study.set_user_attr("mlflow_parent_run_id", "parent")
+    study.set_user_attr("sweeplab.run_ids", {"1": "run-of-1"})
+    for value, state in ((0.2, None), (0.9, None), (None, optuna.trial.TrialState.PRUNED),
+                         (None, optuna.trial.TrialState.FAIL)):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        if state is None:
+            trial.set_user_attr("sweeplab.metrics", {"score": value})
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=state)
+    study.ask()  # one RUNNING
+    return study
+
+
+def test_single_objective_summary_and_its_json():
+    s = summarize(_single())
+    assert isinstance(s, StudySummary) and s.run is None
+    assert (s.n_trials, s.n_complete, s.n_pruned, s.n_failed, s.n_running) == (4, 2, 1, 1, 1)
+    assert s.best_trial == 1 and s.best_value == 0.9 and s.best_run_id == "run-of-1"  # the study's later link
+    assert s.best_metrics == {"score": 0.9} and s.running_trials == [4] and s.trials_target == 5
+    payload = s.to_json()
+    assert list(payload) == BASE_KEYS
+    assert json.loads(json.dumps(payload)) == payload  # plain JSON values
+    assert payload["direction"] == ["maximize"] and payload["metric"] == "score" and payload["pareto_front"] is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.n_trials = 0  # type: ignore[misc]
+
+
+def test_a_run_adds_its_details_to_the_json():
+    s = summarize(_single())
+    details = RunDetails(elapsed_s=1.5, startup_s={"total": 0.5}, mlflow_delivered=True, mlflow_requests=12,
+                         storage="sqlite:///o.db", tracking_uri="sqlite:///m.db")
+    payload = dataclasses.replace(s, run=details).to_json()
+    assert list(payload) == BASE_KEYS + RUN_KEYS[1:]  # no packaging tried: no best_model
+    assert payload["startup_s"] == {"total": 0.5} and payload["mlflow_requests"] == 12
+    packaged = dataclasses.replace(s, run=dataclasses.replace(details, best_model={"packaged": False})).to_json()
+    assert list(packaged) == BASE_KEYS + RUN_KEYS
+
+
+def test_multi_objective_summary_has_a_pareto_front():
+    study = optuna.create_study(study_name="two", directions=["maximize", "minimize"])
+    study.set_user_attr("sweeplab.spec", {"trials": 3, "metric": ["acc", "cost"]})
+    for values in ((0.5, 1.0), (0.9, 3.0), (0.4, 2.0)):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(trial, list(values))
+    s = summarize(study)
+    assert [p.trial for p in s.pareto_front] == [0, 1] and s.best_trial == 0 and s.best_value == [0.5, 1.0]
+    payload = s.to_json()
+    assert payload["metric"] == ["acc", "cost"] and payload["direction"] == ["maximize", "minimize"]
+    assert payload["pareto_front"][1] == {"trial": 1, "values": [0.9, 3.0], "params": dict(study.trials[1].params),
+                                          "run_id": None}
+
+
+def test_an_empty_study_has_no_best():
+    study = optuna.create_study(study_name="empty")
+    payload = summarize(study).to_json()
+    assert list(payload) == BASE_KEYS
+    assert payload["best_trial"] is None and payload["best_value"] is None and payload["n_trials"] == 0
+    assert payload["trials_target"] is None and payload["metric"] is None
