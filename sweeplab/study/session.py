@@ -19,6 +19,7 @@ writes its report).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -26,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeplab.core.compat import private_ray_shutdown_usable
 from sweeplab.core.errors import StorageError, SweeplabError
 from sweeplab.core.records import TrialRecord
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
+from sweeplab.search.storage import StorageOptions
 
 log = logging.getLogger("sweeplab.search")
 
@@ -57,6 +60,7 @@ class RunOptions:
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
     executor: str = "ray"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
+    storage_options: StorageOptions = field(default_factory=StorageOptions)  # held storage, SQLite WAL
 
 
 @dataclass
@@ -89,6 +93,8 @@ class StudySession:
 
 def open_session(spec: Any, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
     """Open the study of ``spec`` on ``options.executor``; ``mark(phase)`` times start-up."""
+    # Decided here, so that a warning about an untested Optuna is printed once, by this process.
+    options = dataclasses.replace(options, storage_options=options.storage_options.resolved())
     if options.executor == "in-process":
         return _open_in_process(spec, options, mark)
     if options.executor != "ray":
@@ -100,7 +106,8 @@ def _open_in_process(spec: Any, options: RunOptions, mark: Callable[[str], None]
     from sweeplab.search.coordinator import StudyCoordinator
 
     dataset = load_study_dataset(spec, options.tracking_uri)
-    coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds)
+    coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
+                                   storage_options=options.storage_options)
     mark("coordinator")
     tracker = _open_tracking(spec, options, coordinator, None)
     mark("mlflow_open")
@@ -143,7 +150,7 @@ def _open_on_ray(spec: Any, options: RunOptions, mark: Callable[[str], None]) ->
     actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
     actor = actor_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
-    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds)
+    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds, storage_options=options.storage_options)
     coordinator = RemoteCoordinator(actor)
     try:
         coordinator.study_attrs()
@@ -271,7 +278,7 @@ class _Preparation:
                 source = getattr(self.dataset, "init_from", None)
                 check_satisfiable(spec, self.dataset.n_features, self.dataset.n_outputs,
                                   source.architecture() if source is not None else None)
-            open_storage(options.storage_url)
+            open_storage(options.storage_url, wal=options.storage_options.wal)
         except BaseException as exc:  # re-raised on the caller's thread
             self.error = exc
             return
@@ -291,21 +298,25 @@ class _Preparation:
         return self.dataset, self.tracker
 
 
-def shutdown_own_ray() -> None:
+def shutdown_own_ray(ray_version: str | None = None) -> None:
     """``ray.shutdown()`` of the local Ray this process started, minus a second of waiting.
 
     Ray stops its processes one by one, each with a SIGTERM and up to 1 s of grace; the
     autoscaler monitor does not exit on SIGTERM and always uses the whole second. A local
     instance's monitor keeps no state, so it is killed first; the rest stops as usual.
+    Killing it early takes Ray's private API, so only with the Ray versions it was tested
+    with (:mod:`sweeplab.core.compat`; ``ray_version``: a version to check instead of the
+    installed one); otherwise this is a plain ``ray.shutdown()``.
     """
     import ray
 
-    try:
-        node = ray._private.worker._global_node
-        if node is not None and node.head:
-            node.kill_monitor(check_alive=False)
-    except Exception as exc:  # only an optimization: the normal shutdown stops it anyway
-        log.debug("could not stop Ray's monitor early: %s", exc)
+    if private_ray_shutdown_usable(ray_version):
+        try:
+            node = ray._private.worker._global_node
+            if node is not None and node.head:
+                node.kill_monitor(check_alive=False)
+        except Exception as exc:  # only an optimization: the normal shutdown stops it anyway
+            log.debug("could not stop Ray's monitor early: %s", exc)
     ray.shutdown()
 
 
