@@ -20,9 +20,10 @@ more database reads per trial; one warning per process), and a plain ``ray.shutd
 (about a second slower; no warning). Setting ``SWEEPLAB_ALLOW_UNTESTED=1`` uses the
 private paths anyway.
 
-Adding a version: install it, run ``tests/search/test_storage_conformance.py`` (with
-``SWEEPLAB_REQUIRE_SERVICES=1``, so PostgreSQL cannot be skipped) and the study tests
-with ``SWEEPLAB_ALLOW_UNTESTED=1``, then list it here and pin it in ``constraints.txt``.
+Adding a version: install it, run the tests with ``SWEEPLAB_ALLOW_UNTESTED=1`` and
+``SWEEPLAB_REQUIRE_SERVICES=1`` (so the conformance suite cannot skip PostgreSQL;
+``tests/core/test_compat.py`` fails until the version is listed), then list it here and
+pin it in ``constraints.txt``.
 """
 
 from __future__ import annotations
