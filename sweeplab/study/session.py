@@ -12,6 +12,11 @@ number of trials already finished. ``options.executor`` picks where trials run:
 - ``"in-process"`` (tests, small local runs): the coordinator is an object here and
   trials run on threads; no Ray at all.
 
+Each start-up and storage speed-up has a switch in :class:`RunOptions`
+(``overlap_startup``, ``warm_workers``, ``storage_options``);
+:meth:`RunOptions.without_speedups` turns them all off, which is how benchmarks measure
+"before" against "after".
+
 :meth:`StudySession.release` gives back what the session started (the coordinator
 actor; a local Ray this call started, shut down in the background while the caller
 writes its report).
@@ -60,7 +65,17 @@ class RunOptions:
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
     executor: str = "ray"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
+    # Speed-ups, each on by default (see without_speedups):
+    overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
+    warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
     storage_options: StorageOptions = field(default_factory=StorageOptions)  # held storage, SQLite WAL
+
+    def without_speedups(self) -> RunOptions:
+        """These options with every start-up and storage speed-up off, as a study ran before them:
+        dataset, storage and MLflow opened one after another before Ray starts, no worker warm-up,
+        Optuna's own storage, SQLite's default rollback journal. Benchmarks' "before" baseline."""
+        return dataclasses.replace(self, overlap_startup=False, warm_workers=False,
+                                   storage_options=StorageOptions(held=False, wal=False))
 
 
 @dataclass
@@ -136,7 +151,8 @@ def _open_on_ray(spec: Any, options: RunOptions, mark: Callable[[str], None]) ->
     owns_ray = not ray.is_initialized()
     init_ray(address, **options.ray_init_kwargs)
     mark("ray_init")
-    _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
+    if options.warm_workers:
+        _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
     try:
         dataset, tracker = preparing.result()  # bad data raises here, before any store was touched
     except BaseException:
@@ -249,7 +265,8 @@ def load_study_dataset(spec: Any, tracking_uri: str | None = None) -> Any:
 
 
 class _Preparation:
-    """The study's own start-up work, on a thread while Ray starts.
+    """The study's own start-up work, on a thread while Ray starts (here and now, before Ray
+    starts, without ``options.overlap_startup``).
 
     In order: load the dataset (a DataError here touches no store), check that the
     constraints can hold, create or open the Optuna storage (its schema exists before
@@ -264,7 +281,11 @@ class _Preparation:
         self.dataset: Any = None
         self.tracker: Any = None
         self.error: BaseException | None = None
-        self.thread = in_background(self._run, "sweeplab-prepare")
+        self.thread: threading.Thread | None = None
+        if options.overlap_startup:
+            self.thread = in_background(self._run, "sweeplab-prepare")
+        else:
+            self._run()
 
     def _run(self) -> None:
         spec, options = self.spec, self.options
@@ -292,7 +313,8 @@ class _Preparation:
             log.debug("opening the MLflow store in the background failed: %s", exc)
 
     def result(self) -> tuple[Any, Any]:
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
         if self.error is not None:
             raise self.error
         return self.dataset, self.tracker
