@@ -1,7 +1,9 @@
 """Before / after this round's optimizations, side by side in one run.
 
-Each measurement runs in fresh processes, alternating "before" (``baseline_patch``: plain
-Optuna cache, SQLite rollback journal, no batched writes, no start-up overlap; set by
+Each measurement runs in fresh processes, alternating "before" (``baseline.py``: the
+speed-ups switched off through ``RunOptions.without_speedups``, the coordinator's
+``storage_options`` and ``SWEEPLAB_SPEEDUPS=off`` for ``sweeplab run``: Optuna's own storage,
+SQLite rollback journal, no batched writes, no start-up overlap, no worker warm-up; set by
 ``SWEEPLAB_BENCH_BASELINE=1``) and "after" (the code as it is), and compares medians:
 
 - figure 1's overhead ratio and the summed trial time (one 40-trial study per process);
@@ -20,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import common
+from baseline import BASELINE_ENV
 
 
 def _script(name: str, extra: list[str], baseline: bool) -> dict[str, Any]:
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     env = dict(os.environ)
-    env["SWEEPLAB_BENCH_BASELINE"] = "1" if baseline else "0"
+    env[BASELINE_ENV] = "1" if baseline else "0"
     res = subprocess.run([sys.executable, str(common.BENCH_DIR / name), "--out", str(out), *extra], env=env,
                          capture_output=True, text=True, timeout=1200)
     if res.returncode != 0 or not out.stat().st_size:

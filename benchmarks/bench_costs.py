@@ -62,11 +62,14 @@ def surrogate_curve(params: dict[str, Any], epoch: int, rng: random.Random) -> f
 
 
 def coordinator_costs(n_trials: int, epochs: int = 20) -> dict[str, Any]:
+    import baseline
+
     from sweeplab.core.records import COMPLETE, PRUNED, TrialOutcome
     from sweeplab.search.coordinator import StudyCoordinator
 
     stores = common.fresh_stores()
-    coord = StudyCoordinator(mlp_spec_dict("costs", n_trials, epochs), stores["storage"], 60.0)
+    coord = StudyCoordinator(mlp_spec_dict("costs", n_trials, epochs), stores["storage"], 60.0,
+                             storage_options=baseline.storage_options())
     rng = random.Random(0)
     rows = []
     for n in range(n_trials):
@@ -191,10 +194,11 @@ class _RunTracker:
 
 
 def real_study_costs(trials: int = 40) -> dict[str, Any]:
+    import baseline
     from harness import SubmitClock
 
     from sweeplab.spec import parse_spec
-    from sweeplab.study import RunOptions, run_study
+    from sweeplab.study import run_study
 
     stores = common.fresh_stores()
     spec = parse_spec({
@@ -205,8 +209,8 @@ def real_study_costs(trials: int = 40) -> dict[str, Any]:
     })
     records: list[Any] = []
     with SubmitClock() as clock, _RunTracker() as runs:
-        summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
-                                             progress=False, package_best=False, on_record=records.append))
+        summary = run_study(spec, baseline.run_options(storage_url=stores["storage"], tracking_uri=stores["tracking"],
+                                                       progress=False, package_best=False, on_record=records.append))
     parent = summary.mlflow_parent_run_id
     child = {k: v for k, v in runs.by_run.items() if k != parent}
     latency = [r.metrics["t_start"] - clock.submitted[r.number] for r in records if r.number in clock.submitted]
@@ -244,14 +248,16 @@ def import_costs(runs: int) -> dict[str, float]:
 
 
 def torch_study_workers(trials: int = 8) -> dict[str, Any]:
+    import baseline
+
     from sweeplab.spec import parse_spec
-    from sweeplab.study import RunOptions, run_study
+    from sweeplab.study import run_study
 
     stores = common.fresh_stores()
     spec = parse_spec(mlp_spec_dict("costs-torch", trials, epochs=2, pruner={"name": "none"}))
     records: list[Any] = []
-    run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"], progress=False,
-                               package_best=False, on_record=records.append))
+    run_study(spec, baseline.run_options(storage_url=stores["storage"], tracking_uri=stores["tracking"], progress=False,
+                                         package_best=False, on_record=records.append))
     pids = {r.node.rsplit("pid=", 1)[-1] for r in records}
     return {"trials": len(records), "worker_pids": len(pids)}
 

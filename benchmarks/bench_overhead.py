@@ -36,15 +36,17 @@ def fixed_cost_spec(name: str, trials: int = TRIALS, workers: int = WORKERS, sam
 
 
 def run_once(i: int) -> dict[str, float]:
-    from sweeplab.study import RunOptions, run_study
+    import baseline
+
+    from sweeplab.study import run_study
 
     stores = common.fresh_stores()
     records: list[tuple[float, Any]] = []
     spec = fixed_cost_spec(f"overhead-{i}")
     t0 = time.time()
-    summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
-                                         progress=False, package_best=False,
-                                         on_record=lambda r: records.append((time.time(), r))))
+    summary = run_study(spec, baseline.run_options(storage_url=stores["storage"], tracking_uri=stores["tracking"],
+                                                   progress=False, package_best=False,
+                                                   on_record=lambda r: records.append((time.time(), r))))
     t_return = time.time()
     assert summary.n_complete == TRIALS, summary
     first_start = min(r.metrics["t_start"] for _, r in records)

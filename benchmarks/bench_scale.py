@@ -19,8 +19,10 @@ import common
 
 
 def main(args: Any) -> list[dict[str, Any]]:
+    import baseline
+
     from sweeplab.spec import parse_spec
-    from sweeplab.study import RunOptions, run_study
+    from sweeplab.study import run_study
 
     common.quiet_logs()
     common.init_ray(2)
@@ -43,8 +45,8 @@ def main(args: Any) -> list[dict[str, Any]]:
             common.log(f"scale: {len(stamps)} trials")
 
     t0 = time.time()
-    summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
-                                         progress=False, package_best=False, on_record=on_record))
+    summary = run_study(spec, baseline.run_options(storage_url=stores["storage"], tracking_uri=stores["tracking"],
+                                                   progress=False, package_best=False, on_record=on_record))
     t_end = time.time()
     assert summary.n_trials == n, summary
     first = min(starts)

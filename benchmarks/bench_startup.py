@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import baseline
 import common
 
 SPEC = """\
@@ -68,12 +69,9 @@ def run_once() -> dict[str, float]:
     shutil.copy(tpl / "optuna.db", work / "sweeplab.db")
     spec = work / "startup.yaml"
     spec.write_text(SPEC.replace("PROBE", str(probe)))
-    env = dict(os.environ)
+    env = baseline.cli_env(dict(os.environ))  # SWEEPLAB_SPEEDUPS=off in a "before" process
     t_launch = time.time()
     cmd = [SWEEPLAB, "run", str(spec), "--json", "--no-progress", "--no-model"]
-    if common.baseline():  # the CLI with this round's optimizations undone (see baseline_patch)
-        cmd = [sys.executable, "-c", "import sys, common; common.setup_env(); from sweeplab.cli import main; "
-               "sys.argv[0] = 'sweeplab'; sys.exit(main())", *cmd[1:]]
     res = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     t_exit = time.time()
     if res.returncode != 0:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import baseline
 import common
 
 SPEC = """\
@@ -72,7 +73,7 @@ def _workdir() -> Path:
 
 
 def _run(cmd: list[str], cwd: Path) -> tuple[float, dict[str, Any]]:
-    env = dict(os.environ)
+    env = baseline.cli_env(dict(os.environ))
     t = time.time()
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     wall = time.time() - t

@@ -42,15 +42,13 @@ def setup_env() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if baseline():
-        import baseline_patch
-
-        baseline_patch.apply()
 
 
 def baseline() -> bool:
-    """True in a process that measures the code as it was before this round's optimizations."""
-    return os.environ.get("SWEEPLAB_BENCH_BASELINE") == "1"
+    """True in a process that measures the code as it was before its speed-ups (see baseline.py)."""
+    import baseline as before
+
+    return before.active()
 
 
 def store_templates() -> Path:
@@ -86,11 +84,8 @@ def init_ray(num_cpus: int = 2) -> Any:
     import ray
 
     if not ray.is_initialized():
-        extra: dict[str, Any] = {}
-        if baseline():
-            extra["runtime_env"] = {"worker_process_setup_hook": "baseline_patch.apply_worker"}
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", **extra)
+                 logging_level="ERROR")
     return ray
 
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import common
+from baseline import BASELINE_ENV
 
 BENCHMARKS = [
     ("overhead", "bench_overhead.py"),
@@ -43,7 +44,7 @@ def main() -> int:
     parser.add_argument("--output-dir", default=str(common.RESULTS_DIR))
     args = parser.parse_args()
     common.setup_env()
-    os.environ["SWEEPLAB_BENCH_BASELINE"] = "0"
+    os.environ[BASELINE_ENV] = "0"
     common.store_templates()  # created once, shared by every benchmark through the environment
     chosen = set(args.only.split(",")) if args.only else {n for n, _ in BENCHMARKS}
     rows: list[dict] = []

@@ -21,6 +21,10 @@ from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
 if TYPE_CHECKING:
     from sweeplab.core.records import StudySummary
+SPEEDUPS_ENV = "SWEEPLAB_SPEEDUPS"
+"""``SWEEPLAB_SPEEDUPS=off``: ``sweeplab run`` without its start-up and storage speed-ups
+(:meth:`~sweeplab.study.session.RunOptions.without_speedups`), as a study ran before them;
+benchmarks measure "before" with it. Read only by :func:`cmd_run`."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -267,7 +271,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         validate_study_name(args.fork)
         source, spec = spec.study, dataclasses.replace(spec, study=args.fork)
-    before = stored_spec(spec.study, storage_url)
+    from sweeplab.study.run import RunOptions, run_study
+
+    resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
+    options = RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
+                         progress=not args.no_progress and not args.json, resume_command=resume,
+                         allow_local_stores=args.allow_local_stores, package_best=not args.no_model)
+    if os.environ.get(SPEEDUPS_ENV, "").strip().lower() == "off":  # the one place this variable is read
+        options = options.without_speedups()
+    before = stored_spec(spec.study, storage_url, wal=options.storage_options.wal)
     if args.fork and before is None:
         if stored_spec(source, storage_url) is None:
             raise UsageError(f"--fork: there is no study {source!r} to fork from in {storage_url}")
@@ -282,13 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 + "\n  ".join(diff)
                 + "\nRevert the spec, or run it as a new study warm-started from this one with --fork NEW_NAME."
             )
-    from sweeplab.study.run import RunOptions, run_study
-
-    resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
-    summary = run_study(spec, RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
-                                         progress=not args.no_progress and not args.json, resume_command=resume,
-                                         allow_local_stores=args.allow_local_stores,
-                                         package_best=not args.no_model))
+    summary = run_study(spec, options)
     _emit_summary(args, summary)
     return 0
 

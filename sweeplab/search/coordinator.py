@@ -70,6 +70,7 @@ from sweeplab.search.constraints import (
     evaluate_constraints,
     unsatisfiable_message,
 )
+from sweeplab.search.storage import StorageOptions
 
 if TYPE_CHECKING:
     import optuna
@@ -197,7 +198,10 @@ class StudyCoordinator:
     reports from many workers while the driver asks and tells.
     """
 
-    def __init__(self, spec_dict: dict[str, Any], storage_url: str, lease_seconds: float = 60.0) -> None:
+    def __init__(self, spec_dict: dict[str, Any], storage_url: str, lease_seconds: float = 60.0, *,
+                 storage_options: StorageOptions | None = None) -> None:
+        """``storage_options``: the held storage and SQLite's WAL mode (default: both, where
+        the installed Optuna was tested with the held storage; see :class:`StorageOptions`)."""
         import optuna
 
         from sweeplab.spec import parse_spec
@@ -207,6 +211,7 @@ class StudyCoordinator:
         self.lease_seconds = lease_seconds
         self.holder = holder_id()
         self._lock = threading.RLock()
+        self.storage_options = (storage_options or StorageOptions()).resolved()
         self.study = self._open_study(storage_url)
         self.exhausted = False  # True once a grid sampler has covered its grid
         self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
@@ -223,21 +228,20 @@ class StudyCoordinator:
         import optuna
 
         from sweeplab.registry.search import SAMPLERS
-        from sweeplab.search.held_storage import HeldTrialsStorage
         from sweeplab.search.samplers import build_pruner, build_sampler
         from sweeplab.search.seeding import trial_seeded_sampler
-        from sweeplab.search.storage import open_storage
+        from sweeplab.search.storage import open_study_storage
 
-        self._storage = HeldTrialsStorage(open_storage(storage_url))
+        self._storage = open_study_storage(storage_url, self.storage_options)
         kwargs: dict[str, Any] = {}
         if self.spec.multi_objective:
             kwargs["directions"] = list(self.spec.direction)
         else:
             kwargs["direction"] = self.spec.direction[0]
         study = optuna.create_study(
-            # Trials this coordinator holds are kept in memory (it is their one writer), so a
-            # report's pruning decision or an ask does not re-read them from the database.
-            storage=self._storage,
+            # With the held storage, trials this coordinator holds are kept in memory (it is their
+            # one writer), so a report's pruning decision or an ask does not re-read them.
+            storage=self._storage.optuna_storage,
             study_name=self.spec.study,
             # Seeded per trial number, so a resumed study continues instead of repeating itself.
             sampler=(build_sampler(self.spec) if SAMPLERS[self.spec.sampler.name].seeded_once else

@@ -14,6 +14,19 @@ same trial count and highest trial id as it knows (one cheap aggregate query, as
 at most every :data:`RECHECK_SECONDS`). Any other change (another driver's trial, an
 enqueued retry, a finished trial) makes it read exactly as Optuna's cache does. Every
 write still goes to the database first: what is stored does not change, only re-reads do.
+
+This class uses private Optuna APIs (``_CachedStorage`` and ``optuna.storages._rdb``), so
+the coordinator uses it only with the Optuna versions it was tested with
+(:mod:`sweeplab.core.compat`); ``tests/search/test_storage_conformance.py`` runs Optuna's
+storage conformance suite over it on SQLite and PostgreSQL, outside and inside
+:meth:`HeldTrialsStorage.batch`. What it relaxes, as Optuna's ``_CachedStorage`` does for
+all writes: a held trial's writes may reach the database later than the call (reported
+values up to :data:`FLUSH_SECONDS`; inside ``batch()`` at the end of the block), always
+before the trial's state changes; this object's own reads see them at once, another
+process's reads when they are written. Inside ``batch()``, a write the database refuses
+(a distribution another process stored differently, a trial another process finished)
+raises at the end of the block rather than at the call; the held copies of the trials in
+that batch are then dropped and read again, so this object shows what is stored.
 """
 
 from __future__ import annotations
@@ -58,6 +71,7 @@ class HeldTrialsStorage(_CachedStorage):
 
     def __init__(self, backend: RDBStorage | Any) -> None:
         super().__init__(backend)
+        self.backend = backend
         self._held: dict[int, FrozenTrial] = {}  # trial_id -> the cached object (same as in the cache)
         self._dirty: set[int] = set()  # studies whose cache must be refreshed from the database
         self._max_id: dict[int, int] = {}  # study_id -> highest trial id in the cache
@@ -65,6 +79,19 @@ class HeldTrialsStorage(_CachedStorage):
         self._pending_since: float | None = None
         self._batch_depth = 0
         self._checked_at: dict[int, float] = {}  # study_id -> when the view last matched the database
+
+    @property
+    def optuna_storage(self) -> HeldTrialsStorage:
+        """What ``optuna.create_study`` gets: this storage itself."""
+        return self
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """A pickled copy holds no trials and no deferred writes (they are written first)."""
+        self.flush()
+        state = super().__getstate__()
+        state.update(_held={}, _pending=[], _pending_since=None, _batch_depth=0, _checked_at={},
+                     _dirty=set(self._studies))
+        return state
 
     # ------------------------------------------------------------ batched writes
     @contextlib.contextmanager
@@ -106,6 +133,9 @@ class HeldTrialsStorage(_CachedStorage):
                 raise
         # One bad write (e.g. a trial finished elsewhere) must not sink the others: write
         # them one by one, as unbatched writes would have been, and raise the first error.
+        # The held copies showed every write at once: read those trials again afterwards.
+        with self._lock:
+            self._forget(ops)
         first: Exception | None = None
         for kind, trial_id, args in ops:
             try:
@@ -197,6 +227,35 @@ class HeldTrialsStorage(_CachedStorage):
                     self._held[tid] = trial  # the fresh copy from the database replaces ours
                 else:
                     del self._held[tid]
+
+    def _forget(self, ops: list[tuple[str, int, tuple[Any, ...]]]) -> None:
+        """Drop the held copies of the trials ``ops`` wrote (and the distributions they brought into
+        the cache) after the database refused some of them: they are read again, as Optuna's cache would."""
+        for kind, trial_id, args in ops:
+            known = self._trial_id_to_study_id_and_number.get(trial_id)
+            if known is None:
+                continue
+            study_id = known[0]
+            if kind == "param" and args[3] is None:  # the batch's own distribution, not a stored one
+                cached = self._studies[study_id].param_distribution
+                if cached.get(args[0]) is args[2]:
+                    del cached[args[0]]
+            self._held.pop(trial_id, None)
+            self._dirty.add(study_id)
+
+    def _update_held(self, trial_id: int, **changes: dict[Any, Any]) -> None:
+        """Replace the held copy of ``trial_id`` by one with ``changes`` merged into its dicts
+        (``params={...}``, ``user_attrs={...}``, ...). Copy on write: the trials a
+        ``get_all_trials(deepcopy=False)`` returned keep showing what they showed."""
+        old = self._held.get(trial_id)
+        if old is None:
+            return
+        new = copy.copy(old)
+        for name, updates in changes.items():
+            setattr(new, name, {**getattr(old, name), **updates})
+        study_id, number = self._trial_id_to_study_id_and_number[trial_id]
+        self._studies[study_id].trials[number] = new
+        self._held[trial_id] = new
 
     def _hold(self, trial_id: int) -> None:
         study_id, number = self._trial_id_to_study_id_and_number[trial_id]
@@ -295,15 +354,13 @@ class HeldTrialsStorage(_CachedStorage):
                 else:
                     self._studies[study_id].param_distribution[param_name] = distribution
                 self._defer("param", trial_id, (param_name, param_value_internal, distribution, cached))
-                held.distributions[param_name] = distribution
-                held.params[param_name] = distribution.to_external_repr(param_value_internal)
+                self._update_held(trial_id, distributions={param_name: distribution},
+                                  params={param_name: distribution.to_external_repr(param_value_internal)})
                 return
         super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
         with self._lock:
-            held = self._held.get(trial_id)
-            if held is not None:
-                held.distributions[param_name] = distribution
-                held.params[param_name] = distribution.to_external_repr(param_value_internal)
+            self._update_held(trial_id, distributions={param_name: distribution},
+                              params={param_name: distribution.to_external_repr(param_value_internal)})
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
         self.flush()  # a trial's writes reach the database before its state changes
@@ -329,7 +386,7 @@ class HeldTrialsStorage(_CachedStorage):
             held = self._held.get(trial_id)
             if held is not None:
                 self._defer("value", trial_id, (step, intermediate_value))
-                held.intermediate_values[step] = float(intermediate_value)
+                self._update_held(trial_id, intermediate_values={step: float(intermediate_value)})
                 due = self._batch_depth == 0 and time.monotonic() - (self._pending_since or 0.0) >= FLUSH_SECONDS
             else:
                 due = False
@@ -359,8 +416,7 @@ class HeldTrialsStorage(_CachedStorage):
                 super().set_trial_system_attr(trial_id, key, value)
         if held is not None:
             with self._lock:
-                attrs = held.user_attrs if kind == "user" else held.system_attrs
-                attrs[key] = _json_roundtrip(value)
+                self._update_held(trial_id, **{f"{kind}_attrs": {key: _json_roundtrip(value)}})
 
     # ------------------------------------------------------------ helpers
     def _study_of(self, trial_id: int) -> int | None:

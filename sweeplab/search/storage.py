@@ -3,19 +3,30 @@
 Default: ``sqlite:///sweeplab.db`` in the current directory (made absolute, because
 the coordinator actor may run with another working directory). ``SWEEPLAB_STORAGE``
 or ``--storage`` override it; PostgreSQL URLs are used as they are.
+
+The coordinator keeps its study through :func:`open_study_storage`: the held storage
+(:mod:`sweeplab.search.held_storage`, private Optuna APIs, only with the Optuna versions
+it was tested with, see :mod:`sweeplab.core.compat`) or :class:`PlainStudyStorage`
+(Optuna's own storage through its public API). :class:`StorageOptions` switches the
+held storage and SQLite's WAL mode off (benchmarks' "before" baseline).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeplab.core.errors import StorageError, StudyNotFoundError
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages import BaseStorage, RDBStorage
+    from optuna.trial import FrozenTrial, TrialState
 
 DEFAULT_STORAGE_FILE = "sweeplab.db"
 STORAGE_ENV = "SWEEPLAB_STORAGE"
@@ -39,8 +50,9 @@ def is_local_url(url: str) -> bool:
     return url.startswith(("sqlite:", "file:", "/", ".")) or "://" not in url
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open the RDB storage at ``url`` (creating its schema if needed).
+def open_storage(url: str, wal: bool = True) -> optuna.storages.RDBStorage:
+    """Open the RDB storage at ``url`` (creating its schema if needed); SQLite in WAL mode
+    (see :func:`use_wal`) unless ``wal`` is False.
 
     Raises StorageError with the URL (password hidden) and the database's message when
     it cannot be reached.
@@ -58,7 +70,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     for attempt in range(4):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
-            if url.startswith("sqlite:"):
+            if wal and url.startswith("sqlite:"):
                 use_wal(storage.engine)
             return storage
         except Exception as exc:
@@ -96,6 +108,103 @@ def use_wal(engine: object) -> None:
 
     event.listen(engine, "connect", on_connect)
     engine.dispose()  # type: ignore[attr-defined]  # connections opened before the listener
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How the coordinator keeps its Optuna study.
+
+    ``held``: hold the coordinator's own trials in memory (:mod:`sweeplab.search.held_storage`).
+    None decides by the installed Optuna (:func:`sweeplab.core.compat.held_storage_usable`:
+    used with the versions it was tested with, otherwise Optuna's own storage and one
+    warning); True uses it whatever the version; False uses Optuna's own storage.
+    ``wal``: open SQLite stores in WAL mode (:func:`use_wal`).
+    """
+
+    held: bool | None = None
+    wal: bool = True
+
+    def resolved(self, optuna_version: str | None = None, environ: Mapping[str, str] | None = None) -> StorageOptions:
+        """These options with ``held`` decided by the installed Optuna (``optuna_version``: a version to
+        check instead; ``environ``: instead of ``os.environ``), warning once when it is untested."""
+        if self.held is not None:
+            return self
+        from sweeplab.core.compat import held_storage_usable
+
+        return replace(self, held=held_storage_usable(optuna_version, environ))
+
+
+class StudyStorage(Protocol):
+    """What the coordinator needs of its storage, besides handing ``optuna_storage`` to Optuna."""
+
+    @property
+    def optuna_storage(self) -> BaseStorage: ...
+
+    def batch(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def flush(self) -> None: ...
+
+    def finished_copy(self, trial_id: int) -> FrozenTrial | None: ...
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]: ...
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None: ...
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None: ...
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        ...
+
+
+class PlainStudyStorage:
+    """Optuna's own storage, through its public API only.
+
+    ``optuna_storage`` is the ``RDBStorage`` itself: ``optuna.create_study`` wraps it as it
+    wraps a URL (Optuna's cache of finished trials; every write its own transaction).
+    :meth:`batch` defers nothing; the coordinator's direct writes go to the database.
+    """
+
+    def __init__(self, backend: RDBStorage) -> None:
+        self.backend = backend
+
+    @property
+    def optuna_storage(self) -> BaseStorage:
+        return self.backend
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        yield
+
+    def flush(self) -> None:
+        pass
+
+    def finished_copy(self, trial_id: int) -> FrozenTrial | None:
+        """The stored trial if it is finished, else None."""
+        trial = self.backend.get_trial(trial_id)
+        return trial if trial.state.is_finished() else None
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self.backend.get_trial_system_attrs(trial_id)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self.backend.set_trial_user_attr(trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self.backend.set_trial_system_attr(trial_id, key, value)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        return self.backend.set_trial_state_values(trial_id, state, values)
+
+
+def open_study_storage(url: str, options: StorageOptions | None = None) -> StudyStorage:
+    """The coordinator's storage of the study at ``url``: the held storage or Optuna's own (``options``)."""
+    options = (options or StorageOptions()).resolved()
+    backend = open_storage(url, wal=options.wal)
+    if not options.held:
+        return PlainStudyStorage(backend)
+    from sweeplab.search.held_storage import HeldTrialsStorage
+
+    return HeldTrialsStorage(backend)
 
 
 def load_existing_study(name: str, url: str) -> optuna.Study:

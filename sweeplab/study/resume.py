@@ -31,8 +31,9 @@ def spec_diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return lines
 
 
-def stored_spec(study_name: str, storage_url: str) -> dict[str, Any] | None:
-    """The spec recorded by an existing study, or None when the study does not exist."""
+def stored_spec(study_name: str, storage_url: str, wal: bool = True) -> dict[str, Any] | None:
+    """The spec recorded by an existing study, or None when the study does not exist
+    (``wal``: open SQLite in WAL mode, as the study's coordinator will)."""
     import optuna
 
     from sweeplab.core.keys import STUDY_ATTR_SPEC
@@ -42,7 +43,7 @@ def stored_spec(study_name: str, storage_url: str) -> dict[str, Any] | None:
         path = storage_url[len("sqlite:///") :]
         if path != ":memory:" and not os.path.exists(path):
             return None  # do not create a database just to look into it
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, wal=wal)
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:

@@ -12,6 +12,11 @@ number of trials already finished. ``options.executor`` picks where trials run:
 - ``"in-process"`` (tests, small local runs): the coordinator is an object here and
   trials run on threads; no Ray at all.
 
+Each start-up and storage speed-up has a switch in :class:`RunOptions`
+(``overlap_startup``, ``warm_workers``, ``storage_options``);
+:meth:`RunOptions.without_speedups` turns them all off, which is how benchmarks measure
+"before" against "after".
+
 :meth:`StudySession.release` gives back what the session started (the coordinator
 actor; a local Ray this call started, shut down in the background while the caller
 writes its report).
@@ -19,6 +24,7 @@ writes its report).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -26,9 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sweeplab.core.compat import private_ray_shutdown_usable
 from sweeplab.core.errors import StorageError, SweeplabError
 from sweeplab.core.records import TrialRecord
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
+from sweeplab.search.storage import StorageOptions
 
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
@@ -61,6 +69,17 @@ class RunOptions:
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
     executor: str = "ray"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
+    # Speed-ups, each on by default (see without_speedups):
+    overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
+    warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
+    storage_options: StorageOptions = field(default_factory=StorageOptions)  # held storage, SQLite WAL
+
+    def without_speedups(self) -> RunOptions:
+        """These options with every start-up and storage speed-up off, as a study ran before them:
+        dataset, storage and MLflow opened one after another before Ray starts, no worker warm-up,
+        Optuna's own storage, SQLite's default rollback journal. Benchmarks' "before" baseline."""
+        return dataclasses.replace(self, overlap_startup=False, warm_workers=False,
+                                   storage_options=StorageOptions(held=False, wal=False))
 
 
 @dataclass
@@ -93,6 +112,8 @@ class StudySession:
 
 def open_session(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
     """Open the study of ``spec`` on ``options.executor``; ``mark(phase)`` times start-up."""
+    # Decided here, so that a warning about an untested Optuna is printed once, by this process.
+    options = dataclasses.replace(options, storage_options=options.storage_options.resolved())
     if options.executor == "in-process":
         return _open_in_process(spec, options, mark)
     if options.executor != "ray":
@@ -104,7 +125,8 @@ def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str],
     from sweeplab.search.coordinator import StudyCoordinator
 
     dataset = load_study_dataset(spec, options.tracking_uri)
-    coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds)
+    coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
+                                   storage_options=options.storage_options)
     mark("coordinator")
     tracker = _open_tracking(spec, options, coordinator, None)
     mark("mlflow_open")
@@ -133,7 +155,8 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     owns_ray = not ray.is_initialized()
     init_ray(address, **options.ray_init_kwargs)
     mark("ray_init")
-    _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
+    if options.warm_workers:
+        _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
     try:
         dataset, tracker = preparing.result()  # bad data raises here, before any store was touched
     except BaseException:
@@ -147,7 +170,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
     actor = actor_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
-    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds)
+    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds, storage_options=options.storage_options)
     coordinator = RemoteCoordinator(actor)
     try:
         coordinator.study_attrs()
@@ -246,7 +269,8 @@ def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None) -> Data
 
 
 class _Preparation:
-    """The study's own start-up work, on a thread while Ray starts.
+    """The study's own start-up work, on a thread while Ray starts (here and now, before Ray
+    starts, without ``options.overlap_startup``).
 
     In order: load the dataset (a DataError here touches no store), check that the
     constraints can hold, create or open the Optuna storage (its schema exists before
@@ -261,7 +285,11 @@ class _Preparation:
         self.dataset: Dataset | None = None
         self.tracker: Any = None
         self.error: BaseException | None = None
-        self.thread = in_background(self._run, "sweeplab-prepare")
+        self.thread: threading.Thread | None = None
+        if options.overlap_startup:
+            self.thread = in_background(self._run, "sweeplab-prepare")
+        else:
+            self._run()
 
     def _run(self) -> None:
         spec, options = self.spec, self.options
@@ -275,7 +303,7 @@ class _Preparation:
                 source = getattr(self.dataset, "init_from", None)
                 check_satisfiable(spec, self.dataset.n_features, self.dataset.n_outputs,
                                   source.architecture() if source is not None else None)
-            open_storage(options.storage_url)
+            open_storage(options.storage_url, wal=options.storage_options.wal)
         except BaseException as exc:  # re-raised on the caller's thread
             self.error = exc
             return
@@ -289,27 +317,32 @@ class _Preparation:
             log.debug("opening the MLflow store in the background failed: %s", exc)
 
     def result(self) -> tuple[Dataset | None, Any]:
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
         if self.error is not None:
             raise self.error
         return self.dataset, self.tracker
 
 
-def shutdown_own_ray() -> None:
+def shutdown_own_ray(ray_version: str | None = None) -> None:
     """``ray.shutdown()`` of the local Ray this process started, minus a second of waiting.
 
     Ray stops its processes one by one, each with a SIGTERM and up to 1 s of grace; the
     autoscaler monitor does not exit on SIGTERM and always uses the whole second. A local
     instance's monitor keeps no state, so it is killed first; the rest stops as usual.
+    Killing it early takes Ray's private API, so only with the Ray versions it was tested
+    with (:mod:`sweeplab.core.compat`; ``ray_version``: a version to check instead of the
+    installed one); otherwise this is a plain ``ray.shutdown()``.
     """
     import ray
 
-    try:
-        node = ray._private.worker._global_node
-        if node is not None and node.head:
-            node.kill_monitor(check_alive=False)
-    except Exception as exc:  # only an optimization: the normal shutdown stops it anyway
-        log.debug("could not stop Ray's monitor early: %s", exc)
+    if private_ray_shutdown_usable(ray_version):
+        try:
+            node = ray._private.worker._global_node
+            if node is not None and node.head:
+                node.kill_monitor(check_alive=False)
+        except Exception as exc:  # only an optimization: the normal shutdown stops it anyway
+            log.debug("could not stop Ray's monitor early: %s", exc)
     ray.shutdown()
 
 

@@ -4,17 +4,25 @@ committed the trial's state, the retry changes nothing and returns what is store
 from __future__ import annotations
 
 import optuna
+import pytest
 import sqlalchemy
 from sweeplab_testkit import bowl_spec
 
 from sweeplab.core.keys import ATTR_NODE
 from sweeplab.core.records import COMPLETE, FAILED, LOST, TrialOutcome
 from sweeplab.search.coordinator import StudyCoordinator
+from sweeplab.search.storage import StorageOptions
 
 
-def _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch):
+@pytest.fixture(params=[True, False], ids=["held-storage", "optunas-storage"])
+def storage_options(request):
+    """Both storages a coordinator may keep its study in (Optuna's own on an untested Optuna)."""
+    return StorageOptions(held=request.param)
+
+
+def _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch, storage_options):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    coord = StudyCoordinator(bowl_spec().to_dict(), url, 60.0)
+    coord = StudyCoordinator(bowl_spec().to_dict(), url, 60.0, storage_options=storage_options)
     finished: list[int] = []
     tell = coord._tell
 
@@ -28,8 +36,8 @@ def _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch):
     return coord, url, finished
 
 
-def test_retried_tell_of_a_committed_trial_changes_nothing(tmp_path, monkeypatch):
-    coord, url, finished = _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch)
+def test_retried_tell_of_a_committed_trial_changes_nothing(tmp_path, monkeypatch, storage_options):
+    coord, url, finished = _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch, storage_options)
     ticket = coord.ask()
     record = coord.tell(TrialOutcome(ticket.number, COMPLETE, {"score": 0.5}, node="node-1"), "run-1")
     assert finished == [ticket.number]  # told once; the retry found it finished
@@ -39,8 +47,8 @@ def test_retried_tell_of_a_committed_trial_changes_nothing(tmp_path, monkeypatch
     assert stored.user_attrs[ATTR_NODE] == "node-1"
 
 
-def test_retried_tell_of_a_lost_trial_enqueues_its_retry_once(tmp_path, monkeypatch):
-    coord, url, finished = _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch)
+def test_retried_tell_of_a_lost_trial_enqueues_its_retry_once(tmp_path, monkeypatch, storage_options):
+    coord, url, finished = _coordinator_dropping_after_the_state_commit(tmp_path, monkeypatch, storage_options)
     ticket = coord.ask()
     record = coord.tell(TrialOutcome(ticket.number, LOST, {}, reason="lost: its worker died"))
     assert finished == [ticket.number]
@@ -51,10 +59,11 @@ def test_retried_tell_of_a_lost_trial_enqueues_its_retry_once(tmp_path, monkeypa
     assert trials[ticket.number].state == optuna.trial.TrialState.FAIL
 
 
-def test_covered_grid_is_not_exhausted_while_a_retry_waits(tmp_path):
+def test_covered_grid_is_not_exhausted_while_a_retry_waits(tmp_path, storage_options):
     spec = bowl_spec(trials=1, sampler={"name": "grid"}, max_retries=1,
                      space={"mode": {"type": "categorical", "choices": ["only"]}})
-    coord = StudyCoordinator(spec.to_dict(), f"sqlite:///{tmp_path / 'optuna.db'}", 60.0)
+    coord = StudyCoordinator(spec.to_dict(), f"sqlite:///{tmp_path / 'optuna.db'}", 60.0,
+                             storage_options=storage_options)
     first = coord.ask()  # the whole grid
     lost = coord.tell(TrialOutcome(first.number, LOST, {}, reason="lost: its worker died"))
     assert lost.retried_by is not None

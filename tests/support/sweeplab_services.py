@@ -38,13 +38,15 @@ def postgres_available() -> bool:
         return False
 
 
-def create_database(prefix: str) -> str:
-    """Create a fresh database and return its SQLAlchemy URL."""
+def create_database(prefix: str, template: str | None = None) -> str:
+    """Create a fresh database and return its SQLAlchemy URL; ``template``: the URL of a database
+    (with no open connections) to copy, e.g. one that already holds Optuna's schema."""
     import psycopg
 
     name = f"{prefix}_{secrets.token_hex(4)}"
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 

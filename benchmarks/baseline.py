@@ -1,0 +1,52 @@
+"""The "before" of before/after figures: sweeplab with its start-up and storage speed-ups off.
+
+Nothing is patched: each speed-up has a switch that the code reads, and a "before" process
+sets them (``SWEEPLAB_BENCH_BASELINE=1`` in its environment, set by ``bench_before_after.py``):
+
+- studies run in this process: :func:`run_options` (``RunOptions.without_speedups()``:
+  Optuna's own storage instead of the held one, every write its own transaction; SQLite's
+  rollback journal instead of WAL; the dataset, the Optuna storage and MLflow opened one
+  after another before ``ray.init``; no worker warm-up). The coordinator actor gets the
+  storage switches as a keyword of its constructor;
+- the coordinator harness: :func:`storage_options` (a keyword of ``StudyCoordinator``);
+- ``sweeplab run`` subprocesses: :func:`cli_env` (``SWEEPLAB_SPEEDUPS=off``, which the CLI
+  reads in one place).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+BASELINE_ENV = "SWEEPLAB_BENCH_BASELINE"
+SPEEDUPS_ENV = "SWEEPLAB_SPEEDUPS"  # sweeplab.cli.SPEEDUPS_ENV
+
+
+def active() -> bool:
+    """True in a process that measures the code as it was before its speed-ups."""
+    return os.environ.get(BASELINE_ENV) == "1"
+
+
+def run_options(**kwargs: Any) -> Any:
+    """``RunOptions(**kwargs)``, without the speed-ups in a "before" process."""
+    from sweeplab.study import RunOptions
+
+    options = RunOptions(**kwargs)
+    return options.without_speedups() if active() else options
+
+
+def storage_options() -> Any:
+    """The ``storage_options`` of a coordinator built directly (the harness of figure 3a)."""
+    from sweeplab.search.storage import StorageOptions
+
+    return run_options(storage_url="", tracking_uri="").storage_options if active() else StorageOptions()
+
+
+def cli_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a ``sweeplab run`` subprocess: without the speed-ups in a "before" process."""
+    env = dict(env)
+    if active():
+        env[SPEEDUPS_ENV] = "off"
+    else:
+        env.pop(SPEEDUPS_ENV, None)
+    return env
