@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
 if TYPE_CHECKING:
@@ -41,6 +42,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return value
 
 
@@ -90,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-model", action="store_true",
                    help="skip the end-of-study re-fit that logs the best trial's model and evaluation")
+    p.add_argument("--fail-fast", type=_non_negative_int, default=DEFAULT_FAIL_FAST, metavar="N",
+                   help=f"stop (exit 1) when the study's first N trials all fail with the same error "
+                        f"(default {DEFAULT_FAIL_FAST}; 0: never)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     for name, text in (("status", "trial counts by state, best so far, running trials"),
@@ -202,6 +216,11 @@ def _summary_text(s: StudySummary) -> str:
     ]
     if s.running_trials:
         lines.append(f"running    {', '.join(str(n) for n in s.running_trials)}")
+    for group in s.failures[:5]:
+        shown = ", ".join(str(n) for n in group.trials[:8]) + (", ..." if len(group.trials) > 8 else "")
+        lines.append(f"failed     {group.count}x {group.reason}  (trial{'s' if group.count > 1 else ''} {shown})")
+    if len(s.failures) > 5:
+        lines.append(f"failed     ... and {len(s.failures) - 5} other errors (--json lists them all)")
     if s.best_trial is None:
         lines.append("best       none yet (no completed trial)")
     else:
@@ -276,7 +295,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
     options = RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
                          progress=not args.no_progress and not args.json, resume_command=resume,
-                         allow_local_stores=args.allow_local_stores, package_best=not args.no_model)
+                         allow_local_stores=args.allow_local_stores, package_best=not args.no_model,
+                         fail_fast=args.fail_fast)
     if os.environ.get(SPEEDUPS_ENV, "").strip().lower() == "off":  # the one place this variable is read
         options = options.without_speedups()
     before = stored_spec(spec.study, storage_url, wal=options.storage_options.wal)

@@ -199,3 +199,26 @@ def test_json_of_run_status_and_best_is_the_summary_record(stores, tmp_path):
     for payload in printed.values():
         assert set(DESIGN_JSON_KEYS) <= set(payload)
     assert record.n_trials == 3 and record.best_trial is not None and record.best_run_id
+
+
+def test_a_broken_objective_stops_the_run_with_exit_1_and_says_why(stores, tmp_path):
+    """Each failure is printed once as it happens; the first 3 failing alike stop the study."""
+    import yaml
+    from sweeplab_testkit import bowl_spec
+
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(yaml.safe_dump(bowl_spec(
+        trials=10, workers=1, sampler={"name": "random"},
+        objective={"framework": "python", "callable": "sweeplab_test_objectives:faulty", "epochs": 1},
+        space={"mode": {"type": "categorical", "choices": ["raise"]}}).to_dict()))
+    flags = ["--storage", stores["storage"], "--tracking-uri", stores["tracking"], "--no-progress"]
+    run = sweeplab("run", spec, *flags, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr[-3000:]
+    for number in range(3):
+        assert run.stderr.count(f"trial {number} failed: RuntimeError: boom") == 1
+    assert "first 3 trials all failed with the same error" in run.stderr and "--fail-fast 0" in run.stderr
+    status = json.loads(sweeplab("status", "bowl", "--json", *flags[:4], cwd=tmp_path).stdout)
+    assert status["n_trials"] == 3 and status["failures"] == [
+        {"reason": "RuntimeError: boom: the objective failed on purpose", "count": 3, "trials": [0, 1, 2]}]
+    text = sweeplab("status", "bowl", *flags[:4], cwd=tmp_path).stdout
+    assert "failed     3x RuntimeError: boom" in text

@@ -133,6 +133,24 @@ class RunDetails:
 
 
 @dataclass(frozen=True)
+class FailureGroup:
+    """Failed trials that share one error: ``reason`` is the first line of their reasons."""
+
+    reason: str
+    count: int
+    trials: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "count": self.count, "trials": list(self.trials)}
+
+
+def failure_key(reason: str | None) -> str:
+    """What groups failed trials: the first line of the reason (the error and its message)."""
+    text = (reason or "").strip()
+    return text.splitlines()[0][:300] if text else "no reason recorded"
+
+
+@dataclass(frozen=True)
 class StudySummary:
     """A study's counts, best trial (or Pareto front), running trials and MLflow ids.
 
@@ -148,6 +166,7 @@ class StudySummary:
     Single-objective: ``best_*`` describe the best COMPLETE trial. Multi-objective:
     ``pareto_front`` lists the front, and ``best_value`` (a list), ``best_params``,
     ``best_trial`` and ``best_run_id`` its first trial. Non-finite values are None.
+    ``failures``: the trials counted in ``n_failed``, grouped by error (most frequent first).
     """
 
     study: str
@@ -171,6 +190,7 @@ class StudySummary:
     running_trials: list[int] = field(default_factory=list)
     mlflow_experiment_id: str | None = None
     mlflow_parent_run_id: str | None = None
+    failures: list[FailureGroup] = field(default_factory=list)
     run: RunDetails | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -201,6 +221,7 @@ class StudySummary:
             "running_trials": list(self.running_trials),
             "mlflow_experiment_id": self.mlflow_experiment_id,
             "mlflow_parent_run_id": self.mlflow_parent_run_id,
+            "failures": [f.to_json() for f in self.failures],
         }
         run = self.run
         if run is not None:

@@ -4,9 +4,11 @@ One pass: fill the free slots (ask the coordinator, open the trial's MLflow run,
 on the executor), collect the trials that ended, tell each (linking its MLflow run first:
 a finished trial's attrs are frozen), log it, count it. The loop ends when the target is
 reached, the timeout passed, the sampler has nothing left to propose (a covered grid),
-the constraints reject every proposal, or it is stopped (Ctrl-C or ``stop``): then the
-trials in flight are cancelled and told INTERRUPTED, so they are retried on resume
-without spending ``max_retries``.
+the constraints reject every proposal, the study's first ``fail_fast`` trials all failed
+with the same error (a bug in the objective or the data, not bad luck of the params), or
+it is stopped (Ctrl-C or ``stop``). Then the trials in flight are cancelled and told
+INTERRUPTED, so they are retried on resume without spending ``max_retries``. Each
+trial that fails for good is passed to ``on_failure`` as it happens.
 
 The loop knows neither Ray nor MLflow: it talks to a :class:`~sweeplab.search.executor.
 Coordinator`, a :class:`~sweeplab.search.executor.TrialExecutor` and a :class:`TrialTracker`.
@@ -22,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sweeplab.core.errors import SweeplabError
-from sweeplab.core.records import INTERRUPTED, TrialOutcome, TrialRecord, TrialTicket
+from sweeplab.core.records import FAILED as TRIAL_FAILED
+from sweeplab.core.records import INTERRUPTED, TrialOutcome, TrialRecord, TrialTicket, failure_key
 from sweeplab.search.constraints import ConstraintUnsatisfiable
 from sweeplab.search.executor import Coordinator, TrialExecutor
 
@@ -51,6 +54,13 @@ class LoopSettings:
     lease_seconds: float
     check_exhausted: bool  # ask the coordinator after each tell (grid samplers only)
     maximize: bool | None  # None for multi-objective studies (no single best to show)
+    study: str = ""
+    fail_fast: int = 0  # stop once the study's first N trials failed with one error (0: never)
+
+
+class TrialsKeepFailing(SweeplabError):
+    """The study's first trials all failed with the same error: the objective (or its data)
+    is broken, and running more trials would only repeat it."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,8 @@ class TrialLoop:
                  settings: LoopSettings, finished: int, *, progress: Any = None,
                  on_record: Callable[[TrialRecord], None] | None = None, stop: threading.Event | None = None,
                  on_first_start: Callable[[int], None] | None = None,
-                 on_outcome: Callable[[TrialOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[TrialOutcome], None] | None = None,
+                 on_failure: Callable[[TrialRecord], None] | None = None, succeeded: int = 0) -> None:
         self.coordinator, self.executor, self.tracker, self.settings = coordinator, executor, tracker, settings
         self.finished = finished
         self.progress = progress
@@ -77,6 +88,10 @@ class TrialLoop:
         self.stop = stop or threading.Event()
         self.on_first_start = on_first_start
         self.on_outcome = on_outcome
+        self.on_failure = on_failure
+        # the first failures of a study that never had a COMPLETE or PRUNED trial, by error;
+        # None once a trial succeeded or two errors differed (fail-fast no longer applies)
+        self._first_failures: list[str] | None = [] if succeeded == 0 and settings.fail_fast > 0 else None
         self.best: float | None = None
         self.exhausted = False
         self.error: SweeplabError | None = None
@@ -133,6 +148,7 @@ class TrialLoop:
             self.tracker.trial_artifacts(record.number, outcome.artifacts)
         if record.retried_by is None:
             self.finished += 1
+            self._watch_failures(record)
         if record.values and record.state == "COMPLETE" and self.settings.maximize is not None:
             value = record.values[0]
             if self.best is None or (value > self.best if self.settings.maximize else value < self.best):
@@ -141,6 +157,30 @@ class TrialLoop:
             self.progress.update(record, self.best)
         if self.on_record is not None:
             self.on_record(record)
+
+    def _watch_failures(self, record: TrialRecord) -> None:
+        """Report a trial that failed for good; stop the study when its first ``fail_fast``
+        trials all failed with one error."""
+        if record.state != TRIAL_FAILED:
+            self._first_failures = None
+            return
+        if self.on_failure is not None:
+            self.on_failure(record)
+        if self._first_failures is None:
+            return
+        self._first_failures.append(failure_key(record.reason))
+        if len(set(self._first_failures)) > 1:
+            self._first_failures = None
+        elif len(self._first_failures) >= self.settings.fail_fast and self.error is None:
+            n, study = len(self._first_failures), self.settings.study
+            self.error = TrialsKeepFailing(
+                f"study {study!r}: its first {n} trials all failed with the same error, so no more were "
+                f"started: {self._first_failures[0]}\nFix the objective or its data, then run the same command "
+                f"again: the study resumes (trials stopped in flight are retried). `sweeplab status {study}` "
+                "lists the failures; --fail-fast 0 keeps a study going whatever fails."
+            )
+            log.error("%s", self.error)
+            self._interrupt("stopped: the study's first trials kept failing")
 
     def _renew(self) -> None:
         if time.time() - self._last_renew > self.settings.lease_seconds / 3:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.keys import (
     ATTR_METRICS,
+    ATTR_REASON,
     ATTR_RUN_ID,
     STUDY_ATTR_EXPERIMENT_ID,
     STUDY_ATTR_PARENT_RUN_ID,
@@ -16,17 +17,31 @@ from sweeplab.core.keys import (
     STUDY_ATTR_SPEC,
     STUDY_ATTR_TRIALS_TARGET,
 )
-from sweeplab.core.records import ParetoTrial, StudySummary
+from sweeplab.core.records import FailureGroup, ParetoTrial, StudySummary, failure_key
 from sweeplab.search.coordinator import count_states
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def failure_groups(trials: list[FrozenTrial], retried: set[str]) -> list[FailureGroup]:
+    """The FAILED trials that count toward ``trials`` (not superseded by a retry), grouped by
+    :func:`~sweeplab.core.records.failure_key`, most frequent first."""
+    from optuna.trial import TrialState
+
+    groups: dict[str, list[int]] = {}
+    for t in trials:
+        if t.state == TrialState.FAIL and str(t.number) not in retried:
+            groups.setdefault(failure_key(t.user_attrs.get(ATTR_REASON)), []).append(t.number)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[1][0]))
+    return [FailureGroup(reason, len(numbers), numbers) for reason, numbers in ordered]
 
 
 def summarize(study: optuna.Study) -> StudySummary:
@@ -60,6 +75,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         running_trials=[t.number for t in trials if t.state == TrialState.RUNNING],
         mlflow_experiment_id=attrs.get(STUDY_ATTR_EXPERIMENT_ID),
         mlflow_parent_run_id=attrs.get(STUDY_ATTR_PARENT_RUN_ID),
+        failures=failure_groups(trials, set(attrs.get(STUDY_ATTR_RETRIES, {}))),
     )
     if not any(t.state == TrialState.COMPLETE for t in trials):
         return summary

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.records import RunDetails, StudySummary, TrialOutcome, TrialRecord
+from sweeplab.core.records import RunDetails, StudySummary, TrialOutcome, TrialRecord, failure_key
 from sweeplab.search.loop import FAILED, FINISHED, KILLED, LoopResult, LoopSettings, TrialLoop
 from sweeplab.study.session import (
     RunOptions,
@@ -44,16 +44,19 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
     phases = _Phases()
     started = time.time()
     session = open_session(spec, options, phases.mark)
+    progress = _Progress(options.progress, spec.trials, session.finished, spec.study)
     loop = TrialLoop(
         session.coordinator, session.executor, session.tracker,
         LoopSettings(trials=spec.trials, workers=spec.workers,
                      deadline=started + spec.timeout if spec.timeout else None,
                      lease_seconds=options.lease_seconds, check_exhausted=spec.sampler.name == "grid",
-                     maximize=None if spec.multi_objective else spec.direction[0] == "maximize"),
+                     maximize=None if spec.multi_objective else spec.direction[0] == "maximize",
+                     study=spec.study, fail_fast=options.fail_fast),
         session.finished,
-        progress=_Progress(options.progress, spec.trials, session.finished, spec.study),
+        progress=progress,
         on_record=options.on_record, stop=options.stop,
         on_first_start=phases.first_submit, on_outcome=phases.first_outcome,
+        on_failure=progress.failed, succeeded=session.succeeded,
     )
     try:
         result = loop.run()
@@ -111,6 +114,16 @@ class _Progress:
 
             self.bar = tqdm(total=total, initial=initial, desc=study, unit="trial", file=sys.stderr,
                             dynamic_ncols=True, leave=True)
+
+    def failed(self, record: TrialRecord) -> None:
+        """Say once, on stderr (above the bar), that a trial failed for good and why."""
+        reason = failure_key(record.reason)
+        line = f"trial {record.number} failed: {reason}"
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
 
     def update(self, record: TrialRecord, best: Any) -> None:
         if self.bar is None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.compat import private_ray_shutdown_usable
+from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import StorageError, SweeplabError
 from sweeplab.core.records import TrialRecord
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
@@ -69,6 +70,7 @@ class RunOptions:
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
     executor: str = "ray"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
+    fail_fast: int = DEFAULT_FAIL_FAST  # stop when a study's first N trials fail alike (0: never)
     # Speed-ups, each on by default (see without_speedups):
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
@@ -91,6 +93,7 @@ class StudySession:
     tracker: Any  # sweeplab.tracking.mlflow_tracker.StudyTracker
     dataset: Dataset | None
     finished: int  # trials already finished that count toward `trials`
+    succeeded: int = 0  # of those, COMPLETE or PRUNED (the objective has worked before)
     dataset_ref: Any = None  # the dataset in Ray's object store (Ray sessions)
     actor: Any = None  # the coordinator actor (Ray sessions)
     owns_ray: bool = False  # this session started a local Ray: shut it down at the end
@@ -130,11 +133,11 @@ def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str],
     mark("coordinator")
     tracker = _open_tracking(spec, options, coordinator, None)
     mark("mlflow_open")
-    finished = _resume(spec, coordinator, tracker, dataset)
+    finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     executor = InProcessExecutor(coordinator, dataset, spec.objective, list(spec.metric), spec.workers,
                                  spec.resources.cpu)
     mark("resume_checks")
-    return StudySession(coordinator, executor, tracker, dataset, finished)
+    return StudySession(coordinator, executor, tracker, dataset, finished, succeeded)
 
 
 def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
@@ -179,12 +182,13 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     mark("coordinator")
     tracker = _open_tracking(spec, options, coordinator, tracker)
     mark("mlflow_open")
-    finished = _resume(spec, coordinator, tracker, dataset)
+    finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     dataset_ref = ray.put(dataset)
     executor = RayExecutor(actor, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu,
                            spec.resources.gpu)
     mark("resume_checks_dataset_put")
-    return StudySession(coordinator, executor, tracker, dataset, finished, dataset_ref=dataset_ref, actor=actor,
+    return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, dataset_ref=dataset_ref,
+                        actor=actor,
                         owns_ray=owns_ray)
 
 
@@ -203,7 +207,7 @@ def _open_tracking(spec: StudySpec, options: RunOptions, coordinator: Coordinato
     return tracker
 
 
-def _resume(spec: StudySpec, coordinator: Coordinator, tracker: Any, dataset: Dataset | None) -> int:
+def _resume(spec: StudySpec, coordinator: Coordinator, tracker: Any, dataset: Dataset | None) -> tuple[int, int]:
     """Reap what a dead driver left RUNNING, repair MLflow, tell the coordinator the data's
     shape (what constraints count with); return the trials already finished."""
     for record in coordinator.reap_stale():
@@ -219,7 +223,8 @@ def _resume(spec: StudySpec, coordinator: Coordinator, tracker: Any, dataset: Da
         source = getattr(dataset, "init_from", None)
         coordinator.set_data_shape(dataset.n_features, dataset.n_outputs,
                                    source.architecture() if source is not None else None)
-    return int(coordinator.counts()["finished"])
+    counts = coordinator.counts()
+    return int(counts["finished"]), int(counts["COMPLETE"]) + int(counts["PRUNED"])
 
 
 def init_ray(address: str | None, **kwargs: Any) -> None:

@@ -79,3 +79,39 @@ def test_stopping_interrupts_trials_in_flight_and_resume_retries_them_for_free(s
 def test_an_unknown_executor_is_refused(stores):
     with pytest.raises(SweeplabError, match="executor must be one of"):
         run(bowl_spec(), stores, executor="threads")
+
+
+def _faulty_spec(mode: str, trials: int = 8):
+    return bowl_spec(trials=trials, workers=1, sampler={"name": "random"},
+                     objective={"framework": "python", "callable": "sweeplab_test_objectives:faulty", "epochs": 1},
+                     space={"mode": {"type": "categorical", "choices": [mode]}})
+
+
+def test_a_study_whose_first_trials_fail_alike_stops_with_that_error(stores, capsys):
+    from sweeplab.search.loop import TrialsKeepFailing
+
+    with pytest.raises(TrialsKeepFailing, match=r"first 3 trials all failed with the same error.*boom") as caught:
+        run(_faulty_spec("raise"), stores, **IN_PROCESS)
+    assert caught.value.exit_code == 1 and "--fail-fast 0" in str(caught.value)
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3  # nothing more was started
+    err = capsys.readouterr().err
+    for number in range(3):  # each failure said once, as it happened
+        assert err.count(f"trial {number} failed: RuntimeError: boom") == 1
+
+
+def test_fail_fast_spares_studies_that_worked_or_fail_in_different_ways(stores):
+    summary = run(_faulty_spec("raise", trials=4), stores, fail_fast=0, **IN_PROCESS)  # turned off
+    assert summary.n_failed == 4
+    assert [(g.count, g.reason.split(":")[0]) for g in summary.failures] == [(4, "RuntimeError")]
+
+
+def test_fail_fast_counts_only_a_study_that_never_worked(stores):
+    """Trial 0 completes, then every trial fails alike: not a broken objective from the start,
+    so the study runs to its target (the failures are listed, not fatal)."""
+    spec = bowl_spec(trials=5, workers=1, sampler={"name": "random"},
+                     objective={"framework": "python", "callable": "sweeplab_test_objectives:works_once", "epochs": 1},
+                     space={"x": {"type": "float", "low": 0.0, "high": 1.0}})
+    summary = run(spec, stores, **IN_PROCESS)
+    assert summary.n_complete == 1 and summary.n_failed == 4
+    assert [(g.count, g.trials) for g in summary.failures] == [(4, [1, 2, 3, 4])]

@@ -14,7 +14,7 @@ from sweeplab.search.summary import summarize
 BASE_KEYS = ["study", "n_trials", "n_complete", "n_pruned", "n_failed", "n_retried", "n_rejected", "n_running",
              "n_waiting", "trials_target", "direction", "metric", "best_value", "best_params", "best_trial",
              "best_metrics", "best_run_id", "pareto_front", "running_trials", "mlflow_experiment_id",
-             "mlflow_parent_run_id"]
+             "mlflow_parent_run_id", "failures"]
 RUN_KEYS = ["best_model", "elapsed_s", "startup_s", "mlflow_delivered", "mlflow_requests", "storage", "tracking_uri"]
 
 
@@ -42,6 +42,7 @@ def test_single_objective_summary_and_its_json():
     assert (s.n_trials, s.n_complete, s.n_pruned, s.n_failed, s.n_running) == (4, 2, 1, 1, 1)
     assert s.best_trial == 1 and s.best_value == 0.9 and s.best_run_id == "run-of-1"  # the study's later link
     assert s.best_metrics == {"score": 0.9} and s.running_trials == [4] and s.trials_target == 5
+    assert [(g.reason, g.count, g.trials) for g in s.failures] == [("no reason recorded", 1, [3])]
     payload = s.to_json()
     assert list(payload) == BASE_KEYS
     assert json.loads(json.dumps(payload)) == payload  # plain JSON values
@@ -81,3 +82,19 @@ def test_an_empty_study_has_no_best():
     assert list(payload) == BASE_KEYS
     assert payload["best_trial"] is None and payload["best_value"] is None and payload["n_trials"] == 0
     assert payload["trials_target"] is None and payload["metric"] is None
+
+
+def test_failures_are_grouped_by_error_most_frequent_first_and_superseded_attempts_left_out():
+    study = optuna.create_study(study_name="failing")
+    reasons = ["ValueError: bad shape\ntraceback...", "KeyError: 'x'", "ValueError: bad shape\nother traceback",
+               "lost: its worker died"]
+    for reason in reasons:
+        trial = study.ask()
+        trial.set_user_attr("sweeplab.fail_reason", reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    study.set_user_attr("sweeplab.retries", {"3": None})  # trial 3 was superseded: not a failure of the study
+    groups = summarize(study).failures
+    assert [(g.reason, g.count, g.trials) for g in groups] == [("ValueError: bad shape", 2, [0, 2]),
+                                                               ("KeyError: 'x'", 1, [1])]
+    assert summarize(study).to_json()["failures"][0] == {"reason": "ValueError: bad shape", "count": 2,
+                                                         "trials": [0, 2]}

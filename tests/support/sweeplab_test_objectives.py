@@ -58,3 +58,11 @@ def faulty(ctx):
             open(marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
     return {"score": 0.5 + 0.01 * float(ctx.params.get("x", 0.0))}
+
+
+def works_once(ctx):
+    """Trial 0 works; every later trial raises the same error (a study that worked, then broke)."""
+    ctx.reporter.report(1, {"score": 0.5})
+    if ctx.trial_number > 0:
+        raise RuntimeError("boom after the first trial")
+    return {"score": 0.5}
