@@ -228,7 +228,7 @@ class StudyCoordinator:
         import optuna
 
         from sweeplab.registry.search import SAMPLERS
-        from sweeplab.search.samplers import build_pruner, build_sampler
+        from sweeplab.search.samplers import build_pruner, build_sampler, sampler_factory
         from sweeplab.search.seeding import trial_seeded_sampler
         from sweeplab.search.storage import open_study_storage
 
@@ -245,7 +245,7 @@ class StudyCoordinator:
             study_name=self.spec.study,
             # Seeded per trial number, so a resumed study continues instead of repeating itself.
             sampler=(build_sampler(self.spec) if SAMPLERS[self.spec.sampler.name].seeded_once else
-                     trial_seeded_sampler(lambda seed: build_sampler(self.spec, seed=seed), self.spec.seed)),
+                     trial_seeded_sampler(sampler_factory(self.spec), self.spec.seed)),
             pruner=build_pruner(self.spec),
             load_if_exists=True,
             **kwargs,

@@ -6,18 +6,26 @@ entry points the driver and the benchmarks call.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeplab.registry.options import Context
 from sweeplab.registry.search import SAMPLERS as _SAMPLER_ENTRIES
-from sweeplab.registry.search import build_pruner_from, build_sampler_from, pruner_names, sampler_names
+from sweeplab.registry.search import (
+    build_pruner_from,
+    build_sampler_from,
+    pruner_names,
+    resolve_sampler_options,
+    sampler_names,
+)
 
 if TYPE_CHECKING:
     import optuna
 
     from sweeplab.spec import StudySpec
 
-__all__ = ["PRUNERS", "SAMPLERS", "build_pruner", "build_sampler"]
+__all__ = ["PRUNERS", "SAMPLERS", "build_pruner", "build_sampler", "sampler_factory"]
 
 SAMPLERS = sampler_names()
 PRUNERS = pruner_names()
@@ -48,6 +56,23 @@ def build_sampler(spec: StudySpec, seed: int | None = None) -> optuna.samplers.B
         spec.sampler.name, spec.sampler.options, context, source=spec.source
     )
     return sampler
+
+
+def sampler_factory(spec: StudySpec) -> Callable[[int], optuna.samplers.BaseSampler]:
+    """``seed -> sampler``: :func:`build_sampler` for any seed, with the options checked and
+    resolved once (the coordinator builds a sampler per trial, see
+    :mod:`sweeplab.search.seeding`). Raises like :func:`build_sampler` when called."""
+    build_sampler(spec)  # a bad option raises here, once
+    entry = _SAMPLER_ENTRIES[spec.sampler.name]
+    context = Context(seed=spec.seed, workers=spec.workers, epochs=spec.objective.epochs,
+                      grid=spec.space.grid() if entry.needs_grid else None)
+    resolved = resolve_sampler_options(spec.sampler.name, spec.sampler.options, context)
+
+    def build(seed: int) -> optuna.samplers.BaseSampler:
+        sampler: optuna.samplers.BaseSampler = entry.build(dict(resolved), dataclasses.replace(context, seed=seed))
+        return sampler
+
+    return build
 
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
