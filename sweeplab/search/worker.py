@@ -10,6 +10,7 @@ driver turns into a lost, retried trial).
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import time
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.records import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
 from sweeplab.objectives.base import BaseObjective, TrialContext, TrialPruned, check_metrics
-from sweeplab.registry.names import MLP_FRAMEWORKS
+from sweeplab.registry.names import FRAMEWORK_NAMES, FRAMEWORKS_BY_NAME, MLP_FRAMEWORKS
 
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
@@ -66,10 +67,6 @@ class CoordinatorReporter:
 def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
     """Return this process's objective instance for ``framework`` (imported on first use,
     from the framework's registry entry)."""
-    import importlib
-
-    from sweeplab.registry.names import FRAMEWORK_NAMES, FRAMEWORKS_BY_NAME
-
     entry = FRAMEWORKS_BY_NAME.get(framework)
     if entry is None:
         raise ValueError(f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_NAMES)}")

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from sweeplab_services import MlflowServer, RayCluster, create_database, drop_database, postgres_available
+from sweeplab_services import MlflowServer, RayCluster, create_database, drop_database, require_postgres
 
 
 @pytest.fixture(scope="session")
 def postgres():
     """Factory of fresh PostgreSQL databases (dropped at the end of the session)."""
-    if not postgres_available():
-        if os.environ.get("SWEEPLAB_REQUIRE_SERVICES"):
-            pytest.fail("PostgreSQL is required (SWEEPLAB_REQUIRE_SERVICES is set) but 127.0.0.1:5432 does not answer")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable (set SWEEPLAB_REQUIRE_SERVICES to fail instead)")
+    require_postgres()
     created: list[str] = []
 
     def make(prefix: str = "sweeplab_test") -> str:

@@ -8,20 +8,16 @@ import time
 
 import optuna
 import pytest
-from sweeplab_services import postgres_available
+from sweeplab_services import require_postgres
 from sweeplab_testkit import bowl_spec, child_runs, run
 
 
 @pytest.fixture
 def pg_storage():
-    import os
 
     from sweeplab_services import create_database, drop_database
 
-    if not postgres_available():
-        if os.environ.get("SWEEPLAB_REQUIRE_SERVICES"):
-            pytest.fail("PostgreSQL is required (SWEEPLAB_REQUIRE_SERVICES is set) but does not answer")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+    require_postgres()
     url = create_database("sweeplab_fail")
     optuna.storages.RDBStorage(url)
     yield url

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import shutil
 
 import pytest
@@ -32,7 +31,7 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.testing.pytest_storages import StorageTestCase
 from optuna.trial import TrialState
-from sweeplab_services import create_database, drop_database, postgres_available
+from sweeplab_services import create_database, drop_database, require_postgres
 
 from sweeplab.search.held_storage import HeldTrialsStorage
 from sweeplab.search.storage import open_storage
@@ -52,10 +51,7 @@ def sqlite_template(tmp_path_factory):
 @pytest.fixture(scope="module")
 def postgres_template():
     """A PostgreSQL database with Optuna's schema, the template of each check's database."""
-    if not postgres_available():
-        if os.environ.get("SWEEPLAB_REQUIRE_SERVICES"):
-            pytest.fail("PostgreSQL is required (SWEEPLAB_REQUIRE_SERVICES is set) but 127.0.0.1:5432 does not answer")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable (set SWEEPLAB_REQUIRE_SERVICES to fail instead)")
+    require_postgres()
     url = create_database("sweeplab_conformance_template")
     RDBStorage(url).engine.dispose()  # no connection may stay open on a template
     yield url

@@ -38,6 +38,18 @@ def postgres_available() -> bool:
         return False
 
 
+def require_postgres() -> None:
+    """Skip the calling test when PostgreSQL does not answer, or fail it when
+    ``SWEEPLAB_REQUIRE_SERVICES`` is set (CI sets it: there a missing service is a failure)."""
+    import pytest
+
+    if postgres_available():
+        return
+    if os.environ.get("SWEEPLAB_REQUIRE_SERVICES"):
+        pytest.fail("PostgreSQL is required (SWEEPLAB_REQUIRE_SERVICES is set) but 127.0.0.1:5432 does not answer")
+    pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable (set SWEEPLAB_REQUIRE_SERVICES to fail instead)")
+
+
 def create_database(prefix: str, template: str | None = None) -> str:
     """Create a fresh database and return its SQLAlchemy URL; ``template``: the URL of a database
     (with no open connections) to copy, e.g. one that already holds Optuna's schema."""
