@@ -250,10 +250,12 @@ def _emit_summary(args: argparse.Namespace, summary: StudySummary) -> None:
 
 # ---------------------------------------------------------------- subcommands
 def cmd_validate(args: argparse.Namespace) -> int:
+    from sweeplab.objectives.python_callable import check_objective_callable
     from sweeplab.spec import load_spec
 
     try:
         spec = load_spec(args.spec)
+        check_objective_callable(spec.objective, spec.source)  # imported in a subprocess, never called
     except SpecError as exc:
         if args.json:
             _emit(args, {"valid": False, "problems": [{"path": p.path, "message": p.message} for p in exc.problems]},

@@ -12,6 +12,7 @@ own (a dataset path's suffix is checked, its existence is the data module's job)
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,7 +125,9 @@ MODEL_COST_METRICS = (N_PARAMS, LATENCY_MS)
 
 STUDY_NAME_MAX = 128
 _STUDY_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
-_CALLABLE_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_CALLABLE_RE = re.compile(r"([A-Za-z_]\w*(\.[A-Za-z_]\w*)*|[^\0]*\.py):[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+CALLABLE_FORMS = "'package.module:function' or 'path/to/file.py:function'"
+"""What ``objective.callable`` may look like."""
 _SEED_MAX = 2**32 - 1
 
 
@@ -192,8 +195,10 @@ class ObjectiveSpec:
     """What a trial runs.
 
     ``framework``: torch | keras (the MLP objectives; ``dataset`` required) or python
-    (``callable`` ``"package.module:function"`` required, ``dataset`` optional,
-    ``options`` passed to it). ``validation_split`` in (0, 1), ``test_split`` in [0, 1),
+    (``callable`` required: ``"package.module:function"`` or ``"path/to/file.py:function"``,
+    a relative path being relative to the spec file's folder (made absolute by
+    :func:`load_spec`, against the current directory otherwise); ``dataset`` optional;
+    ``options`` passed to it as ``trial.options``). ``validation_split`` in (0, 1), ``test_split`` in [0, 1),
     their sum < 1. When the space searches ``framework``, this one is only the default.
 
     ``init_from`` (torch/keras only): a sweeplab model to fine-tune, ``models:/NAME@ALIAS``,
@@ -572,9 +577,9 @@ def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | Non
                 Problem("objective.callable", f"only used with framework python, got framework {framework}")
             )
         elif check_str(func, "objective.callable", problems) is not None and not _CALLABLE_RE.fullmatch(func):
-            problems.append(Problem("objective.callable", f"must look like 'package.module:function', got {func!r}"))
+            problems.append(Problem("objective.callable", f"must look like {CALLABLE_FORMS}, got {func!r}"))
     elif framework == "python":
-        problems.append(Problem("objective.callable", "required for framework python: 'package.module:function'"))
+        problems.append(Problem("objective.callable", f"required for framework python: {CALLABLE_FORMS}"))
     options = mapping.get("options")
     if options is None:
         options = {}
@@ -846,4 +851,21 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     data = read_spec_file(path, "spec", "`study`, `metric` and `space`")
     if isinstance(data, Mapping) and overrides:
         data = apply_overrides(data, overrides)
+    if isinstance(data, Mapping):
+        data = _absolute_callable(data, Path(path).parent)
     return parse_spec(data, str(path))
+
+
+def _absolute_callable(data: Mapping[str, Any], folder: Path) -> Mapping[str, Any]:
+    """``data`` with a relative ``objective.callable`` file path made absolute against ``folder``
+    (the spec file's), so that the study finds the file from any working directory."""
+    objective = data.get("objective")
+    func = objective.get("callable") if isinstance(objective, Mapping) else None
+    if not isinstance(func, str) or not _CALLABLE_RE.fullmatch(func):
+        return data
+    file, _, attr = func.rpartition(":")
+    if not file.endswith(".py") or Path(file).is_absolute():
+        return data
+    assert isinstance(objective, Mapping)
+    absolute = os.path.normpath(os.path.join(os.path.abspath(folder), file))
+    return {**data, "objective": {**objective, "callable": f"{absolute}:{attr}"}}

@@ -31,6 +31,7 @@ STUDY_ATTR_RUN_IDS = "sweeplab.run_ids"  # {number: run id} for links made after
 STUDY_ATTR_EXPERIMENT_ID = "mlflow_experiment_id"
 STUDY_ATTR_PARENT_RUN_ID = "mlflow_parent_run_id"
 STUDY_ATTR_TRACKING_URI = "mlflow_tracking_uri"
+STUDY_ATTR_UID = "sweeplab.study_uid"  # random, set once: keys the study's checkpoint folder
 
 # ---------------------------------------------------------------- MLflow run tags
 TAG_STUDY = "sweeplab.study"
@@ -38,6 +39,7 @@ TAG_ROLE = "sweeplab.role"  # "parent" for a study's run, "bench" for a benchmar
 TAG_TRIAL = "sweeplab.trial_number"
 TAG_STATE = "sweeplab.state"
 TAG_MODEL = "sweeplab.model"
+TAG_LOGGED_MODEL = "sweeplab.logged_model"  # artifact path of a model a user function logged (trial.log_model)
 TAG_REFIT_MATCHES = "sweeplab.refit_matches_trial"
 TAG_PACKAGE_ERROR = "sweeplab.package_error"
 TAG_BENCH = "sweeplab.bench"

@@ -42,7 +42,12 @@ class TrialTicket:
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """What a worker returns for one trial."""
+    """What a worker returns for one trial.
+
+    ``artifacts``: files for the trial's MLflow child run, by artifact path (content:
+    bytes, str, or a mapping written as JSON). ``warnings``: mistakes of a user function
+    worth saying on the driver's stderr (e.g. a report without the study's metric).
+    """
 
     number: int
     state: str
@@ -53,6 +58,7 @@ class TrialOutcome:
     duration: float = 0.0
     started_at: float = 0.0
     artifacts: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The objective contract: what a trial runs on a Ray worker.
 
-An objective gets the trial's resolved hyperparameters, the dataset, a seed and a
-reporter; it trains, calls ``reporter.report(epoch, metrics)`` once per epoch and
-returns its final metrics. It never touches Optuna storage or MLflow: the reporter
-carries the per-epoch values to the study's coordinator, which decides on pruning.
+An objective gets the :class:`~sweeplab.objectives.trial.Trial` (the trial's resolved
+hyperparameters, the dataset, a seed and a reporter); it trains, calls
+``ctx.reporter.report(epoch, metrics)`` once per epoch and returns its final metrics.
+It never touches Optuna storage or MLflow: the reporter carries the per-epoch values to
+the study's coordinator, which decides on pruning.
 """
 
 from __future__ import annotations
@@ -11,61 +12,16 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-if TYPE_CHECKING:
-    from sweeplab.objectives.dataset import Dataset
-    from sweeplab.spec import ObjectiveSpec
+from sweeplab.objectives.trial import NullReporter, Reporter, Trial, TrialPruned
 
-
-class TrialPruned(Exception):
-    """Raised by :meth:`Reporter.report` when the study's pruner stops the trial.
-
-    Objectives let it propagate (Keras callbacks and torch loops both do); the worker
-    turns it into a PRUNED trial whose value is the last reported one.
-    """
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        super().__init__(f"pruned at epoch {epoch}")
+__all__ = ["BaseObjective", "NullReporter", "Reporter", "Trial", "TrialContext", "TrialPruned", "check_metrics"]
 
 
-class Reporter(Protocol):
-    """Receives per-epoch metrics of one trial."""
-
-    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Record metrics of ``epoch`` (1-based). Raises :class:`TrialPruned` to stop."""
-
-
-class NullReporter:
-    """A reporter that records metrics and never prunes (for direct calls and tests)."""
-
-    def __init__(self) -> None:
-        self.history: list[tuple[int, dict[str, float]]] = []
-
-    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.history.append((epoch, dict(metrics)))
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """Everything an objective needs for one trial.
-
-    ``params`` are the resolved hyperparameters (see ``objectives.config.MLPConfig``
-    for the MLP objectives). ``settings`` is the spec's ``objective`` section
-    (``ObjectiveSpec``). ``cpus`` and ``gpus`` are this trial's resource share.
-    """
-
-    params: Mapping[str, Any]
-    dataset: Dataset | None
-    seed: int
-    reporter: Reporter
-    settings: ObjectiveSpec | Mapping[str, Any]
-    cpus: float = 1.0
-    gpus: float = 0.0
-    trial_number: int = 0
-    extras: Mapping[str, Any] = field(default_factory=dict)
+TrialContext = Trial
+"""The objective's view of a trial: the same class as :class:`~sweeplab.objectives.trial.Trial`
+(the name the built-in objectives have always used)."""
 
 
 class BaseObjective(ABC):

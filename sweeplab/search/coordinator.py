@@ -29,6 +29,8 @@ import os
 import socket
 import threading
 import time
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.keys import (
@@ -50,6 +52,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_RETRIES,
     STUDY_ATTR_RUN_IDS,
     STUDY_ATTR_SPEC,
+    STUDY_ATTR_UID,
 )
 from sweeplab.core.records import (
     COMPLETE,
@@ -70,6 +73,7 @@ from sweeplab.search.constraints import (
     evaluate_constraints,
     unsatisfiable_message,
 )
+from sweeplab.search.checkpoints import CheckpointStore, checkpoint_root
 from sweeplab.search.storage import StorageOptions
 
 if TYPE_CHECKING:
@@ -199,9 +203,12 @@ class StudyCoordinator:
     """
 
     def __init__(self, spec_dict: dict[str, Any], storage_url: str, lease_seconds: float = 60.0, *,
-                 storage_options: StorageOptions | None = None) -> None:
+                 storage_options: StorageOptions | None = None, checkpoint_dir: str | None = None) -> None:
         """``storage_options``: the held storage and SQLite's WAL mode (default: both, where
-        the installed Optuna was tested with the held storage; see :class:`StorageOptions`)."""
+        the installed Optuna was tested with the held storage; see :class:`StorageOptions`).
+        ``checkpoint_dir``: where trial checkpoints are kept (default:
+        :func:`~sweeplab.search.checkpoints.checkpoint_root` of ``storage_url``, against this
+        process's working directory; the driver passes its own)."""
         import optuna
 
         from sweeplab.spec import parse_spec
@@ -221,6 +228,10 @@ class StudyCoordinator:
         self._n_outputs: int | None = None
         self._fixed_params: dict[str, Any] = {}  # e.g. a fine-tuned source model's architecture
         self.max_rejections = MAX_REJECTIONS  # constraint rejections in a row before ask gives up
+        self._roots: dict[int, int] = {}  # number -> its lineage's first number, for trials handed out
+        self._checkpoints = CheckpointStore(Path(checkpoint_dir) if checkpoint_dir else checkpoint_root(storage_url),
+                                            self.spec.study, str(self.study.user_attrs.get(STUDY_ATTR_UID, "")))
+        self._checkpoint_lock = threading.Lock()
 
     @_with_db_retry
     def _open_study(self, storage_url: str) -> Any:
@@ -252,6 +263,8 @@ class StudyCoordinator:
         )
         if STUDY_ATTR_SPEC not in study.user_attrs:
             study.set_user_attr(STUDY_ATTR_SPEC, self.spec.to_dict())
+        if STUDY_ATTR_UID not in study.user_attrs:
+            study.set_user_attr(STUDY_ATTR_UID, uuid.uuid4().hex)
         return study
 
     # ----------------------------------------------------------------- queries
@@ -336,6 +349,7 @@ class StudyCoordinator:
             self._live[number] = trial
             self._tickets[number] = ticket
             self._history[number] = []
+            self._roots[number] = root
             return ticket
 
     def _check_constraints(self, trial: Any, params: dict[str, Any]) -> str | None:
@@ -386,6 +400,34 @@ class StudyCoordinator:
                 return False
             trial.report(float(value), step=epoch)
             return bool(trial.should_prune())
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, number: int, data: bytes) -> bool:
+        """Keep ``data`` as the checkpoint of trial ``number``'s lineage (replacing the last);
+        False when the trial is no longer in flight here (its worker must stop)."""
+        with self._lock:
+            root = self._roots.get(number)
+        if root is None:
+            return False
+        with self._checkpoint_lock:
+            self._checkpoints.save(root, data)
+        return True
+
+    def load_checkpoint(self, number: int) -> bytes | None:
+        """The last checkpoint of trial ``number``'s lineage (saved by an earlier attempt), or None."""
+        with self._lock:
+            root = self._roots.get(number)
+        if root is None:
+            return None
+        with self._checkpoint_lock:
+            return self._checkpoints.load(root)
+
+    def _drop_checkpoint(self, root: int) -> None:
+        try:
+            with self._checkpoint_lock:
+                self._checkpoints.drop(root)
+        except OSError as exc:  # a leftover file must not fail a tell
+            log.warning("could not delete the checkpoint of trial lineage %d: %s", root, exc)
 
     # ----------------------------------------------------------------- tell
     @_with_db_retry
@@ -443,6 +485,9 @@ class StudyCoordinator:
             self._live.pop(number, None)
             self._tickets.pop(number, None)
             self._history.pop(number, None)
+            root = self._roots.pop(number, number)
+            if retried_by is None:  # the lineage is over: its checkpoint is of no more use
+                self._drop_checkpoint(root)
             return TrialRecord(
                 number=number,
                 state=COMPLETE if state == COMPLETE else PRUNED if state == PRUNED else FAILED,
@@ -520,6 +565,8 @@ class StudyCoordinator:
                     continue
                 retried_by = self._enqueue_retry(frozen.number, frozen.user_attrs, ticket, frozen.system_attrs,
                                                  INTERRUPTED)
+                if retried_by is None:
+                    self._drop_checkpoint(int(frozen.user_attrs.get(ATTR_ROOT, frozen.number)))
                 reaped.append(
                     TrialRecord(
                         number=frozen.number,

@@ -236,7 +236,7 @@ class InProcessExecutor:
 
     def start(self, ticket: TrialTicket) -> None:
         reporter = LocalReporter(self._coordinator, ticket.number, self._cancelled)
-        future = self._pool.submit(execute_trial, ticket, *self._args, None, self._cpus, 0.0, reporter)
+        future = self._pool.submit(execute_trial, ticket, *self._args, self._coordinator, self._cpus, 0.0, reporter)
         self._running[future] = ticket
 
     def collect(self, timeout: float) -> list[tuple[TrialTicket, TrialOutcome]]:

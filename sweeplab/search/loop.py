@@ -8,7 +8,9 @@ the constraints reject every proposal, the study's first ``fail_fast`` trials al
 with the same error (a bug in the objective or the data, not bad luck of the params), or
 it is stopped (Ctrl-C or ``stop``). Then the trials in flight are cancelled and told
 INTERRUPTED, so they are retried on resume without spending ``max_retries``. Each
-trial that fails for good is passed to ``on_failure`` as it happens.
+trial that fails for good is passed to ``on_failure`` as it happens; each distinct
+warning a trial brings back (a user function's mistake, see ``TrialOutcome.warnings``)
+is logged once per run.
 
 The loop knows neither Ray nor MLflow: it talks to a :class:`~sweeplab.search.executor.
 Coordinator`, a :class:`~sweeplab.search.executor.TrialExecutor` and a :class:`TrialTracker`.
@@ -96,6 +98,7 @@ class TrialLoop:
         self.exhausted = False
         self.error: SweeplabError | None = None
         self._last_renew = time.time()
+        self._warned: set[str] = set()
 
     def run(self) -> LoopResult:
         try:
@@ -144,8 +147,9 @@ class TrialLoop:
         if self.settings.check_exhausted:
             self.exhausted = self.coordinator.is_exhausted()
         self.tracker.trial_finished(record)
-        if record.state == "COMPLETE" and outcome.artifacts:
+        if outcome.artifacts:
             self.tracker.trial_artifacts(record.number, outcome.artifacts)
+        self._warn(record.number, outcome.warnings)
         if record.retried_by is None:
             self.finished += 1
             self._watch_failures(record)
@@ -157,6 +161,13 @@ class TrialLoop:
             self.progress.update(record, self.best)
         if self.on_record is not None:
             self.on_record(record)
+
+    def _warn(self, number: int, warnings: list[str]) -> None:
+        """Say each distinct warning of the trials once per run, on the driver's log (stderr)."""
+        for text in warnings:
+            if text not in self._warned:
+                self._warned.add(text)
+                log.warning("trial %d: %s", number, text)
 
     def _watch_failures(self, record: TrialRecord) -> None:
         """Report a trial that failed for good; stop the study when its first ``fail_fast``

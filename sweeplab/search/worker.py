@@ -3,23 +3,34 @@
 :func:`execute_trial` is wrapped as a Ray task by the driver. Ray reuses worker
 processes between tasks, and objectives are cached per process in
 :data:`_OBJECTIVES`, so torch or TensorFlow are imported once per worker, not once
-per trial. Every exception of the objective becomes a FAIL outcome carrying its
-reason; only the death of the worker process itself escapes (as a Ray error the
-driver turns into a lost, retried trial).
+per trial. Every exception of the objective (``SystemExit`` included) becomes a FAIL
+outcome carrying its reason; :class:`~sweeplab.objectives.trial.TrialPruned` (or Optuna's
+``TrialPruned``) a PRUNED one; only the death of the worker process itself escapes (as a
+Ray error the driver turns into a lost, retried trial).
+
+The :class:`~sweeplab.objectives.trial.Trial` gets its study through
+:class:`~sweeplab.objectives.trial.TrialHooks`: checkpoints go to the coordinator (an
+actor, or a local object in-process), models are saved by
+:mod:`sweeplab.tracking.trial_models` here and travel back in the outcome's
+``artifacts`` with the files the function logged, whatever the trial's end; mistakes
+the trial noticed travel in ``warnings``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import socket
+import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.records import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
-from sweeplab.objectives.base import BaseObjective, TrialContext, TrialPruned, check_metrics
+from sweeplab.objectives.base import BaseObjective, check_metrics
+from sweeplab.objectives.trial import Trial, TrialHooks, TrialPruned
 from sweeplab.registry.names import FRAMEWORK_NAMES, FRAMEWORKS_BY_NAME, MLP_FRAMEWORKS
 
 if TYPE_CHECKING:
@@ -64,12 +75,18 @@ class CoordinatorReporter:
             ray.get(refs)
 
 
-def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
+def get_objective(framework: str, callable_path: str | None,
+                  user_fn: Callable[[Trial], Any] | None = None) -> BaseObjective:
     """Return this process's objective instance for ``framework`` (imported on first use,
-    from the framework's registry entry)."""
+    from the framework's registry entry). ``user_fn``: a ``python`` objective's function
+    itself, used instead of ``callable_path`` (a new objective each call: it is cheap, and
+    each Ray task gets its own copy of the function)."""
     entry = FRAMEWORKS_BY_NAME.get(framework)
     if entry is None:
         raise ValueError(f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_NAMES)}")
+    if user_fn is not None and not entry.mlp:
+        module, _, cls = entry.objective.partition(":")
+        return getattr(importlib.import_module(module), cls)(user_fn)  # type: ignore[no-any-return]
     key = (framework, None if entry.mlp else callable_path)
     objective = _OBJECTIVES.get(key)
     if objective is None:
@@ -119,6 +136,38 @@ def trial_artifacts(framework: str, objective: Any, dataset: Dataset | None, met
         return {"evaluation_error.txt": f"{type(exc).__name__}: {exc}"}
 
 
+def trial_hooks(coordinator: Any, number: int) -> TrialHooks:
+    """How trial ``number`` reaches its study: checkpoints through ``coordinator`` (the actor,
+    a local :class:`~sweeplab.search.coordinator.StudyCoordinator`, or None: kept in the
+    trial only), models saved by :func:`sweeplab.tracking.trial_models.save_model_files`."""
+
+    def save_model(model: Any, input_example: Any, dataset: Any) -> dict[str, bytes]:
+        from sweeplab.tracking.trial_models import save_model_files
+
+        return save_model_files(model, input_example, dataset)
+
+    if coordinator is None:
+        return TrialHooks(save_model=save_model)
+    if hasattr(coordinator.save_checkpoint, "remote"):  # a Ray actor handle
+        import ray
+
+        def save_remote(data: bytes) -> None:
+            ray.get(coordinator.save_checkpoint.remote(number, data))
+
+        def load_remote() -> bytes | None:
+            return ray.get(coordinator.load_checkpoint.remote(number))  # type: ignore[no-any-return]
+
+        return TrialHooks(save_checkpoint=save_remote, load_checkpoint=load_remote, save_model=save_model)
+
+    def save_local(data: bytes) -> None:
+        coordinator.save_checkpoint(number, data)
+
+    def load_local() -> bytes | None:
+        return coordinator.load_checkpoint(number)  # type: ignore[no-any-return]
+
+    return TrialHooks(save_checkpoint=save_local, load_checkpoint=load_local, save_model=save_model)
+
+
 def execute_trial(
     ticket: TrialTicket,
     dataset: Dataset | None,
@@ -128,48 +177,86 @@ def execute_trial(
     cpus: float = 1.0,
     gpus: float = 0.0,
     reporter: Any = None,
+    user_fn: Callable[[Trial], Any] | None = None,
 ) -> TrialOutcome:
-    """Run one trial and describe how it ended. Never raises for objective errors."""
+    """Run one trial and describe how it ended. Never raises for objective errors.
+
+    ``reporter``: where epochs go (default: the coordinator actor); ``user_fn``: a python
+    objective's function itself, used instead of ``settings.callable``.
+    """
     started = time.time()
     sender = None if reporter is not None else CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
     node = f"{node_name()} pid={os.getpid()}"
+    trial = Trial(
+        params=ticket.params,
+        dataset=dataset,
+        seed=ticket.seed,
+        reporter=reporter or sender,
+        settings=settings,
+        cpus=cpus,
+        gpus=gpus,
+        trial_number=ticket.number,
+        extras={"metric": metric_names[0] if metric_names else "value"},
+        attempt=ticket.attempt,
+        metric_names=tuple(metric_names),
+        prunable=ticket.prunable,
+        hooks=trial_hooks(coordinator, ticket.number),
+    )
     try:
-        return _run_trial(ticket, dataset, settings, metric_names, cpus, gpus, reporter or sender, started, node)
+        outcome = _run_trial(ticket, trial, dataset, settings, metric_names, user_fn, started, node)
     finally:
         if sender is not None:
             sender.finish()  # every report recorded before the driver tells the trial
+    extra = trial.artifacts
+    warnings = trial.warnings() if outcome.state != FAILED else []
+    if not extra and not warnings:
+        return outcome
+    return dataclasses.replace(outcome, artifacts={**outcome.artifacts, **extra},
+                               warnings=[*outcome.warnings, *warnings])
 
 
-def _run_trial(ticket: TrialTicket, dataset: Dataset | None, settings: ObjectiveSpec, metric_names: list[str],
-               cpus: float, gpus: float,
-               reporter: Any, started: float, node: str) -> TrialOutcome:
+def _pruned(ticket: TrialTicket, epoch: int | None, node: str, started: float,
+            warnings: list[str] | None = None) -> TrialOutcome:
+    reason = "pruned" if epoch is None else f"pruned at epoch {epoch}"
+    return TrialOutcome(ticket.number, PRUNED, {}, reason=reason, pruned_epoch=epoch, node=node,
+                        duration=time.time() - started, started_at=started, warnings=list(warnings or []))
+
+
+def _is_optuna_pruned(exc: BaseException) -> bool:
+    optuna_exceptions = sys.modules.get("optuna.exceptions")
+    return optuna_exceptions is not None and isinstance(exc, optuna_exceptions.TrialPruned)
+
+
+def _run_trial(ticket: TrialTicket, trial: Trial, dataset: Dataset | None, settings: ObjectiveSpec,
+               metric_names: list[str], user_fn: Callable[[Trial], Any] | None, started: float,
+               node: str) -> TrialOutcome:
+    def failed(reason: str) -> TrialOutcome:
+        return TrialOutcome(ticket.number, FAILED, {}, reason=reason, node=node, duration=time.time() - started,
+                            started_at=started)
+
     try:
-        objective = get_objective(ticket.framework, getattr(settings, "callable", None))
-        ctx = TrialContext(
-            params=ticket.params,
-            dataset=dataset,
-            seed=ticket.seed,
-            reporter=reporter,
-            settings=settings,
-            cpus=cpus,
-            gpus=gpus,
-            trial_number=ticket.number,
-            extras={"metric": metric_names[0] if metric_names else "value"},
-        )
-        raw = objective.run(ctx)
+        objective = get_objective(ticket.framework, getattr(settings, "callable", None), user_fn)
+        raw = objective.run(trial)
+        swallowed = trial.pruned_and_swallowed
+        if swallowed is not None:
+            # The pruner's decision stands even when the function caught the signal and went on.
+            return _pruned(ticket, swallowed, node, started, [
+                f"the function caught TrialPruned (epoch {swallowed}) and went on; the trial is PRUNED anyway. "
+                "Let it propagate (it is not an Exception: `except Exception` does not catch it), or report with "
+                "raise_pruned=False and ask trial.should_prune()"])
         metrics = check_metrics(raw, metric_names)
         artifacts = trial_artifacts(ticket.framework, objective, dataset, metrics)
         return TrialOutcome(ticket.number, COMPLETE, metrics, node=node, duration=time.time() - started,
                             started_at=started, artifacts=artifacts)
     except TrialPruned as pruned:
-        return TrialOutcome(ticket.number, PRUNED, {}, reason=f"pruned at epoch {pruned.epoch}",
-                            pruned_epoch=pruned.epoch, node=node, duration=time.time() - started, started_at=started)
+        return _pruned(ticket, pruned.epoch if pruned.epoch is not None else trial.last_epoch, node, started)
     except MemoryError as exc:
-        reason = f"MemoryError: out of memory ({exc}); lower batch_size/units or give trials more memory"
-        return TrialOutcome(ticket.number, FAILED, {}, reason=reason, node=node, duration=time.time() - started,
-                            started_at=started)
+        return failed(f"MemoryError: out of memory ({exc}); lower batch_size/units or give trials more memory")
+    except SystemExit as exc:
+        return failed(f"SystemExit: the objective called sys.exit({exc.code!r}); raise an exception or return "
+                      "a value instead")
     except Exception as exc:
+        if _is_optuna_pruned(exc):
+            return _pruned(ticket, trial.last_epoch, node, started)
         tb = traceback.format_exc(limit=-3)
-        reason = f"{type(exc).__name__}: {exc}\n{tb}"
-        return TrialOutcome(ticket.number, FAILED, {}, reason=reason, node=node, duration=time.time() - started,
-                            started_at=started)
+        return failed(f"{type(exc).__name__}: {exc}\n{tb}")

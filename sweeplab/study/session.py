@@ -125,11 +125,15 @@ def open_session(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
 
 
 def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+    from sweeplab.objectives.python_callable import check_objective_callable
+    from sweeplab.search.checkpoints import checkpoint_root
     from sweeplab.search.coordinator import StudyCoordinator
 
+    check_objective_callable(spec.objective, spec.source)
     dataset = load_study_dataset(spec, options.tracking_uri)
     coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
-                                   storage_options=options.storage_options)
+                                   storage_options=options.storage_options,
+                                   checkpoint_dir=str(checkpoint_root(options.storage_url)))
     mark("coordinator")
     tracker = _open_tracking(spec, options, coordinator, None)
     mark("mlflow_open")
@@ -144,19 +148,21 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     import ray
 
     from sweeplab.search import preflight
+    from sweeplab.search.checkpoints import checkpoint_root
     from sweeplab.search.coordinator import StudyCoordinator
 
     address = options.address or os.environ.get("RAY_ADDRESS") or None
     preflight.check_ray_address(address)
     preflight.check_tracking_server(options.tracking_uri)
+    init_kwargs = _ray_init_kwargs(spec, options, address)
     if address:
-        init_ray(address, **options.ray_init_kwargs)
+        init_ray(address, **init_kwargs)
         if not options.allow_local_stores:
             preflight.check_stores_reach_cluster(options.storage_url, options.tracking_uri, address)
     mark("preflight")
     preparing = _Preparation(spec, options)
     owns_ray = not ray.is_initialized()
-    init_ray(address, **options.ray_init_kwargs)
+    init_ray(address, **init_kwargs)
     mark("ray_init")
     if options.warm_workers:
         _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
@@ -173,7 +179,8 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
     actor = actor_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
-    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds, storage_options=options.storage_options)
+    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds, storage_options=options.storage_options,
+             checkpoint_dir=str(checkpoint_root(options.storage_url)))
     coordinator = RemoteCoordinator(actor)
     try:
         coordinator.study_attrs()
@@ -190,6 +197,29 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, dataset_ref=dataset_ref,
                         actor=actor,
                         owns_ray=owns_ray)
+
+
+def _ray_init_kwargs(spec: StudySpec, options: RunOptions, address: str | None) -> dict[str, Any]:
+    """``ray.init``'s arguments: ``options.ray_init_kwargs``, plus, when joining a cluster at
+    ``address``, a job ``runtime_env`` that ships a file callable's folder to every worker
+    (Ray takes local folders at the job level only). A local Ray reads the file in place; a
+    Ray started by the caller, or a ``working_dir`` of the caller's own, is left as it is."""
+    from sweeplab.objectives.python_callable import code_runtime_env
+
+    kwargs = dict(options.ray_init_kwargs)
+    env = code_runtime_env(getattr(spec.objective, "callable", None)) if address else None
+    if env is None:
+        return kwargs
+    import ray
+
+    given = dict(kwargs.get("runtime_env") or {})
+    if ray.is_initialized() or "working_dir" in given:
+        log.warning("objective.callable %s is not shipped to the cluster's workers: Ray was started with its own "
+                    "runtime_env (or before the study); give it runtime_env={'working_dir': %r} so every node "
+                    "has the file", spec.objective.callable, env["working_dir"])
+        return kwargs
+    kwargs["runtime_env"] = {**given, **env, "env_vars": {**dict(given.get("env_vars") or {}), **env["env_vars"]}}
+    return kwargs
 
 
 def _open_tracking(spec: StudySpec, options: RunOptions, coordinator: Coordinator, tracker: Any) -> Any:
@@ -277,7 +307,8 @@ class _Preparation:
     """The study's own start-up work, on a thread while Ray starts (here and now, before Ray
     starts, without ``options.overlap_startup``).
 
-    In order: load the dataset (a DataError here touches no store), check that the
+    In order: import a python objective's callable in a subprocess (a SpecError for a
+    typo), load the dataset (a DataError here touches no store), check that the
     constraints can hold, create or open the Optuna storage (its schema exists before
     any worker starts), then import MLflow and open its store. :meth:`result` waits and
     returns ``(dataset, tracker)``, re-raising the first error. The tracker is None when
@@ -299,8 +330,10 @@ class _Preparation:
     def _run(self) -> None:
         spec, options = self.spec, self.options
         try:
+            from sweeplab.objectives.python_callable import check_objective_callable
             from sweeplab.search.storage import open_storage
 
+            check_objective_callable(spec.objective, spec.source)  # a typo is a spec problem: exit 2
             self.dataset = load_study_dataset(spec, options.tracking_uri)
             if self.dataset is not None and spec.constraints:
                 from sweeplab.search.constraints import check_satisfiable

@@ -10,7 +10,8 @@ child run: it lives in Optuna only (PRUNED, attrs ``sweeplab.rejected`` and
 
 Requests per trial: create the run (tags), one ``log_batch`` with params, per-epoch
 metrics and final metrics, and one ``update_run`` with the terminal status; a COMPLETE
-torch/keras trial adds one artifact upload (its ``evaluation.json``). They go through
+torch/keras trial adds one artifact upload (its ``evaluation.json``), and so does a user
+function's trial that logged a model or files (``trial.log_model``, ``trial.log_artifact``). They go through
 :class:`~sweeplab.tracking.writer.TrackingWriter`, off the driver's loop. Once per
 study, the best trial's run gets its model and evaluation files (one folder upload and
 one ``log_batch`` of tags; see :mod:`sweeplab.study.packaging`).
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.core.errors import StorageError
-from sweeplab.core.keys import ROLE_PARENT, TAG_ROLE, TAG_STATE, TAG_STUDY, TAG_TRIAL
+from sweeplab.core.keys import ROLE_PARENT, TAG_LOGGED_MODEL, TAG_ROLE, TAG_STATE, TAG_STUDY, TAG_TRIAL
 from sweeplab.core.records import FAILED, StudySummary, TrialDigest, TrialRecord
 
 log = logging.getLogger("sweeplab.tracking")
@@ -337,9 +338,12 @@ class StudyTracker:
         self.writer.submit(f"artifacts of {what} ({len(blobs)} file(s))", upload)
 
     def trial_artifacts(self, number: int, files: Mapping[str, bytes | str | Mapping[str, Any]]) -> None:
-        """Queue ``files`` (e.g. ``evaluation.json``) into trial ``number``'s child run."""
+        """Queue ``files`` (e.g. ``evaluation.json``, what a user function logged) into trial
+        ``number``'s child run; a model a user function logged (``model/MLmodel``) also tags
+        the run ``sweeplab.logged_model=model``."""
         if files:
-            self.log_artifacts(None, files, trial=number)
+            tags = {TAG_LOGGED_MODEL: "model"} if "model/MLmodel" in files else None
+            self.log_artifacts(None, files, trial=number, tags=tags)
 
     def _log_batch(
         self,
