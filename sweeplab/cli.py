@@ -229,7 +229,9 @@ def _summary_text(s: StudySummary) -> str:
         if s.best_run_id:
             lines.append(f"mlflow run {s.best_run_id}")
         model = (s.run.best_model if s.run is not None else None) or {}
-        if model.get("model_uri"):
+        if model.get("logged_by_function"):
+            lines.append(f"model      {model['model_uri']} (logged by the function: trial.log_model)")
+        elif model.get("model_uri"):
             lines.append(f"model      {model['model_uri']} (mlflow.pyfunc: raw rows -> labels)")
         elif model.get("reason"):
             lines.append(f"model      not logged: {model['reason']}")

@@ -89,10 +89,10 @@ def load_file_module(file: str, shipped: tuple[str, str] | None = None) -> Any:
         except ValueError:
             pass
     if not path.is_file():
-        folder = path.parent
-        if not folder.is_dir():
-            raise CallableRefError("no_file", f"file {str(path)!r} does not exist (nor does its folder {str(folder)!r})")
-        names = sorted(p.name for p in folder.glob("*.py"))
+        parent = path.parent
+        if not parent.is_dir():
+            raise CallableRefError("no_file", f"file {str(path)!r} does not exist (nor does its folder)")
+        names = sorted(p.name for p in parent.glob("*.py"))
         listing = f"; the .py files there: {', '.join(names[:12])}" if names else "; that folder holds no .py file"
         raise CallableRefError("no_file", f"file {str(path)!r} does not exist", path.name, names, listing)
     name = path.stem
@@ -101,9 +101,9 @@ def load_file_module(file: str, shipped: tuple[str, str] | None = None) -> Any:
                                            "be a Python identifier: letters, digits, _); rename it")
     existing = sys.modules.get(name)
     if existing is not None and not _same_file(getattr(existing, "__file__", None), path):
+        origin = getattr(existing, "__file__", None) or "Python itself"
         raise CallableRefError("shadowed", f"{path.name} is imported as module {name!r}, but a module of that name is "
-                                           f"already imported from {getattr(existing, '__file__', None) or 'Python itself'}"
-                                           "; rename the file")
+                                           f"already imported from {origin}; rename the file")
     folder = str(path.parent)
     if not sys.path or sys.path[0] != folder:
         sys.path.insert(0, folder)

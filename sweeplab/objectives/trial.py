@@ -110,8 +110,9 @@ class Trial:
     - ``gpus``: the trial's GPU share (``resources.gpu``, fractions allowed).
     - ``dataset``: the spec's ``objective.dataset`` loaded, split and scaled once per
       study (:class:`~sweeplab.objectives.dataset.Dataset`: ``X_train``, ``y_train``,
-      ``X_val``, ``y_val``, ``X_test``, ``y_test`` as numpy arrays, float32 features), or
-      None when the spec names no dataset.
+      ``X_val``, ``y_val``, ``X_test``, ``y_test`` as numpy arrays, float32 features;
+      read-only, shared by the trials of a machine: ``torch.tensor(a)`` copies), or None
+      when the spec names no dataset.
     - ``options``: the spec's ``objective.options`` (a copy: plain data, free to change).
     - ``epochs``: the spec's ``objective.epochs`` (what a training loop may run up to;
       Hyperband's ``max_resource`` defaults to it).

@@ -66,6 +66,7 @@ from sweeplab.core.records import (
     TrialRecord,
     TrialTicket,
 )
+from sweeplab.search.checkpoints import CheckpointStore, checkpoint_root
 from sweeplab.search.constraints import (
     MAX_REJECTIONS,
     ConstraintUnsatisfiable,
@@ -73,7 +74,6 @@ from sweeplab.search.constraints import (
     evaluate_constraints,
     unsatisfiable_message,
 )
-from sweeplab.search.checkpoints import CheckpointStore, checkpoint_root
 from sweeplab.search.storage import StorageOptions
 
 if TYPE_CHECKING:

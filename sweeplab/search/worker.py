@@ -187,11 +187,12 @@ def execute_trial(
     started = time.time()
     sender = None if reporter is not None else CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
     node = f"{node_name()} pid={os.getpid()}"
+    channel: Any = reporter if reporter is not None else sender
     trial = Trial(
         params=ticket.params,
         dataset=dataset,
         seed=ticket.seed,
-        reporter=reporter or sender,
+        reporter=channel,
         settings=settings,
         cpus=cpus,
         gpus=gpus,

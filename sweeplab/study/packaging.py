@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.keys import TAG_MODEL, TAG_PACKAGE_ERROR, TAG_REFIT_MATCHES
+from sweeplab.core.keys import TAG_LOGGED_MODEL, TAG_MODEL, TAG_PACKAGE_ERROR, TAG_REFIT_MATCHES
 from sweeplab.core.records import StudySummary, TrialTicket
 from sweeplab.registry.names import MLP_FRAMEWORKS
 from sweeplab.search.coordinator import ticket_for_trial
@@ -186,6 +186,16 @@ def _str_values(values: Mapping[str, Any] | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- driver side
 
 
+def _logged_by_function(tracker: Any, run_id: str, framework: str) -> dict[str, Any]:
+    """What a user function's best trial logged itself (``trial.log_model``): its model's URI, or why none."""
+    tracker.writer.wait_idle(timeout=30.0)  # the trial's artifacts and tag are queued behind its run
+    if tracker.client.get_run(run_id).data.tags.get(TAG_LOGGED_MODEL):
+        return {"packaged": False, "logged_by_function": True, "run_id": run_id,
+                "model_uri": f"runs:/{run_id}/model", "reason": "logged by the objective function (trial.log_model)"}
+    return {"packaged": False, "reason": f"framework {framework!r} trains no model itself and the function "
+                                         "logged none (trial.log_model)"}
+
+
 def package_best_trial(
     spec: StudySpec,
     summary: StudySummary,
@@ -197,7 +207,8 @@ def package_best_trial(
     """Re-fit the study's best trial on a Ray worker and log its model and evaluation.
 
     Skipped (``{"packaged": False, "reason": ...}``) for multi-objective studies, studies
-    without a COMPLETE trial, python objectives, a best run not known, or a best run that
+    without a COMPLETE trial, python objectives (``model_uri`` and ``logged_by_function``
+    when the function logged a model itself), a best run not known, or a best run that
     already holds a model (a resumed, finished study). Otherwise the artifacts go into the
     best trial's child run through ``tracker.log_artifacts`` (queued, retried), with tags
     ``sweeplab.model=model`` and ``sweeplab.refit_matches_trial`` (``true`` when the
@@ -225,7 +236,7 @@ def package_best_trial(
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
         ticket = ticket_for_trial(spec, trial)
         if ticket.framework not in MODEL_FRAMEWORKS:
-            return {"packaged": False, "reason": f"framework {ticket.framework!r} trains no model"}
+            return _logged_by_function(tracker, run_id, ticket.framework)
         rows = raw_example(spec)
         task = ray.remote(max_retries=0)(fit_and_package)
         ref = task.options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu).remote(

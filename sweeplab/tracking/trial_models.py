@@ -60,6 +60,9 @@ def _example(input_example: Any, dataset: Any, flavor: str) -> Any:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(example, torch.Tensor):
         example = example.detach().cpu().numpy()
+    flags = getattr(example, "flags", None)
+    if flags is not None and not flags.writeable:  # rows of the shared, read-only dataset
+        example = example.copy()
     return example
 
 

@@ -81,7 +81,7 @@ def test_pruned_escapes_except_exception_and_should_prune_tells_the_last_decisio
         for epoch in (1, 2, 3):
             try:
                 trial.report(epoch, 0.1)
-            except Exception as exc:  # noqa: BLE001 - what a careless loop does
+            except Exception as exc:  # what a careless loop does
                 caught.append(exc)
     assert caught == [] and info.value.epoch == 2 and trial.should_prune()
     assert not issubclass(TrialPruned, Exception)
@@ -112,7 +112,7 @@ def test_a_checkpoint_that_cannot_be_pickled_is_refused_at_once():
     trial = make()
     assert trial.restore() is None  # a trial outside a study has no earlier attempt
     trial.checkpoint({"epoch": 3, "weights": np.arange(3)})
-    with pytest.raises(Exception, match="pickle|Can't"):
+    with pytest.raises(Exception, match=r"pickle|Can't"):
         trial.checkpoint(lambda: 1)
 
 

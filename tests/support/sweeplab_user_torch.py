@@ -16,8 +16,8 @@ def train(trial):
     """A small MLP on the study's dataset; reports val_accuracy each epoch and logs the model."""
     ds = trial.dataset
     seed_ok = torch.initial_seed() == trial.seed
-    x_train, y_train = torch.from_numpy(ds.X_train), torch.from_numpy(ds.y_train)
-    x_val, y_val = torch.from_numpy(ds.X_val), torch.from_numpy(ds.y_val)
+    x_train, y_train = torch.tensor(ds.X_train), torch.tensor(ds.y_train)
+    x_val, y_val = torch.tensor(ds.X_val), torch.tensor(ds.y_val)
     model = nn.Sequential(nn.Linear(ds.n_features, int(trial.params["units"])), nn.ReLU(),
                           nn.Dropout(0.1), nn.Linear(int(trial.params["units"]), ds.n_outputs)).to(trial.device)
     opt = torch.optim.Adam(model.parameters(), lr=float(trial.params["lr"]))
