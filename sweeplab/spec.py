@@ -55,6 +55,7 @@ __all__ = [
     "Resources",
     "SamplerSpec",
     "StudySpec",
+    "absolute_callable",
     "apply_overrides",
     "load_spec",
     "parse_spec",
@@ -852,11 +853,11 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     if isinstance(data, Mapping) and overrides:
         data = apply_overrides(data, overrides)
     if isinstance(data, Mapping):
-        data = _absolute_callable(data, Path(path).parent)
+        data = absolute_callable(data, Path(path).parent)
     return parse_spec(data, str(path))
 
 
-def _absolute_callable(data: Mapping[str, Any], folder: Path) -> Mapping[str, Any]:
+def absolute_callable(data: Mapping[str, Any], folder: str | Path) -> Mapping[str, Any]:
     """``data`` with a relative ``objective.callable`` file path made absolute against ``folder``
     (the spec file's), so that the study finds the file from any working directory."""
     objective = data.get("objective")

@@ -57,6 +57,7 @@ from sweeplab.spec import (
     SAMPLERS,
     TOP_KEYS,
     StudySpec,
+    absolute_callable,
     apply_overrides,
     parse_spec,
     read_spec_file,
@@ -467,4 +468,6 @@ def load_bench_spec(path: str | Path, overrides: Mapping[str, Any] | None = None
     data = read_spec_file(path, "bench spec", "`bench`, `metric`, `objective` and `space`")
     if isinstance(data, Mapping) and overrides:
         data = apply_overrides(data, overrides)
+    if isinstance(data, Mapping):
+        data = absolute_callable(data, Path(path).parent)  # a file callable is relative to the bench spec
     return parse_bench_spec(data, source)

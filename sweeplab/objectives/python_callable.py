@@ -104,13 +104,16 @@ def probe_in_subprocess(ref: str, timeout: float = CALLABLE_CHECK_TIMEOUT_S) -> 
     return {"ok": None, "message": f"importing it ended the checking process (exit {out.returncode}: {tail[:300]})"}
 
 
-def check_callable(ref: str, timeout: float = CALLABLE_CHECK_TIMEOUT_S) -> tuple[list[str], list[str]]:
-    """Import ``ref`` in a subprocess and check it takes one argument; return ``(problems,
-    warnings)`` as messages (a problem means the study cannot run)."""
+def check_callable(ref: str, timeout: float = CALLABLE_CHECK_TIMEOUT_S,
+                   isolated: bool = True) -> tuple[list[str], list[str]]:
+    """Import ``ref`` and check it takes one argument, in a subprocess (``isolated``, the
+    driver's way: it imports no user code) or here (where the trials will import it
+    anyway); return ``(problems, warnings)`` as messages (a problem means the study cannot
+    run)."""
     key = _check_key(ref)
     if key in _CHECKED:
         return [], []
-    result = probe_in_subprocess(ref, timeout)
+    result = probe_in_subprocess(ref, timeout) if isolated else callable_probe.probe(ref)
     if result.get("ok"):
         _CHECKED.add(key)
         return [], []
@@ -122,14 +125,14 @@ def check_callable(ref: str, timeout: float = CALLABLE_CHECK_TIMEOUT_S) -> tuple
 
 
 def check_objective_callable(objective: ObjectiveSpec, source: str = "spec",
-                             timeout: float = CALLABLE_CHECK_TIMEOUT_S) -> None:
+                             timeout: float = CALLABLE_CHECK_TIMEOUT_S, isolated: bool = True) -> None:
     """For a ``python`` objective: raise SpecError (exit 2) when ``objective.callable``
     cannot be imported or called with one argument; log a warning when the check could not
-    tell (a timeout). Nothing for other objectives."""
+    tell (a timeout). Nothing for other objectives. ``isolated``: see :func:`check_callable`."""
     ref = getattr(objective, "callable", None)
     if objective.framework != "python" or not ref:
         return
-    problems, warnings = check_callable(ref, timeout)
+    problems, warnings = check_callable(ref, timeout, isolated)
     for warning in warnings:
         log.warning("%s", warning)
     if problems:

@@ -20,11 +20,14 @@ import importlib.util
 import operator
 import os
 import pickle
+import random
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
@@ -86,7 +89,7 @@ class TrialHooks:
 class Trial:
     """One trial of a study, as a training function sees it.
 
-    Attributes (read-only):
+    Attributes (set by sweeplab; read them, do not change them):
 
     - ``params``: the sampled hyperparameters, by the names of the spec's ``space``.
     - ``number``: the trial's number in the Optuna study (a retry has its own number).
@@ -371,14 +374,8 @@ def _number(value: Any, what: str) -> float:
 
 def seed_libraries(seed: int) -> None:
     """Seed ``random``, numpy, and torch / Keras / TensorFlow where already imported (see :class:`Trial`)."""
-    import random
-
     random.seed(seed)
-    numpy = sys.modules.get("numpy")
-    if numpy is None and importlib.util.find_spec("numpy") is not None:
-        import numpy
-    if numpy is not None:
-        numpy.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "manual_seed"):
         torch.manual_seed(seed)

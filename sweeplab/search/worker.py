@@ -138,8 +138,9 @@ def trial_artifacts(framework: str, objective: Any, dataset: Dataset | None, met
 
 def trial_hooks(coordinator: Any, number: int) -> TrialHooks:
     """How trial ``number`` reaches its study: checkpoints through ``coordinator`` (the actor,
-    a local :class:`~sweeplab.search.coordinator.StudyCoordinator`, or None: kept in the
-    trial only), models saved by :func:`sweeplab.tracking.trial_models.save_model_files`."""
+    a local :class:`~sweeplab.search.coordinator.StudyCoordinator`, or None: none kept, as
+    when packaging re-fits a trial), models saved by
+    :func:`sweeplab.tracking.trial_models.save_model_files`."""
 
     def save_model(model: Any, input_example: Any, dataset: Any) -> dict[str, bytes]:
         from sweeplab.tracking.trial_models import save_model_files

@@ -129,7 +129,7 @@ def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str],
     from sweeplab.search.checkpoints import checkpoint_root
     from sweeplab.search.coordinator import StudyCoordinator
 
-    check_objective_callable(spec.objective, spec.source)
+    check_objective_callable(spec.objective, spec.source, isolated=False)  # the trials import it here anyway
     dataset = load_study_dataset(spec, options.tracking_uri)
     coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
                                    storage_options=options.storage_options,

@@ -75,3 +75,16 @@ def test_a_module_that_hangs_when_imported_is_not_checked_but_said(tmp_path, mon
     problems, _ = check_callable(f"{tmp_path / 'broken.py'}:train")
     assert "raised ModuleNotFoundError: No module named 'not_a_module_anywhere'" in problems[0]
     assert "broken.py, line 1" in problems[0]
+
+
+def test_an_in_process_study_checks_its_callable_here_before_anything_is_created(stores):
+    from sweeplab_testkit import bowl_spec, run
+
+    from sweeplab.core.errors import SpecError
+
+    spec = bowl_spec(objective={"framework": "python", "callable": "sweeplab_user_functions:inspcet"})
+    with pytest.raises(SpecError, match=r"objective.callable: .*no attribute 'inspcet' \(did you mean `inspect`\?\)"):
+        run(spec, stores, executor="in-process")
+    import optuna
+
+    assert optuna.get_all_study_names(stores["storage"]) == []
