@@ -27,11 +27,16 @@ def load_callable(path: str) -> Callable[[TrialContext], Any]:
 
 
 class CallableObjective(BaseObjective):
-    """Adapts a user function to the objective contract."""
+    """Adapts a user function to the objective contract: ``target`` is its import path
+    (``objective.callable``) or the function itself (``sweeplab.run(spec, objective=fn)``)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fn = load_callable(path)
+    def __init__(self, target: str | Callable[[TrialContext], Any]) -> None:
+        if callable(target):
+            self.fn = target
+            self.path = getattr(target, "__qualname__", None) or repr(target)
+        else:
+            self.path = target
+            self.fn = load_callable(target)
 
     def run(self, ctx: TrialContext) -> dict[str, float]:
         result = self.fn(ctx)

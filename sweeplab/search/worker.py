@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.records import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialTicket
@@ -64,12 +64,18 @@ class CoordinatorReporter:
             ray.get(refs)
 
 
-def get_objective(framework: str, callable_path: str | None) -> BaseObjective:
+def get_objective(framework: str, callable_path: str | None, *, user_fn: Callable[..., Any] | None = None
+                  ) -> BaseObjective:
     """Return this process's objective instance for ``framework`` (imported on first use,
-    from the framework's registry entry)."""
+    from the framework's registry entry). ``user_fn``: the study's function itself (framework
+    python), used instead of ``callable_path``."""
     entry = FRAMEWORKS_BY_NAME.get(framework)
     if entry is None:
         raise ValueError(f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_NAMES)}")
+    if user_fn is not None and not entry.mlp:
+        from sweeplab.objectives.python_callable import CallableObjective
+
+        return CallableObjective(user_fn)
     key = (framework, None if entry.mlp else callable_path)
     objective = _OBJECTIVES.get(key)
     if objective is None:
@@ -128,13 +134,17 @@ def execute_trial(
     cpus: float = 1.0,
     gpus: float = 0.0,
     reporter: Any = None,
+    *,
+    user_fn: Callable[..., Any] | None = None,
 ) -> TrialOutcome:
-    """Run one trial and describe how it ended. Never raises for objective errors."""
+    """Run one trial and describe how it ended. Never raises for objective errors.
+    ``user_fn``: the study's function (framework python) instead of ``settings.callable``."""
     started = time.time()
     sender = None if reporter is not None else CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
     node = f"{node_name()} pid={os.getpid()}"
     try:
-        return _run_trial(ticket, dataset, settings, metric_names, cpus, gpus, reporter or sender, started, node)
+        return _run_trial(ticket, dataset, settings, metric_names, cpus, gpus, reporter or sender, started, node,
+                          user_fn)
     finally:
         if sender is not None:
             sender.finish()  # every report recorded before the driver tells the trial
@@ -142,9 +152,9 @@ def execute_trial(
 
 def _run_trial(ticket: TrialTicket, dataset: Dataset | None, settings: ObjectiveSpec, metric_names: list[str],
                cpus: float, gpus: float,
-               reporter: Any, started: float, node: str) -> TrialOutcome:
+               reporter: Any, started: float, node: str, user_fn: Callable[..., Any] | None = None) -> TrialOutcome:
     try:
-        objective = get_objective(ticket.framework, getattr(settings, "callable", None))
+        objective = get_objective(ticket.framework, getattr(settings, "callable", None), user_fn=user_fn)
         ctx = TrialContext(
             params=ticket.params,
             dataset=dataset,

@@ -71,6 +71,9 @@ class RunOptions:
     executor: str = "ray"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
     fail_fast: int = DEFAULT_FAIL_FAST  # stop when a study's first N trials fail alike (0: never)
+    # The study's function (framework python), instead of the spec's objective.callable: sent to the
+    # trials as it is (by value when defined in __main__, as in a notebook), once per study.
+    objective_fn: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
@@ -135,7 +138,7 @@ def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str],
     mark("mlflow_open")
     finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     executor = InProcessExecutor(coordinator, dataset, spec.objective, list(spec.metric), spec.workers,
-                                 spec.resources.cpu)
+                                 spec.resources.cpu, user_fn=options.objective_fn)
     mark("resume_checks")
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded)
 
@@ -158,7 +161,14 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     owns_ray = not ray.is_initialized()
     init_ray(address, **options.ray_init_kwargs)
     mark("ray_init")
-    if options.warm_workers:
+    try:
+        preflight.check_trial_resources(spec.resources, source=spec.source)
+    except BaseException:
+        preparing.abandon()  # no study, no run was created yet; leave nothing running either
+        if owns_ray:
+            shutdown_own_ray()
+        raise
+    if options.warm_workers and _worth_warming(spec, options):
         _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
     try:
         dataset, tracker = preparing.result()  # bad data raises here, before any store was touched
@@ -185,7 +195,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     dataset_ref = ray.put(dataset)
     executor = RayExecutor(actor, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu,
-                           spec.resources.gpu)
+                           spec.resources.gpu, custom=spec.resources.custom, user_fn=options.objective_fn)
     mark("resume_checks_dataset_put")
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, dataset_ref=dataset_ref,
                         actor=actor,
@@ -291,6 +301,7 @@ class _Preparation:
         self.tracker: Any = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
+        self.abandoned = threading.Event()
         if options.overlap_startup:
             self.thread = in_background(self._run, "sweeplab-prepare")
         else:
@@ -308,9 +319,13 @@ class _Preparation:
                 source = getattr(self.dataset, "init_from", None)
                 check_satisfiable(spec, self.dataset.n_features, self.dataset.n_outputs,
                                   source.architecture() if source is not None else None)
+            if self.abandoned.is_set():
+                return
             open_storage(options.storage_url, wal=options.storage_options.wal)
         except BaseException as exc:  # re-raised on the caller's thread
             self.error = exc
+            return
+        if self.abandoned.is_set():
             return
         try:
             from sweeplab.tracking.mlflow_tracker import StudyTracker
@@ -320,6 +335,12 @@ class _Preparation:
             self.tracker = tracker
         except Exception as exc:  # reported by the synchronous open
             log.debug("opening the MLflow store in the background failed: %s", exc)
+
+    def abandon(self) -> None:
+        """The study will not run: skip the steps not yet started, wait for the one running."""
+        self.abandoned.set()
+        if self.thread is not None:
+            self.thread.join()
 
     def result(self) -> tuple[Dataset | None, Any]:
         if self.thread is not None:
@@ -357,6 +378,12 @@ def in_background(target: Callable[[], Any], name: str) -> threading.Thread:
     return thread
 
 
+def _worth_warming(spec: StudySpec, options: RunOptions) -> bool:
+    """Whether warming workers can help: not when the study's function comes with the call
+    (nothing to import by name), nor for GPU trials (each runs in a fresh worker process)."""
+    return options.objective_fn is None and spec.resources.gpu == 0
+
+
 def _warm_workers(spec: StudySpec) -> None:
     """Start ``workers`` tasks that import the objective (torch, TensorFlow or the user's
     module) in Ray's worker processes, so the first trials do not pay for it. Fire and
@@ -366,8 +393,7 @@ def _warm_workers(spec: StudySpec) -> None:
     from sweeplab.search.worker import warm_worker
 
     try:
-        task = ray.remote(max_retries=0)(warm_worker).options(num_cpus=spec.resources.cpu,
-                                                               num_gpus=spec.resources.gpu)
+        task = ray.remote(max_retries=0)(warm_worker).options(**spec.resources.task_options())
         for _ in range(spec.workers):
             task.remote(spec.objective.framework, getattr(spec.objective, "callable", None))
     except Exception as exc:  # pragma: no cover - warming is only an optimization
