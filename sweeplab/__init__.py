@@ -20,6 +20,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from sweeplab.api import load, run  # noqa: E402 - after __version__, which every layer may read
+from sweeplab.api import load, run  # after __version__, which every layer may read
 
 __all__ = ["__version__", "load", "run"]

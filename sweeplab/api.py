@@ -367,7 +367,8 @@ def summary_text(s: StudySummary) -> str:
         names = f" ({', '.join(s.metric)})" if isinstance(s.metric, list) else ""
         lines.append(f"pareto     {len(s.pareto_front)} trials on the front{names}:")
         for item in s.pareto_front:
-            lines.append(f"  trial {item.trial}: {format_value(item.values)}" + (f"  run {item.run_id}" if item.run_id else ""))
+            link = f"  run {item.run_id}" if item.run_id else ""
+            lines.append(f"  trial {item.trial}: {format_value(item.values)}{link}")
     if s.mlflow_parent_run_id:
         lines.append(f"parent run {s.mlflow_parent_run_id} (experiment {s.mlflow_experiment_id})")
     return "\n".join(lines)

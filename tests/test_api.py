@@ -152,7 +152,7 @@ def test_a_second_call_resumes_up_to_trials_repeats_no_trial_and_load_reads_it(r
     assert study.to_json() == record.to_json()
     assert len(study.optuna_study().trials) == 4
 
-    with pytest.raises(StudyNotFoundError, match="no study named 'nope'.*api-resume"):
+    with pytest.raises(StudyNotFoundError, match=r"no study named 'nope'.*api-resume"):
         sweeplab.load("nope", storage=stores["storage"])
     with pytest.raises(SpecError, match="study"):
         sweeplab.load("../escape", storage=stores["storage"])

@@ -164,8 +164,8 @@ def _missing(name: str, amount: float, most: float) -> Problem:
                                         f"{amount:g} CPUs or more")
     has = "offers it" if most == 0 else f"has more than {most:g}"
     return Problem(f"resources.custom.{name}",
-                   f"a trial asks for {amount:g} of the custom resource `{name}`, but no node of the Ray cluster {has}. "
-                   f"Start a node that does (`ray start --resources='{{\"{name}\": {amount:g}}}'`), or remove "
+                   f"a trial asks for {amount:g} of the custom resource `{name}`, but no node of the Ray cluster "
+                   f"{has}. Start a node that does (`ray start --resources='{{\"{name}\": {amount:g}}}'`), or remove "
                    f"resources.custom.{name} from the spec")
 
 
