@@ -181,3 +181,20 @@ def test_the_notebook_example_sends_its_main_function_by_value_and_resumes(tmp_p
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("notebook-iris").experiment_id], max_results=100)
     assert len([r for r in runs if r.data.tags.get("sweeplab.role") == "parent"]) == 1 and len(runs) == 7
+
+
+def test_the_in_process_executor_calls_the_function_itself(stores):
+    """RunOptions.objective_fn without Ray: a closure (which no pickle would carry) is called as it is."""
+    from sweeplab.study import RunOptions, run_study
+
+    seen: list[int] = []
+
+    def closure(ctx):
+        seen.append(ctx.trial_number)
+        return 1.0 - float(ctx.params["x"])
+
+    spec = resolve_spec(api_spec(Path("unused"), study="api-in-process", trials=3), closure)
+    summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
+                                         progress=False, executor="in-process", objective_fn=closure))
+    assert summary.n_complete == 3 and sorted(seen) == [0, 1, 2]
+    assert summary.best_value == pytest.approx(1.0 - summary.best_params["x"])
