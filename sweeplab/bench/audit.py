@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import SweeplabError, UsageError
+from sweeplab.core.keys import ATTR_REJECTED, TAG_AUDIT
 
 if TYPE_CHECKING:
     import optuna
@@ -114,7 +115,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     best_value = (max(finals) if direction == "maximize" else min(finals)) if finals else None
     median_value = statistics.median(finals) if finals else None
     # trials the constraints rejected before they ran were never trained: nothing to audit there
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and not t.user_attrs.get("sweeplab.rejected")]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and not t.user_attrs.get(ATTR_REJECTED)]
     chosen = sorted(random.Random(seed).sample(pruned, min(sample, len(pruned))), key=lambda t: t.number)
 
     records: list[dict[str, Any]] = []
@@ -239,7 +240,7 @@ def _store(result: dict[str, Any], tracking_uri: str | None) -> None:
         client = MlflowClient(resolve_tracking_uri(tracking_uri))
         client.log_dict(run_id, result, AUDIT_ARTIFACT)
         if result.get("would_beat_best") is not None:
-            client.set_tag(run_id, "sweeplab.audit",
+            client.set_tag(run_id, TAG_AUDIT,
                            f"{result['would_beat_best']} of {result['n_audited']} audited pruned trials beat the best")
         result["artifact"] = AUDIT_ARTIFACT
     except Exception as exc:  # the audit result is still returned and printed

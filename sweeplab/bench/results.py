@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.bench.spec import ComparedConfig
+from sweeplab.core.keys import STUDY_ATTR_EXPERIMENT_ID, STUDY_ATTR_PARENT_RUN_ID
 
 if TYPE_CHECKING:
     import optuna
@@ -229,8 +230,8 @@ def cell_result(cell: BenchCell, study: optuna.Study | None, status: str = "ran"
     trials = [t for t in study.get_trials(deepcopy=False, states=finished_states)
               if t.datetime_start is not None and t.datetime_complete is not None]
     retried = set(study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
-    out.mlflow_experiment_id = study.user_attrs.get("mlflow_experiment_id")
-    out.mlflow_parent_run_id = study.user_attrs.get("mlflow_parent_run_id")
+    out.mlflow_experiment_id = study.user_attrs.get(STUDY_ATTR_EXPERIMENT_ID)
+    out.mlflow_parent_run_id = study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID)
     if not trials:
         return out
     t0 = min(t.datetime_start for t in trials)  # type: ignore[type-var]

@@ -35,7 +35,18 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import StorageError, SweeplabError, UsageError
-from sweeplab.core.keys import TAG_ROLE
+from sweeplab.core.keys import (
+    ROLE_PROMOTION,
+    STUDY_ATTR_EXPERIMENT_ID,
+    STUDY_ATTR_PARENT_RUN_ID,
+    STUDY_ATTR_SPEC,
+    TAG_MODEL_FRAMEWORK,
+    TAG_PROMOTED_TRIAL,
+    TAG_REFIT_SEED,
+    TAG_REGISTERED_MODEL,
+    TAG_ROLE,
+    TAG_WINNER_TRIAL,
+)
 
 if TYPE_CHECKING:
     from sweeplab.spec import StudySpec
@@ -131,7 +142,7 @@ def promote_study(
         raise UsageError(f"--top-k and --seeds must be positive integers, got top_k={top_k}, seeds={seeds}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_existing_study(study_name, storage_url)
-    stored = study.user_attrs.get("sweeplab.spec")
+    stored = study.user_attrs.get(STUDY_ATTR_SPEC)
     if not stored:
         raise SweeplabError(f"study {study_name!r} was not created by sweeplab (no stored spec); cannot re-train it")
     spec = parse_spec(stored, source=f"study {study_name}")
@@ -243,15 +254,15 @@ def _log_and_register(
     from sweeplab.core.keys import TAG_STUDY
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
+    parent = study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID)
     try:
-        experiment_id = study.user_attrs.get("mlflow_experiment_id")
+        experiment_id = study.user_attrs.get(STUDY_ATTR_EXPERIMENT_ID)
         if not experiment_id:
             name = spec.experiment or spec.study
             exp = client.get_experiment_by_name(name)
             experiment_id = exp.experiment_id if exp is not None else client.create_experiment(name)
-        tags = {TAG_STUDY: spec.study, TAG_ROLE: "promotion", "sweeplab.winner_trial": str(winner["trial"]),
-                "sweeplab.registered_model": model_name, "sweeplab.model_framework": packaged.framework}
+        tags = {TAG_STUDY: spec.study, TAG_ROLE: ROLE_PROMOTION, TAG_WINNER_TRIAL: str(winner["trial"]),
+                TAG_REGISTERED_MODEL: model_name, TAG_MODEL_FRAMEWORK: packaged.framework}
         if parent:
             tags["mlflow.parentRunId"] = parent
         run = client.create_run(experiment_id, run_name=f"promotion-{model_name}", tags=tags)
@@ -271,7 +282,7 @@ def _log_and_register(
         metrics.append(Metric(f"std_{metric}", float(winner["std"]), now, 0))
         metrics.extend(Metric(f"final_{k}", float(v), now, 0) for k, v in packaged.metrics.items() if math.isfinite(v))
         client.log_batch(run_id, metrics=metrics, params=[Param(k[:250], v[:6000]) for k, v in params.items()],
-                         tags=[RunTag("sweeplab.refit_seed", str(packaged.seed))])
+                         tags=[RunTag(TAG_REFIT_SEED, str(packaged.seed))])
         table = {"study": spec.study, "metric": metric, "direction": spec.direction[0], "top_k": top_k,
                  "seeds": seeds, "winner_trial": winner["trial"], "candidates": candidates}
         with tempfile.TemporaryDirectory(prefix="sweeplab-promotion-") as tmp:
@@ -290,7 +301,7 @@ def _log_and_register(
                 raise
         version = client.create_model_version(
             model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
-            tags={TAG_STUDY: spec.study, "sweeplab.trial": str(winner["trial"]),
+            tags={TAG_STUDY: spec.study, TAG_PROMOTED_TRIAL: str(winner["trial"]),
                   f"mean_{metric}": f"{winner['mean']:.6g}", f"std_{metric}": f"{winner['std']:.6g}"},
             description=(f"trial {winner['trial']} of study {spec.study}: {metric} mean {winner['mean']:.6g} "
                          f"± {winner['std']:.6g} over {winner['n_ok']} seed(s)"),
