@@ -303,8 +303,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stored_spec(source, storage_url) is None:
             raise UsageError(f"--fork: there is no study {source!r} to fork from in {storage_url}")
         result = fork_study(spec, source, storage_url)
-        sys.stderr.write(f"forked {source!r} into {spec.study!r}: {result['copied']} finished trials copied, "
-                         f"{result['skipped']} not compatible with the new spec\n")
+        sys.stderr.write(f"forked {source!r} into {spec.study!r}: {result.copied} finished trials copied, "
+                         f"{result.skipped} not compatible with the new spec\n")
     if before:
         diff = spec_diff(before, spec.to_dict())
         if diff:
@@ -369,16 +369,16 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     result = promote_study(args.study, args.model_name, storage_url=resolve_storage_url(args.storage),
                            tracking_uri=args.tracking_uri, top_k=args.top_k, seeds=args.seeds, address=args.address)
-    winner = result["winner"]
-    lines = [f"registered {result['model_uri']} (version {result['version']}, run {result['run_id']})",
-             f"winner     trial {winner['trial']}: {result['metric']} mean {_fmt(winner['mean'])} "
-             f"± {_fmt(winner['std'])} over {winner['n_ok']} seed(s)"]
-    for c in result["candidates"]:
-        mean = "failed" if c["mean"] is None else f"{_fmt(c['mean'])} ± {_fmt(c['std'])}"
-        lines.append(f"  trial {c['trial']:<5} study {_fmt(c['study_value'])}  re-trained {mean}")
-    lines.append(f"load it:   mlflow.pyfunc.load_model({result['model_uri']!r}) with tracking URI "
-                 f"{result['tracking_uri']}")
-    _emit(args, result, "\n".join(lines))
+    winner = result.winner
+    lines = [f"registered {result.model_uri} (version {result.version}, run {result.run_id})",
+             f"winner     trial {winner.trial}: {result.metric} mean {_fmt(winner.mean)} "
+             f"± {_fmt(winner.std)} over {winner.n_ok} seed(s)"]
+    for c in result.candidates:
+        mean = "failed" if c.mean is None else f"{_fmt(c.mean)} ± {_fmt(c.std)}"
+        lines.append(f"  trial {c.trial:<5} study {_fmt(c.study_value)}  re-trained {mean}")
+    lines.append(f"load it:   mlflow.pyfunc.load_model({result.model_uri!r}) with tracking URI "
+                 f"{result.tracking_uri}")
+    _emit(args, result.to_json(), "\n".join(lines))
     return 0
 
 

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING
 
 from sweeplab.core.errors import UsageError
 from sweeplab.core.keys import ATTR_FORKED_FROM_STUDY, ATTR_FORKED_FROM_TRIAL, ATTR_METRICS, STUDY_ATTR_FORKED_FROM
+from sweeplab.core.records import ForkResult
 
 if TYPE_CHECKING:
     from sweeplab.spec import StudySpec
 
 
-def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> dict[str, int]:
+def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> ForkResult:
     """Create ``spec.study`` from the compatible finished trials of ``source_name``.
 
-    Returns ``{"copied": n, "skipped": m}``. Raises UsageError when the target study
-    already exists or the source does not.
+    Returns how many finished trials were copied and how many were not compatible.
+    Raises UsageError when the target study already exists or the source does not.
     """
     import optuna
     from optuna.trial import TrialState, create_trial
@@ -74,4 +75,4 @@ def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> dict[str,
                         ATTR_FORKED_FROM_TRIAL: old.number, ATTR_FORKED_FROM_STUDY: source_name},
         ))
         copied += 1
-    return {"copied": copied, "skipped": skipped}
+    return ForkResult(source=source_name, copied=copied, skipped=skipped)
