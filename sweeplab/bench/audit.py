@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import SweeplabError, UsageError
-from sweeplab.core.keys import ATTR_REJECTED, TAG_AUDIT
+from sweeplab.core.keys import (
+    ATTR_PRUNED_EPOCH,
+    ATTR_REJECTED,
+    STUDY_ATTR_PARENT_RUN_ID,
+    STUDY_ATTR_SPEC,
+    STUDY_ATTR_TRACKING_URI,
+    TAG_AUDIT,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -91,7 +98,6 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     import optuna
     from optuna.trial import TrialState
 
-    from sweeplab.core.keys import ATTR_PRUNED_EPOCH, STUDY_ATTR_SPEC
     from sweeplab.search.storage import load_existing_study
     from sweeplab.spec import parse_spec
 
@@ -125,7 +131,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
         from sweeplab.search.coordinator import ticket_for_trial
         from sweeplab.study.run import init_ray, load_study_dataset
 
-        dataset = load_study_dataset(spec, tracking_uri or study.user_attrs.get("mlflow_tracking_uri"))
+        dataset = load_study_dataset(spec, tracking_uri or study.user_attrs.get(STUDY_ATTR_TRACKING_URI))
         init_ray(address)
         ref = ray.put(dataset)
         task = ray.remote(max_retries=0)(retrain_trial)
@@ -173,11 +179,11 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
         "note": _note(len(pruned), len(records), best_value),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": round(time.time() - started, 3),
-        "mlflow_parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
+        "mlflow_parent_run_id": study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID),
         "artifact": None,
     }
     if log_artifact:
-        _store(result, tracking_uri or study.user_attrs.get("mlflow_tracking_uri"))
+        _store(result, tracking_uri or study.user_attrs.get(STUDY_ATTR_TRACKING_URI))
     return result
 
 

@@ -49,7 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.bench.results import BenchResult, CellResult, build_result, cell_result
 from sweeplab.core.errors import Problem, SpecError, StorageError, SweeplabError, UsageError
-from sweeplab.core.keys import ROLE_BENCH, TAG_BENCH, TAG_BENCH_BEST_CONFIG, TAG_CELL, TAG_STATUS
+from sweeplab.core.keys import (
+    ROLE_BENCH,
+    STUDY_ATTR_PARENT_RUN_ID,
+    TAG_BENCH,
+    TAG_BENCH_BEST_CONFIG,
+    TAG_CELL,
+    TAG_STATUS,
+)
 
 if TYPE_CHECKING:
     from sweeplab.bench.spec import BenchCell, BenchSpec
@@ -311,7 +318,7 @@ def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
         info = existing.get(cell.study)
         if info is not None and info["finished"] >= cell.spec.trials and not info["running"]:
             status[cell.study] = "skipped"
-            _link_cell(client, cell, info["attrs"].get("mlflow_parent_run_id"), bench_run_id, bench.bench)
+            _link_cell(client, cell, info["attrs"].get(STUDY_ATTR_PARENT_RUN_ID), bench_run_id, bench.bench)
             done[0] += 1
             _say(options, f"[{done[0]}/{n}] {cell.study}: finished before ({info['finished']} trials), skipped")
         else:

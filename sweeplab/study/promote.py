@@ -40,6 +40,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_EXPERIMENT_ID,
     STUDY_ATTR_PARENT_RUN_ID,
     STUDY_ATTR_SPEC,
+    STUDY_ATTR_TRACKING_URI,
     TAG_MODEL_FRAMEWORK,
     TAG_PROMOTED_TRIAL,
     TAG_REFIT_SEED,
@@ -164,7 +165,7 @@ def promote_study(
         raise SweeplabError(f"study {study_name!r}: trial(s) {bad} use framework python, which trains no model "
                             "to register; promote works on torch and keras studies")
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.user_attrs.get("mlflow_tracking_uri")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.user_attrs.get(STUDY_ATTR_TRACKING_URI)
     uri = resolve_tracking_uri(uri)
     metric = spec.metric[0]
     started = time.time()
