@@ -137,18 +137,6 @@ class CellResult(ComparedConfig):
         """Seconds from the first trial start to the last trial end."""
         return max((e.end_s for e in self.events), default=0.0)
 
-    def best_curve(self) -> list[float | None]:
-        """Best value so far after each counted trial (None until the first COMPLETE one)."""
-        out: list[float | None] = []
-        best: float | None = None
-        for e in self.events:
-            if e.state == "COMPLETE" and e.value is not None and (best is None or better(e.value, best,
-                                                                                         self.direction)):
-                best = e.value
-            if e.counted:
-                out.append(best)
-        return out
-
     def curve(self, axis: str) -> list[tuple[float, float]]:
         """``(x, best so far)`` after each finished trial once a best exists; ``axis`` is
         ``trials`` (1, 2, ...), ``time`` (seconds) or ``epochs`` (cumulative epochs)."""
