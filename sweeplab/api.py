@@ -139,9 +139,9 @@ def run(
 
         if stored_spec(source, storage_url) is None:
             raise UsageError(f"fork: there is no study {source!r} to fork from in {storage_url}")
-        copied = fork_study(resolved, source, storage_url)
-        sys.stderr.write(f"forked {source!r} into {resolved.study!r}: {copied['copied']} finished trials copied, "
-                         f"{copied['skipped']} not compatible with the new spec\n")
+        forked = fork_study(resolved, source, storage_url)
+        sys.stderr.write(f"forked {source!r} into {resolved.study!r}: {forked.copied} finished trials copied, "
+                         f"{forked.skipped} not compatible with the new spec\n")
     if before:
         diff = spec_diff(before, resolved.to_dict())
         if diff:

@@ -282,16 +282,16 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     result = promote_study(args.study, args.model_name, storage_url=resolve_storage_url(args.storage),
                            tracking_uri=args.tracking_uri, top_k=args.top_k, seeds=args.seeds, address=args.address)
-    winner = result["winner"]
-    lines = [f"registered {result['model_uri']} (version {result['version']}, run {result['run_id']})",
-             f"winner     trial {winner['trial']}: {result['metric']} mean {format_value(winner['mean'])} "
-             f"± {format_value(winner['std'])} over {winner['n_ok']} seed(s)"]
-    for c in result["candidates"]:
-        mean = "failed" if c["mean"] is None else f"{format_value(c['mean'])} ± {format_value(c['std'])}"
-        lines.append(f"  trial {c['trial']:<5} study {format_value(c['study_value'])}  re-trained {mean}")
-    lines.append(f"load it:   mlflow.pyfunc.load_model({result['model_uri']!r}) with tracking URI "
-                 f"{result['tracking_uri']}")
-    _emit(args, result, "\n".join(lines))
+    winner = result.winner
+    lines = [f"registered {result.model_uri} (version {result.version}, run {result.run_id})",
+             f"winner     trial {winner.trial}: {result.metric} mean {format_value(winner.mean)} "
+             f"± {format_value(winner.std)} over {winner.n_ok} seed(s)"]
+    for c in result.candidates:
+        mean = "failed" if c.mean is None else f"{format_value(c.mean)} ± {format_value(c.std)}"
+        lines.append(f"  trial {c.trial:<5} study {format_value(c.study_value)}  re-trained {mean}")
+    lines.append(f"load it:   mlflow.pyfunc.load_model({result.model_uri!r}) with tracking URI "
+                 f"{result.tracking_uri}")
+    _emit(args, result.to_json(), "\n".join(lines))
     return 0
 
 

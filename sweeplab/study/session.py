@@ -35,6 +35,12 @@ from typing import TYPE_CHECKING, Any
 from sweeplab.core.compat import private_ray_shutdown_usable
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import StorageError, SweeplabError
+from sweeplab.core.keys import (
+    STUDY_ATTR_EXPERIMENT_ID,
+    STUDY_ATTR_PARENT_RUN_ID,
+    STUDY_ATTR_TRACKING_URI,
+    STUDY_ATTR_TRIALS_TARGET,
+)
 from sweeplab.core.records import TrialRecord
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
 from sweeplab.search.storage import StorageOptions
@@ -204,14 +210,13 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
 
 def _open_tracking(spec: StudySpec, options: RunOptions, coordinator: Coordinator, tracker: Any) -> Any:
     """Open (or find again) the study's MLflow parent run and link it with the study."""
-    from sweeplab.core.keys import STUDY_ATTR_TRIALS_TARGET
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
     tracker = tracker or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
-    experiment_id, parent_run_id = tracker.open(spec.to_dict(), coordinator.study_attrs().get("mlflow_parent_run_id"))
+    experiment_id, parent_run_id = tracker.open(spec.to_dict(), coordinator.study_attrs().get(STUDY_ATTR_PARENT_RUN_ID))
     for key, value in ((STUDY_ATTR_TRIALS_TARGET, spec.trials),  # what status shows as "of N"
-                       ("mlflow_experiment_id", experiment_id), ("mlflow_parent_run_id", parent_run_id),
-                       ("mlflow_tracking_uri", options.tracking_uri)):
+                       (STUDY_ATTR_EXPERIMENT_ID, experiment_id), (STUDY_ATTR_PARENT_RUN_ID, parent_run_id),
+                       (STUDY_ATTR_TRACKING_URI, options.tracking_uri)):
         coordinator.set_study_attr(key, value)
     tracker.on_run_created = coordinator.link_run
     return tracker
