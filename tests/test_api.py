@@ -158,6 +158,22 @@ def test_a_second_call_resumes_up_to_trials_repeats_no_trial_and_load_reads_it(r
         sweeplab.load("../escape", storage=stores["storage"])
 
 
+def test_a_function_that_cannot_be_pickled_is_refused_before_the_study_is_created(ray_local, stores, tmp_path):
+    import threading
+
+    lock = threading.Lock()
+
+    def locked(ctx):
+        with lock:
+            return 1.0
+
+    with pytest.raises(UsageError, match=r"objective= .*locked cannot be sent to Ray's workers: TypeError: cannot "
+                                         r"pickle '_thread.lock' object\. .*inside the function instead$"):
+        sweeplab.run(api_spec(tmp_path / "log", study="api-unpicklable"), objective=locked, **stores_kw(stores))
+    assert optuna.get_all_study_summaries(stores["storage"], include_best_trial=False) == []
+    assert MlflowClient(stores["tracking"]).get_experiment_by_name("api-unpicklable") is None
+
+
 @pytest.mark.slow
 def test_the_notebook_example_sends_its_main_function_by_value_and_resumes(tmp_path, store_templates):
     """examples/notebook_api.py as a script: ``train`` (with a helper and a constant of

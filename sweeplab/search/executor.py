@@ -151,10 +151,11 @@ class RayExecutor:
     """Each trial is a Ray task (``max_retries=0``: the coordinator decides about retries),
     spread over the cluster's nodes, reporting epochs to the coordinator actor.
 
-    ``custom``: the trial's custom Ray resources. ``user_fn``: the study's function
-    (framework python, ``sweeplab.run(spec, objective=fn)``), put in Ray's object store
-    once here and handed to every trial by reference: a function of ``__main__`` (a
-    notebook, a script) travels by value, as Ray's cloudpickle serializes it.
+    ``custom``: the trial's custom Ray resources. ``user_fn_ref``: the study's function
+    (framework python, ``sweeplab.run(spec, objective=fn)``) in Ray's object store, put
+    there once per study; every trial gets the reference, which Ray resolves to the
+    function on the worker (a function of ``__main__``, a notebook's or a script's,
+    was pickled by value).
 
     A trial with a GPU share runs in a fresh worker process (Ray's own default for GPU
     tasks): CUDA reads ``CUDA_VISIBLE_DEVICES`` once per process, so a reused worker would
@@ -163,7 +164,7 @@ class RayExecutor:
 
     def __init__(self, coordinator_actor: Any, dataset_ref: Any, settings: ObjectiveSpec, metric_names: list[str],
                  cpus: float, gpus: float, *, custom: Mapping[str, float] | None = None,
-                 user_fn: Callable[..., Any] | None = None) -> None:
+                 user_fn_ref: Any = None) -> None:
         import ray
 
         self._ray = ray
@@ -172,7 +173,7 @@ class RayExecutor:
         self._options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "scheduling_strategy": "SPREAD"}
         if custom:
             self._options["resources"] = dict(custom)
-        self._user_fn = ray.put(user_fn) if user_fn is not None else None
+        self._user_fn = user_fn_ref
         self._running: dict[Any, TrialTicket] = {}
 
     def start(self, ticket: TrialTicket) -> None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.compat import private_ray_shutdown_usable
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
-from sweeplab.core.errors import StorageError, SweeplabError
+from sweeplab.core.errors import StorageError, SweeplabError, UsageError
 from sweeplab.core.keys import (
     STUDY_ATTR_EXPERIMENT_ID,
     STUDY_ATTR_PARENT_RUN_ID,
@@ -169,6 +169,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     mark("ray_init")
     try:
         preflight.check_trial_resources(spec.resources, source=spec.source)
+        objective_ref = put_objective(options.objective_fn)
     except BaseException:
         preparing.abandon()  # no study, no run was created yet; leave nothing running either
         if owns_ray:
@@ -201,7 +202,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     dataset_ref = ray.put(dataset)
     executor = RayExecutor(actor, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu,
-                           spec.resources.gpu, custom=spec.resources.custom, user_fn=options.objective_fn)
+                           spec.resources.gpu, custom=spec.resources.custom, user_fn_ref=objective_ref)
     mark("resume_checks_dataset_put")
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, dataset_ref=dataset_ref,
                         actor=actor,
@@ -381,6 +382,29 @@ def in_background(target: Callable[[], Any], name: str) -> threading.Thread:
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def put_objective(fn: Callable[..., Any] | None) -> Any:
+    """``fn`` in Ray's object store, once per study (None: None). Raises UsageError when it
+    cannot be pickled, before the study is created."""
+    if fn is None:
+        return None
+    import ray
+
+    try:
+        return ray.put(fn)
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        try:  # Ray's own report spans a page; cloudpickle's names the object in one line
+            ray.cloudpickle.dumps(fn)
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        except Exception as pickling:
+            reason = f"{type(pickling).__name__}: {pickling}"
+        raise UsageError(
+            f"objective= {name} cannot be sent to Ray's workers: {reason}. A function of a "
+            "notebook or of __main__ travels by value with everything it refers to: create what cannot be pickled "
+            "(open files, locks, clients, connections) inside the function instead"
+        ) from exc
 
 
 def _worth_warming(spec: StudySpec, options: RunOptions) -> bool:
