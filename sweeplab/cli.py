@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sweeplab.api import format_value, load, run, summary_text
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
@@ -195,59 +196,9 @@ def _divert_stdout() -> None:
     _RESULT_STREAM = os.fdopen(real, "w", buffering=1)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
-
-
-def _summary_text(s: StudySummary) -> str:
-    lines = [
-        f"study      {s.study}",
-        f"trials     {s.n_trials} finished"
-        + (f" of {s.trials_target}" if s.trials_target else "")
-        + f"  (complete {s.n_complete}, pruned {s.n_pruned}, failed {s.n_failed}"
-        + (f", retried {s.n_retried}" if s.n_retried else "")
-        + (f"; rejected by constraints {s.n_rejected}" if s.n_rejected else "")
-        + ")",
-    ]
-    if s.running_trials:
-        lines.append(f"running    {', '.join(str(n) for n in s.running_trials)}")
-    for group in s.failures[:5]:
-        shown = ", ".join(str(n) for n in group.trials[:8]) + (", ..." if len(group.trials) > 8 else "")
-        lines.append(f"failed     {group.count}x {group.reason}  (trial{'s' if group.count > 1 else ''} {shown})")
-    if len(s.failures) > 5:
-        lines.append(f"failed     ... and {len(s.failures) - 5} other errors (--json lists them all)")
-    if s.best_trial is None:
-        lines.append("best       none yet (no completed trial)")
-    else:
-        lines.append(f"best       trial {s.best_trial}: {_fmt(s.metric)} = {_fmt(s.best_value)}")
-        for key, value in (s.best_params or {}).items():
-            lines.append(f"  {key:<16} {_fmt(value)}")
-        if s.best_run_id:
-            lines.append(f"mlflow run {s.best_run_id}")
-        model = (s.run.best_model if s.run is not None else None) or {}
-        if model.get("logged_by_function"):
-            lines.append(f"model      {model['model_uri']} (logged by the function: trial.log_model)")
-        elif model.get("model_uri"):
-            lines.append(f"model      {model['model_uri']} (mlflow.pyfunc: raw rows -> labels)")
-        elif model.get("reason"):
-            lines.append(f"model      not logged: {model['reason']}")
-    if s.pareto_front:
-        names = f" ({', '.join(s.metric)})" if isinstance(s.metric, list) else ""
-        lines.append(f"pareto     {len(s.pareto_front)} trials on the front{names}:")
-        for item in s.pareto_front:
-            lines.append(f"  trial {item.trial}: {_fmt(item.values)}" + (f"  run {item.run_id}" if item.run_id else ""))
-    if s.mlflow_parent_run_id:
-        lines.append(f"parent run {s.mlflow_parent_run_id} (experiment {s.mlflow_experiment_id})")
-    return "\n".join(lines)
-
-
 def _emit_summary(args: argparse.Namespace, summary: StudySummary) -> None:
     """Print a study's summary: its ``--json`` object (:meth:`StudySummary.to_json`), or the text."""
-    _emit(args, summary.to_json(), _summary_text(summary))
+    _emit(args, summary.to_json(), summary_text(summary))
 
 
 # ---------------------------------------------------------------- subcommands
@@ -270,54 +221,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sweeplab.search.storage import resolve_storage_url
-    from sweeplab.spec import load_spec
-    from sweeplab.study.resume import spec_diff, stored_spec
-    from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
-
+    """``sweeplab run``: :func:`sweeplab.api.run` with the command's flags."""
     if args.fork and args.study:
         raise UsageError("--fork and --study conflict: --fork NEW_NAME already names the new study; "
                          "give only one of them")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    overrides = {k: v for k, v in (("study", args.study), ("trials", args.trials), ("workers", args.workers),
-                                    ("timeout", args.timeout)) if v is not None}
-    spec = load_spec(args.spec, overrides=overrides)
-    storage_url = resolve_storage_url(args.storage)
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    if args.fork:
-        import dataclasses
-
-        from sweeplab.spec import validate_study_name
-        from sweeplab.study.fork import fork_study
-
-        validate_study_name(args.fork)
-        source, spec = spec.study, dataclasses.replace(spec, study=args.fork)
-    from sweeplab.study.run import RunOptions, run_study
-
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
-    options = RunOptions(storage_url=storage_url, tracking_uri=tracking_uri, address=args.address,
-                         progress=not args.no_progress and not args.json, resume_command=resume,
-                         allow_local_stores=args.allow_local_stores, package_best=not args.no_model,
-                         fail_fast=args.fail_fast)
-    if os.environ.get(SPEEDUPS_ENV, "").strip().lower() == "off":  # the one place this variable is read
-        options = options.without_speedups()
-    before = stored_spec(spec.study, storage_url, wal=options.storage_options.wal)
-    if args.fork and before is None:
-        if stored_spec(source, storage_url) is None:
-            raise UsageError(f"--fork: there is no study {source!r} to fork from in {storage_url}")
-        result = fork_study(spec, source, storage_url)
-        sys.stderr.write(f"forked {source!r} into {spec.study!r}: {result['copied']} finished trials copied, "
-                         f"{result['skipped']} not compatible with the new spec\n")
-    if before:
-        diff = spec_diff(before, spec.to_dict())
-        if diff:
-            raise UsageError(
-                f"study {spec.study!r} already exists with a different spec; refusing to mix trials.\n  "
-                + "\n  ".join(diff)
-                + "\nRevert the spec, or run it as a new study warm-started from this one with --fork NEW_NAME."
-            )
-    summary = run_study(spec, options)
+    summary = run(args.spec, study=args.study, trials=args.trials, workers=args.workers, timeout=args.timeout,
+                  fork=args.fork, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
+                  fail_fast=args.fail_fast, progress=not args.no_progress and not args.json,
+                  log_model=not args.no_model, allow_local_stores=args.allow_local_stores,
+                  resume_command=resume or "the same sweeplab run command",
+                  # the one place this variable is read
+                  speedups=os.environ.get(SPEEDUPS_ENV, "").strip().lower() != "off")
     _emit_summary(args, summary)
     return 0
 
@@ -325,14 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _load_summary(args: argparse.Namespace) -> StudySummary:
     import optuna
 
-    from sweeplab.search.storage import load_existing_study, resolve_storage_url
-    from sweeplab.search.summary import summarize
-    from sweeplab.spec import validate_study_name
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    validate_study_name(args.study)
-    study = load_existing_study(args.study, resolve_storage_url(args.storage))
-    return summarize(study)
+    return load(args.study, args.storage).summary
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -373,16 +284,16 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     result = promote_study(args.study, args.model_name, storage_url=resolve_storage_url(args.storage),
                            tracking_uri=args.tracking_uri, top_k=args.top_k, seeds=args.seeds, address=args.address)
-    winner = result["winner"]
-    lines = [f"registered {result['model_uri']} (version {result['version']}, run {result['run_id']})",
-             f"winner     trial {winner['trial']}: {result['metric']} mean {_fmt(winner['mean'])} "
-             f"± {_fmt(winner['std'])} over {winner['n_ok']} seed(s)"]
-    for c in result["candidates"]:
-        mean = "failed" if c["mean"] is None else f"{_fmt(c['mean'])} ± {_fmt(c['std'])}"
-        lines.append(f"  trial {c['trial']:<5} study {_fmt(c['study_value'])}  re-trained {mean}")
-    lines.append(f"load it:   mlflow.pyfunc.load_model({result['model_uri']!r}) with tracking URI "
-                 f"{result['tracking_uri']}")
-    _emit(args, result, "\n".join(lines))
+    winner = result.winner
+    lines = [f"registered {result.model_uri} (version {result.version}, run {result.run_id})",
+             f"winner     trial {winner.trial}: {result.metric} mean {format_value(winner.mean)} "
+             f"± {format_value(winner.std)} over {winner.n_ok} seed(s)"]
+    for c in result.candidates:
+        mean = "failed" if c.mean is None else f"{format_value(c.mean)} ± {format_value(c.std)}"
+        lines.append(f"  trial {c.trial:<5} study {format_value(c.study_value)}  re-trained {mean}")
+    lines.append(f"load it:   mlflow.pyfunc.load_model({result.model_uri!r}) with tracking URI "
+                 f"{result.tracking_uri}")
+    _emit(args, result.to_json(), "\n".join(lines))
     return 0
 
 

@@ -99,7 +99,9 @@ OBJECTIVE_KEYS = (
     "init_from",
 )
 EARLY_STOPPING_KEYS = ("patience", "min_delta", "monitor")
-RESOURCE_KEYS = ("cpu", "gpu")
+RESOURCE_KEYS = ("cpu", "gpu", "custom")
+RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+"""Resource names Ray sets itself; ``resources.custom`` may not name them."""
 CONSTRAINT_KEYS = ("max_params",)
 """Keys of the spec's ``constraints`` section (torch/keras objectives only)."""
 INIT_FROM_SCHEMES = ("models:/", "runs:/", "file:")
@@ -135,10 +137,30 @@ _SEED_MAX = 2**32 - 1
 # ---------------------------------------------------------------------- dataclasses
 @dataclass(frozen=True)
 class Resources:
-    """Ray resources of one trial: ``cpu > 0``, ``gpu >= 0`` (fractions allowed)."""
+    """Ray resources of one trial: ``cpu > 0``, ``gpu >= 0``, ``custom`` (name -> quantity > 0).
+
+    A GPU share below 1 lets trials share one device (``gpu: 0.5``: two trials per GPU);
+    above 1 it is a whole number of GPUs, as Ray requires. ``custom`` asks for resources
+    the cluster's nodes declare (``ray start --resources='{"big_memory": 1}'``).
+    """
 
     cpu: float = 1.0
     gpu: float = 0.0
+    custom: Mapping[str, float] = field(default_factory=dict)
+
+    def task_options(self) -> dict[str, Any]:
+        """These resources as the options of a Ray task (``num_cpus``, ``num_gpus``, ``resources``)."""
+        out: dict[str, Any] = {"num_cpus": self.cpu, "num_gpus": self.gpu}
+        if self.custom:
+            out["resources"] = dict(self.custom)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical form (``custom`` only when set)."""
+        out: dict[str, Any] = {"cpu": self.cpu, "gpu": self.gpu}
+        if self.custom:
+            out["custom"] = dict(self.custom)
+        return out
 
 
 @dataclass(frozen=True)
@@ -293,7 +315,7 @@ class StudySpec:
             "trials": self.trials,
             "timeout": self.timeout,
             "workers": self.workers,
-            "resources": {"cpu": self.resources.cpu, "gpu": self.resources.gpu},
+            "resources": self.resources.to_dict(),
             "seed": self.seed,
             "sampler": {"name": self.sampler.name, **copy.deepcopy(dict(self.sampler.options))},
             "pruner": {"name": self.pruner.name, **copy.deepcopy(dict(self.pruner.options))},
@@ -450,9 +472,25 @@ def _parse_resources(value: Any, problems: list[Problem]) -> Resources | None:
     check_keys(mapping, RESOURCE_KEYS, "resources", problems)
     cpu = check_number(mapping.get("cpu", 1.0), "resources.cpu", problems, gt=0)
     gpu = check_number(mapping.get("gpu", 0.0), "resources.gpu", problems, ge=0)
+    if gpu is not None and gpu > 1 and not float(gpu).is_integer():
+        problems.append(Problem("resources.gpu", f"above 1 must be a whole number of GPUs (a trial gets a share of "
+                                                 f"one GPU, or whole GPUs), got {gpu!r}"))
+    custom: dict[str, float] = {}
+    raw_custom = mapping.get("custom")
+    if raw_custom is not None and check_mapping(raw_custom, "resources.custom", problems) is not None:
+        for name, quantity in raw_custom.items():
+            path = join("resources.custom", name)
+            if name in RAY_BUILTIN_RESOURCES or not name:
+                problems.append(Problem(path, f"must name a custom resource, not one of Ray's own "
+                                              f"({', '.join(RAY_BUILTIN_RESOURCES)}); use resources.cpu / "
+                                              "resources.gpu for those"))
+            else:
+                value = check_number(quantity, path, problems, gt=0)
+                if value is not None:
+                    custom[name] = float(value)
     if len(problems) > before or cpu is None or gpu is None:
         return None
-    return Resources(cpu=cpu, gpu=gpu)
+    return Resources(cpu=cpu, gpu=gpu, custom=custom)
 
 
 def _parse_component(
@@ -537,7 +575,7 @@ def _parse_early_stopping(value: Any, framework: str | None, task: str | None, p
     return EarlyStoppingSpec(patience=patience, min_delta=min_delta, monitor=monitor)
 
 
-def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | None:
+def _parse_objective(value: Any, problems: list[Problem], function_objective: bool = False) -> ObjectiveSpec | None:
     path = "objective"
     if value is None:
         value = {}
@@ -579,8 +617,9 @@ def _parse_objective(value: Any, problems: list[Problem]) -> ObjectiveSpec | Non
             )
         elif check_str(func, "objective.callable", problems) is not None and not _CALLABLE_RE.fullmatch(func):
             problems.append(Problem("objective.callable", f"must look like {CALLABLE_FORMS}, got {func!r}"))
-    elif framework == "python":
-        problems.append(Problem("objective.callable", f"required for framework python: {CALLABLE_FORMS}"))
+    elif framework == "python" and not function_objective:
+        problems.append(Problem("objective.callable", f"required for framework python: {CALLABLE_FORMS} "
+                                                      "(from Python: sweeplab.run(spec, objective=function))"))
     options = mapping.get("options")
     if options is None:
         options = {}
@@ -695,10 +734,13 @@ def _objective_framework(value: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------- entry points
-def parse_spec(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
+def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_objective: bool = False) -> StudySpec:
     """Validate an already loaded spec mapping and return its :class:`StudySpec`.
 
     Raises :class:`SpecError` (with ``source``) listing every problem at once.
+    ``function_objective``: the objective is a function object given alongside the spec
+    (``sweeplab.run(spec, objective=fn)``), so framework python needs no
+    ``objective.callable``.
     """
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
@@ -750,7 +792,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
                 Problem("pruner.name", f"Optuna cannot prune multi-objective studies; use none, got {pruner[0]}")
             )
 
-    objective = _parse_objective(data.get("objective"), problems)
+    objective = _parse_objective(data.get("objective"), problems, function_objective)
     if objective is not None and metric is not None:
         _check_metric_names(metric, objective, multi, problems)
 

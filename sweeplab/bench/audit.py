@@ -28,6 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import SweeplabError, UsageError
+from sweeplab.core.keys import (
+    ATTR_PRUNED_EPOCH,
+    ATTR_REJECTED,
+    STUDY_ATTR_PARENT_RUN_ID,
+    STUDY_ATTR_SPEC,
+    STUDY_ATTR_TRACKING_URI,
+    TAG_AUDIT,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -90,7 +98,6 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     import optuna
     from optuna.trial import TrialState
 
-    from sweeplab.core.keys import ATTR_PRUNED_EPOCH, STUDY_ATTR_SPEC
     from sweeplab.search.storage import load_existing_study
     from sweeplab.spec import parse_spec
 
@@ -114,7 +121,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     best_value = (max(finals) if direction == "maximize" else min(finals)) if finals else None
     median_value = statistics.median(finals) if finals else None
     # trials the constraints rejected before they ran were never trained: nothing to audit there
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and not t.user_attrs.get("sweeplab.rejected")]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and not t.user_attrs.get(ATTR_REJECTED)]
     chosen = sorted(random.Random(seed).sample(pruned, min(sample, len(pruned))), key=lambda t: t.number)
 
     records: list[dict[str, Any]] = []
@@ -124,7 +131,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
         from sweeplab.search.coordinator import ticket_for_trial
         from sweeplab.study.run import init_ray, load_study_dataset
 
-        dataset = load_study_dataset(spec, tracking_uri or study.user_attrs.get("mlflow_tracking_uri"))
+        dataset = load_study_dataset(spec, tracking_uri or study.user_attrs.get(STUDY_ATTR_TRACKING_URI))
         init_ray(address)
         ref = ray.put(dataset)
         task = ray.remote(max_retries=0)(retrain_trial)
@@ -172,11 +179,11 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
         "note": _note(len(pruned), len(records), best_value),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": round(time.time() - started, 3),
-        "mlflow_parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
+        "mlflow_parent_run_id": study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID),
         "artifact": None,
     }
     if log_artifact:
-        _store(result, tracking_uri or study.user_attrs.get("mlflow_tracking_uri"))
+        _store(result, tracking_uri or study.user_attrs.get(STUDY_ATTR_TRACKING_URI))
     return result
 
 
@@ -239,7 +246,7 @@ def _store(result: dict[str, Any], tracking_uri: str | None) -> None:
         client = MlflowClient(resolve_tracking_uri(tracking_uri))
         client.log_dict(run_id, result, AUDIT_ARTIFACT)
         if result.get("would_beat_best") is not None:
-            client.set_tag(run_id, "sweeplab.audit",
+            client.set_tag(run_id, TAG_AUDIT,
                            f"{result['would_beat_best']} of {result['n_audited']} audited pruned trials beat the best")
         result["artifact"] = AUDIT_ARTIFACT
     except Exception as exc:  # the audit result is still returned and printed

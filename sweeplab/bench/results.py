@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.bench.spec import ComparedConfig
+from sweeplab.core.keys import STUDY_ATTR_EXPERIMENT_ID, STUDY_ATTR_PARENT_RUN_ID
 
 if TYPE_CHECKING:
     import optuna
@@ -136,18 +137,6 @@ class CellResult(ComparedConfig):
         """Seconds from the first trial start to the last trial end."""
         return max((e.end_s for e in self.events), default=0.0)
 
-    def best_curve(self) -> list[float | None]:
-        """Best value so far after each counted trial (None until the first COMPLETE one)."""
-        out: list[float | None] = []
-        best: float | None = None
-        for e in self.events:
-            if e.state == "COMPLETE" and e.value is not None and (best is None or better(e.value, best,
-                                                                                         self.direction)):
-                best = e.value
-            if e.counted:
-                out.append(best)
-        return out
-
     def curve(self, axis: str) -> list[tuple[float, float]]:
         """``(x, best so far)`` after each finished trial once a best exists; ``axis`` is
         ``trials`` (1, 2, ...), ``time`` (seconds) or ``epochs`` (cumulative epochs)."""
@@ -229,8 +218,8 @@ def cell_result(cell: BenchCell, study: optuna.Study | None, status: str = "ran"
     trials = [t for t in study.get_trials(deepcopy=False, states=finished_states)
               if t.datetime_start is not None and t.datetime_complete is not None]
     retried = set(study.user_attrs.get(STUDY_ATTR_RETRIES, {}))
-    out.mlflow_experiment_id = study.user_attrs.get("mlflow_experiment_id")
-    out.mlflow_parent_run_id = study.user_attrs.get("mlflow_parent_run_id")
+    out.mlflow_experiment_id = study.user_attrs.get(STUDY_ATTR_EXPERIMENT_ID)
+    out.mlflow_parent_run_id = study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID)
     if not trials:
         return out
     t0 = min(t.datetime_start for t in trials)  # type: ignore[type-var]

@@ -49,7 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.bench.results import BenchResult, CellResult, build_result, cell_result
 from sweeplab.core.errors import Problem, SpecError, StorageError, SweeplabError, UsageError
-from sweeplab.core.keys import ROLE_BENCH, TAG_BENCH, TAG_CELL
+from sweeplab.core.keys import (
+    ROLE_BENCH,
+    STUDY_ATTR_PARENT_RUN_ID,
+    TAG_BENCH,
+    TAG_BENCH_BEST_CONFIG,
+    TAG_CELL,
+    TAG_STATUS,
+)
 
 if TYPE_CHECKING:
     from sweeplab.bench.spec import BenchCell, BenchSpec
@@ -233,9 +240,9 @@ def _close_bench_run(client: Any, run_id: str, result: BenchResult | None, statu
                 med = cfg.median_best()
                 if med is not None and math.isfinite(med):
                     metrics.append(Metric("median_best." + ".".join(cfg.config), float(med), now, 0))
-            tags = [RunTag("sweeplab.status", status)]
+            tags = [RunTag(TAG_STATUS, status)]
             if result.configs:
-                tags.append(RunTag("sweeplab.bench_best_config", result.configs[0].label))
+                tags.append(RunTag(TAG_BENCH_BEST_CONFIG, result.configs[0].label))
             client.log_batch(run_id, metrics=metrics, tags=tags)
             client.log_dict(run_id, json.loads(json.dumps(result.to_dict(), default=str)), "bench.json")
         if report is not None:
@@ -311,7 +318,7 @@ def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
         info = existing.get(cell.study)
         if info is not None and info["finished"] >= cell.spec.trials and not info["running"]:
             status[cell.study] = "skipped"
-            _link_cell(client, cell, info["attrs"].get("mlflow_parent_run_id"), bench_run_id, bench.bench)
+            _link_cell(client, cell, info["attrs"].get(STUDY_ATTR_PARENT_RUN_ID), bench_run_id, bench.bench)
             done[0] += 1
             _say(options, f"[{done[0]}/{n}] {cell.study}: finished before ({info['finished']} trials), skipped")
         else:

@@ -9,6 +9,12 @@ Two speed-ups reach past a dependency's public surface:
   in :data:`TESTED_OPTUNA` it passes Optuna's own storage conformance suite
   (``optuna.testing.pytest_storages.StorageTestCase``, run by
   ``tests/search/test_storage_conformance.py``) on SQLite and PostgreSQL;
+- :func:`sweeplab.search.seeding.trial_seeded_sampler` re-seeds a TPE or random sampler
+  before each trial instead of building a new one (which would recompute TPE's
+  intersection search space over every trial, at every ask), by seeding the
+  ``numpy.random.RandomState`` behind their ``_rng`` (and TPE's ``_random_sampler``);
+  ``tests/search/test_seeding.py`` checks that a re-seeded sampler asks exactly what a
+  fresh one would. Untested versions build a sampler per trial (same results, slower);
 - :func:`sweeplab.study.session.shutdown_own_ray` stops a local Ray's autoscaler monitor
   early through ``ray._private.worker._global_node.kill_monitor`` (tested with
   :data:`TESTED_RAY`).
@@ -106,6 +112,16 @@ def held_storage_usable(installed: str | None = None, environ: Mapping[str, str]
                       f"constraints.txt), or set {ALLOW_UNTESTED_ENV}=1 to use it with optuna {check.installed} "
                       f"untested.")
     return False
+
+
+def sampler_reseed_usable(installed: str | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """True when :func:`sweeplab.search.seeding.trial_seeded_sampler` may re-seed Optuna's TPE and random
+    samplers through their private RNG attributes (``installed``: a version to check instead of the
+    installed one). Otherwise a sampler is built per trial: the same draws, slower asks; no warning."""
+    check = check_version("optuna", TESTED_OPTUNA, installed, environ)
+    if not check.use_private:
+        log.debug("optuna %s is not one of the tested %s: one sampler per trial", check.installed, check.tested)
+    return check.use_private
 
 
 def private_ray_shutdown_usable(installed: str | None = None, environ: Mapping[str, str] | None = None) -> bool:

@@ -33,8 +33,12 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class SpecError(SweeplabError):
-    """A study spec that breaks one or more rules. Holds every problem at once."""
+class SpecError(SweeplabError, ValueError):
+    """A study spec that breaks one or more rules. Holds every problem at once.
+
+    Also a ValueError, so that Python callers (``sweeplab.run``) can catch it as the bad
+    argument it is.
+    """
 
     exit_code = 2
 
@@ -44,6 +48,21 @@ class SpecError(SweeplabError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"{source}: {len(self.problems)} {noun}:\n{lines}")
+
+
+class ResourceError(SpecError):
+    """A spec whose per-trial ``resources`` no node of the Ray cluster has (a GPU on a
+    cluster without one, more CPUs than any node, a custom resource nobody offers).
+
+    Raised before any trial starts, instead of leaving the trials queued forever. The
+    message lists every missing resource with its spec path, then each node's resources.
+    """
+
+    def __init__(self, problems: list[Problem], source: str = "spec", cluster: str = "") -> None:
+        super().__init__(problems, source)
+        self.cluster = cluster
+        if cluster:
+            self.args = (f"{self.args[0]}\n{cluster}",)
 
 
 class DataError(SweeplabError):

@@ -22,6 +22,8 @@ ATTR_PRUNED_EPOCH = "sweeplab.pruned_at_epoch"
 ATTR_NODE = "sweeplab.node"
 ATTR_REJECTED = "sweeplab.rejected"  # told PRUNED by the constraints before it ran
 ATTR_N_PARAMS = "sweeplab.n_params"
+ATTR_FORKED_FROM_STUDY = "sweeplab.forked_from_study"  # a copied trial's study of origin
+ATTR_FORKED_FROM_TRIAL = "sweeplab.forked_from_trial"  # a copied trial's number there
 
 # ---------------------------------------------------------------- Optuna study user attrs
 STUDY_ATTR_SPEC = "sweeplab.spec"  # the spec the study was created with
@@ -32,6 +34,7 @@ STUDY_ATTR_EXPERIMENT_ID = "mlflow_experiment_id"
 STUDY_ATTR_PARENT_RUN_ID = "mlflow_parent_run_id"
 STUDY_ATTR_TRACKING_URI = "mlflow_tracking_uri"
 STUDY_ATTR_UID = "sweeplab.study_uid"  # random, set once: keys the study's checkpoint folder
+STUDY_ATTR_FORKED_FROM = "sweeplab.forked_from"  # the study this one was forked from
 
 # ---------------------------------------------------------------- MLflow run tags
 TAG_STUDY = "sweeplab.study"
@@ -44,5 +47,21 @@ TAG_REFIT_MATCHES = "sweeplab.refit_matches_trial"
 TAG_PACKAGE_ERROR = "sweeplab.package_error"
 TAG_BENCH = "sweeplab.bench"
 TAG_CELL = "sweeplab.bench_cell"
+TAG_FRAMEWORK = "sweeplab.framework"  # the trial's framework
+TAG_DURATION = "sweeplab.duration_s"  # the trial's wall time, seconds
+TAG_RETRIED_BY = "sweeplab.retried_by"  # the trial that retries this failed one
+TAG_REPAIRED = "sweeplab.repaired"  # a run closed by the repair of a crashed study
+TAG_STATUS = "sweeplab.status"  # how a study's or bench's parent run ended
+TAG_BEST_TRIAL = "sweeplab.best_trial"
+TAG_BEST_RUN_ID = "sweeplab.best_run_id"
+TAG_MODEL_FRAMEWORK = "sweeplab.model_framework"  # the framework of a packaged model
+TAG_REFIT_SEED = "sweeplab.refit_seed"  # the seed a packaged model was refit with
+TAG_PACKAGE_NOTES = "sweeplab.package_notes"
+TAG_WINNER_TRIAL = "sweeplab.winner_trial"  # promote: the trial whose config won
+TAG_REGISTERED_MODEL = "sweeplab.registered_model"  # promote: the registered model's name
+TAG_PROMOTED_TRIAL = "sweeplab.trial"  # promote: the trial a refit run re-trains
+TAG_BENCH_BEST_CONFIG = "sweeplab.bench_best_config"
+TAG_AUDIT = "sweeplab.audit"  # a bench audit's verdict
 ROLE_PARENT = "parent"
 ROLE_BENCH = "bench"
+ROLE_PROMOTION = "promotion"

@@ -236,3 +236,79 @@ class StudySummary:
             out.update(elapsed_s=run.elapsed_s, startup_s=dict(run.startup_s), mlflow_delivered=run.mlflow_delivered,
                        mlflow_requests=run.mlflow_requests, storage=run.storage, tracking_uri=run.tracking_uri)
         return out
+
+
+@dataclass(frozen=True)
+class RefitRun:
+    """One re-training of a promotion candidate with one seed."""
+
+    seed_index: int
+    seed: int
+    state: str
+    value: float | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed_index": self.seed_index, "seed": self.seed, "state": self.state, "value": self.value,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PromotionCandidate:
+    """One of a study's top configs, re-trained over seeds by ``promote``.
+
+    ``mean`` and ``std`` (sample standard deviation) are over the ``n_ok`` re-trainings
+    that completed with a finite value; both None when none did.
+    """
+
+    trial: int
+    study_value: float | None
+    params: dict[str, Any]
+    runs: tuple[RefitRun, ...]
+    n_ok: int
+    mean: float | None
+    std: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trial": self.trial, "study_value": self.study_value, "params": dict(self.params),
+                "runs": [r.to_json() for r in self.runs], "n_ok": self.n_ok, "mean": self.mean, "std": self.std}
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What ``sweeplab promote`` did: the registered champion and how it was chosen."""
+
+    study: str
+    model_name: str
+    version: int
+    alias: str
+    model_uri: str
+    run_id: str
+    tracking_uri: str
+    metric: str
+    winner: PromotionCandidate
+    winner_seed: int
+    model_metrics: dict[str, float]
+    candidates: tuple[PromotionCandidate, ...]
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``promote --json`` object."""
+        winner = self.winner.to_json()
+        return {
+            "study": self.study, "model_name": self.model_name, "version": self.version, "alias": self.alias,
+            "model_uri": self.model_uri, "run_id": self.run_id, "tracking_uri": self.tracking_uri,
+            "metric": self.metric,
+            "winner": {k: winner[k] for k in ("trial", "params", "mean", "std", "n_ok", "study_value")},
+            "winner_seed": self.winner_seed, "model_metrics": dict(self.model_metrics),
+            "candidates": [c.to_json() for c in self.candidates], "elapsed_s": self.elapsed_s,
+        }
+
+
+@dataclass(frozen=True)
+class ForkResult:
+    """What ``run --fork`` copied: finished trials of the source study, and those left out."""
+
+    source: str
+    copied: int
+    skipped: int

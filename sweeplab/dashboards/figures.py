@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 
-from sweeplab.core.keys import ATTR_NODE, ATTR_PRUNED_EPOCH, ATTR_REASON
+from sweeplab.core.keys import ATTR_NODE, ATTR_PRUNED_EPOCH, ATTR_REASON, STUDY_ATTR_SPEC
 
 if TYPE_CHECKING:
     import optuna
@@ -133,7 +133,7 @@ def metric_names(study: optuna.Study) -> list[str]:
     except Exception:  # older storages
         names = None
     if not names:
-        spec = study.user_attrs.get("sweeplab.spec") or {}
+        spec = study.user_attrs.get(STUDY_ATTR_SPEC) or {}
         metric = spec.get("metric") if isinstance(spec, dict) else None
         names = [metric] if isinstance(metric, str) else metric if isinstance(metric, list) else None
     if not names or len(names) != n:

@@ -151,14 +151,15 @@ def code_runtime_env(ref: str | None) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- the objective
 class CallableObjective(BaseObjective):
-    """Adapts a user function (named by ``objective.callable``, or given as a function) to
-    the objective contract: seeds and thread limits set (:meth:`Trial.prepare`), the function
-    called with the trial, its result checked."""
+    """Adapts a user function to the objective contract: ``target`` is its import path
+    (``objective.callable``) or the function itself (``sweeplab.run(spec, objective=fn)``).
+    Before each call, seeds and thread limits are set (:meth:`Trial.prepare`); the result
+    is checked."""
 
     def __init__(self, target: str | Callable[[Trial], Any]) -> None:
         if callable(target):
             self.fn = target
-            self.path = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
+            self.path = getattr(target, "__qualname__", None) or repr(target)
             try:
                 callable_probe.check_signature(target)
             except callable_probe.CallableRefError as exc:

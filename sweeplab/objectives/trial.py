@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from sweeplab.objectives.devices import trial_device
+
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
     from sweeplab.spec import ObjectiveSpec
@@ -102,9 +104,10 @@ class Trial:
       or ``tf.random.set_seed``) **when they are already imported** by then (imported at
       the top of the function's module): a worker that does not use them never imports
       them. A function that imports torch inside itself seeds it itself.
-    - ``device``: ``"cuda:0"`` when the trial has a GPU share (``resources.gpu > 0``) and
-      torch (or TensorFlow) sees a CUDA device, else ``"cpu"``. Ray makes the trial's
-      GPUs the only visible ones, so their indices start at 0.
+    - ``device``: ``"cuda:N"`` when the trial has a GPU share (``resources.gpu > 0``) and
+      torch sees CUDA, else ``"cpu"``: N is the index of the trial's GPU among the visible
+      ones (Ray makes the trial's GPUs the only visible ones, so ``"cuda:0"`` there; see
+      :func:`~sweeplab.objectives.devices.trial_device`). Keras places its work itself.
     - ``cpus``: the trial's CPU share (``resources.cpu``). Before a user function is
       called, torch's threads (``torch.set_num_threads``, when torch is imported), the
       BLAS/OpenMP thread pools already loaded (threadpoolctl) and ``OMP_NUM_THREADS`` /
@@ -183,9 +186,9 @@ class Trial:
 
     @property
     def device(self) -> str:
-        """``"cuda:0"`` with a GPU share and a CUDA device visible, else ``"cpu"`` (see the class)."""
+        """``"cuda:N"`` with a GPU share and CUDA visible to torch, else ``"cpu"`` (see the class)."""
         if self._device is None:
-            self._device = _pick_device(self.gpus)
+            self._device = trial_device(self.gpus)
         return self._device
 
     # ------------------------------------------------------------ reporting
@@ -413,18 +416,3 @@ def limit_threads(cpus: float) -> None:
         except (RuntimeError, AttributeError):  # TensorFlow already started: its pools are fixed
             pass
         _THREADS_APPLIED["tf"] = n
-
-
-def _pick_device(gpus: float) -> str:
-    if gpus <= 0:
-        return "cpu"
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-            return "cuda:0"
-        return "cpu"
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and tf.config.list_physical_devices("GPU"):
-        return "cuda:0"
-    return "cpu"

@@ -10,8 +10,7 @@ architecture that breaks the bound is rejected in ``ask``, before any worker tra
   and its count as user attr :data:`ATTR_N_PARAMS`. Optuna 5's constraint-aware samplers
   (TPE, NSGA-II, GP) read ``trial.constraints`` themselves: their ``constraints_func``
   argument is deprecated since Optuna 5.0 and would store a second copy, so
-  ``build_sampler`` does not pass one (:func:`trial_constraints` is that function, should
-  an older Optuna need it);
+  ``build_sampler`` does not pass one;
 - a violating trial is told PRUNED at once with user attrs :data:`ATTR_REJECTED` = True
   and ``sweeplab.fail_reason`` = ``"constraint max_params violated: 123456 > 50000"``. It
   never reaches a worker, gets no MLflow child run, and does not count toward the spec's
@@ -43,11 +42,6 @@ class ConstraintUnsatisfiable(SweeplabError):
     """The sampler kept proposing trials that break the study's constraints."""
 
     exit_code = 2
-
-
-def trial_constraints(trial: Any) -> list[float]:
-    """The constraint values recorded on ``trial`` (``[]`` when it has none); feasible when all ``<= 0``."""
-    return [float(v) for v in trial.constraints.values()]
 
 
 def check_satisfiable(

@@ -214,7 +214,8 @@ class StudyCoordinator:
         from sweeplab.spec import parse_spec
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.spec = parse_spec(spec_dict, source=spec_dict.get("study", "spec"))
+        # the driver validated this spec; a python study's function may come with the run (sweeplab.run)
+        self.spec = parse_spec(spec_dict, source=spec_dict.get("study", "spec"), function_objective=True)
         self.lease_seconds = lease_seconds
         self.holder = holder_id()
         self._lock = threading.RLock()

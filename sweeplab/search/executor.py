@@ -22,7 +22,7 @@ so the loop is written once against :class:`Coordinator`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, Protocol
@@ -149,20 +149,35 @@ def lost_outcome(number: int, exc: BaseException) -> TrialOutcome:
 
 class RayExecutor:
     """Each trial is a Ray task (``max_retries=0``: the coordinator decides about retries),
-    spread over the cluster's nodes, reporting epochs to the coordinator actor."""
+    spread over the cluster's nodes, reporting epochs to the coordinator actor.
+
+    ``custom``: the trial's custom Ray resources. ``user_fn_ref``: the study's function
+    (framework python, ``sweeplab.run(spec, objective=fn)``) in Ray's object store, put
+    there once per study; every trial gets the reference, which Ray resolves to the
+    function on the worker (a function of ``__main__``, a notebook's or a script's,
+    was pickled by value).
+
+    A trial with a GPU share runs in a fresh worker process (Ray's own default for GPU
+    tasks): CUDA reads ``CUDA_VISIBLE_DEVICES`` once per process, so a reused worker would
+    keep the device, and the memory, of the first trial it ran.
+    """
 
     def __init__(self, coordinator_actor: Any, dataset_ref: Any, settings: ObjectiveSpec, metric_names: list[str],
-                 cpus: float, gpus: float) -> None:
+                 cpus: float, gpus: float, *, custom: Mapping[str, float] | None = None,
+                 user_fn_ref: Any = None) -> None:
         import ray
 
         self._ray = ray
-        self._task = ray.remote(max_retries=0)(execute_trial)
+        self._task = ray.remote(max_retries=0, max_calls=1 if gpus > 0 else 0)(execute_trial)
         self._args = (dataset_ref, settings, list(metric_names), coordinator_actor, cpus, gpus)
-        self._options = {"num_cpus": cpus, "num_gpus": gpus, "scheduling_strategy": "SPREAD"}
+        self._options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "scheduling_strategy": "SPREAD"}
+        if custom:
+            self._options["resources"] = dict(custom)
+        self._user_fn = user_fn_ref
         self._running: dict[Any, TrialTicket] = {}
 
     def start(self, ticket: TrialTicket) -> None:
-        ref = self._task.options(**self._options).remote(ticket, *self._args)
+        ref = self._task.options(**self._options).remote(ticket, *self._args, user_fn=self._user_fn)
         self._running[ref] = ticket
 
     def collect(self, timeout: float) -> list[tuple[TrialTicket, TrialOutcome]]:
@@ -221,22 +236,25 @@ class InProcessExecutor:
     """Runs trials on ``workers`` threads of this process (for tests and small local runs).
 
     Trials share the process: the objective must be thread-safe (the analytic test
-    objectives are). Cancelling stops each trial at its next report.
+    objectives are). Cancelling stops each trial at its next report. ``user_fn``: the
+    study's function (framework python), called as it is.
     """
 
     def __init__(self, coordinator: StudyCoordinator, dataset: Dataset | None, settings: ObjectiveSpec,
                  metric_names: list[str],
-                 workers: int, cpus: float = 1.0) -> None:
+                 workers: int, cpus: float = 1.0, *, user_fn: Callable[..., Any] | None = None) -> None:
         self._coordinator = coordinator
         self._args = (dataset, settings, list(metric_names))
         self._cpus = cpus
+        self._user_fn = user_fn
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sweeplab-trial")
         self._running: dict[Future[TrialOutcome], TrialTicket] = {}
         self._cancelled = threading.Event()
 
     def start(self, ticket: TrialTicket) -> None:
         reporter = LocalReporter(self._coordinator, ticket.number, self._cancelled)
-        future = self._pool.submit(execute_trial, ticket, *self._args, self._coordinator, self._cpus, 0.0, reporter)
+        future = self._pool.submit(execute_trial, ticket, *self._args, self._coordinator, self._cpus, 0.0, reporter,
+                                   user_fn=self._user_fn)
         self._running[future] = ticket
 
     def collect(self, timeout: float) -> list[tuple[TrialTicket, TrialOutcome]]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sweeplab.core.errors import SweeplabError
+from sweeplab.core.keys import ATTR_ATTEMPT, ATTR_RETRY_OF, TAG_FRAMEWORK
 from sweeplab.core.records import FAILED as TRIAL_FAILED
 from sweeplab.core.records import INTERRUPTED, TrialOutcome, TrialRecord, TrialTicket, failure_key
 from sweeplab.search.constraints import ConstraintUnsatisfiable
@@ -129,9 +130,9 @@ class TrialLoop:
                 log.error("%s", exc)
                 self.error = exc
                 return
-            tags = {"sweeplab.framework": ticket.framework, "sweeplab.attempt": str(ticket.attempt)}
+            tags = {TAG_FRAMEWORK: ticket.framework, ATTR_ATTEMPT: str(ticket.attempt)}
             if ticket.retry_of is not None:
-                tags["sweeplab.retry_of"] = str(ticket.retry_of)
+                tags[ATTR_RETRY_OF] = str(ticket.retry_of)
             self.tracker.trial_started(ticket.number, ticket.raw_params, tags)
             self.executor.start(ticket)
             if self.on_first_start is not None:

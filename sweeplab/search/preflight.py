@@ -1,11 +1,13 @@
 """Checks that refuse, before anything starts, what cannot work.
 
-Each check raises :class:`~sweeplab.core.errors.StorageError` (exit 1) with a message
-that names the problem and the fix. They run before any trial is dispatched:
+Each check raises an error with a message that names the problem and the fix. They
+run before any trial is dispatched. :class:`~sweeplab.core.errors.StorageError` (exit 1):
 a Ray address that does not answer, an MLflow tracking server that does not answer,
 and a SQLite or local-file store used with a cluster whose workers run on other
 machines (that store would live on one machine only: the MLflow UI, ``sweeplab
 status`` and a driver restarted elsewhere could not see it, so resume could lose work).
+:class:`~sweeplab.core.errors.ResourceError` (exit 2, bad input): per-trial resources
+that no node of the cluster has, which Ray would otherwise queue forever.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from __future__ import annotations
 import socket
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.errors import StorageError
+from sweeplab.core.errors import Problem, ResourceError, StorageError
 from sweeplab.search.storage import is_local_url, redact
+
+if TYPE_CHECKING:
+    from sweeplab.spec import Resources
 
 
 def _host_port(address: str, default_port: int) -> tuple[str, int]:
@@ -98,3 +103,82 @@ def check_stores_reach_cluster(storage_url: str, tracking_uri: str, address: str
             "driver can reach it. Use --storage postgresql://USER@HOST/DB (or $SWEEPLAB_STORAGE) and "
             "--tracking-uri http://MLFLOW_HOST:5000 (an `mlflow server` backed by PostgreSQL)."
         )
+
+
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+"""A resource Ray gives its head node only (how the head is told apart in messages)."""
+
+
+def trial_demand(resources: Resources) -> dict[str, float]:
+    """What one trial asks Ray for, by Ray's resource names (``CPU``, ``GPU``, custom names); zeros left out."""
+    demand = {"CPU": float(resources.cpu), "GPU": float(resources.gpu), **{k: float(v) for k, v in
+                                                                         resources.custom.items()}}
+    return {name: amount for name, amount in demand.items() if amount > 0}
+
+
+def check_trial_resources(resources: Resources, nodes: list[dict[str, Any]] | None = None,
+                          source: str = "spec") -> None:
+    """Refuse per-trial ``resources`` that no alive node of the Ray cluster has.
+
+    Ray queues a task that no node can ever run and waits for one to appear: the study
+    would hang until killed. A trial needs one node holding every resource it asks for
+    (a GPU share below 1 needs a node with a GPU). Raises
+    :class:`~sweeplab.core.errors.ResourceError` naming each missing resource with its
+    spec path and listing every node's resources. ``nodes``: ``ray.nodes()``, read from
+    Ray when omitted.
+    """
+    if nodes is None:
+        import ray
+
+        nodes = ray.nodes()
+    alive = [n for n in nodes if n.get("Alive")]
+    demand = trial_demand(resources)
+
+    def has(node: dict[str, Any], name: str) -> float:
+        return float((node.get("Resources") or {}).get(name, 0.0))
+
+    if any(all(has(node, name) >= amount - 1e-9 for name, amount in demand.items()) for node in alive):
+        return
+    problems = []
+    for name, amount in demand.items():
+        most = max((has(node, name) for node in alive), default=0.0)
+        if most < amount - 1e-9:
+            problems.append(_missing(name, amount, most))
+    if not problems:
+        wanted = ", ".join(f"{name} {amount:g}" for name, amount in demand.items())
+        problems.append(Problem("resources", f"a trial needs {wanted} on one node, but no node of the Ray cluster "
+                                             "has them all together; lower what the spec asks for, or add a node "
+                                             "that has it all"))
+    raise ResourceError(problems, source, cluster=describe_nodes(alive, demand))
+
+
+def _missing(name: str, amount: float, most: float) -> Problem:
+    if name == "GPU":
+        has = "has a GPU" if most == 0 else f"has more than {most:g} GPUs"
+        return Problem("resources.gpu", f"a trial asks for {amount:g} GPU, but no node of the Ray cluster {has}. "
+                                        "Set resources.gpu to 0 to train on CPUs, or run the study on a cluster with "
+                                        "a GPU node (--address / $RAY_ADDRESS; `ray start --num-gpus=N` there)")
+    if name == "CPU":
+        return Problem("resources.cpu", f"a trial asks for {amount:g} CPUs, but the largest node of the Ray cluster "
+                                        f"has {most:g}. Lower resources.cpu to at most {most:g}, or add a node with "
+                                        f"{amount:g} CPUs or more")
+    has = "offers it" if most == 0 else f"has more than {most:g}"
+    return Problem(f"resources.custom.{name}",
+                   f"a trial asks for {amount:g} of the custom resource `{name}`, but no node of the Ray cluster "
+                   f"{has}. Start a node that does (`ray start --resources='{{\"{name}\": {amount:g}}}'`), or remove "
+                   f"resources.custom.{name} from the spec")
+
+
+def describe_nodes(nodes: list[dict[str, Any]], demand: dict[str, float]) -> str:
+    """One line per node: its address (head marked) and its total CPU, GPU and the custom
+    resources ``demand`` names."""
+    if not nodes:
+        return "The Ray cluster has no alive node."
+    lines = ["The Ray cluster's nodes:"]
+    for node in nodes:
+        total = node.get("Resources") or {}
+        names = ["CPU", "GPU", *[n for n in demand if n not in ("CPU", "GPU")]]
+        held = ", ".join(f"{name} {float(total.get(name, 0.0)):g}" for name in names)
+        role = " (head)" if HEAD_NODE_RESOURCE in total else ""
+        lines.append(f"  {node.get('NodeManagerAddress', '?')}{role}: {held}")
+    return "\n".join(lines)

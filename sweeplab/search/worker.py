@@ -75,18 +75,19 @@ class CoordinatorReporter:
             ray.get(refs)
 
 
-def get_objective(framework: str, callable_path: str | None,
-                  user_fn: Callable[[Trial], Any] | None = None) -> BaseObjective:
+def get_objective(framework: str, callable_path: str | None, *, user_fn: Callable[..., Any] | None = None
+                  ) -> BaseObjective:
     """Return this process's objective instance for ``framework`` (imported on first use,
-    from the framework's registry entry). ``user_fn``: a ``python`` objective's function
-    itself, used instead of ``callable_path`` (a new objective each call: it is cheap, and
+    from the framework's registry entry). ``user_fn``: the study's function itself (framework
+    python), used instead of ``callable_path`` (a new objective each call: it is cheap, and
     each Ray task gets its own copy of the function)."""
     entry = FRAMEWORKS_BY_NAME.get(framework)
     if entry is None:
         raise ValueError(f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_NAMES)}")
     if user_fn is not None and not entry.mlp:
-        module, _, cls = entry.objective.partition(":")
-        return getattr(importlib.import_module(module), cls)(user_fn)  # type: ignore[no-any-return]
+        from sweeplab.objectives.python_callable import CallableObjective
+
+        return CallableObjective(user_fn)
     key = (framework, None if entry.mlp else callable_path)
     objective = _OBJECTIVES.get(key)
     if objective is None:
@@ -178,12 +179,13 @@ def execute_trial(
     cpus: float = 1.0,
     gpus: float = 0.0,
     reporter: Any = None,
-    user_fn: Callable[[Trial], Any] | None = None,
+    *,
+    user_fn: Callable[..., Any] | None = None,
 ) -> TrialOutcome:
     """Run one trial and describe how it ended. Never raises for objective errors.
 
-    ``reporter``: where epochs go (default: the coordinator actor); ``user_fn``: a python
-    objective's function itself, used instead of ``settings.callable``.
+    ``reporter``: where epochs go (default: the coordinator actor); ``user_fn``: the study's
+    function (framework python) instead of ``settings.callable``.
     """
     started = time.time()
     sender = None if reporter is not None else CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
@@ -230,14 +232,14 @@ def _is_optuna_pruned(exc: BaseException) -> bool:
 
 
 def _run_trial(ticket: TrialTicket, trial: Trial, dataset: Dataset | None, settings: ObjectiveSpec,
-               metric_names: list[str], user_fn: Callable[[Trial], Any] | None, started: float,
+               metric_names: list[str], user_fn: Callable[..., Any] | None, started: float,
                node: str) -> TrialOutcome:
     def failed(reason: str) -> TrialOutcome:
         return TrialOutcome(ticket.number, FAILED, {}, reason=reason, node=node, duration=time.time() - started,
                             started_at=started)
 
     try:
-        objective = get_objective(ticket.framework, getattr(settings, "callable", None), user_fn)
+        objective = get_objective(ticket.framework, getattr(settings, "callable", None), user_fn=user_fn)
         raw = objective.run(trial)
         swallowed = trial.pruned_and_swallowed
         if swallowed is not None:

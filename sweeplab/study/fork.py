@@ -12,16 +12,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sweeplab.core.errors import UsageError
+from sweeplab.core.keys import ATTR_FORKED_FROM_STUDY, ATTR_FORKED_FROM_TRIAL, ATTR_METRICS, STUDY_ATTR_FORKED_FROM
+from sweeplab.core.records import ForkResult
 
 if TYPE_CHECKING:
     from sweeplab.spec import StudySpec
 
 
-def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> dict[str, int]:
+def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> ForkResult:
     """Create ``spec.study`` from the compatible finished trials of ``source_name``.
 
-    Returns ``{"copied": n, "skipped": m}``. Raises UsageError when the target study
-    already exists or the source does not.
+    Returns how many finished trials were copied and how many were not compatible.
+    Raises UsageError when the target study already exists or the source does not.
     """
     import optuna
     from optuna.trial import TrialState, create_trial
@@ -40,7 +42,7 @@ def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> dict[str,
         raise UsageError(f"cannot fork into {spec.study!r}: a study with that name exists already; "
                          "pick another --fork name") from exc
     target.set_user_attr(STUDY_ATTR_SPEC, spec.to_dict())
-    target.set_user_attr("sweeplab.forked_from", source_name)
+    target.set_user_attr(STUDY_ATTR_FORKED_FROM, source_name)
     scratch = optuna.create_study(directions=directions)
     copied = skipped = 0
     for old in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -69,8 +71,8 @@ def fork_study(spec: StudySpec, source_name: str, storage_url: str) -> dict[str,
             distributions=dict(dists),
             values=list(old.values),
             intermediate_values=dict(old.intermediate_values),
-            user_attrs={**{k: v for k, v in old.user_attrs.items() if k == "sweeplab.metrics"},
-                        "sweeplab.forked_from_trial": old.number, "sweeplab.forked_from_study": source_name},
+            user_attrs={**{k: v for k, v in old.user_attrs.items() if k == ATTR_METRICS},
+                        ATTR_FORKED_FROM_TRIAL: old.number, ATTR_FORKED_FROM_STUDY: source_name},
         ))
         copied += 1
-    return {"copied": copied, "skipped": skipped}
+    return ForkResult(source=source_name, copied=copied, skipped=skipped)

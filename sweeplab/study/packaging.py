@@ -35,7 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.keys import TAG_LOGGED_MODEL, TAG_MODEL, TAG_PACKAGE_ERROR, TAG_REFIT_MATCHES
+from sweeplab.core.keys import (
+    TAG_LOGGED_MODEL,
+    TAG_MODEL,
+    TAG_MODEL_FRAMEWORK,
+    TAG_PACKAGE_ERROR,
+    TAG_PACKAGE_NOTES,
+    TAG_REFIT_MATCHES,
+    TAG_REFIT_SEED,
+)
 from sweeplab.core.records import StudySummary, TrialTicket
 from sweeplab.registry.names import MLP_FRAMEWORKS
 from sweeplab.search.coordinator import ticket_for_trial
@@ -260,9 +268,9 @@ def package_best_trial(
                     "GPU kernels or another thread count); the logged model is the re-fit's", number, metric,
                     refit, recorded)
     tags = {TAG_MODEL: "model", TAG_REFIT_MATCHES: str(bool(matches)).lower(),
-            "sweeplab.refit_seed": str(packaged.seed), "sweeplab.model_framework": packaged.framework}
+            TAG_REFIT_SEED: str(packaged.seed), TAG_MODEL_FRAMEWORK: packaged.framework}
     if packaged.notes:
-        tags["sweeplab.package_notes"] = "; ".join(packaged.notes)[:4900]
+        tags[TAG_PACKAGE_NOTES] = "; ".join(packaged.notes)[:4900]
     tracker.log_artifacts(run_id, packaged.files, tags=tags)
     return {"packaged": True, "run_id": run_id, "model_uri": f"runs:/{run_id}/model", "trial": number,
             "refit_metrics": packaged.metrics, "refit_matches_trial": bool(matches), "notes": packaged.notes}

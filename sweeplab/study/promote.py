@@ -35,7 +35,20 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import StorageError, SweeplabError, UsageError
-from sweeplab.core.keys import TAG_ROLE
+from sweeplab.core.keys import (
+    ROLE_PROMOTION,
+    STUDY_ATTR_EXPERIMENT_ID,
+    STUDY_ATTR_PARENT_RUN_ID,
+    STUDY_ATTR_SPEC,
+    STUDY_ATTR_TRACKING_URI,
+    TAG_MODEL_FRAMEWORK,
+    TAG_PROMOTED_TRIAL,
+    TAG_REFIT_SEED,
+    TAG_REGISTERED_MODEL,
+    TAG_ROLE,
+    TAG_WINNER_TRIAL,
+)
+from sweeplab.core.records import COMPLETE, Promotion, PromotionCandidate, RefitRun
 
 if TYPE_CHECKING:
     from sweeplab.spec import StudySpec
@@ -105,13 +118,13 @@ def promote_study(
     top_k: int = 3,
     seeds: int = 3,
     address: str | None = None,
-) -> dict[str, Any]:
+) -> Promotion:
     """Promote ``study_name``'s most robust config to ``models:/<model_name>@champion``.
 
     See the module docstring for the steps. ``tracking_uri`` None means
     ``$MLFLOW_TRACKING_URI``, else the tracking store the study recorded, else MLflow's
-    default file. Returns a JSON-friendly summary (``model_uri``, ``version``, ``run_id``,
-    ``winner``, ``candidates``...). Raises UsageError (exit 2) for a bad model name,
+    default file. Returns the :class:`~sweeplab.core.records.Promotion` (its ``to_json()`` is
+    ``promote --json``). Raises UsageError (exit 2) for a bad model name,
     ``top_k`` or ``seeds``; SweeplabError (exit 1) when the study has no COMPLETE trial, is
     multi-objective or trains no model, or every candidate failed.
     """
@@ -131,7 +144,7 @@ def promote_study(
         raise UsageError(f"--top-k and --seeds must be positive integers, got top_k={top_k}, seeds={seeds}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_existing_study(study_name, storage_url)
-    stored = study.user_attrs.get("sweeplab.spec")
+    stored = study.user_attrs.get(STUDY_ATTR_SPEC)
     if not stored:
         raise SweeplabError(f"study {study_name!r} was not created by sweeplab (no stored spec); cannot re-train it")
     spec = parse_spec(stored, source=f"study {study_name}")
@@ -152,7 +165,7 @@ def promote_study(
         raise SweeplabError(f"study {study_name!r}: trial(s) {bad} use framework python, which trains no model "
                             "to register; promote works on torch and keras studies")
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.user_attrs.get("mlflow_tracking_uri")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.user_attrs.get(STUDY_ATTR_TRACKING_URI)
     uri = resolve_tracking_uri(uri)
     metric = spec.metric[0]
     started = time.time()
@@ -178,46 +191,40 @@ def promote_study(
             jobs.append((ticket, i, seed, ref))
     outcomes = ray.get([ref for *_, ref in jobs])
 
-    candidates: list[dict[str, Any]] = []
+    candidates: list[PromotionCandidate] = []
     for trial, ticket in zip(ranked, tickets, strict=True):
-        runs = []
-        for (t, i, seed, _), outcome in zip(jobs, outcomes, strict=True):
-            if t is ticket:
-                value = outcome.metrics.get(metric) if outcome.state == "COMPLETE" else None
-                runs.append({"seed_index": i, "seed": seed, "state": outcome.state, "value": value,
-                             "reason": (outcome.reason or "")[:500] or None})
-        values = [r["value"] for r in runs if r["value"] is not None and math.isfinite(r["value"])]
-        candidates.append({
-            "trial": trial.number,
-            "study_value": trial.value,
-            "params": dict(trial.params),
-            "runs": runs,
-            "n_ok": len(values),
-            "mean": statistics.fmean(values) if values else None,
-            "std": _sample_std(values) if values else None,
-        })
-    usable = [c for c in candidates if c["mean"] is not None]
+        runs = tuple(
+            RefitRun(i, seed, outcome.state,
+                     outcome.metrics.get(metric) if outcome.state == COMPLETE else None,
+                     (outcome.reason or "")[:500] or None)
+            for (t, i, seed, _), outcome in zip(jobs, outcomes, strict=True) if t is ticket
+        )
+        values = [r.value for r in runs if r.value is not None and math.isfinite(r.value)]
+        candidates.append(PromotionCandidate(
+            trial=trial.number, study_value=trial.value, params=dict(trial.params), runs=runs, n_ok=len(values),
+            mean=statistics.fmean(values) if values else None, std=_sample_std(values) if values else None,
+        ))
+    usable = [c for c in candidates if c.mean is not None]
     if not usable:
-        reasons = "; ".join(f"trial {c['trial']}: {c['runs'][0]['reason']}" for c in candidates)
+        reasons = "; ".join(f"trial {c.trial}: {c.runs[0].reason}" for c in candidates)
         raise SweeplabError(f"study {study_name!r}: every re-training of the top {len(candidates)} config(s) failed "
                             f"({reasons[:1500]})")
     sign = -1.0 if maximize else 1.0
-    winner = min(usable, key=lambda c: (sign * c["mean"], sign * c["study_value"], c["trial"]))
-    win_ticket = tickets[[c["trial"] for c in candidates].index(winner["trial"])]
+    winner = min(usable, key=lambda c: (sign * (c.mean or 0.0), sign * (c.study_value or 0.0), c.trial))
+    win_ticket = tickets[[c.trial for c in candidates].index(winner.trial)]
 
     package = ray.remote(max_retries=0)(fit_and_package).options(num_cpus=cpus, num_gpus=gpus)
     try:
         packaged: Packaged = ray.get(package.remote(
             win_ticket, dataset_ref, spec.objective, list(spec.metric), cpus, gpus, rows,
-            title=f"{study_name} trial {winner['trial']} (champion)",
+            title=f"{study_name} trial {winner.trial} (champion)",
             metadata={"study": study_name, "registered_model": model_name},
         ))
     except ray.exceptions.RayError as exc:
-        raise SweeplabError(f"study {study_name!r}: packaging the winner (trial {winner['trial']}) failed: "
+        raise SweeplabError(f"study {study_name!r}: packaging the winner (trial {winner.trial}) failed: "
                             f"{type(exc).__name__}: {str(exc)[-1500:]}") from exc
     result = _log_and_register(spec, study, uri, model_name, metric, top_k, seeds, candidates, winner, packaged)
-    result["elapsed_s"] = round(time.time() - started, 3)
-    return result
+    return replace(result, elapsed_s=round(time.time() - started, 3))
 
 
 def _log_and_register(
@@ -228,10 +235,10 @@ def _log_and_register(
     metric: str,
     top_k: int,
     seeds: int,
-    candidates: list[dict[str, Any]],
-    winner: dict[str, Any],
+    candidates: list[PromotionCandidate],
+    winner: PromotionCandidate,
     packaged: Any,
-) -> dict[str, Any]:
+) -> Promotion:
     """Write the promotion run and the registry entries; return the promotion's summary."""
     import tempfile
     from pathlib import Path
@@ -243,37 +250,38 @@ def _log_and_register(
     from sweeplab.core.keys import TAG_STUDY
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
+    parent = study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID)
     try:
-        experiment_id = study.user_attrs.get("mlflow_experiment_id")
+        experiment_id = study.user_attrs.get(STUDY_ATTR_EXPERIMENT_ID)
         if not experiment_id:
             name = spec.experiment or spec.study
             exp = client.get_experiment_by_name(name)
             experiment_id = exp.experiment_id if exp is not None else client.create_experiment(name)
-        tags = {TAG_STUDY: spec.study, TAG_ROLE: "promotion", "sweeplab.winner_trial": str(winner["trial"]),
-                "sweeplab.registered_model": model_name, "sweeplab.model_framework": packaged.framework}
+        tags = {TAG_STUDY: spec.study, TAG_ROLE: ROLE_PROMOTION, TAG_WINNER_TRIAL: str(winner.trial),
+                TAG_REGISTERED_MODEL: model_name, TAG_MODEL_FRAMEWORK: packaged.framework}
         if parent:
             tags["mlflow.parentRunId"] = parent
         run = client.create_run(experiment_id, run_name=f"promotion-{model_name}", tags=tags)
         run_id = run.info.run_id
         now = int(time.time() * 1000)
-        params = {f"winner.{k}": str(v) for k, v in winner["params"].items()}
+        params = {f"winner.{k}": str(v) for k, v in winner.params.items()}
         params.update({"promotion.top_k": str(top_k), "promotion.seeds": str(seeds), "promotion.metric": metric,
-                       "promotion.candidates": json.dumps([c["trial"] for c in candidates]),
+                       "promotion.candidates": json.dumps([c.trial for c in candidates]),
                        "promotion.winner_seed": str(packaged.seed)})
         metrics: list[Metric] = []
         for c in candidates:
-            if c["mean"] is not None:
-                metrics.append(Metric(f"trial_{c['trial']}.mean_{metric}", float(c["mean"]), now, 0))
-                metrics.append(Metric(f"trial_{c['trial']}.std_{metric}", float(c["std"]), now, 0))
-            metrics.append(Metric(f"trial_{c['trial']}.n_ok", float(c["n_ok"]), now, 0))
-        metrics.append(Metric(f"mean_{metric}", float(winner["mean"]), now, 0))
-        metrics.append(Metric(f"std_{metric}", float(winner["std"]), now, 0))
+            if c.mean is not None:
+                metrics.append(Metric(f"trial_{c.trial}.mean_{metric}", float(c.mean), now, 0))
+                metrics.append(Metric(f"trial_{c.trial}.std_{metric}", float(c.std or 0.0), now, 0))
+            metrics.append(Metric(f"trial_{c.trial}.n_ok", float(c.n_ok), now, 0))
+        winner_mean, winner_std = float(winner.mean or 0.0), float(winner.std or 0.0)
+        metrics.append(Metric(f"mean_{metric}", winner_mean, now, 0))
+        metrics.append(Metric(f"std_{metric}", winner_std, now, 0))
         metrics.extend(Metric(f"final_{k}", float(v), now, 0) for k, v in packaged.metrics.items() if math.isfinite(v))
         client.log_batch(run_id, metrics=metrics, params=[Param(k[:250], v[:6000]) for k, v in params.items()],
-                         tags=[RunTag("sweeplab.refit_seed", str(packaged.seed))])
+                         tags=[RunTag(TAG_REFIT_SEED, str(packaged.seed))])
         table = {"study": spec.study, "metric": metric, "direction": spec.direction[0], "top_k": top_k,
-                 "seeds": seeds, "winner_trial": winner["trial"], "candidates": candidates}
+                 "seeds": seeds, "winner_trial": winner.trial, "candidates": [c.to_json() for c in candidates]}
         with tempfile.TemporaryDirectory(prefix="sweeplab-promotion-") as tmp:
             for name, data in {**packaged.files, "promotion.json": json.dumps(table, indent=2).encode()}.items():
                 path = Path(tmp, name)
@@ -290,30 +298,20 @@ def _log_and_register(
                 raise
         version = client.create_model_version(
             model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
-            tags={TAG_STUDY: spec.study, "sweeplab.trial": str(winner["trial"]),
-                  f"mean_{metric}": f"{winner['mean']:.6g}", f"std_{metric}": f"{winner['std']:.6g}"},
-            description=(f"trial {winner['trial']} of study {spec.study}: {metric} mean {winner['mean']:.6g} "
-                         f"± {winner['std']:.6g} over {winner['n_ok']} seed(s)"),
+            tags={TAG_STUDY: spec.study, TAG_PROMOTED_TRIAL: str(winner.trial),
+                  f"mean_{metric}": f"{winner_mean:.6g}", f"std_{metric}": f"{winner_std:.6g}"},
+            description=(f"trial {winner.trial} of study {spec.study}: {metric} mean {winner_mean:.6g} "
+                         f"± {winner_std:.6g} over {winner.n_ok} seed(s)"),
         )
         version = _wait_ready(client, model_name, version.version)
         client.set_registered_model_alias(model_name, ALIAS, version.version)
     except MlflowException as exc:
         raise StorageError(f"MLflow at {uri} refused the promotion of {model_name!r}: {exc}. "
                            "Check --tracking-uri and that the registry is writable") from exc
-    return {
-        "study": spec.study,
-        "model_name": model_name,
-        "version": int(version.version),
-        "alias": ALIAS,
-        "model_uri": f"models:/{model_name}@{ALIAS}",
-        "run_id": run_id,
-        "tracking_uri": uri,
-        "metric": metric,
-        "winner": {k: winner[k] for k in ("trial", "params", "mean", "std", "n_ok", "study_value")},
-        "winner_seed": packaged.seed,
-        "model_metrics": packaged.metrics,
-        "candidates": candidates,
-    }
+    return Promotion(study=spec.study, model_name=model_name, version=int(version.version), alias=ALIAS,
+                     model_uri=f"models:/{model_name}@{ALIAS}", run_id=run_id, tracking_uri=uri, metric=metric,
+                     winner=winner, winner_seed=packaged.seed, model_metrics=dict(packaged.metrics),
+                     candidates=tuple(candidates))
 
 
 def _wait_ready(client: Any, name: str, version: str, timeout: float = 300.0) -> Any:

@@ -105,12 +105,12 @@ def finish_study(spec: StudySpec, options: RunOptions, session: StudySession, re
 
 
 class _Progress:
-    """A tqdm bar on stderr: trials done, best so far, ETA."""
+    """A tqdm bar: trials done, best so far, ETA (the widget in Jupyter, text on stderr elsewhere)."""
 
     def __init__(self, enabled: bool, total: int, initial: int, study: str) -> None:
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm  # the notebook widget in Jupyter, the text bar in a terminal
 
             self.bar = tqdm(total=total, initial=initial, desc=study, unit="trial", file=sys.stderr,
                             dynamic_ncols=True, leave=True)

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.compat import private_ray_shutdown_usable
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
-from sweeplab.core.errors import StorageError, SweeplabError
+from sweeplab.core.errors import StorageError, SweeplabError, UsageError
+from sweeplab.core.keys import (
+    STUDY_ATTR_EXPERIMENT_ID,
+    STUDY_ATTR_PARENT_RUN_ID,
+    STUDY_ATTR_TRACKING_URI,
+    STUDY_ATTR_TRIALS_TARGET,
+)
 from sweeplab.core.records import TrialRecord
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
 from sweeplab.search.storage import StorageOptions
@@ -71,6 +77,9 @@ class RunOptions:
     executor: str = "ray"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
     fail_fast: int = DEFAULT_FAIL_FAST  # stop when a study's first N trials fail alike (0: never)
+    # The study's function (framework python), instead of the spec's objective.callable: sent to the
+    # trials as it is (by value when defined in __main__, as in a notebook), once per study.
+    objective_fn: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
@@ -139,7 +148,7 @@ def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str],
     mark("mlflow_open")
     finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     executor = InProcessExecutor(coordinator, dataset, spec.objective, list(spec.metric), spec.workers,
-                                 spec.resources.cpu)
+                                 spec.resources.cpu, user_fn=options.objective_fn)
     mark("resume_checks")
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded)
 
@@ -164,7 +173,15 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     owns_ray = not ray.is_initialized()
     init_ray(address, **init_kwargs)
     mark("ray_init")
-    if options.warm_workers:
+    try:
+        preflight.check_trial_resources(spec.resources, source=spec.source)
+        objective_ref = put_objective(options.objective_fn)
+    except BaseException:
+        preparing.abandon()  # no study, no run was created yet; leave nothing running either
+        if owns_ray:
+            shutdown_own_ray()
+        raise
+    if options.warm_workers and _worth_warming(spec, options):
         _warm_workers(spec)  # workers import the objective's framework while the coordinator starts
     try:
         dataset, tracker = preparing.result()  # bad data raises here, before any store was touched
@@ -192,7 +209,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     dataset_ref = ray.put(dataset)
     executor = RayExecutor(actor, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu,
-                           spec.resources.gpu)
+                           spec.resources.gpu, custom=spec.resources.custom, user_fn_ref=objective_ref)
     mark("resume_checks_dataset_put")
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, dataset_ref=dataset_ref,
                         actor=actor,
@@ -224,14 +241,13 @@ def _ray_init_kwargs(spec: StudySpec, options: RunOptions, address: str | None) 
 
 def _open_tracking(spec: StudySpec, options: RunOptions, coordinator: Coordinator, tracker: Any) -> Any:
     """Open (or find again) the study's MLflow parent run and link it with the study."""
-    from sweeplab.core.keys import STUDY_ATTR_TRIALS_TARGET
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
     tracker = tracker or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
-    experiment_id, parent_run_id = tracker.open(spec.to_dict(), coordinator.study_attrs().get("mlflow_parent_run_id"))
+    experiment_id, parent_run_id = tracker.open(spec.to_dict(), coordinator.study_attrs().get(STUDY_ATTR_PARENT_RUN_ID))
     for key, value in ((STUDY_ATTR_TRIALS_TARGET, spec.trials),  # what status shows as "of N"
-                       ("mlflow_experiment_id", experiment_id), ("mlflow_parent_run_id", parent_run_id),
-                       ("mlflow_tracking_uri", options.tracking_uri)):
+                       (STUDY_ATTR_EXPERIMENT_ID, experiment_id), (STUDY_ATTR_PARENT_RUN_ID, parent_run_id),
+                       (STUDY_ATTR_TRACKING_URI, options.tracking_uri)):
         coordinator.set_study_attr(key, value)
     tracker.on_run_created = coordinator.link_run
     return tracker
@@ -322,6 +338,7 @@ class _Preparation:
         self.tracker: Any = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
+        self.abandoned = threading.Event()
         if options.overlap_startup:
             self.thread = in_background(self._run, "sweeplab-prepare")
         else:
@@ -341,9 +358,13 @@ class _Preparation:
                 source = getattr(self.dataset, "init_from", None)
                 check_satisfiable(spec, self.dataset.n_features, self.dataset.n_outputs,
                                   source.architecture() if source is not None else None)
+            if self.abandoned.is_set():
+                return
             open_storage(options.storage_url, wal=options.storage_options.wal)
         except BaseException as exc:  # re-raised on the caller's thread
             self.error = exc
+            return
+        if self.abandoned.is_set():
             return
         try:
             from sweeplab.tracking.mlflow_tracker import StudyTracker
@@ -353,6 +374,12 @@ class _Preparation:
             self.tracker = tracker
         except Exception as exc:  # reported by the synchronous open
             log.debug("opening the MLflow store in the background failed: %s", exc)
+
+    def abandon(self) -> None:
+        """The study will not run: skip the steps not yet started, wait for the one running."""
+        self.abandoned.set()
+        if self.thread is not None:
+            self.thread.join()
 
     def result(self) -> tuple[Dataset | None, Any]:
         if self.thread is not None:
@@ -390,6 +417,35 @@ def in_background(target: Callable[[], Any], name: str) -> threading.Thread:
     return thread
 
 
+def put_objective(fn: Callable[..., Any] | None) -> Any:
+    """``fn`` in Ray's object store, once per study (None: None). Raises UsageError when it
+    cannot be pickled, before the study is created."""
+    if fn is None:
+        return None
+    import ray
+
+    try:
+        return ray.put(fn)
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        try:  # Ray's own report spans a page; cloudpickle's names the object in one line
+            ray.cloudpickle.dumps(fn)
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        except Exception as pickling:
+            reason = f"{type(pickling).__name__}: {pickling}"
+        raise UsageError(
+            f"objective= {name} cannot be sent to Ray's workers: {reason}. A function of a "
+            "notebook or of __main__ travels by value with everything it refers to: create what cannot be pickled "
+            "(open files, locks, clients, connections) inside the function instead"
+        ) from exc
+
+
+def _worth_warming(spec: StudySpec, options: RunOptions) -> bool:
+    """Whether warming workers can help: not when the study's function comes with the call
+    (nothing to import by name), nor for GPU trials (each runs in a fresh worker process)."""
+    return options.objective_fn is None and spec.resources.gpu == 0
+
+
 def _warm_workers(spec: StudySpec) -> None:
     """Start ``workers`` tasks that import the objective (torch, TensorFlow or the user's
     module) in Ray's worker processes, so the first trials do not pay for it. Fire and
@@ -399,8 +455,7 @@ def _warm_workers(spec: StudySpec) -> None:
     from sweeplab.search.worker import warm_worker
 
     try:
-        task = ray.remote(max_retries=0)(warm_worker).options(num_cpus=spec.resources.cpu,
-                                                               num_gpus=spec.resources.gpu)
+        task = ray.remote(max_retries=0)(warm_worker).options(**spec.resources.task_options())
         for _ in range(spec.workers):
             task.remote(spec.objective.framework, getattr(spec.objective, "callable", None))
     except Exception as exc:  # pragma: no cover - warming is only an optimization

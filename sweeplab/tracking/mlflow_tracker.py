@@ -30,7 +30,23 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.core.errors import StorageError
-from sweeplab.core.keys import ROLE_PARENT, TAG_LOGGED_MODEL, TAG_ROLE, TAG_STATE, TAG_STUDY, TAG_TRIAL
+from sweeplab.core.keys import (
+    ATTR_NODE,
+    ATTR_PRUNED_EPOCH,
+    ATTR_REASON,
+    ROLE_PARENT,
+    TAG_BEST_RUN_ID,
+    TAG_BEST_TRIAL,
+    TAG_DURATION,
+    TAG_LOGGED_MODEL,
+    TAG_REPAIRED,
+    TAG_RETRIED_BY,
+    TAG_ROLE,
+    TAG_STATE,
+    TAG_STATUS,
+    TAG_STUDY,
+    TAG_TRIAL,
+)
 from sweeplab.core.records import FAILED, StudySummary, TrialDigest, TrialRecord
 
 log = logging.getLogger("sweeplab.tracking")
@@ -218,14 +234,14 @@ class StudyTracker:
                 metrics.append(("objective_value" if i == 0 else f"objective_value_{i}", value, now, 0))
         tags = {TAG_STATE: record.state}
         if record.pruned_epoch is not None:
-            tags["sweeplab.pruned_at_epoch"] = str(record.pruned_epoch)
+            tags[ATTR_PRUNED_EPOCH] = str(record.pruned_epoch)
         if record.reason:
-            tags["sweeplab.fail_reason"] = record.reason[:4900]
+            tags[ATTR_REASON] = record.reason[:4900]
         if record.node:
-            tags["sweeplab.node"] = record.node
+            tags[ATTR_NODE] = record.node
         if record.retried_by is not None:
-            tags["sweeplab.retried_by"] = str(record.retried_by)
-        tags["sweeplab.duration_s"] = f"{record.duration:.3f}"
+            tags[TAG_RETRIED_BY] = str(record.retried_by)
+        tags[TAG_DURATION] = f"{record.duration:.3f}"
         self._log_batch(run_id, params=params, metrics=metrics, tags=tags)
         status = STATUS_OF_STATE.get(record.state, "FAILED")
         self.client.set_terminated(run_id, status=status, end_time=now)
@@ -261,7 +277,7 @@ class StudyTracker:
                 has_history = metric in existing[0].data.metrics
             else:
                 tags = {"mlflow.parentRunId": self.parent_run_id, TAG_STUDY: self.study_name, TAG_TRIAL: str(number),
-                        "sweeplab.repaired": "true"}
+                        TAG_REPAIRED: "true"}
                 created = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
                 run_id = created.info.run_id
                 fixed["created"] += 1
@@ -376,7 +392,7 @@ class StudyTracker:
         def finish_parent() -> None:
             metrics: list[tuple[str, float, int, int]] = []
             params: dict[str, str] = {}
-            tags = {"sweeplab.status": status}
+            tags = {TAG_STATUS: status}
             now = int(time.time() * 1000)
             if summary is not None:
                 for key, count in (("n_trials", summary.n_trials), ("n_complete", summary.n_complete),
@@ -386,9 +402,9 @@ class StudyTracker:
                 if isinstance(summary.best_value, (int, float)):
                     metrics.append(("best_value", float(summary.best_value), now, 0))
                 if summary.best_trial is not None:
-                    tags["sweeplab.best_trial"] = str(summary.best_trial)
+                    tags[TAG_BEST_TRIAL] = str(summary.best_trial)
                 if summary.best_run_id:
-                    tags["sweeplab.best_run_id"] = str(summary.best_run_id)
+                    tags[TAG_BEST_RUN_ID] = str(summary.best_run_id)
                 for k, v in (summary.best_params or {}).items():
                     tags[f"best.{k}"] = str(v)
             self._log_batch(self.parent_run_id, params=params, metrics=metrics, tags=tags)

@@ -20,14 +20,13 @@ def cell(config, seed, values, direction="maximize", epochs=None):
 
 def test_curves_and_target_count_every_trial_until_the_first_complete_one_at_the_target():
     c = cell(("tpe", "median"), 0, [0.5, None, 0.7, 0.95, 0.6])
-    assert c.best_curve() == [0.5, 0.5, 0.7, 0.95, 0.95]
     assert c.curve("trials") == [(1.0, 0.5), (2.0, 0.5), (3.0, 0.7), (4.0, 0.95), (5.0, 0.95)]
     assert c.curve("epochs")[:3] == [(5.0, 0.5), (7.0, 0.5), (12.0, 0.7)]
     assert c.to_target(0.9) == {"trials": 4, "epochs": 17, "time_s": 4.0}
     assert c.to_target(0.99) == {"trials": None, "epochs": None, "time_s": None}
     assert c.total_epochs == 22 and c.wall_time_s == 5.0 and c.best_value == 0.95
     low = cell(("tpe", "none"), 0, [0.5, 0.2, 0.3], direction="minimize")
-    assert low.best_curve() == [0.5, 0.2, 0.2] and low.to_target(0.25)["trials"] == 2
+    assert low.curve("trials") == [(1.0, 0.5), (2.0, 0.2), (3.0, 0.2)] and low.to_target(0.25)["trials"] == 2
 
 
 def test_a_retried_lost_attempt_costs_epochs_but_does_not_count_as_a_trial():

@@ -68,3 +68,9 @@ def test_a_missing_distribution_is_not_a_tested_version():
 ])
 def test_rays_private_shutdown_only_on_tested_versions(version, environ, usable):
     assert compat.private_ray_shutdown_usable(version, environ) is usable
+
+
+def test_samplers_are_reseeded_in_place_only_with_a_tested_optuna():
+    assert compat.sampler_reseed_usable(compat.TESTED_OPTUNA[0], environ={}) is True
+    assert compat.sampler_reseed_usable("5.99.0", environ={}) is False
+    assert compat.sampler_reseed_usable("5.99.0", environ={compat.ALLOW_UNTESTED_ENV: "1"}) is True

@@ -41,33 +41,33 @@ def test_promote_registers_a_champion_that_predicts_raw_rows(ray_local, stores, 
     # in-process, on the session's Ray (the CLI runs the same function; see below)
     result = promote_study(spec.study, "flowers", storage_url=stores["storage"], tracking_uri=stores["tracking"],
                            top_k=2, seeds=2)
-    assert result["model_uri"] == "models:/flowers@champion" and result["version"] == 1
+    assert result.model_uri == "models:/flowers@champion" and result.version == 1
 
     study = optuna.load_study(study_name=spec.study, storage=stores["storage"])
     top = sorted(study.trials, key=lambda t: (-t.value, t.number))[:2]
-    assert [c["trial"] for c in result["candidates"]] == [t.number for t in top]
-    for c, t in zip(result["candidates"], top, strict=True):
-        values = [r["value"] for r in c["runs"]]
-        assert len(values) == 2 and c["n_ok"] == 2
+    assert [c.trial for c in result.candidates] == [t.number for t in top]
+    for c, t in zip(result.candidates, top, strict=True):
+        values = [r.value for r in c.runs]
+        assert len(values) == 2 and c.n_ok == 2
         assert values[0] == t.value  # seed 0 is the trial's own seed: it reproduces the trial
-        assert c["mean"] == pytest.approx(np.mean(values))
-        assert c["std"] == pytest.approx(np.std(values, ddof=1))
-    assert result["winner"]["mean"] == max(c["mean"] for c in result["candidates"])
+        assert c.mean == pytest.approx(np.mean(values))
+        assert c.std == pytest.approx(np.std(values, ddof=1))
+    assert result.winner.mean == max(c.mean for c in result.candidates)
 
     version, accuracy, recorded = _champion_accuracy(stores, "flowers", spec)
     assert int(version.version) == 1
     assert accuracy == pytest.approx(recorded, abs=1e-6)
 
     client = MlflowClient(stores["tracking"])
-    promo = client.get_run(result["run_id"])
+    promo = client.get_run(result.run_id)
     assert promo.data.tags["sweeplab.role"] == "promotion"
     assert promo.data.tags["mlflow.parentRunId"] == summary.mlflow_parent_run_id
-    assert promo.data.tags["sweeplab.winner_trial"] == str(result["winner"]["trial"])
-    for c in result["candidates"]:
-        assert promo.data.metrics[f"trial_{c['trial']}.mean_val_accuracy"] == pytest.approx(c["mean"])
-        assert promo.data.metrics[f"trial_{c['trial']}.std_val_accuracy"] == pytest.approx(c["std"])
+    assert promo.data.tags["sweeplab.winner_trial"] == str(result.winner.trial)
+    for c in result.candidates:
+        assert promo.data.metrics[f"trial_{c.trial}.mean_val_accuracy"] == pytest.approx(c.mean)
+        assert promo.data.metrics[f"trial_{c.trial}.std_val_accuracy"] == pytest.approx(c.std)
     assert {"promotion.json", "model/MLmodel", "confusion_matrix.png", "evaluation.json"} <= artifact_paths(
-        client, result["run_id"])
+        client, result.run_id)
 
     # the command, as a user runs it (joining the session's Ray instead of starting one): a new
     # version, the alias moves, stdout holds exactly one JSON object
@@ -78,6 +78,10 @@ def test_promote_registers_a_champion_that_predicts_raw_rows(ray_local, stores, 
     assert out.returncode == 0, out.stderr[-3000:]
     payload = json.loads(out.stdout)
     assert payload["version"] == 2 and payload["winner"]["trial"] == top[0].number
+    assert set(payload) == {"study", "model_name", "version", "alias", "model_uri", "run_id", "tracking_uri", "metric",
+                            "winner", "winner_seed", "model_metrics", "candidates", "elapsed_s"}
+    assert set(payload["candidates"][0]) == {"trial", "study_value", "params", "runs", "n_ok", "mean", "std"}
+    assert set(payload["candidates"][0]["runs"][0]) == {"seed_index", "seed", "state", "value", "reason"}
     version, accuracy, recorded = _champion_accuracy(stores, "flowers", spec)
     assert int(version.version) == 2
     assert accuracy == pytest.approx(recorded, abs=1e-6)

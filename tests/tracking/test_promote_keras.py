@@ -45,6 +45,6 @@ def test_keras_best_model_and_champion_predict_raw_rows(ray_local, stores, tmp_p
     result = promote_study(spec.study, "flowers-keras", storage_url=stores["storage"],
                            tracking_uri=stores["tracking"], top_k=1, seeds=2)
     version = client.get_model_version_by_alias("flowers-keras", "champion")
-    assert version.run_id == result["run_id"]
+    assert version.run_id == result.run_id
     recorded = client.get_run(version.run_id).data.metrics["final_test_accuracy"]
     assert _accuracy(stores["tracking"], "models:/flowers-keras@champion", spec) == pytest.approx(recorded, abs=1e-6)
