@@ -165,7 +165,7 @@ def resolve_spec(spec: SpecSource, objective: Callable[..., Any] | None = None,
     :class:`~sweeplab.core.errors.SpecError` with every problem at once, TypeError for a
     ``spec`` or ``objective`` of the wrong type.
     """
-    from sweeplab.spec import StudySpec, apply_overrides, parse_spec, read_spec_file
+    from sweeplab.spec import StudySpec, absolute_callable, apply_overrides, parse_spec, read_spec_file
 
     if objective is not None and not callable(objective):
         raise TypeError(f"objective= must be a function that takes the trial and returns its metrics, "
@@ -175,6 +175,8 @@ def resolve_spec(spec: SpecSource, objective: Callable[..., Any] | None = None,
     elif isinstance(spec, (str, os.PathLike)):
         source = os.fspath(spec)
         data = read_spec_file(source, "spec", "`study`, `metric` and `space`")
+        if isinstance(data, Mapping):  # a file callable is relative to the spec file's folder
+            data = absolute_callable(data, os.path.dirname(os.path.abspath(source)))
     elif isinstance(spec, Mapping):
         source, data = "spec", copy.deepcopy(dict(spec))
     else:

@@ -899,16 +899,16 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     return parse_spec(data, str(path))
 
 
-def absolute_callable(data: Mapping[str, Any], folder: str | Path) -> Mapping[str, Any]:
+def absolute_callable(data: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
     """``data`` with a relative ``objective.callable`` file path made absolute against ``folder``
     (the spec file's), so that the study finds the file from any working directory."""
     objective = data.get("objective")
     func = objective.get("callable") if isinstance(objective, Mapping) else None
     if not isinstance(func, str) or not _CALLABLE_RE.fullmatch(func):
-        return data
+        return dict(data)
     file, _, attr = func.rpartition(":")
     if not file.endswith(".py") or Path(file).is_absolute():
-        return data
+        return dict(data)
     assert isinstance(objective, Mapping)
     absolute = os.path.normpath(os.path.join(os.path.abspath(folder), file))
     return {**data, "objective": {**objective, "callable": f"{absolute}:{attr}"}}

@@ -66,11 +66,13 @@ def _same_file(a: str | None, b: Path) -> bool:
 
 
 def _import_error(what: str, exc: BaseException) -> CallableRefError:
-    tb = exc.__traceback__
+    """The error of a module that exists but fails when imported, with where it failed."""
     where = ""
-    while tb is not None:
-        where = f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})"
-        tb = tb.tb_next
+    if not isinstance(exc, SyntaxError):  # a SyntaxError says its file and line itself
+        tb = exc.__traceback__
+        while tb is not None:  # the innermost frame: where it was raised
+            where = f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})"
+            tb = tb.tb_next
     return CallableRefError("import_error", f"importing {what} raised {type(exc).__name__}: {exc}{where}")
 
 
@@ -138,9 +140,9 @@ def load_module(name: str) -> Any:
         if missing and (name == missing or name.startswith(missing + ".")):
             parent, _, last = missing.rpartition(".")
             where = f" in package {parent!r}" if parent else ""
-            raise CallableRefError("no_module", f"there is no module {missing!r}{where} on the Python path "
-                                                "(the current directory and PYTHONPATH)",
-                                   last, _module_names(parent or None)) from exc
+            raise CallableRefError("no_module", f"there is no module {missing!r}{where}", last,
+                                   _module_names(parent or None),
+                                   " on the Python path (the current directory and PYTHONPATH)") from exc
         raise _import_error(f"module {name!r}", exc) from exc
     except (Exception, SystemExit) as exc:
         raise _import_error(f"module {name!r}", exc) from exc
