@@ -82,7 +82,7 @@ def raw_example(spec: StudySpec, n: int = RAW_EXAMPLE_ROWS) -> Any:
 
     ds = obj.dataset
     X, _ = load_raw(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
-                    seed=spec.seed)
+                    seed=spec.seed, model=obj.model)
     return X.head(n).reset_index(drop=True)
 
 
@@ -95,7 +95,7 @@ def _fallback_rows(dataset: Dataset, n: int) -> Any:
     rows = np.asarray(X[:n], dtype=np.float64)
     if dataset.scaler is not None:
         rows = dataset.scaler.inverse_transform(rows)
-    return pd.DataFrame(rows, columns=list(dataset.feature_names))
+    return pd.DataFrame(rows.reshape(len(rows), -1), columns=list(dataset.feature_names))  # images: one row each
 
 
 # --------------------------------------------------------------------------- worker side
