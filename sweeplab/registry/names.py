@@ -42,9 +42,9 @@ class Framework:
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
-    Framework("torch", mlp=True, doc="PyTorch MLP objective",
+    Framework("torch", mlp=True, doc="PyTorch objective (the network of objective.model)",
               objective="sweeplab.objectives.torch_mlp:TorchMLPObjective"),
-    Framework("keras", mlp=True, doc="Keras (TensorFlow backend) MLP objective",
+    Framework("keras", mlp=True, doc="Keras (TensorFlow backend) objective (the network of objective.model)",
               objective="sweeplab.objectives.keras_mlp:KerasMLPObjective"),
     Framework("python", mlp=False, doc="a user's function, objective.callable: 'package.module:function'",
               objective="sweeplab.objectives.python_callable:CallableObjective"),

@@ -143,7 +143,8 @@ def fit_and_package(
     rows = raw_rows if raw_rows is not None else _fallback_rows(dataset, RAW_EXAMPLE_ROWS)
     extra = {"trial": ticket.number, "seed": ticket.seed, "params": _plain(ticket.raw_params),
              "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)}, **dict(metadata or {})}
-    meta = model_meta(framework, getattr(objective, "config", None), dataset, dataset.n_outputs, extra=extra)
+    meta = model_meta(framework, getattr(objective, "config", None), dataset, dataset.n_outputs, extra=extra,
+                      model=settings.model)
     with tempfile.TemporaryDirectory(prefix="sweeplab-package-") as tmp:
         model_dir = Path(tmp) / "model"
         save_pyfunc_model(model_dir, framework, getattr(objective, "model", None), meta, rows,
