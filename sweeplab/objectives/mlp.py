@@ -19,7 +19,7 @@ from sweeplab.objectives.base import BaseObjective, TrialContext
 from sweeplab.objectives.config import NetworkConfig, config_type
 from sweeplab.objectives.dataset import Dataset
 from sweeplab.objectives.epochs import EpochPolicy
-from sweeplab.objectives.training import TrialSettings, need_dataset, trial_settings
+from sweeplab.objectives.training import TrialSettings, check_model_data, need_dataset, trial_settings
 from sweeplab.objectives.transfer import TransferPlan, plan_trial
 from sweeplab.spaces.architecture import NetworkPlan
 
@@ -125,6 +125,7 @@ class MLPObjective(BaseObjective):
         self.config, self.plan, self.model, self.history = None, None, None, []
         ds = need_dataset(ctx.dataset, self.framework)
         settings = trial_settings(ctx.settings, ds)
+        check_model_data(settings.model, ds)
         params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture
         cfg = config_type(settings.model).from_params(params)
         plan = cfg.plan(ds.input_shape, ds.n_outputs, settings.task)

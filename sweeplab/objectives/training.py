@@ -112,21 +112,24 @@ def need_dataset(ds: Dataset | None, framework: str) -> Dataset:
     return ds
 
 
-def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> TrialSettings:
-    """Read and check task, model family, epochs and early stopping from the spec's ``objective`` section.
-
-    Raises ValueError for a bad task, model, epochs or monitor, DataError for a dataset
-    that was prepared for another task, holds rows where the family trains on images (or
-    images where it trains on rows), or has no training or validation rows.
-    """
-    model = str(setting(settings, "model", "mlp") or "mlp")
-    if model not in MODEL_FAMILIES:
-        raise ValueError(f"objective.model must be one of {list(MODEL_FAMILIES)}, got {model!r}")
+def check_model_data(model: str, ds: Dataset) -> None:
+    """Raise DataError when ``ds`` holds rows and family ``model`` trains on images, or the reverse."""
     images = MODEL_FAMILIES[model].data == "images"
     if len(ds.input_shape) != (3 if images else 1):
         kind = "images (n, H, W, C)" if images else "rows (n, n_features)"
         raise DataError(f"model {model} trains on {kind}, but dataset {ds.name!r} holds features of shape "
                         f"{tuple(ds.X_train.shape)}; load it for model {model} (objective.model in the spec)")
+
+
+def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> TrialSettings:
+    """Read and check task, model family, epochs and early stopping from the spec's ``objective`` section.
+
+    Raises ValueError for a bad task, model, epochs or monitor, DataError for a dataset
+    that was prepared for another task or has no training or validation rows.
+    """
+    model = str(setting(settings, "model", "mlp") or "mlp")
+    if model not in MODEL_FAMILIES:
+        raise ValueError(f"objective.model must be one of {list(MODEL_FAMILIES)}, got {model!r}")
     task = setting(settings, "task") or ds.task
     if task not in ("classification", "regression"):
         raise ValueError(f"objective.task must be 'classification' or 'regression', got {task!r}")
