@@ -5,8 +5,10 @@ return a :class:`StudySpec` or raise :class:`~sweeplab.core.errors.SpecError` ho
 problem of the spec at once, each with the YAML path of the bad key
 (``space.units.low``) and a message that restates the rule and echoes the value.
 
-Nothing here touches data files, Optuna storage or MLflow: the spec is checked on its
-own (a dataset path's suffix is checked, its existence is the data module's job).
+Nothing here touches Optuna storage or MLflow, and data files hardly: a dataset path's
+suffix is checked, its existence is the data module's job; only an ``.npz`` that exists
+is opened, to read its arrays' headers (names, shapes, dtypes; no data), so that
+``sweeplab validate`` refuses arrays the model family cannot train on.
 """
 
 from __future__ import annotations
