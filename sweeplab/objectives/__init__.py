@@ -7,7 +7,17 @@ by the worker that runs them. Public surface: the objective contract and the dat
 from __future__ import annotations
 
 from sweeplab.objectives.base import BaseObjective, NullReporter, Reporter, TrialContext, TrialPruned
-from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.config import CNNConfig, MLPConfig, NetworkConfig
 from sweeplab.objectives.dataset import Dataset
 
-__all__ = ["BaseObjective", "Dataset", "MLPConfig", "NullReporter", "Reporter", "TrialContext", "TrialPruned"]
+__all__ = [
+    "BaseObjective",
+    "CNNConfig",
+    "Dataset",
+    "MLPConfig",
+    "NetworkConfig",
+    "NullReporter",
+    "Reporter",
+    "TrialContext",
+    "TrialPruned",
+]
