@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.sweeplab-installed
 
-.PHONY: install demo test lint bench chaos clean
+.PHONY: install demo test lint bench bench-cnn chaos clean
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ bench: install
 	# figure 2 compares with Ray Tune and plain Optuna: their extras, pinned by constraints.txt
 	$(PIP_INSTALL) "ray[tune]" optuna-integration
 	$(BIN)/python benchmarks/run_all.py
+
+# the CNN family on the digits images, the same study in sweeplab, Ray Tune and plain Optuna (not a timed
+# test): wall time and the best trial's test accuracy side by side, in benchmarks/results/cnn_digits.md.
+# SWEEPLAB_BENCH_CNN_REPS=3 for medians over 3 seeds.
+bench-cnn: install
+	$(PIP_INSTALL) "ray[tune]" optuna-integration
+	$(BIN)/python benchmarks/bench_cnn.py
 
 # chaos soak (not a timed test): one study of 200 trials on a two-node Ray cluster, PostgreSQL and an
 # MLflow server, while the driver, a Ray node, the database connections and MLflow are killed under it.

@@ -63,15 +63,27 @@ def _add_store_flags(p: argparse.ArgumentParser) -> None:
 def _spec_names_text() -> str:
     """What a spec may name, from the registries (the validator reads the same entries)."""
     from sweeplab.registry.datasets import DATASETS
+    from sweeplab.registry.families import MODEL_FAMILIES
     from sweeplab.registry.names import FRAMEWORKS
     from sweeplab.registry.search import PRUNERS, SAMPLERS
 
     def block(title: str, rows: list[tuple[str, str]]) -> str:
         return title + ":\n" + "\n".join(f"  {name:<20} {doc}" for name, doc in rows)
 
+    # a hyperparameter's rule and default per family: "[mlp] an integer >= 1; default 2 | [cnn] ..."
+    hyper: dict[str, dict[str, list[str]]] = {}
+    for family in MODEL_FAMILIES.values():
+        for o in family.schema.options:
+            hyper.setdefault(o.name, {}).setdefault(f"{o.rule_text()}; default {o.shown_default()}", []).append(
+                family.name)
     return "\n\n".join([
         block("objective.framework", [(f.name, f.doc) for f in FRAMEWORKS]),
-        block("objective.dataset.name (or path: FILE.csv|.parquet, target: COLUMN)",
+        block("objective.model (default mlp)", [(f.name, f"trains on {f.data}: {f.doc}")
+                                                for f in MODEL_FAMILIES.values()]),
+        block("space (torch/keras): hyperparameter  [model families] rule; default",
+              [(n, " | ".join(f"[{', '.join(fams)}] {rule}" for rule, fams in rules.items()))
+               for n, rules in hyper.items()]),
+        block("objective.dataset.name (or path: FILE.csv|.parquet, target: COLUMN; or path: FILE.npz of arrays X, y)",
               [(d.name, f"{d.task}: {d.doc}") for d in DATASETS.values()]),
         block("sampler.name", [(e.name, e.doc) for e in SAMPLERS.values()]),
         block("pruner.name", [(e.name, e.doc) for e in PRUNERS.values()]),

@@ -5,8 +5,10 @@ return a :class:`StudySpec` or raise :class:`~sweeplab.core.errors.SpecError` ho
 problem of the spec at once, each with the YAML path of the bad key
 (``space.units.low``) and a message that restates the rule and echoes the value.
 
-Nothing here touches data files, Optuna storage or MLflow: the spec is checked on its
-own (a dataset path's suffix is checked, its existence is the data module's job).
+Nothing here touches Optuna storage or MLflow, and data files hardly: a dataset path's
+suffix is checked, its existence is the data module's job; only an ``.npz`` that exists
+is opened, to read its arrays' headers (names, shapes, dtypes; no data), so that
+``sweeplab validate`` refuses arrays the model family cannot train on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sweeplab.core.checks import (
 from sweeplab.core.errors import Problem, SpecError
 from sweeplab.registry import datasets as dataset_registry
 from sweeplab.registry import search as search_registry
+from sweeplab.registry.families import MODEL_FAMILIES, MODEL_NAMES
 from sweeplab.registry.names import FRAMEWORK_NAMES, MLP_FRAMEWORKS
 from sweeplab.registry.names import TASKS as _TASKS
 from sweeplab.registry.options import Context
@@ -45,6 +48,7 @@ __all__ = [
     "DIRECTIONS",
     "FRAMEWORKS",
     "METRICS",
+    "MODELS",
     "PRUNERS",
     "SAMPLERS",
     "TASKS",
@@ -88,6 +92,7 @@ FRAMEWORKS = FRAMEWORK_NAMES
 TASKS = _TASKS
 OBJECTIVE_KEYS = (
     "framework",
+    "model",
     "task",
     "dataset",
     "epochs",
@@ -109,7 +114,10 @@ INIT_FROM_SCHEMES = ("models:/", "runs:/", "file:")
 
 DATASETS: dict[str, str] = dataset_registry.dataset_tasks()
 """Named datasets and their task (from :mod:`sweeplab.registry.datasets`, which holds their options)."""
-DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+DATA_SUFFIXES = (*dataset_registry.TABLE_SUFFIXES, *dataset_registry.ARRAY_SUFFIXES)
+MODELS = MODEL_NAMES
+"""Model families (``objective.model``, from :mod:`sweeplab.registry.families`); the first is the default."""
+DEFAULT_MODEL = MODEL_NAMES[0]
 
 METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("val_accuracy", "val_loss", "accuracy", "loss", "test_accuracy", "test_loss"),
@@ -197,8 +205,10 @@ class DatasetSpec:
 
     ``name``: one of :data:`DATASETS`; ``options`` go to the scikit-learn generator or
     loader (``n_samples``, ``n_classes``, ...). ``path``: a CSV or Parquet file
-    (``.csv``, ``.parquet``, ``.pq``) whose ``target`` column is the label; the data
-    module checks that the file exists.
+    (``.csv``, ``.parquet``, ``.pq``) whose ``target`` column is the label, or an
+    ``.npz`` holding arrays ``X`` (rows, or images ``(N, H, W[, C])``) and ``y`` (no
+    ``target``). The data module checks that the file exists; an ``.npz`` that exists is
+    checked here already (its array headers: names, shapes, lengths).
     """
 
     name: str | None = None
@@ -210,6 +220,8 @@ class DatasetSpec:
         """Canonical YAML form: ``{name: ..., **options}`` or ``{path: ..., target: ...}``."""
         if self.name is not None:
             return {"name": self.name, **copy.deepcopy(dict(self.options))}
+        if _is_array_file(self.path):
+            return {"path": self.path}
         return {"path": self.path, "target": self.target}
 
 
@@ -217,12 +229,17 @@ class DatasetSpec:
 class ObjectiveSpec:
     """What a trial runs.
 
-    ``framework``: torch | keras (the MLP objectives; ``dataset`` required) or python
+    ``framework``: torch | keras (the network objectives; ``dataset`` required) or python
     (``callable`` required: ``"package.module:function"`` or ``"path/to/file.py:function"``,
     a relative path being relative to the spec file's folder (made absolute by
     :func:`load_spec`, against the current directory otherwise); ``dataset`` optional;
-    ``options`` passed to it as ``trial.options``). ``validation_split`` in (0, 1), ``test_split`` in [0, 1),
-    their sum < 1. When the space searches ``framework``, this one is only the default.
+    ``options`` passed to it as ``trial.options``). ``validation_split`` in (0, 1),
+    ``test_split`` in [0, 1), their sum < 1. When the space searches ``framework``, this
+    one is only the default.
+
+    ``model`` (torch/keras): the model family the trials build, one of :data:`MODELS`
+    (``mlp``, the default, or ``cnn`` on images); its hyperparameters are what the space
+    may search (:mod:`sweeplab.registry.families`).
 
     ``init_from`` (torch/keras only): a sweeplab model to fine-tune, ``models:/NAME@ALIAS``,
     ``models:/NAME/VERSION``, ``runs:/RUN_ID/model`` or a ``file:`` URI of a saved model
@@ -234,6 +251,7 @@ class ObjectiveSpec:
     framework: str = "torch"
     task: str = "classification"
     dataset: DatasetSpec | None = None
+    model: str = DEFAULT_MODEL
     epochs: int = 20
     validation_split: float = 0.2
     test_split: float = 0.2
@@ -243,9 +261,12 @@ class ObjectiveSpec:
     init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical YAML form (``callable`` / ``options`` / ``init_from`` only when set)."""
+        """Canonical YAML form (``model`` only when not the default ``mlp``, so the stored spec of a
+        study made before model families existed reads the same; ``callable`` / ``options`` /
+        ``init_from`` only when set)."""
         out: dict[str, Any] = {
             "framework": self.framework,
+            **({"model": self.model} if self.model != DEFAULT_MODEL else {}),
             "task": self.task,
             "dataset": self.dataset.to_dict() if self.dataset is not None else None,
             "epochs": self.epochs,
@@ -507,6 +528,10 @@ def _parse_component(
     return split[0], copy.deepcopy(split[1])
 
 
+def _is_array_file(file: str | None) -> bool:
+    return file is not None and file.lower().endswith(dataset_registry.ARRAY_SUFFIXES)
+
+
 def _parse_dataset(value: Any, task: str | None, problems: list[Problem]) -> DatasetSpec | None:
     path = "objective.dataset"
     mapping = check_mapping(value, path, problems)
@@ -520,7 +545,7 @@ def _parse_dataset(value: Any, task: str | None, problems: list[Problem]) -> Dat
         problems.append(
             Problem(
                 path,
-                f"needs `name` (one of {', '.join(DATASETS)}) or `path` (a CSV or Parquet file), "
+                f"needs `name` (one of {', '.join(DATASETS)}) or `path` (a CSV, Parquet or .npz file), "
                 f"got keys: {', '.join(mapping) or 'none'}",
             )
         )
@@ -533,9 +558,13 @@ def _parse_dataset(value: Any, task: str | None, problems: list[Problem]) -> Dat
             problems.append(
                 Problem(
                     join(path, "path"),
-                    f"must be a CSV or Parquet file ({', '.join(DATA_SUFFIXES)}), got {file!r}",
+                    f"must be a CSV or Parquet file ({', '.join(dataset_registry.TABLE_SUFFIXES)}) or an .npz of "
+                    f"arrays, got {file!r}",
                 )
             )
+        if _is_array_file(file) and "target" in mapping:
+            problems.append(Problem(join(path, "target"), (
+                f"an .npz holds its targets in array `{dataset_registry.NPZ_TARGET}`; remove `target`")))
         target = check_str(mapping.get("target", "target"), join(path, "target"), problems)
         if len(problems) > before or file is None or target is None:
             return None
@@ -587,6 +616,11 @@ def _parse_objective(value: Any, problems: list[Problem], function_objective: bo
     framework = check_str(
         mapping.get("framework", "torch"), "objective.framework", problems, choices=FRAMEWORKS, what="framework"
     )
+    model = check_str(mapping.get("model", DEFAULT_MODEL), "objective.model", problems, choices=MODELS,
+                      what="model family")
+    if "model" in mapping and framework is not None and framework not in MLP_FRAMEWORKS:
+        problems.append(Problem("objective.model", f"only used with framework torch or keras (the network the trials "
+                                                   f"build), got framework {framework}"))
     task = check_str(mapping.get("task", "classification"), "objective.task", problems, choices=TASKS, what="task")
     epochs = check_int(mapping.get("epochs", 20), "objective.epochs", problems, minimum=1)
     val = check_number(mapping.get("validation_split", 0.2), "objective.validation_split", problems, gt=0, lt=1)
@@ -628,11 +662,18 @@ def _parse_objective(value: Any, problems: list[Problem], function_objective: bo
             problems.append(Problem("objective.options", f"only used with framework python, got framework {framework}"))
         check_plain_data(options, "objective.options", problems)
     init_from = _parse_init_from(mapping.get("init_from"), framework, problems)
+    if init_from is not None and model is not None and not MODEL_FAMILIES[model].transfer:
+        problems.append(Problem("objective.init_from", f"fine-tuning needs model mlp (a saved sweeplab MLP), "
+                                                       f"got model {model}; remove init_from"))
+    if dataset is not None and model is not None and framework in MLP_FRAMEWORKS:
+        _check_dataset_fits_model(dataset, model, problems)
     if len(problems) > before:
         return None
     assert framework is not None and task is not None and epochs is not None and val is not None and test is not None
+    assert model is not None
     return ObjectiveSpec(
         framework=framework,
+        model=model,
         task=task,
         dataset=dataset,
         epochs=epochs,
@@ -643,6 +684,34 @@ def _parse_objective(value: Any, problems: list[Problem], function_objective: bo
         options=copy.deepcopy(dict(options)),
         init_from=init_from,
     )
+
+
+def _check_dataset_fits_model(dataset: DatasetSpec, model: str, problems: list[Problem]) -> None:
+    """A family that trains on images needs an image dataset; an .npz must hold what the family trains on.
+
+    An .npz that exists is read (its array headers only); a missing one is the loader's to report.
+    """
+    images = MODEL_FAMILIES[model].data == "images"
+    if dataset.name is not None:
+        if images and dataset_registry.DATASETS[dataset.name].image_shape is None:
+            problems.append(Problem("objective.dataset.name",
+                                    dataset_registry.needs_images(model, f"dataset `{dataset.name}`")))
+        return
+    file = str(dataset.path)
+    where = "objective.dataset.path"
+    if not _is_array_file(file):
+        if images:
+            problems.append(Problem(where, dataset_registry.needs_images(model, f"the table {file!r}")))
+        return
+    if not Path(file).expanduser().is_file():
+        return
+    try:
+        header = dataset_registry.read_npz_header(Path(file).expanduser())
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(where, f"cannot read {file!r}: {exc}"))
+        return
+    for message in dataset_registry.npz_problems(header, model, images):
+        problems.append(Problem(where, f"{file}: {message}"))
 
 
 def _parse_init_from(value: Any, framework: str | None, problems: list[Problem]) -> str | None:
@@ -668,7 +737,8 @@ def _parse_init_from(value: Any, framework: str | None, problems: list[Problem])
     return uri
 
 
-def _parse_constraints(value: Any, framework: str | None, problems: list[Problem]) -> dict[str, int] | None:
+def _parse_constraints(value: Any, framework: str | None, problems: list[Problem],
+                       model: str = DEFAULT_MODEL) -> dict[str, int] | None:
     """The ``constraints`` section: ``{max_params: N}`` with N a positive integer (torch/keras only)."""
     path = "constraints"
     if value is None:
@@ -690,6 +760,9 @@ def _parse_constraints(value: Any, framework: str | None, problems: list[Problem
                 f"counts the parameters of an MLP, so it needs framework torch or keras, got framework {framework}",
             )
         )
+    elif out and model in MODEL_FAMILIES and not MODEL_FAMILIES[model].constraints:
+        problems.append(Problem(join(path, "max_params"), f"counts the parameters of an MLP before training; model "
+                                                           f"{model} is not counted yet, remove max_params"))
     return out if len(problems) == before else None
 
 
@@ -723,6 +796,12 @@ def _raw_epochs(value: Any) -> int:
     """``objective.epochs`` when it is valid, else its default (the objective reports a bad one)."""
     epochs = value.get("epochs", ObjectiveSpec.epochs) if isinstance(value, Mapping) else ObjectiveSpec.epochs
     return int(epochs) if is_int(epochs) and epochs >= 1 else ObjectiveSpec.epochs
+
+
+def _objective_model(value: Any) -> str:
+    """The model family the space is checked for, even when the objective is invalid (the default then)."""
+    model = value.get("model", DEFAULT_MODEL) if isinstance(value, Mapping) else DEFAULT_MODEL
+    return model if isinstance(model, str) and model in MODEL_FAMILIES else DEFAULT_MODEL
 
 
 def _objective_framework(value: Any) -> str | None:
@@ -800,7 +879,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     if "space" not in data:
         problems.append(Problem("space", "required: the parameters to search, or the name of a built-in space"))
     else:
-        space = parse_space(data["space"], "space", _objective_framework(data.get("objective")), problems)
+        space = parse_space(data["space"], "space", _objective_framework(data.get("objective")), problems,
+                            model=_objective_model(data.get("objective")))
         if sampler is not None and sampler[0] == "grid":
             for name, why in space.grid_problems():
                 problems.append(Problem(join("space", name), why))
@@ -809,7 +889,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
 
     raw_objective = data.get("objective")
     raw_framework = raw_objective.get("framework", "torch") if isinstance(raw_objective, Mapping) else "torch"
-    constraints = _parse_constraints(data.get("constraints"), raw_framework, problems)
+    constraints = _parse_constraints(data.get("constraints"), raw_framework, problems,
+                                     _objective_model(raw_objective))
 
     if problems:
         raise SpecError(problems, source)

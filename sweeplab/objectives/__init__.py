@@ -8,9 +8,19 @@ by the worker that runs them. Public surface: the trial users' functions get
 from __future__ import annotations
 
 from sweeplab.objectives.base import BaseObjective, NullReporter, Reporter, TrialContext, TrialPruned
-from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.config import CNNConfig, MLPConfig, NetworkConfig
 from sweeplab.objectives.dataset import Dataset
 from sweeplab.objectives.trial import Trial
 
-__all__ = ["BaseObjective", "Dataset", "MLPConfig", "NullReporter", "Reporter", "Trial", "TrialContext",
-           "TrialPruned"]
+__all__ = [
+    "BaseObjective",
+    "CNNConfig",
+    "Dataset",
+    "MLPConfig",
+    "NetworkConfig",
+    "NullReporter",
+    "Reporter",
+    "Trial",
+    "TrialContext",
+    "TrialPruned",
+]

@@ -6,6 +6,7 @@ store once; every trial on every node reads the same arrays.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,15 @@ class Dataset:
     """Train/validation/test arrays plus the preprocessing that produced them.
 
     Features are float32 and already scaled with ``scaler`` (fitted on the training
-    part only). Classification targets are int64 class indices ``0..n_classes-1``;
+    part only): rows ``(n, n_features)`` for a family that trains on rows, images
+    ``(n, H, W, C)`` for one that trains on images (``input_shape`` tells them apart).
+    Classification targets are int64 class indices ``0..n_classes-1``;
     ``class_labels[i]`` is the original label of index ``i``. Regression targets are
-    float32 of shape ``(n,)``. ``scaler`` is a fitted scikit-learn ``StandardScaler``;
-    applying ``scaler.transform`` to raw feature rows gives the model's inputs.
+    float32 of shape ``(n,)``. ``scaler`` is fitted (a scikit-learn ``StandardScaler``
+    for rows, a per-channel :class:`~sweeplab.objectives.data.ImageScaler` for images)
+    with ``mean_`` and ``scale_``; applying ``scaler.transform`` to raw feature rows
+    (raw images) gives the model's inputs. ``feature_names`` name the raw values of one
+    example in order (an image's pixels in (height, width, channel) order).
 
     ``init_from``: the source model of a transfer-learning study
     (:class:`sweeplab.objectives.transfer.SourceModel`: its hidden layers' weights as
@@ -43,8 +49,14 @@ class Dataset:
     init_from: Any = None
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: ``(n_features,)`` for rows, ``(H, W, C)`` for images."""
+        return tuple(int(n) for n in self.X_train.shape[1:])
+
+    @property
     def n_features(self) -> int:
-        return int(self.X_train.shape[1])
+        """Values per example: the columns of rows, ``H * W * C`` of images."""
+        return math.prod(self.input_shape)
 
     @property
     def n_classes(self) -> int:

@@ -1,4 +1,4 @@
-"""The epoch policy of the MLP objectives, written once and free of any framework.
+"""The epoch policy of the network objectives (every model family), written once and free of any framework.
 
 Both objectives run their framework's loop (a torch step loop, a Keras ``fit``) and hand
 each finished epoch's four values to one :class:`EpochPolicy`, which decides everything
@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.config import NetworkConfig
 from sweeplab.objectives.training import TrialSettings
 
 __all__ = ["PLATEAU_THRESHOLD", "EpochPolicy", "Plateau", "nonfinite_name"]
@@ -61,7 +61,7 @@ class Plateau:
 
 
 class EpochPolicy:
-    """What happens after every epoch of one MLP trial (see the module docstring).
+    """What happens after every epoch of one network trial (see the module docstring).
 
     ``lr`` is the learning rate of the running epoch (the backend applies it when it
     changes); ``stop`` turns true when early stopping ends the trial; ``history`` (the
@@ -69,7 +69,7 @@ class EpochPolicy:
     (0 before the first epoch).
     """
 
-    def __init__(self, settings: TrialSettings, cfg: MLPConfig, reporter: Any,
+    def __init__(self, settings: TrialSettings, cfg: NetworkConfig, reporter: Any,
                  history: list[dict[str, float]] | None = None) -> None:
         self.settings = settings
         self.cfg = cfg

@@ -1,4 +1,4 @@
-"""The Keras (TensorFlow backend) MLP objective: the twin of :mod:`sweeplab.objectives.torch_mlp`.
+"""The Keras (TensorFlow backend) objective, MLP or CNN: the twin of :mod:`sweeplab.objectives.torch_mlp`.
 
 This module imports TensorFlow and Keras at its top, so nothing imports it at package
 import time: the worker loads it lazily (``framework: keras``) and keeps it for every
@@ -10,8 +10,10 @@ The contract (network, metrics, epoch policy, returned values) is
 :class:`~sweeplab.objectives.mlp.MLPObjective`'s, the torch objective's value for value.
 Training, in short:
 
-- model: the :class:`~sweeplab.spaces.architecture.MLPPlan` as a ``keras.Sequential``
-  (``Dense``, ``BatchNormalization``, the activation, ``Dropout``);
+- model: the plan (:class:`~sweeplab.spaces.architecture.MLPPlan` or
+  :class:`~sweeplab.spaces.cnn.CNNPlan`) as a ``keras.Sequential`` (``Dense``,
+  ``BatchNormalization``, the activation, ``Dropout``, and for a CNN's convolution
+  part the layers of :mod:`sweeplab.objectives.keras_cnn`);
 - loss: ``SparseCategoricalCrossentropy(from_logits=True)``, or ``MeanSquaredError``;
 - mini-batches: one ``model.fit`` call over a ``tf.data`` pipeline that, per epoch,
   gathers ``batch_size`` rows at a time of a permutation seeded with the trial's seed and
@@ -62,12 +64,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives import keras_cnn
+from sweeplab.objectives.config import MLPConfig, NetworkConfig
 from sweeplab.objectives.epochs import EpochPolicy
 from sweeplab.objectives.latency import predict_latency_ms
 from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
 from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
-from sweeplab.spaces.architecture import LayerPlan, MLPPlan
+from sweeplab.spaces.architecture import LayerPlan, NetworkPlan
 
 if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the process's environment
     raise ImportError(
@@ -170,6 +173,8 @@ def _dense(units: int, fan_in: int, name: str) -> keras.layers.Dense:
 
 
 def _layer(layer: LayerPlan) -> keras.layers.Layer:
+    if keras_cnn.translates(layer):
+        return keras_cnn.layer(layer, TorchLikeBias(layer.fan_in * layer.kernel_size**2))
     if layer.kind == "dense":
         return _dense(layer.units, layer.fan_in, layer.name)
     if layer.kind == "batch_norm":
@@ -217,8 +222,8 @@ class MLP(keras.Sequential):
 
 
 def build_network(
-    plan: MLPPlan,
-    cfg: MLPConfig,
+    plan: NetworkPlan,
+    cfg: NetworkConfig,
     *,
     steps_per_execution: int = 1,
     prepare: Callable[[keras.Model], None] | None = None,
@@ -238,8 +243,8 @@ def build_network(
     ``trainable`` flags, e.g. fine-tuning; the optimizer then tracks only the trainable
     variables).
     """
-    inputs = keras.Input(shape=(plan.n_features,), dtype="float32", name="features")
-    model = MLP([inputs, *(_layer(layer) for layer in plan.layers)], name="mlp")
+    inputs = keras.Input(shape=plan.input_shape, dtype="float32", name="features")
+    model = MLP([inputs, *(_layer(layer) for layer in plan.layers)], name=plan.family)
     if prepare is not None:
         prepare(model)
     classification = plan.task == "classification"
@@ -278,7 +283,7 @@ def count_params(model: keras.Model) -> int:
 
 
 def predict(model: keras.Model, X: np.ndarray, task: str) -> np.ndarray:
-    """Predict rows ``X`` (already scaled features) with ``model`` in inference mode.
+    """Predict rows ``X`` (already scaled features; images ``(n, H, W, C)`` for a CNN) with ``model`` in inference mode.
 
     Dropout is off and BatchNorm uses its moving statistics (``training=False``).
     Returns int64 class indices of shape ``(n,)`` for ``task == "classification"``, and
@@ -467,7 +472,7 @@ class TorchAdagrad(_TorchStyle, keras.optimizers.Adagrad):
         return None
 
 
-def make_optimizer(cfg: MLPConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(cfg: NetworkConfig) -> keras.optimizers.Optimizer:
     """The optimizer of ``cfg`` with torch's defaults, ``learning_rate`` and coupled L2 ``weight_decay``.
 
     sgd: ``momentum=cfg.momentum`` (:class:`TorchSGD`); adam: betas (0.9, 0.999), eps
@@ -506,11 +511,11 @@ class _Evaluator:
     :data:`EVAL_CHUNK_ROWS`) returns per-chunk sums, added up in float64.
     """
 
-    def __init__(self, model: keras.Model, n_features: int, classification: bool) -> None:
+    def __init__(self, model: keras.Model, input_shape: tuple[int, ...], classification: bool) -> None:
         self.classification = classification
         y_spec = tf.TensorSpec([None], tf.int64) if classification else tf.TensorSpec([None, 1], tf.float32)
 
-        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None, n_features], tf.float32), y_spec])
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None, *input_shape], tf.float32), y_spec])
         def sums(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             out = model(x, training=False)
             if classification:
@@ -609,7 +614,7 @@ class _EpochEnd(keras.callbacks.Callback):
 
 
 class KerasMLPObjective(MLPObjective):
-    """Train an MLP with Keras (TensorFlow backend) for one trial (contract: :class:`.MLPObjective`).
+    """Train a network (any model family) with Keras for one trial (contract: :class:`.MLPObjective`).
 
     - Threads and determinism: :func:`configure_runtime` on the first trial of the
       process (intra-op threads ``max(1, int(ctx.cpus))``, inter-op 1, op determinism).
@@ -649,7 +654,7 @@ class KerasMLPObjective(MLPObjective):
         with tf.device(device):
             model = build_network(t.plan, cfg, steps_per_execution=len(bounds), prepare=prepare)
             self.model = model
-            evaluate = _Evaluator(model, t.plan.n_features, classification)
+            evaluate = _Evaluator(model, t.plan.input_shape, classification)
             callback = _EpochEnd(t.policy, evaluate, tf.constant(x_val), tf.constant(y_val))
             data = _train_dataset(tf.constant(x_train), tf.constant(y_train), bounds, t.settings.epochs, t.seed)
             start = time.perf_counter()

@@ -1,9 +1,12 @@
-"""The MLP objective contract, shared by the torch and Keras backends (no framework import).
+"""The network objective contract, shared by the torch and Keras backends (no framework import).
 
-:class:`MLPObjective` reads the trial (params, settings, transfer plan), describes the
-network (:class:`~sweeplab.spaces.architecture.MLPPlan`), runs the backend's training
-loop with one :class:`~sweeplab.objectives.epochs.EpochPolicy` and returns the policy's
-final metrics. A backend only translates the plan into its layers and runs its loop.
+:class:`MLPObjective` reads the trial (params, settings, transfer plan), resolves the
+model family's config (``objective.model``: :class:`~sweeplab.objectives.config.MLPConfig`
+or :class:`~sweeplab.objectives.config.CNNConfig`), describes the network (its
+:class:`~sweeplab.spaces.architecture.NetworkPlan`: an MLP or a CNN), runs the backend's
+training loop with one :class:`~sweeplab.objectives.epochs.EpochPolicy` and returns the
+policy's final metrics. A backend only translates the plan into its layers and runs its
+loop; every family trains through the same loop.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeplab.objectives.base import BaseObjective, TrialContext
-from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives.config import NetworkConfig, config_type
 from sweeplab.objectives.dataset import Dataset
 from sweeplab.objectives.epochs import EpochPolicy
-from sweeplab.objectives.training import TrialSettings, need_dataset, trial_settings
+from sweeplab.objectives.training import TrialSettings, check_model_data, need_dataset, trial_settings
 from sweeplab.objectives.transfer import TransferPlan, plan_trial
-from sweeplab.spaces.architecture import MLPPlan
+from sweeplab.spaces.architecture import NetworkPlan
 
 __all__ = ["Fitted", "MLPObjective", "MLPTrial"]
 
@@ -31,9 +34,9 @@ class MLPTrial:
     without ``init_from``).
     """
 
-    cfg: MLPConfig
+    cfg: NetworkConfig
     settings: TrialSettings
-    plan: MLPPlan
+    plan: NetworkPlan
     policy: EpochPolicy
     dataset: Dataset
     seed: int
@@ -56,17 +59,22 @@ class Fitted:
 
 
 class MLPObjective(BaseObjective):
-    """Train an MLP for one trial; the contract both frameworks keep, value for value.
+    """Train one trial's network (any model family); the contract both frameworks keep, value for value.
 
     Contract of :meth:`run`:
 
-    - ``ctx.params`` -> ``MLPConfig.from_params``; ``ctx.settings`` gives ``task``
+    - ``ctx.settings`` gives ``model`` (the family, default ``mlp``), ``task``
       (defaults to ``ctx.dataset.task``), ``epochs`` (>= 1) and ``early_stopping``
       (``None`` or an object/mapping with ``patience``, ``min_delta`` = 0,
-      ``monitor`` = ``"val_loss"``).
-    - The network is ``cfg.network(n_features, dataset.n_outputs, task)``: per hidden
-      layer dense -> [batch norm] -> activation -> [dropout], then a dense output layer
-      (logits, or the value for regression). Loss: cross-entropy on logits, or MSE.
+      ``monitor`` = ``"val_loss"``); ``ctx.params`` -> the family's config
+      (``config_type(model).from_params``: :class:`MLPConfig` or ``CNNConfig``).
+    - The network is ``cfg.plan(dataset.input_shape, dataset.n_outputs, task)``. MLP:
+      per hidden layer dense -> [batch norm] -> activation -> [dropout], then a dense
+      output layer (logits, or the value for regression). CNN: convolution blocks on the
+      images, flatten, then the same dense layers
+      (:class:`~sweeplab.spaces.cnn.CNNPlan`). Loss: cross-entropy on logits, or MSE.
+      A dataset of rows for a family that trains on images (or the reverse) is a
+      ``DataError``.
     - Seeded with ``ctx.seed`` (mod 2**32): same context on CPU -> identical metrics
       (``train_seconds`` and ``latency_ms`` aside). Threads follow ``ctx.cpus``; a GPU is
       used when ``ctx.gpus > 0`` and the framework sees one (see each backend).
@@ -93,15 +101,15 @@ class MLPObjective(BaseObjective):
       weights, when the dataset has test rows), ``best_epoch`` (1-based),
       ``epochs_trained``, ``n_params``, ``train_seconds`` and ``latency_ms`` (mean per-row
       predict latency on the validation rows, see :mod:`sweeplab.objectives.latency`).
-    - ``init_from`` (``ctx.dataset.init_from`` set, see :mod:`sweeplab.objectives.transfer`):
+    - ``init_from`` (model mlp; ``ctx.dataset.init_from`` set, see :mod:`sweeplab.objectives.transfer`):
       the source's architecture and hidden-layer weights, a new output layer, the first
       ``n_frozen_layers`` hidden layers frozen, ``finetune_learning_rate`` as learning rate;
       ``n_params`` then counts the whole network and ``n_trainable_params`` the trained part.
 
     After ``run`` (also after a pruned or failed one), ``self.model`` holds the model
     (best weights once run returned), ``self.history`` one metrics dict per epoch trained
-    (``history[i]`` is epoch ``i + 1``; the reported keys, no epoch key) and
-    ``self.config`` the config.
+    (``history[i]`` is epoch ``i + 1``; the reported keys, no epoch key),
+    ``self.config`` the config and ``self.plan`` the network's description.
     """
 
     framework = "mlp"  # the backend's name in messages ("torch", "keras")
@@ -109,16 +117,19 @@ class MLPObjective(BaseObjective):
     def __init__(self) -> None:
         self.model: Any = None
         self.history: list[dict[str, float]] = []
-        self.config: MLPConfig | None = None
+        self.config: NetworkConfig | None = None
+        self.plan: NetworkPlan | None = None
 
     def run(self, ctx: TrialContext) -> dict[str, float]:
         """Train and evaluate one trial; return final metrics (see the class docstring)."""
-        params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture
-        cfg = MLPConfig.from_params(params)
-        self.config, self.model, self.history = cfg, None, []
+        self.config, self.plan, self.model, self.history = None, None, None, []
         ds = need_dataset(ctx.dataset, self.framework)
         settings = trial_settings(ctx.settings, ds)
-        plan = cfg.network(ds.n_features, ds.n_outputs, settings.task)
+        check_model_data(settings.model, ds)
+        params, transfer = plan_trial(ctx.params, ctx.dataset)  # init_from: the source's architecture
+        cfg = config_type(settings.model).from_params(params)
+        plan = cfg.plan(ds.input_shape, ds.n_outputs, settings.task)
+        self.config, self.plan = cfg, plan
         policy = EpochPolicy(settings, cfg, ctx.reporter, self.history)
         trial = MLPTrial(cfg=cfg, settings=settings, plan=plan, policy=policy, dataset=ds,
                          seed=int(ctx.seed) % (2**32), cpus=ctx.cpus, gpus=ctx.gpus, transfer=transfer)

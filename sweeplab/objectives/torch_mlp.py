@@ -1,12 +1,14 @@
-"""The PyTorch MLP objective: trains one :class:`~sweeplab.objectives.config.MLPConfig` per trial.
+"""The PyTorch objective: trains one network per trial, an MLP or a CNN (``objective.model``).
 
 This module imports torch at its top, so nothing imports it at package import time: the
 worker loads it lazily (``framework: torch``) and keeps it for every later trial of the
 process. The contract (network, metrics, epoch policy, returned values) is
 :class:`~sweeplab.objectives.mlp.MLPObjective`'s; here, in short:
 
-- model: the :class:`~sweeplab.spaces.architecture.MLPPlan` as an ``nn.Sequential``
-  (``Linear``, ``BatchNorm1d``, the activation, ``Dropout``);
+- model: the plan (:class:`~sweeplab.spaces.architecture.MLPPlan` or
+  :class:`~sweeplab.spaces.cnn.CNNPlan`) as an ``nn.Sequential``: ``Linear``,
+  ``BatchNorm1d``, the activation, ``Dropout``, and for a CNN's convolution part the
+  modules of :mod:`sweeplab.objectives.torch_cnn`;
 - loss: ``CrossEntropyLoss`` on logits, or ``MSELoss``;
 - mini-batches: the training tensors are permuted once per epoch with a
   ``torch.Generator`` seeded from the trial's seed and sliced into ``batch_size`` rows;
@@ -26,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweeplab.objectives.config import MLPConfig
+from sweeplab.objectives import torch_cnn
+from sweeplab.objectives.config import MLPConfig, NetworkConfig
 from sweeplab.objectives.latency import predict_latency_ms
 from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
 from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
-from sweeplab.spaces.architecture import LayerPlan, MLPPlan
+from sweeplab.spaces.architecture import LayerPlan, NetworkPlan
 
 __all__ = ["TorchMLPObjective", "build_model", "build_network", "count_params", "predict"]
 
@@ -55,6 +58,8 @@ _PROCESS_STATE: dict[str, bool] = {"interop_threads_set": False}
 
 
 def _layer(layer: LayerPlan) -> nn.Module:
+    if torch_cnn.translates(layer):
+        return torch_cnn.layer(layer)
     if layer.kind == "dense":
         return nn.Linear(layer.fan_in, layer.units)
     if layer.kind == "batch_norm":
@@ -64,14 +69,18 @@ def _layer(layer: LayerPlan) -> nn.Module:
     return _ACTIVATIONS[layer.activation]()
 
 
-def build_network(plan: MLPPlan) -> nn.Sequential:
+def build_network(plan: NetworkPlan) -> nn.Sequential:
     """The layers of ``plan`` as an ``nn.Sequential`` (on CPU, torch's default init).
 
     The output ``Linear`` has no activation: logits for classification
-    (``CrossEntropyLoss`` applies the softmax), the value for regression. Draws from
-    torch's global RNG, so seed it first for a reproducible init.
+    (``CrossEntropyLoss`` applies the softmax), the value for regression. A plan on
+    images (``input_shape`` ``(H, W, C)``) starts with
+    :class:`~sweeplab.objectives.torch_cnn.ChannelsFirst`, so the network takes images
+    channels last, as the dataset holds them. Draws from torch's global RNG, so seed it
+    first for a reproducible init.
     """
-    return nn.Sequential(*(_layer(layer) for layer in plan.layers))
+    adapt = [torch_cnn.ChannelsFirst()] if len(plan.input_shape) == 3 else []
+    return nn.Sequential(*adapt, *(_layer(layer) for layer in plan.layers))
 
 
 def build_model(cfg: MLPConfig, n_features: int, n_outputs: int) -> nn.Sequential:
@@ -98,7 +107,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def predict(model: nn.Module, X: np.ndarray, task: str) -> np.ndarray:
-    """Predict rows ``X`` (already scaled features) with ``model``.
+    """Predict rows ``X`` (already scaled features; images ``(n, H, W, C)`` for a CNN) with ``model``.
 
     Runs in eval mode (dropout off, BatchNorm on running statistics) without autograd,
     on the model's device, and puts the model back in the train/eval mode it was in.
@@ -126,7 +135,7 @@ def _forward_chunked(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- training pieces
 
 
-def _make_optimizer(cfg: MLPConfig, params: list[nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
+def _make_optimizer(cfg: NetworkConfig, params: list[nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
     """The optimizer of ``cfg`` with ``lr=cfg.learning_rate`` and ``weight_decay`` (L2, all four).
 
     sgd uses ``momentum=cfg.momentum``; rmsprop keeps torch's default ``momentum=0``
@@ -177,7 +186,7 @@ def _limit_threads(cpus: float) -> int:
 
 
 class TorchMLPObjective(MLPObjective):
-    """Train an MLP with PyTorch for one trial (contract: :class:`.MLPObjective`).
+    """Train a network (any model family) with PyTorch for one trial (contract: :class:`.MLPObjective`).
 
     - Threads: ``torch.set_num_threads(max(1, int(ctx.cpus)))``; inter-op threads are set
       once per process and only while torch still allows it. Device: ``cuda`` when

@@ -1,4 +1,4 @@
-"""What the torch and Keras MLP objectives share, free of any framework import.
+"""What the torch and Keras network objectives share, free of any framework import.
 
 Both objectives read the trial's settings the same way (:func:`trial_settings`), cut
 the same mini-batches (:func:`batch_bounds`) and judge early stopping the same way
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweeplab.core.errors import DataError
+from sweeplab.registry.families import MODEL_FAMILIES
 
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
@@ -54,33 +55,39 @@ def batch_bounds(n: int, batch_size: int, merge_singleton: bool) -> list[tuple[i
 
 
 def training_arrays(X: Any, y: Any, classification: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Features as float32 rows, targets as int64 class indices or float32 values, both C-contiguous.
+    """Features as float32 examples, targets as int64 class indices or float32 values, both C-contiguous.
 
     No copy when the arrays already are so (arrays from Ray's object store are read-only:
-    never write to them). Raises DataError unless the features are rows x columns with
-    one target per row.
+    never write to them). Raises DataError unless the features are examples (rows x
+    columns, or images ``(n, H, W, C)``) with one target per example.
     """
     x = np.ascontiguousarray(X, dtype=np.float32)
     y_np = np.ascontiguousarray(np.asarray(y).reshape(-1), dtype=np.int64 if classification else np.float32)
-    if x.ndim != 2 or x.shape[0] != y_np.shape[0]:
-        raise DataError(f"features must be rows x columns matching the targets, got {tuple(x.shape)} and {len(y_np)}")
+    if x.ndim not in (2, 4) or x.shape[0] != y_np.shape[0]:
+        raise DataError(f"features must be rows x columns (or images n x H x W x C) matching the targets, "
+                        f"got {tuple(x.shape)} and {len(y_np)}")
     return x, y_np
 
 
 def prediction_rows(X: Any, task: str) -> np.ndarray:
-    """The rows ``X`` a backend's ``predict`` gets, as float32 C-contiguous; ValueError for a bad task or shape."""
+    """The examples ``X`` a backend's ``predict`` gets, as float32 C-contiguous; ValueError for a bad task or shape.
+
+    Rows (a 2-D array, rows x features) or images (a 4-D array, n x H x W x C).
+    """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     x = np.ascontiguousarray(X, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (rows x features), got shape {tuple(x.shape)}")
+    if x.ndim not in (2, 4):
+        raise ValueError(f"X must be a 2-D array (rows x features) or images (n x H x W x C), "
+                         f"got shape {tuple(x.shape)}")
     return x
 
 
 @dataclass(frozen=True)
 class TrialSettings:
-    """The validated settings of one MLP trial.
+    """The validated settings of one network trial.
 
+    ``model``: the model family (``objective.model``, default ``mlp``).
     ``metric_names`` are the per-epoch keys in report order; ``sign`` turns the monitored
     metric into "lower is better" (``sign * value``).
     """
@@ -95,21 +102,34 @@ class TrialSettings:
     metric_names: tuple[str, ...]
     sign: float
     early_stopping: bool
+    model: str = "mlp"
 
 
 def need_dataset(ds: Dataset | None, framework: str) -> Dataset:
-    """``ds``, which the MLP objectives train on (a spec for them always names one)."""
+    """``ds``, which the network objectives train on (a spec for them always names one)."""
     if ds is None:
         raise DataError(f"the {framework} objective trains on a dataset; set objective.dataset in the spec")
     return ds
 
 
-def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> TrialSettings:
-    """Read and check task, epochs and early stopping from the spec's ``objective`` section.
+def check_model_data(model: str, ds: Dataset) -> None:
+    """Raise DataError when ``ds`` holds rows and family ``model`` trains on images, or the reverse."""
+    images = MODEL_FAMILIES[model].data == "images"
+    if len(ds.input_shape) != (3 if images else 1):
+        kind = "images (n, H, W, C)" if images else "rows (n, n_features)"
+        raise DataError(f"model {model} trains on {kind}, but dataset {ds.name!r} holds features of shape "
+                        f"{tuple(ds.X_train.shape)}; load it for model {model} (objective.model in the spec)")
 
-    Raises ValueError for a bad task, epochs or monitor, DataError for a dataset that was
-    prepared for another task or has no training or validation rows.
+
+def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> TrialSettings:
+    """Read and check task, model family, epochs and early stopping from the spec's ``objective`` section.
+
+    Raises ValueError for a bad task, model, epochs or monitor, DataError for a dataset
+    that was prepared for another task or has no training or validation rows.
     """
+    model = str(setting(settings, "model", "mlp") or "mlp")
+    if model not in MODEL_FAMILIES:
+        raise ValueError(f"objective.model must be one of {list(MODEL_FAMILIES)}, got {model!r}")
     task = setting(settings, "task") or ds.task
     if task not in ("classification", "regression"):
         raise ValueError(f"objective.task must be 'classification' or 'regression', got {task!r}")
@@ -133,4 +153,4 @@ def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> 
         raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
     sign = 1.0 if monitor_mode(monitor) == "min" else -1.0
     return TrialSettings(task, int(epochs), classification, acc_name, monitor, patience, min_delta, metric_names, sign,
-                         early_stopping=es is not None)
+                         early_stopping=es is not None, model=model)

@@ -1,6 +1,8 @@
 """The registries: one table per extension point, the one place each name and default is declared.
 
-* :mod:`~sweeplab.registry.names`: frameworks, tasks, activations, optimizers, schedules;
+* :mod:`~sweeplab.registry.names`: frameworks, tasks, activations, optimizers, schedules, poolings;
+* :mod:`~sweeplab.registry.families`: the model families (``objective.model``: ``mlp``,
+  ``cnn``) with their hyperparameters (names, rules, defaults) and config builders;
 * :mod:`~sweeplab.registry.datasets`: the named datasets (task, scikit-learn function,
   options with sweeplab's defaults, cross-option rules);
 * :mod:`~sweeplab.registry.search`: samplers and pruners (options with defaults, lazy
@@ -16,6 +18,7 @@ and ``--help`` read it.
 from __future__ import annotations
 
 from sweeplab.registry.datasets import DATASETS, MIN_ROWS, DatasetEntry
+from sweeplab.registry.families import MODEL_FAMILIES, MODEL_NAMES, ModelFamily
 from sweeplab.registry.names import (
     ACTIVATIONS,
     FRAMEWORK_NAMES,
@@ -23,6 +26,7 @@ from sweeplab.registry.names import (
     LR_SCHEDULES,
     MLP_FRAMEWORKS,
     OPTIMIZERS,
+    POOLINGS,
     TASKS,
     Framework,
 )
@@ -37,13 +41,17 @@ __all__ = [
     "LR_SCHEDULES",
     "MIN_ROWS",
     "MLP_FRAMEWORKS",
+    "MODEL_FAMILIES",
+    "MODEL_NAMES",
     "OPTIMIZERS",
+    "POOLINGS",
     "PRUNERS",
     "SAMPLERS",
     "TASKS",
     "Context",
     "DatasetEntry",
     "Framework",
+    "ModelFamily",
     "Option",
     "PrunerEntry",
     "SamplerEntry",

@@ -1,4 +1,4 @@
-"""The names every layer agrees on: frameworks, tasks, and the MLP's activations, optimizers, schedules.
+"""The names every layer agrees on: frameworks, tasks, and the networks' activations, optimizers, schedules, poolings.
 
 Each tuple here is the one list of its names. The spec validator, the search spaces,
 the MLP config and the torch / Keras builders read them; a framework's builder maps
@@ -17,6 +17,7 @@ __all__ = [
     "LR_SCHEDULES",
     "MLP_FRAMEWORKS",
     "OPTIMIZERS",
+    "POOLINGS",
     "TASKS",
     "Framework",
 ]
@@ -41,9 +42,9 @@ class Framework:
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
-    Framework("torch", mlp=True, doc="PyTorch MLP objective",
+    Framework("torch", mlp=True, doc="PyTorch objective (the network of objective.model)",
               objective="sweeplab.objectives.torch_mlp:TorchMLPObjective"),
-    Framework("keras", mlp=True, doc="Keras (TensorFlow backend) MLP objective",
+    Framework("keras", mlp=True, doc="Keras (TensorFlow backend) objective (the network of objective.model)",
               objective="sweeplab.objectives.keras_mlp:KerasMLPObjective"),
     Framework("python", mlp=False, doc="a user's function, objective.callable: 'package.module:function'",
               objective="sweeplab.objectives.python_callable:CallableObjective"),
@@ -63,3 +64,6 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adagrad")
 """Optimizers, with torch's defaults in both frameworks."""
 LR_SCHEDULES: tuple[str, ...] = ("none", "exponential", "plateau")
 """Learning-rate schedules (see :class:`sweeplab.objectives.config.MLPConfig`)."""
+POOLINGS: tuple[str, ...] = ("max", "avg", "none")
+"""Pooling after a CNN's convolution block: 2x2 max or average pooling with stride 2, or none
+(see :class:`sweeplab.spaces.cnn.CNNPlan`)."""

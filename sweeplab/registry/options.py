@@ -42,9 +42,10 @@ __all__ = [
     "shown_value",
 ]
 
-OptionKind = Literal["int", "number", "bool", "str", "numbers", "custom"]
-"""How an option's value is checked: ``numbers`` is a non-empty list of numbers; ``custom``
-is checked by :attr:`Option.check` (e.g. the pruner that ``patient`` wraps)."""
+OptionKind = Literal["int", "number", "bool", "str", "numbers", "ints", "custom"]
+"""How an option's value is checked: ``numbers`` is a non-empty list of numbers, ``ints`` a
+non-empty list of integers (layer widths); ``custom`` is checked by :attr:`Option.check`
+(e.g. the pruner that ``patient`` wraps)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     above: float | None = None
+    below: float | None = None
     choices: tuple[Any, ...] = ()
     nullable: bool = False
     check: Callable[[Any, str, list[Problem], Context], bool] | None = None
@@ -108,19 +110,35 @@ class Option:
             "bool": "true or false",
             "str": "a string",
             "numbers": "a list of numbers",
+            "ints": "a list of integers",
             "custom": "see docs",
         }[self.kind]
         if self.choices:
             noun = "one of " + ", ".join(shown_value(c) for c in self.choices)
-        elif self.minimum is not None and self.maximum is not None:
-            noun += f" in [{self.minimum:g}, {self.maximum:g}]"
-        elif self.minimum is not None:
-            noun += f" >= {self.minimum:g}"
-        elif self.above is not None:
-            noun += f" > {self.above:g}"
-        elif self.maximum is not None:
-            noun += f" <= {self.maximum:g}"
+        elif self.bounds_text():
+            noun += " " + self.bounds_text()
         return noun + (" or null" if self.nullable else "")
+
+    def bounds_text(self) -> str:
+        """The bounds in words: ``>= 1``, ``> 0``, ``in [0, 1)``, ``in (0, 1]``; ``""`` when unbounded."""
+        low = (self.minimum, "[") if self.minimum is not None else (self.above, "(")
+        high = (self.maximum, "]") if self.maximum is not None else (self.below, ")")
+        if low[0] is not None and high[0] is not None:
+            return f"in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+        if low[0] is not None:
+            return f"{'>=' if low[1] == '[' else '>'} {low[0]:g}"
+        if high[0] is not None:
+            return f"{'<=' if high[1] == ']' else '<'} {high[0]:g}"
+        return ""
+
+    def within(self, value: float) -> bool:
+        """True when the number ``value`` keeps every bound of this option."""
+        return not (
+            (self.minimum is not None and value < self.minimum)
+            or (self.maximum is not None and value > self.maximum)
+            or (self.above is not None and value <= self.above)
+            or (self.below is not None and value >= self.below)
+        )
 
 
 @dataclass(frozen=True)
@@ -218,10 +236,12 @@ def resolve_options(schema: Schema, given: Mapping[str, Any], context: Context |
 
 def _outside_range(opt: Option, value: Any) -> bool:
     """True for a value of the option's kind that lies outside a range bounded on both ends."""
-    if opt.minimum is None or opt.maximum is None or opt.choices:
+    bounded_low = opt.minimum is not None or opt.above is not None
+    bounded_high = opt.maximum is not None or opt.below is not None
+    if not (bounded_low and bounded_high) or opt.choices:
         return False
     typed = is_int(value) if opt.kind == "int" else is_number(value) and math.isfinite(value)
-    return bool(typed) and not opt.minimum <= value <= opt.maximum
+    return bool(typed) and not opt.within(value)
 
 
 def _check_value(opt: Option, value: Any, path: str, problems: list[Problem], context: Context) -> bool:
@@ -250,13 +270,16 @@ def _check_value(opt: Option, value: Any, path: str, problems: list[Problem], co
         hi = None if opt.maximum is None else int(opt.maximum)
         return check_int(value, path, problems, minimum=lo, maximum=hi) is not None
     if opt.kind == "number":
-        return check_number(value, path, problems, ge=opt.minimum, le=opt.maximum, gt=opt.above) is not None
-    # numbers: a non-empty list, each item a number within the bounds
-    if not isinstance(value, list) or not value or not all(is_number(v) for v in value):
-        problems.append(Problem(path, f"must be a non-empty list of numbers{' or null' if opt.nullable else ''}, "
+        return check_number(value, path, problems, ge=opt.minimum, le=opt.maximum, gt=opt.above,
+                            lt=opt.below) is not None
+    # numbers / ints: a non-empty list, each item a number (an integer) within the bounds
+    item_ok = is_int if opt.kind == "ints" else is_number
+    noun = "integers" if opt.kind == "ints" else "numbers"
+    if not isinstance(value, (list, tuple)) or not value or not all(item_ok(v) for v in value):
+        problems.append(Problem(path, f"must be a non-empty list of {noun}{' or null' if opt.nullable else ''}, "
                                       f"got {describe(value)}"))
         return False
     before = len(problems)
     for i, item in enumerate(value):
-        check_number(item, f"{path}[{i}]", problems, ge=opt.minimum, le=opt.maximum, gt=opt.above)
+        check_number(item, f"{path}[{i}]", problems, ge=opt.minimum, le=opt.maximum, gt=opt.above, lt=opt.below)
     return len(problems) == before

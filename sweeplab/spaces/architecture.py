@@ -10,7 +10,9 @@ model. :func:`smallest_architecture` bounds a whole space from below, so a const
 trial can satisfy is refused at once.
 
 The plan lives here, below ``objectives``, because the spaces and the search need its
-count; ``objectives.config.MLPConfig.network`` makes the plan of a config.
+count; ``objectives.config.MLPConfig.network`` makes the plan of a config. The CNN's
+description (:mod:`sweeplab.spaces.cnn`) uses the same :class:`LayerPlan` s and an
+:class:`MLPPlan` as its dense head; both keep the :class:`NetworkPlan` protocol.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeplab.registry.names import ACTIVATIONS, TASKS
 from sweeplab.spaces.params import IntParam
@@ -31,6 +33,7 @@ __all__ = [
     "TRANSFER_PARAMS",
     "LayerPlan",
     "MLPPlan",
+    "NetworkPlan",
     "count_mlp_params",
     "smallest_architecture",
 ]
@@ -44,14 +47,28 @@ TRANSFER_PARAMS = ("n_frozen_layers", "finetune_learning_rate")
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """One layer of an :class:`MLPPlan`.
+    """One layer of a network description (an :class:`MLPPlan` or a :class:`~sweeplab.spaces.cnn.CNNPlan`).
 
-    ``kind``: ``"dense"`` (``fan_in`` -> ``units``, weights and bias), ``"batch_norm"``
-    (scale and shift over ``units`` features; running statistics are buffers),
-    ``"activation"`` (``activation``, one of the registry's names) or ``"dropout"``
-    (``rate``). ``units`` is the width the layer passes on. ``name`` is the Keras layer
-    name (``dense_0``, ``bn_0``, ``relu_0``, ``dropout_0``, and ``logits`` or ``value``
-    for the output layer); torch's ``nn.Sequential`` numbers its layers instead.
+    ``kind``:
+
+    - ``"dense"``: ``fan_in`` -> ``units`` values, weights and bias;
+    - ``"conv"``: a 2-D convolution of ``fan_in`` input channels into ``units`` filters
+      with a square ``kernel_size`` kernel, stride 1 and "same" padding (the map keeps
+      its height and width), weights and bias;
+    - ``"batch_norm"``: scale and shift over ``units`` features, or over ``units``
+      channels of a map (``shape`` set); running statistics are buffers;
+    - ``"activation"`` (``activation``, one of the registry's names);
+    - ``"dropout"`` (``rate``, each value dropped on its own);
+    - ``"pool"``: ``pool`` (``max`` or ``avg``) over 2x2 windows with stride 2, odd
+      rows and columns dropped;
+    - ``"flatten"``: the map as one vector of ``units`` values in (height, width,
+      channel) order.
+
+    ``units`` is the width (values, or channels of a map) the layer passes on; ``shape``
+    is the ``(height, width, channels)`` map it passes on for the layers of the
+    convolution part, ``()`` for the dense part. ``name`` is the Keras layer name
+    (``dense_0``, ``bn_0``, ``conv_0``, ``pool_0``, ..., and ``logits`` or ``value`` for
+    the output layer); torch's ``nn.Sequential`` numbers its layers instead.
     """
 
     kind: str
@@ -60,13 +77,47 @@ class LayerPlan:
     fan_in: int = 0
     activation: str = ""
     rate: float = 0.0
+    kernel_size: int = 0
+    pool: str = ""
+    shape: tuple[int, ...] = ()
 
     @property
     def n_params(self) -> int:
         """Trainable parameters of this layer."""
         if self.kind == "dense":
             return self.fan_in * self.units + self.units
+        if self.kind == "conv":
+            return self.kernel_size * self.kernel_size * self.fan_in * self.units + self.units
         return 2 * self.units if self.kind == "batch_norm" else 0
+
+
+class NetworkPlan(Protocol):
+    """What the backends translate and the objectives count: a model family's network description.
+
+    ``input_shape``: one example's shape (``(n_features,)`` for rows, ``(H, W, C)`` for
+    images); ``layers``: every layer in order, the output layer last; ``n_params``: the
+    trainable parameters (the sum over the layers); ``n_outputs`` and ``task``: the
+    output rule (logits of ``n_outputs`` classes, or one value for regression);
+    ``family``: the model family's name.
+    """
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def layers(self) -> tuple[LayerPlan, ...]: ...
+
+    @property
+    def n_params(self) -> int: ...
+
+    @property
+    def n_outputs(self) -> int: ...
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def family(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +153,16 @@ class MLPPlan:
             raise ValueError(f"hidden layer sizes must be >= 1, got hidden_units={list(widths)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example: ``(n_features,)``."""
+        return (self.n_features,)
+
+    @property
+    def family(self) -> str:
+        """``"mlp"``."""
+        return "mlp"
 
     @property
     def layers(self) -> tuple[LayerPlan, ...]:

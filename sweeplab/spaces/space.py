@@ -2,11 +2,14 @@
 
 Two kinds of space:
 
-* **MLP spaces** (framework torch / keras, ``mlp=True``): parameter names are the knobs
-  of :class:`sweeplab.objectives.config.MLPConfig` (see :data:`MLP_PARAMS`), checked
-  against their meaning (``dropout`` in [0, 1), ``activation`` a known one, ...). The
-  architecture params ``n_layers`` / ``units`` (with a ``layout``) or ``hidden_layers``
-  are folded by :meth:`SearchSpace.resolve` into ``hidden_units: list[int]``.
+* **Network spaces** (framework torch / keras, ``mlp=True``): parameter names are the
+  hyperparameters of the model family (``objective.model``, default ``mlp``), as its
+  entry in :mod:`sweeplab.registry.families` declares them (see :data:`FAMILY_PARAMS`),
+  checked against their meaning (``dropout`` in [0, 1), ``activation`` a known one,
+  ...). The dense layers' params ``n_layers`` / ``units`` (with a ``layout``) or
+  ``hidden_layers`` are folded by :meth:`SearchSpace.resolve` into
+  ``hidden_units: list[int]`` (the MLP, or the CNN's head); every other param passes
+  through.
 * **Python spaces** (framework python, ``mlp=False``): any identifiers; values are
   passed through unchanged (list choices decoded).
 
@@ -31,9 +34,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.checks import check_int, check_str, describe, is_int, is_number, join
+from sweeplab.core.checks import check_int, check_str, describe, did_you_mean, is_int, is_number, join
 from sweeplab.core.errors import Problem
-from sweeplab.registry.names import ACTIVATIONS, LR_SCHEDULES, MLP_FRAMEWORKS, OPTIMIZERS
+from sweeplab.registry.families import MODEL_FAMILIES, get_family
+from sweeplab.registry.names import MLP_FRAMEWORKS
+from sweeplab.registry.options import Option
 from sweeplab.spaces.catalog import builtin_spaces, load_builtin
 from sweeplab.spaces.params import (
     CategoricalParam,
@@ -52,6 +57,7 @@ __all__ = [
     "DEFAULT_MIN_UNITS",
     "DEFAULT_N_LAYERS",
     "DEFAULT_UNITS",
+    "FAMILY_PARAMS",
     "FRAMEWORKS",
     "LAYOUTS",
     "MLP_PARAMS",
@@ -63,15 +69,15 @@ __all__ = [
 LAYOUTS = ("constant", "per_layer", "funnel")
 FRAMEWORKS = MLP_FRAMEWORKS
 """The frameworks a space may search with ``framework`` (those that train sweeplab's MLPs)."""
-DEFAULT_N_LAYERS = 2
-DEFAULT_UNITS = 64
+DEFAULT_N_LAYERS: int = get_family("mlp").schema.option("n_layers").default
+DEFAULT_UNITS: int = get_family("mlp").schema.option("units").default
 DEFAULT_MIN_UNITS = 8
 _UNITS_I = re.compile(r"units_(\d+)")
 
 
 @dataclass(frozen=True)
 class _Rule:
-    """What an MLP hyperparameter's values must be: a kind and an optional range test."""
+    """What a hyperparameter's values must be: a kind and an optional range test (from its registry option)."""
 
     kind: str  # int | number | bool | str | layers
     test: Callable[[Any], bool] | None = None
@@ -79,29 +85,23 @@ class _Rule:
     choices: tuple[str, ...] = ()
 
 
-MLP_PARAMS: dict[str, _Rule] = {
-    "n_layers": _Rule("int", lambda v: v >= 1, ">= 1"),
-    "units": _Rule("int", lambda v: v >= 1, ">= 1"),
-    "hidden_layers": _Rule("layers", lambda v: all(w >= 1 for w in v), "lists of widths >= 1"),
-    "dropout": _Rule("number", lambda v: 0 <= v < 1, "in [0, 1)"),
-    "batch_norm": _Rule("bool"),
-    "activation": _Rule("str", choices=ACTIVATIONS),
-    "learning_rate": _Rule("number", lambda v: v > 0, "> 0"),
-    "lr_schedule": _Rule("str", choices=LR_SCHEDULES),
-    "lr_decay_rate": _Rule("number", lambda v: 0 < v <= 1, "in (0, 1]"),
-    "lr_factor": _Rule("number", lambda v: 0 < v < 1, "in (0, 1)"),
-    "lr_patience": _Rule("int", lambda v: v >= 0, ">= 0"),
-    "min_lr": _Rule("number", lambda v: v >= 0, ">= 0"),
-    "batch_size": _Rule("int", lambda v: v >= 1, ">= 1"),
-    "optimizer": _Rule("str", choices=OPTIMIZERS),
-    "momentum": _Rule("number", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "weight_decay": _Rule("number", lambda v: v >= 0, ">= 0"),
-    "framework": _Rule("str", choices=FRAMEWORKS),
-    # transfer learning (objective.init_from only; see sweeplab.objectives.transfer)
-    "n_frozen_layers": _Rule("int", lambda v: v >= 0, ">= 0"),
-    "finetune_learning_rate": _Rule("number", lambda v: v > 0, "> 0"),
+def _rule_of(opt: Option) -> _Rule:
+    """The rule a space's values must keep for the registry's hyperparameter ``opt``."""
+    if opt.kind == "ints":
+        return _Rule("layers", lambda v: all(opt.within(w) for w in v), f"lists of widths {opt.bounds_text()}")
+    if opt.kind in ("int", "number"):
+        text = opt.bounds_text()
+        return _Rule(opt.kind, opt.within if text else None, text, tuple(opt.choices))
+    return _Rule(opt.kind, choices=tuple(opt.choices))
+
+
+FAMILY_PARAMS: dict[str, dict[str, _Rule]] = {
+    name: {opt.name: _rule_of(opt) for opt in family.schema.options} for name, family in MODEL_FAMILIES.items()
 }
-"""The hyperparameter names of torch/keras spaces and what their values must be."""
+"""Per model family (:mod:`sweeplab.registry.families`): its hyperparameter names and what their values must be."""
+
+MLP_PARAMS: dict[str, _Rule] = FAMILY_PARAMS["mlp"]
+"""The hyperparameter names of torch/keras spaces of the default family, ``mlp``, and what their values must be."""
 
 
 def funnel_widths(units: int, n_layers: int, min_units: int = DEFAULT_MIN_UNITS) -> list[int]:
@@ -366,17 +366,31 @@ def _expand_use(data: Any, path: str, problems: list[Problem]) -> Mapping[str, A
     return merged
 
 
-def parse_space(data: Any, path: str, framework: str | None, problems: list[Problem]) -> SearchSpace:
+def _unknown_name(name: str, framework: str, model: str, rules: Mapping[str, _Rule]) -> str:
+    """Why ``name`` is not a hyperparameter of ``model``: another family's, a misspelling, or unknown."""
+    owners = [m for m, params in FAMILY_PARAMS.items() if m != model and name in params]
+    where = f"for framework {framework}, model {model}"
+    if owners:
+        return (f"`{name}` is a hyperparameter of model {' / '.join(owners)}, not {where}; set objective.model: "
+                f"{owners[0]} or remove it")
+    return f"unknown hyperparameter `{name}` {where}{did_you_mean(name, rules)}; known: {', '.join(rules)}"
+
+
+def parse_space(data: Any, path: str, framework: str | None, problems: list[Problem],
+                model: str = "mlp") -> SearchSpace:
     """Build a :class:`SearchSpace` from its YAML form, appending a problem per broken rule.
 
     ``data``: a mapping ``{name: param form}``, optionally with ``use: <built-in>``
     (other keys override the built-in's params, null removes one), or the bare name of
     a built-in space. ``path``: its YAML path (``"space"``). ``framework``: ``torch`` or
-    ``keras`` for an MLP space (names and values checked against :data:`MLP_PARAMS`),
-    None for a python space (any identifiers). Never raises for bad input: when
-    ``problems`` grew, the returned space holds only the params that were valid.
+    ``keras`` for a network space (names and values checked against the hyperparameters
+    of model family ``model``, :data:`FAMILY_PARAMS`; an unknown family is checked as
+    ``mlp``, the spec reports it), None for a python space (any identifiers). Never
+    raises for bad input: when ``problems`` grew, the returned space holds only the
+    params that were valid.
     """
     mlp = framework is not None
+    rules = FAMILY_PARAMS.get(model, MLP_PARAMS)
     params: list[Param] = []
     layout, min_units = "constant", DEFAULT_MIN_UNITS
     mapping = _expand_use(data, path, problems)
@@ -386,13 +400,8 @@ def parse_space(data: Any, path: str, framework: str | None, problems: list[Prob
         problems.append(Problem(path, "must define at least one parameter"))
     for name, form in mapping.items():
         ppath = join(path, name)
-        if mlp and name not in MLP_PARAMS:
-            problems.append(
-                Problem(
-                    ppath,
-                    f"unknown hyperparameter `{name}` for framework {framework}; known: {', '.join(MLP_PARAMS)}",
-                )
-            )
+        if mlp and name not in rules:
+            problems.append(Problem(ppath, _unknown_name(name, str(framework), model, rules)))
             continue
         if not mlp and not name.isidentifier():
             problems.append(Problem(ppath, f"parameter names must be Python identifiers, got {name!r}"))
@@ -416,7 +425,7 @@ def parse_space(data: Any, path: str, framework: str | None, problems: list[Prob
         param = parse_param(name, form, ppath, problems, extra_keys=extra)
         if param is None or not units_ok:
             continue
-        if mlp and not _check_rule(param, MLP_PARAMS[name], ppath, problems):
+        if mlp and not _check_rule(param, rules[name], ppath, problems):
             continue
         params.append(param)
     names = [p.name for p in params]

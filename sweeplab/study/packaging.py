@@ -90,7 +90,7 @@ def raw_example(spec: StudySpec, n: int = RAW_EXAMPLE_ROWS) -> Any:
 
     ds = obj.dataset
     X, _ = load_raw(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
-                    seed=spec.seed)
+                    seed=spec.seed, model=obj.model)
     return X.head(n).reset_index(drop=True)
 
 
@@ -103,7 +103,7 @@ def _fallback_rows(dataset: Dataset, n: int) -> Any:
     rows = np.asarray(X[:n], dtype=np.float64)
     if dataset.scaler is not None:
         rows = dataset.scaler.inverse_transform(rows)
-    return pd.DataFrame(rows, columns=list(dataset.feature_names))
+    return pd.DataFrame(rows.reshape(len(rows), -1), columns=list(dataset.feature_names))  # images: one row each
 
 
 # --------------------------------------------------------------------------- worker side
@@ -151,7 +151,8 @@ def fit_and_package(
     rows = raw_rows if raw_rows is not None else _fallback_rows(dataset, RAW_EXAMPLE_ROWS)
     extra = {"trial": ticket.number, "seed": ticket.seed, "params": _plain(ticket.raw_params),
              "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)}, **dict(metadata or {})}
-    meta = model_meta(framework, getattr(objective, "config", None), dataset, dataset.n_outputs, extra=extra)
+    meta = model_meta(framework, getattr(objective, "config", None), dataset, dataset.n_outputs, extra=extra,
+                      model=settings.model)
     with tempfile.TemporaryDirectory(prefix="sweeplab-package-") as tmp:
         model_dir = Path(tmp) / "model"
         save_pyfunc_model(model_dir, framework, getattr(objective, "model", None), meta, rows,

@@ -1,4 +1,4 @@
-"""The MLflow model of a trial: an MLP plus its preprocessing, loadable with ``mlflow.pyfunc``.
+"""The MLflow model of a trial: its network (an MLP or a CNN) plus its preprocessing, loadable with ``mlflow.pyfunc``.
 
 Format (a ``pyfunc`` model saved "from code", so nothing in it is a pickle):
 
@@ -6,17 +6,23 @@ Format (a ``pyfunc`` model saved "from code", so nothing in it is a pickle):
   only: PyTorch ``torch.save(model.state_dict())`` (read back with
   ``torch.load(weights_only=True)``); Keras the native ``.keras`` archive (read back with
   ``load_weights`` into the rebuilt architecture, so no layer code is deserialized);
-- ``artifacts/sweeplab_model.json``: what rebuilds and feeds the network: framework,
-  task, the :class:`~sweeplab.objectives.config.MLPConfig`, input and output widths, the
-  raw feature names, the class labels (index ``i`` -> label), and the ``StandardScaler``'s
-  ``mean_`` / ``scale_`` as JSON numbers (exact round trip of the float64 values);
+- ``artifacts/sweeplab_model.json``: what rebuilds and feeds the network: its format
+  (``sweeplab-mlp/1``, or ``sweeplab-cnn/1`` for a CNN), framework, task, model family
+  (``model``; absent means ``mlp``), the family's config
+  (:class:`~sweeplab.objectives.config.MLPConfig` or ``CNNConfig``), input and output
+  widths (and ``input_shape``, ``(H, W, C)`` for images), the raw feature names, the
+  class labels (index ``i`` -> label), and the scaler's ``mean_`` / ``scale_`` as JSON
+  numbers (exact round trip of the float64 values; one per feature, or one per channel
+  for images);
 - ``python_model.py``: the model code (:mod:`sweeplab.tracking.pyfunc_code`), which
   names :class:`MLPModel`; loading needs ``sweeplab`` and the framework importable.
 
 ``predict`` takes RAW feature rows (a DataFrame with the feature columns, or a 2-D
-array in feature order), scales them exactly as training did, runs the network in
-inference mode and returns the original class labels (classification) or the values
-(regression) as a 1-D numpy array. The MLflow signature maps raw rows to that output.
+array in feature order; a CNN also takes raw images, ``(n, H, W)`` or ``(n, H, W, C)``,
+whose rows are their pixels in (height, width, channel) order), scales them exactly as
+training did, runs the network in inference mode and returns the original class labels
+(classification) or the values (regression) as a 1-D numpy array. The MLflow signature
+maps raw rows to that output.
 """
 
 from __future__ import annotations
@@ -36,9 +42,12 @@ from mlflow.pyfunc import PythonModel
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
 
-__all__ = ["META_FILE", "MODEL_FORMAT", "MLPModel", "model_meta", "predict_raw", "save_pyfunc_model"]
+__all__ = ["META_FILE", "MODEL_FORMAT", "MODEL_FORMATS", "MLPModel", "model_meta", "predict_raw", "save_pyfunc_model"]
 
 MODEL_FORMAT = "sweeplab-mlp/1"
+"""The format of an MLP model (what fine-tuning, ``objective.init_from``, reads)."""
+MODEL_FORMATS = {"mlp": MODEL_FORMAT, "cnn": "sweeplab-cnn/1"}
+"""The format of each model family's saved model."""
 META_FILE = "sweeplab_model.json"
 WEIGHTS_FILES = {"torch": "weights.pt", "keras": "weights.keras"}
 _CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
@@ -47,12 +56,13 @@ _CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 # --------------------------------------------------------------------------- metadata
 
 
-def model_meta(framework: str, config: Any, dataset: Dataset, n_outputs: int, extra: Mapping[str, Any] | None = None
-               ) -> dict[str, Any]:
+def model_meta(framework: str, config: Any, dataset: Dataset, n_outputs: int, extra: Mapping[str, Any] | None = None,
+               model: str = "mlp") -> dict[str, Any]:
     """The JSON description of a trained model (see the module docstring).
 
-    ``config`` is the trial's ``MLPConfig``; ``dataset`` the study's ``Dataset`` (its
-    ``scaler``, ``feature_names``, ``class_labels`` and ``task`` are recorded).
+    ``config`` is the trial's config of model family ``model`` (``MLPConfig`` or
+    ``CNNConfig``); ``dataset`` the study's ``Dataset`` (its ``scaler``,
+    ``feature_names``, ``class_labels``, ``task`` and ``input_shape`` are recorded).
     """
     scaler = getattr(dataset, "scaler", None)
     scaling = None
@@ -65,12 +75,15 @@ def model_meta(framework: str, config: Any, dataset: Dataset, n_outputs: int, ex
         }
     cfg = asdict(config)
     cfg["hidden_units"] = [int(u) for u in cfg["hidden_units"]]
+    shape = {"input_shape": list(dataset.input_shape)} if model != "mlp" else {}
     return {
-        "format": MODEL_FORMAT,
+        "format": MODEL_FORMATS[model],
         "framework": framework,
         "task": dataset.task,
+        **({"model": model} if model != "mlp" else {}),
         "config": cfg,
         "n_features": int(dataset.n_features),
+        **shape,
         "n_outputs": int(n_outputs),
         "feature_names": [str(c) for c in dataset.feature_names],
         "class_labels": list(dataset.class_labels),
@@ -98,6 +111,8 @@ def _to_matrix(meta: Mapping[str, Any], model_input: Any) -> np.ndarray:
         X = np.asarray(model_input, dtype=np.float64)
         if X.ndim == 1:
             X = X.reshape(1, -1)
+        elif X.ndim > 2 and meta.get("input_shape"):  # raw images: one row of pixels each
+            X = X.reshape(len(X), -1)
     if X.ndim != 2 or X.shape[1] != int(meta["n_features"]):
         raise ValueError(f"expected rows of {meta['n_features']} raw features, got shape {tuple(X.shape)}")
     return X
@@ -112,6 +127,8 @@ def predict_raw(meta: Mapping[str, Any], model: Any, model_input: Any) -> np.nda
     from sweeplab.objectives.evaluation import predict_indices
 
     X = _to_matrix(meta, model_input)
+    if meta.get("input_shape"):  # images: the rows take their shape, the scaler works per channel
+        X = X.reshape(len(X), *(int(n) for n in meta["input_shape"]))
     scaling = meta.get("scaler") or {}
     if scaling.get("mean") is not None:
         X = X - np.asarray(scaling["mean"], dtype=np.float64)
@@ -128,9 +145,9 @@ def predict_raw(meta: Mapping[str, Any], model: Any, model_input: Any) -> np.nda
 
 
 def _config_of(meta: Mapping[str, Any]) -> Any:
-    from sweeplab.objectives.config import MLPConfig
+    from sweeplab.objectives.config import config_type
 
-    return MLPConfig.from_params(dict(meta["config"]))
+    return config_type(str(meta.get("model", "mlp"))).from_params(dict(meta["config"]))
 
 
 def write_weights(framework: str, model: Any, path: str | os.PathLike[str]) -> None:
@@ -149,7 +166,8 @@ def write_weights(framework: str, model: Any, path: str | os.PathLike[str]) -> N
 def load_network(meta: Mapping[str, Any], weights_path: str | os.PathLike[str]) -> Any:
     """Rebuild the network described by ``meta`` and load its weights (CPU, inference mode)."""
     cfg = _config_of(meta)
-    plan = cfg.network(int(meta["n_features"]), int(meta["n_outputs"]), str(meta["task"]))
+    input_shape = tuple(int(n) for n in meta.get("input_shape") or (meta["n_features"],))
+    plan = cfg.plan(input_shape, int(meta["n_outputs"]), str(meta["task"]))
     framework = meta["framework"]
     if framework == "torch":
         import torch
@@ -188,8 +206,9 @@ class MLPModel(PythonModel):
         """Read ``sweeplab_model.json`` and rebuild the network with its weights."""
         with open(context.artifacts["meta"], encoding="utf-8") as fh:
             self.meta = json.load(fh)
-        if self.meta.get("format") != MODEL_FORMAT:
-            raise ValueError(f"unsupported sweeplab model format {self.meta.get('format')!r}; expected {MODEL_FORMAT}")
+        if self.meta.get("format") not in MODEL_FORMATS.values():
+            raise ValueError(f"unsupported sweeplab model format {self.meta.get('format')!r}; expected one of "
+                             f"{', '.join(MODEL_FORMATS.values())}")
         self.model = load_network(self.meta, context.artifacts["weights"])
 
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
