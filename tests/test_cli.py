@@ -217,6 +217,7 @@ def test_a_broken_objective_stops_the_run_with_exit_1_and_says_why(stores, tmp_p
     for number in range(3):
         assert run.stderr.count(f"trial {number} failed: RuntimeError: boom") == 1
     assert "first 3 trials all failed with the same error" in run.stderr and "--fail-fast 0" in run.stderr
+    assert run.stderr.count("Fix the objective or its data") == 1  # said once, as the error
     status = json.loads(sweeplab("status", "bowl", "--json", *flags[:4], cwd=tmp_path).stdout)
     assert status["n_trials"] == 3 and status["failures"] == [
         {"reason": "RuntimeError: boom: the objective failed on purpose", "count": 3, "trials": [0, 1, 2]}]

@@ -322,10 +322,11 @@ class Trial:
         """The epoch whose :class:`TrialPruned` the function caught instead of letting it out."""
         return self._pruned_raised_at
 
-    def warnings(self) -> list[str]:
-        """Mistakes worth telling the user about, found while the trial ran (and at its end)."""
+    def warnings(self, ended: bool = True) -> list[str]:
+        """Mistakes worth telling the user about, found while the trial ran, and with ``ended``
+        (the function returned) those only its end shows: a study metric never reported."""
         out = list(self._warnings)
-        if self.prunable and self.metric not in self._reported and not self._metric_warned:
+        if ended and self.prunable and self.metric not in self._reported and not self._metric_warned:
             out.append(
                 f"the study has a pruner, but this trial never reported the study metric {self.metric!r} "
                 "with trial.report(epoch, value), so the pruner cannot stop it; report it each epoch"

@@ -191,8 +191,7 @@ class TrialLoop:
                 f"again: the study resumes (trials stopped in flight are retried). `sweeplab status {study}` "
                 "lists the failures; --fail-fast 0 keeps a study going whatever fails."
             )
-            log.error("%s", self.error)
-            self._interrupt("stopped: the study's first trials kept failing")
+            self._interrupt("stopped: the study's first trials kept failing")  # the caller says self.error
 
     def _renew(self) -> None:
         if time.time() - self._last_renew > self.settings.lease_seconds / 3:

@@ -212,7 +212,8 @@ def execute_trial(
         if sender is not None:
             sender.finish()  # every report recorded before the driver tells the trial
     extra = trial.artifacts
-    warnings = trial.warnings() if outcome.state != FAILED else []
+    # a failed trial still says what it reported wrong; "never reported" would only echo its failure
+    warnings = trial.warnings(ended=outcome.state != FAILED)
     if not extra and not warnings:
         return outcome
     return dataclasses.replace(outcome, artifacts={**outcome.artifacts, **extra},

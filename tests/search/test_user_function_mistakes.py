@@ -44,6 +44,14 @@ def test_reports_without_the_study_metric_warn_once_naming_what_was_reported(sto
     assert "'score'" in warning and "it reported acc, loss" in warning
 
 
+def test_a_failed_trial_still_says_it_reported_without_the_study_metric(stores, caplog):
+    caplog.set_level(logging.WARNING, logger="sweeplab.search")
+    summary = run(spec("other_metric_then_text", trials=1), stores, **IN_PROCESS)
+    assert summary.n_failed == 1
+    [warning] = warnings_of(caplog)  # what it reported wrong, not a "never reported" echo of the failure
+    assert "did not include the study metric 'score' (it reported acc)" in warning
+
+
 def test_a_study_metric_never_reported_with_a_pruner_is_said(stores, caplog):
     caplog.set_level(logging.WARNING, logger="sweeplab.search")
     run(spec("never_reports"), stores, **IN_PROCESS)

@@ -84,6 +84,12 @@ def other_metric_only(trial):
     return {"score": 0.5}
 
 
+def other_metric_then_text(trial):
+    """Reports a metric that is not the study's, then fails by returning text."""
+    trial.report(1, {"acc": 0.1})
+    return "0.1"
+
+
 def never_reports(trial):
     return {"score": float(trial.params["x"])}
 
