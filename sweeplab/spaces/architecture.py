@@ -34,7 +34,9 @@ __all__ = [
     "LayerPlan",
     "MLPPlan",
     "NetworkPlan",
+    "batch_norm_layer_name",
     "count_mlp_params",
+    "dense_layer_name",
     "smallest_architecture",
 ]
 
@@ -43,6 +45,17 @@ ARCHITECTURE_PARAMS = ("n_layers", "units", "hidden_layers", "batch_norm", "acti
 
 TRANSFER_PARAMS = ("n_frozen_layers", "finetune_learning_rate")
 """Space params that only mean something when fine-tuning (``objective.init_from``)."""
+
+
+def dense_layer_name(i: int) -> str:
+    """The name of the MLP's ``i``-th hidden dense layer (0-based): in the plan, and so in the
+    Keras model, whose layers transfer learning reads and writes by name."""
+    return f"dense_{i}"
+
+
+def batch_norm_layer_name(i: int) -> str:
+    """The name of the batch normalization after hidden layer ``i`` (see :func:`dense_layer_name`)."""
+    return f"bn_{i}"
 
 
 @dataclass(frozen=True)
@@ -170,9 +183,9 @@ class MLPPlan:
         out: list[LayerPlan] = []
         prev = int(self.n_features)
         for i, units in enumerate(self.hidden_units):
-            out.append(LayerPlan("dense", f"dense_{i}", units, fan_in=prev))
+            out.append(LayerPlan("dense", dense_layer_name(i), units, fan_in=prev))
             if self.batch_norm:
-                out.append(LayerPlan("batch_norm", f"bn_{i}", units))
+                out.append(LayerPlan("batch_norm", batch_norm_layer_name(i), units))
             out.append(LayerPlan("activation", f"{self.activation}_{i}", units, activation=self.activation))
             if self.dropout > 0:
                 out.append(LayerPlan("dropout", f"dropout_{i}", units, rate=float(self.dropout)))

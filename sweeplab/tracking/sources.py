@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sweeplab.objectives.transfer import HiddenLayer, SourceModel, TransferError
+from sweeplab.spaces.architecture import batch_norm_layer_name, dense_layer_name
 
 __all__ = ["fetch_source_model", "source_from_dir"]
 
@@ -127,10 +128,11 @@ def _torch_layers(model: Any) -> list[HiddenLayer]:
 
 
 def _keras_layers(model: Any, n_hidden: int, batch_norm: bool) -> list[HiddenLayer]:
-    """Hidden layers of a Keras model built by ``keras_mlp.build_model`` (layers ``dense_i`` / ``bn_i``)."""
+    """Hidden layers of a Keras model built by ``keras_mlp.build_model`` (layers named by
+    ``dense_layer_name`` / ``batch_norm_layer_name``)."""
     layers = []
     for i in range(n_hidden):
-        kernel, bias = model.get_layer(f"dense_{i}").get_weights()
-        bn = tuple(_f32(w) for w in model.get_layer(f"bn_{i}").get_weights()) if batch_norm else None
+        kernel, bias = model.get_layer(dense_layer_name(i)).get_weights()
+        bn = tuple(_f32(w) for w in model.get_layer(batch_norm_layer_name(i)).get_weights()) if batch_norm else None
         layers.append(HiddenLayer(kernel=_f32(kernel), bias=_f32(bias), batch_norm=bn))  # type: ignore[arg-type]
     return layers
