@@ -27,14 +27,11 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import baseline
 import common
 
 SPEC = """\
@@ -74,24 +71,6 @@ SYSTEMS = ("sweeplab", "ray_tune", "optuna")
 RESULT_NAME = "cnn_digits"
 
 
-def _workdir() -> Path:
-    tpl = common.store_templates()
-    work = Path(tempfile.mkdtemp(prefix="sweeplab-cnn-bench-"))
-    shutil.copy(tpl / "mlflow.db", work / "mlflow.db")
-    shutil.copy(tpl / "optuna.db", work / "sweeplab.db")
-    return work
-
-
-def _run(cmd: list[str], cwd: Path) -> tuple[float, dict[str, Any]]:
-    env = baseline.cli_env(dict(os.environ))
-    t = time.time()
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
-    wall = time.time() - t
-    if res.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed ({res.returncode}): {res.stderr[-3000:]}")
-    return wall, json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def _sweeplab_test_accuracy(work: Path, study: str) -> float:
     """The best trial's test accuracy, from the final metrics sweeplab recorded on it."""
     import optuna
@@ -104,15 +83,16 @@ def _sweeplab_test_accuracy(work: Path, study: str) -> float:
 
 
 def run_system(name: str, seed: int) -> dict[str, Any]:
-    work = _workdir()
+    work = common.system_workdir("sweeplab-cnn-bench-")
     try:
         if name == "sweeplab":
             (work / "spec.yaml").write_text(SPEC.replace("seed: 42", f"seed: {seed}"))
-            wall, out = _run([SWEEPLAB, "run", "spec.yaml", "--json", "--no-progress", "--no-model"], work)
+            wall, out = common.run_json(
+                [SWEEPLAB, "run", "spec.yaml", "--json", "--no-progress", "--no-model"], work, timeout=1800)
             return {"wall": wall, "best": out["best_value"], "test": _sweeplab_test_accuracy(work, out["study"]),
                     "trials": out["n_trials"], "failed": out["n_failed"]}
         script = common.BENCH_DIR / ("cnn_tune.py" if name == "ray_tune" else "cnn_optuna.py")
-        wall, out = _run([sys.executable, str(script), str(work), str(seed)], work)
+        wall, out = common.run_json([sys.executable, str(script), str(work), str(seed)], work, timeout=1800)
         return {"wall": wall, "best": out["best_value"], "test": out["test_accuracy"], "trials": out["n_trials"]}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -20,17 +20,12 @@ Repetitions alternate the order of the systems; figures are medians over them.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import baseline
 import common
 
 SPEC = """\
@@ -64,34 +59,17 @@ space:
 SWEEPLAB = str(Path(sys.executable).with_name("sweeplab"))
 
 
-def _workdir() -> Path:
-    tpl = common.store_templates()
-    work = Path(tempfile.mkdtemp(prefix="sweeplab-systems-"))
-    shutil.copy(tpl / "mlflow.db", work / "mlflow.db")
-    shutil.copy(tpl / "optuna.db", work / "sweeplab.db")
-    return work
-
-
-def _run(cmd: list[str], cwd: Path) -> tuple[float, dict[str, Any]]:
-    env = baseline.cli_env(dict(os.environ))
-    t = time.time()
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    wall = time.time() - t
-    if res.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed ({res.returncode}): {res.stderr[-3000:]}")
-    return wall, json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def run_system(name: str, seed: int) -> dict[str, Any]:
-    work = _workdir()
+    work = common.system_workdir("sweeplab-systems-")
     try:
         if name == "sweeplab":
             (work / "spec.yaml").write_text(SPEC.replace("seed: 42", f"seed: {seed}"))
-            wall, out = _run([SWEEPLAB, "run", "spec.yaml", "--json", "--no-progress", "--no-model"], work)
+            wall, out = common.run_json(
+                [SWEEPLAB, "run", "spec.yaml", "--json", "--no-progress", "--no-model"], work, timeout=900)
             return {"wall": wall, "best": out["best_value"], "trials": out["n_trials"],
                     "startup": (out.get("startup_s") or {}).get("total")}
         script = common.BENCH_DIR / ("systems_tune.py" if name == "ray_tune" else "systems_optuna.py")
-        wall, out = _run([sys.executable, str(script), str(work), str(seed)], work)
+        wall, out = common.run_json([sys.executable, str(script), str(work), str(seed)], work, timeout=900)
         return {"wall": wall, "best": out["best_value"], "trials": out["n_trials"]}
     finally:
         shutil.rmtree(work, ignore_errors=True)

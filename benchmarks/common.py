@@ -70,6 +70,32 @@ def store_templates() -> Path:
     return base
 
 
+def system_workdir(prefix: str) -> Path:
+    """A fresh directory holding copies of the template stores as ``mlflow.db`` and
+    ``sweeplab.db`` (the CLI's default names), for a study run by the ``sweeplab`` command."""
+    tpl = store_templates()
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    shutil.copy(tpl / "mlflow.db", work / "mlflow.db")
+    shutil.copy(tpl / "optuna.db", work / "sweeplab.db")
+    return work
+
+
+def run_json(cmd: list[str], cwd: Path, timeout: float) -> tuple[float, dict[str, Any]]:
+    """Run ``cmd`` (the CLI or a peer system's script) with the baseline's environment; return its
+    wall time and the JSON object on its last stdout line. Raises RuntimeError when it fails."""
+    import subprocess
+
+    import baseline
+
+    env = baseline.cli_env(dict(os.environ))
+    t = time.time()
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.time() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({res.returncode}): {res.stderr[-3000:]}")
+    return wall, json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def fresh_stores(workdir: Path | None = None) -> dict[str, str]:
     """A private directory with a copy of the template stores: storage + tracking URLs."""
     tpl = store_templates()
