@@ -163,7 +163,8 @@ def promote_study(
     stored = study.user_attrs.get(STUDY_ATTR_SPEC)
     if not stored:
         raise SweeplabError(f"study {study_name!r} was not created by sweeplab (no stored spec); cannot re-train it")
-    spec = parse_spec(stored, source=f"study {study_name}")
+    # a study run with sweeplab.run(spec, objective=fn) stores no callable: said below, with what to do
+    spec = parse_spec(stored, source=f"study {study_name}", function_objective=True)
     if spec.multi_objective:
         raise SweeplabError(f"study {study_name!r} is multi-objective; promote needs a single metric to rank configs")
     builtin = spec.objective.framework in MODEL_FRAMEWORKS
