@@ -43,7 +43,7 @@ def train(trial):
     if state is not None:
         model.set_weights(state["weights"])
         optimizer.build(model.trainable_variables)  # its slots exist before they are filled
-        for variable, value in zip(optimizer.variables, state["optimizer"]):
+        for variable, value in zip(optimizer.variables, state["optimizer"], strict=True):
             variable.assign(value)
         start, metrics = state["epoch"], state["metrics"]  # go on with the next epoch
 

@@ -36,8 +36,8 @@ def function_spec(study: str, out_dir: Path, **objective) -> dict:
     return {
         "study": study, "direction": "maximize", "metric": "val_accuracy", "trials": 2, "workers": 2, "seed": 11,
         "sampler": {"name": "random"}, "pruner": {"name": "none"},
-        "objective": {"dataset": DATASET, "epochs": 3, "options": {"out_dir": str(out_dir), "log": str(out_dir / "log")},
-                      **objective},
+        "objective": {"dataset": DATASET, "epochs": 3, **objective,
+                      "options": {"out_dir": str(out_dir), "log": str(out_dir / "log")}},
         "space": {"units": [8, 16], "lr": {"type": "float", "low": 0.01, "high": 0.1},
                   "x": {"type": "float", "low": 0.0, "high": 1.0}},
     }
@@ -75,7 +75,7 @@ def test_what_promote_cannot_re_train_is_refused_before_anything_runs(stores, tm
     code.write_text("def train(trial):\n    return 1.0\n")
     data = function_spec("file-fn", tmp_path, framework="python", callable=f"{code}:train")
     stored_study(stores, resolve_spec(data).to_dict())
-    with pytest.raises(UsageError, match="runs objective.callable .*gone.py:train.*drop it"):
+    with pytest.raises(UsageError, match=r"runs objective\.callable .*gone\.py:train.*drop it"):
         sweeplab.promote("file-fn", "m", objective=counted, storage=stores["storage"], tracking_uri=stores["tracking"])
     torch_spec = mlp_spec(iris_csv(tmp_path), "torch", study="builtin")
     stored_study(stores, torch_spec.to_dict())
