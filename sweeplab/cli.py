@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     for name, text in (("status", "trial counts by state, best so far, running trials"),
-                       ("best", "best trial: value, params, MLflow run id")):
+                       ("best", "best trial: value, params, MLflow run id, the model its function logged")):
         p = sub.add_parser(name, help=text)
         p.add_argument("study", metavar="STUDY")
         _add_store_flags(p)
