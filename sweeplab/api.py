@@ -17,7 +17,8 @@
 
 :func:`run` is what ``sweeplab run`` calls: the same spec checks, the same refusal of a
 changed spec, the same resume. Its keywords mirror the command's flags. :func:`load` is
-what ``sweeplab status`` and ``sweeplab best`` read.
+what ``sweeplab status`` and ``sweeplab best`` read; :func:`promote` is
+``sweeplab promote`` (and the only way to promote a study run with ``objective=fn``).
 
 The function given as ``objective=`` gets the trial's
 :class:`~sweeplab.objectives.base.TrialContext` (``params``, ``dataset``, ``seed``,
@@ -28,7 +29,7 @@ in a script's ``__main__`` travels by value (with the globals it uses), one defi
 module travels by name (the workers import that module).
 
 Importing ``sweeplab`` imports none of Ray, MLflow, Optuna, torch or TensorFlow: this
-module imports them only when :func:`run` or :func:`load` is called.
+module imports them only when :func:`run`, :func:`load` or :func:`promote` is called.
 """
 
 from __future__ import annotations
@@ -42,14 +43,15 @@ from typing import TYPE_CHECKING, Any, Union
 
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import Problem, SpecError, UsageError
-from sweeplab.core.records import FailureGroup, ParetoTrial, StudySummary
+from sweeplab.core.records import FailureGroup, ParetoTrial, Promotion, StudySummary
 
 if TYPE_CHECKING:
     import optuna
 
     from sweeplab.spec import StudySpec
 
-__all__ = ["BestTrial", "LoadedStudy", "StudyStatus", "format_value", "load", "resolve_spec", "run", "summary_text"]
+__all__ = ["BestTrial", "LoadedStudy", "StudyStatus", "format_value", "load", "promote", "resolve_spec", "run",
+           "summary_text"]
 
 SpecSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "StudySpec"]
 """What :func:`run` accepts as a spec: a YAML file's path, the spec as a mapping, or a :class:`StudySpec`."""
@@ -248,8 +250,9 @@ class StudyStatus:
 @dataclass(frozen=True)
 class BestTrial:
     """The best COMPLETE trial (``sweeplab best``): its number, value, params, all its final
-    metrics and its MLflow run id. In a multi-objective study: the first trial of the Pareto
-    front, with one value per metric."""
+    metrics, its MLflow run id and, when its function logged a model (``trial.log_model``),
+    that model's URI (``runs:/<run_id>/model``: ``mlflow.pyfunc.load_model`` loads it). In a
+    multi-objective study: the first trial of the Pareto front, with one value per metric."""
 
     trial: int
     value: float | list[float | None] | None
@@ -257,6 +260,7 @@ class BestTrial:
     metric: str | list[str] | None
     metrics: dict[str, float] | None
     run_id: str | None
+    model_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -285,7 +289,8 @@ class LoadedStudy:
         best = None
         if summary.best_trial is not None:
             best = BestTrial(trial=summary.best_trial, value=summary.best_value, params=dict(summary.best_params or {}),
-                             metric=summary.metric, metrics=summary.best_metrics, run_id=summary.best_run_id)
+                             metric=summary.metric, metrics=summary.best_metrics, run_id=summary.best_run_id,
+                             model_uri=summary.best_model_uri)
         return cls(name=summary.study, storage=storage, summary=summary, status=status, best=best,
                    pareto_front=summary.pareto_front)
 
@@ -322,6 +327,47 @@ def load(study_name: str, storage: str | None = None) -> LoadedStudy:
     validate_study_name(study_name)
     url = resolve_storage_url(storage)
     return LoadedStudy.from_summary(summarize(load_existing_study(study_name, url)), url)
+
+
+# ------------------------------------------------------------------------- promote
+def promote(
+    study: str,
+    model_name: str,
+    *,
+    objective: Callable[..., Any] | None = None,
+    top_k: int = 3,
+    seeds: int = 3,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+) -> Promotion:
+    """Re-train ``study``'s ``top_k`` best configs with ``seeds`` seeds each and register the
+    one with the best mean as ``models:/<model_name>@champion``: what ``sweeplab promote``
+    does (see :mod:`sweeplab.study.promote`).
+
+    ``objective``: for a study run with ``run(spec, objective=fn)``, that function (the
+    study stores no code for it; the re-trainings run it as the study's trials did). A
+    function must call ``trial.log_model(model)``: the winner's logged model is what gets
+    registered. Studies of the built-in models and of an ``objective.callable`` need no
+    ``objective`` (and refuse one). ``storage``, ``tracking_uri`` and ``address`` as for
+    :func:`run`; a Ray this call starts is shut down when it returns.
+
+    Returns the :class:`~sweeplab.core.records.Promotion` (``to_json()`` is
+    ``sweeplab promote --json``). Raises :class:`~sweeplab.core.errors.UsageError` for a
+    bad name, ``top_k`` or ``seeds`` or a missing / unwanted ``objective``, and
+    :class:`~sweeplab.core.errors.SweeplabError` when the study cannot be promoted (no
+    COMPLETE trial, multi-objective, every re-training failed, the winner logged no model).
+    """
+    if objective is not None and not callable(objective):
+        raise TypeError(f"objective= must be the study's training function, got {type(objective).__name__}: "
+                        f"{objective!r:.80}")
+    from sweeplab.study.promote import promote_study, validate_model_name
+
+    validate_model_name(model_name)  # before anything heavy starts
+    from sweeplab.search.storage import resolve_storage_url
+
+    return promote_study(study, model_name, storage_url=resolve_storage_url(storage), tracking_uri=tracking_uri,
+                         top_k=top_k, seeds=seeds, address=address, objective=objective)
 
 
 # ------------------------------------------------------------------------- text
@@ -361,8 +407,9 @@ def summary_text(s: StudySummary) -> str:
         if s.best_run_id:
             lines.append(f"mlflow run {s.best_run_id}")
         model = (s.run.best_model if s.run is not None else None) or {}
-        if model.get("logged_by_function"):
-            lines.append(f"model      {model['model_uri']} (logged by the function: trial.log_model)")
+        logged = s.best_model_uri or (model["model_uri"] if model.get("logged_by_function") else None)
+        if logged:
+            lines.append(f"model      {logged} (logged by the function: trial.log_model)")
         elif model.get("model_uri"):
             lines.append(f"model      {model['model_uri']} (mlflow.pyfunc: raw rows -> labels)")
         elif model.get("reason"):

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.api import format_value, load, run, summary_text
+from sweeplab.api import format_value, load, promote, run, summary_text
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     for name, text in (("status", "trial counts by state, best so far, running trials"),
-                       ("best", "best trial: value, params, MLflow run id")):
+                       ("best", "best trial: value, params, MLflow run id, the model its function logged")):
         p = sub.add_parser(name, help=text)
         p.add_argument("study", metavar="STUDY")
         _add_store_flags(p)
@@ -287,15 +287,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    """Re-train the study's top-k configs over several seeds on Ray; register the best mean's model."""
-    from sweeplab.study.promote import validate_model_name
-
-    validate_model_name(args.model_name)  # exit 2 before anything heavy starts
-    from sweeplab.search.storage import resolve_storage_url
-    from sweeplab.study.promote import promote_study
-
-    result = promote_study(args.study, args.model_name, storage_url=resolve_storage_url(args.storage),
-                           tracking_uri=args.tracking_uri, top_k=args.top_k, seeds=args.seeds, address=args.address)
+    """Re-train the study's top-k configs over several seeds on Ray (the built-in model, or the
+    study's ``objective.callable``); register the best mean's model."""
+    result = promote(args.study, args.model_name, storage=args.storage, tracking_uri=args.tracking_uri,
+                     top_k=args.top_k, seeds=args.seeds, address=args.address)
     winner = result.winner
     lines = [f"registered {result.model_uri} (version {result.version}, run {result.run_id})",
              f"winner     trial {winner.trial}: {result.metric} mean {format_value(winner.mean)} "

@@ -24,6 +24,7 @@ ATTR_REJECTED = "sweeplab.rejected"  # told PRUNED by the constraints before it 
 ATTR_N_PARAMS = "sweeplab.n_params"
 ATTR_FORKED_FROM_STUDY = "sweeplab.forked_from_study"  # a copied trial's study of origin
 ATTR_FORKED_FROM_TRIAL = "sweeplab.forked_from_trial"  # a copied trial's number there
+ATTR_LOGGED_MODEL = "sweeplab.logged_model"  # artifact path of the model the trial's function logged (trial.log_model)
 
 # ---------------------------------------------------------------- Optuna study user attrs
 STUDY_ATTR_SPEC = "sweeplab.spec"  # the spec the study was created with

@@ -172,6 +172,9 @@ class StudySummary:
     Single-objective: ``best_*`` describe the best COMPLETE trial. Multi-objective:
     ``pareto_front`` lists the front, and ``best_value`` (a list), ``best_params``,
     ``best_trial`` and ``best_run_id`` its first trial. Non-finite values are None.
+    ``best_model_uri``: ``runs:/<best_run_id>/model`` when the best trial's function logged
+    a model (``trial.log_model``), else None (a torch/keras study's model is packaged at the
+    end of a run: the run's ``best_model``).
     ``failures``: the trials counted in ``n_failed``, grouped by error (most frequent first).
     """
 
@@ -192,6 +195,7 @@ class StudySummary:
     best_trial: int | None = None
     best_metrics: dict[str, float] | None = None
     best_run_id: str | None = None
+    best_model_uri: str | None = None
     pareto_front: list[ParetoTrial] | None = None
     running_trials: list[int] = field(default_factory=list)
     mlflow_experiment_id: str | None = None
@@ -223,6 +227,7 @@ class StudySummary:
             "best_trial": self.best_trial,
             "best_metrics": None if self.best_metrics is None else dict(self.best_metrics),
             "best_run_id": self.best_run_id,
+            "best_model_uri": self.best_model_uri,
             "pareto_front": None if self.pareto_front is None else [p.to_json() for p in self.pareto_front],
             "running_trials": list(self.running_trials),
             "mlflow_experiment_id": self.mlflow_experiment_id,

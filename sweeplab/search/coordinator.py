@@ -39,6 +39,7 @@ from sweeplab.core.keys import (
     ATTR_INTERRUPTIONS,
     ATTR_LEASE_EXPIRES,
     ATTR_LEASE_HOLDER,
+    ATTR_LOGGED_MODEL,
     ATTR_METRICS,
     ATTR_N_PARAMS,
     ATTR_NODE,
@@ -66,6 +67,7 @@ from sweeplab.core.records import (
     TrialRecord,
     TrialTicket,
 )
+from sweeplab.objectives.trial import MODEL_ARTIFACT
 from sweeplab.search.checkpoints import CheckpointStore, checkpoint_root
 from sweeplab.search.constraints import (
     MAX_REJECTIONS,
@@ -520,6 +522,8 @@ class StudyCoordinator:
             trial.set_user_attr(ATTR_REASON, reason[:2000])
         if outcome.pruned_epoch is not None:
             trial.set_user_attr(ATTR_PRUNED_EPOCH, outcome.pruned_epoch)
+        if f"{MODEL_ARTIFACT}/MLmodel" in outcome.artifacts:  # the driver uploads it into the trial's run
+            trial.set_user_attr(ATTR_LOGGED_MODEL, MODEL_ARTIFACT)
         if state == COMPLETE:
             self._tell(trial, values=values)
         elif state == PRUNED:

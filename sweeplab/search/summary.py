@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.keys import (
+    ATTR_LOGGED_MODEL,
     ATTR_METRICS,
     ATTR_REASON,
     ATTR_RUN_ID,
@@ -42,6 +43,12 @@ def failure_groups(trials: list[FrozenTrial], retried: set[str]) -> list[Failure
             groups.setdefault(failure_key(t.user_attrs.get(ATTR_REASON)), []).append(t.number)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[1][0]))
     return [FailureGroup(reason, len(numbers), numbers) for reason, numbers in ordered]
+
+
+def logged_model_uri(trial: FrozenTrial, run_id: str | None) -> str | None:
+    """``runs:/<run_id>/<path>`` of the model ``trial``'s function logged (``trial.log_model``), else None."""
+    path = trial.user_attrs.get(ATTR_LOGGED_MODEL)
+    return f"runs:/{run_id}/{path}" if path and run_id else None
 
 
 def summarize(study: optuna.Study) -> StudySummary:
@@ -81,13 +88,15 @@ def summarize(study: optuna.Study) -> StudySummary:
         return summary
     if len(study.directions) == 1:
         best = study.best_trial
+        run_id = best.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(best.number))
         return dataclasses.replace(
             summary,
             best_value=_clean(best.value),
             best_params=dict(best.params),
             best_trial=best.number,
             best_metrics=best.user_attrs.get(ATTR_METRICS),
-            best_run_id=best.user_attrs.get(ATTR_RUN_ID) or run_links.get(str(best.number)),
+            best_run_id=run_id,
+            best_model_uri=logged_model_uri(best, run_id),
         )
     on_front = sorted(study.best_trials, key=lambda t: t.number)
     front = [
@@ -100,6 +109,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         for t in on_front
     ]
     # the front's first trial stands for it (best_run_id: the trial's own attr only, not the later links)
+    first_run = on_front[0].user_attrs.get(ATTR_RUN_ID)
     return dataclasses.replace(summary, pareto_front=front, best_value=list(front[0].values),
                                best_params=dict(front[0].params), best_trial=front[0].trial,
-                               best_run_id=on_front[0].user_attrs.get(ATTR_RUN_ID))
+                               best_run_id=first_run, best_model_uri=logged_model_uri(on_front[0], first_run))

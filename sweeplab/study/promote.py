@@ -4,21 +4,27 @@ One study's best value is one draw: a config that won by luck of its seed should
 the champion. :func:`promote_study`:
 
 1. takes the ``top_k`` COMPLETE trials by the study's value (the study must be
-   single-objective, with a torch or keras objective);
+   single-objective);
 2. trains each of them again with ``seeds`` seeds on Ray workers, through the same
    :func:`~sweeplab.search.worker.execute_trial` path as the study's trials (a local
-   Ray, or the cluster at ``address``). Seed 0 of a config is its trial's own seed (it
-   reproduces the trial), the others are derived from it (:func:`promotion_seeds`);
+   Ray, or the cluster at ``address``): the built-in torch / keras model, or the study's
+   own function (framework python: ``objective.callable``, imported on the workers as the
+   study did, or the function given to :func:`sweeplab.api.promote`). Seed 0 of a config
+   is its trial's own seed (it reproduces the trial), the others are derived from it
+   (:func:`promotion_seeds`);
 3. picks the config with the best mean of the study's metric over its seeds (ties: the
-   better study value), and packages it with its seed 0 (model + evaluation, see
-   :func:`~sweeplab.study.packaging.fit_and_package`);
+   better study value). A torch / keras winner is packaged with its seed 0 (model +
+   evaluation, see :func:`~sweeplab.study.packaging.fit_and_package`); a function's winner
+   keeps the model its first completed re-training logged with ``trial.log_model`` (with
+   the other files it logged), and a function that logged none cannot be promoted;
 4. logs a run tagged ``sweeplab.role=promotion`` under the study's parent run: per config
    ``trial_<n>.mean_<metric>`` and ``trial_<n>.std_<metric>`` (sample std, ddof=1; 0 for a
-   single seed), the winner's params, its packaged model's final metrics (``final_*``),
+   single seed), the winner's params, its model's final metrics (``final_*``),
    ``promotion.json`` (every seed's value), the evaluation files and ``model/``;
 5. registers ``model/`` as a new version of the registered model ``model_name`` and points
    the alias ``champion`` at it, so ``mlflow.pyfunc.load_model("models:/NAME@champion")``
-   predicts class labels from raw feature rows.
+   predicts: class labels from raw feature rows (torch / keras), or what the function's
+   model predicts from its own input (framework python).
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ import re
 import statistics
 import time
 import urllib.parse
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import StorageError, SweeplabError, UsageError
@@ -48,10 +54,12 @@ from sweeplab.core.keys import (
     TAG_ROLE,
     TAG_WINNER_TRIAL,
 )
-from sweeplab.core.records import COMPLETE, Promotion, PromotionCandidate, RefitRun
+from sweeplab.core.records import COMPLETE, Promotion, PromotionCandidate, RefitRun, TrialOutcome, TrialTicket
 
 if TYPE_CHECKING:
-    from sweeplab.spec import StudySpec
+    from sweeplab.objectives.dataset import Dataset
+    from sweeplab.spec import ObjectiveSpec, StudySpec
+    from sweeplab.study.packaging import Packaged
 
 log = logging.getLogger("sweeplab.tracking")
 
@@ -118,15 +126,21 @@ def promote_study(
     top_k: int = 3,
     seeds: int = 3,
     address: str | None = None,
+    objective: Callable[..., Any] | None = None,
 ) -> Promotion:
     """Promote ``study_name``'s most robust config to ``models:/<model_name>@champion``.
 
     See the module docstring for the steps. ``tracking_uri`` None means
     ``$MLFLOW_TRACKING_URI``, else the tracking store the study recorded, else MLflow's
-    default file. Returns the :class:`~sweeplab.core.records.Promotion` (its ``to_json()`` is
-    ``promote --json``). Raises UsageError (exit 2) for a bad model name,
-    ``top_k`` or ``seeds``; SweeplabError (exit 1) when the study has no COMPLETE trial, is
-    multi-objective or trains no model, or every candidate failed.
+    default file. ``objective``: the function a study run with ``sweeplab.run(spec,
+    objective=fn)`` trained (the study stores no code for it); only for such a study.
+    Returns the :class:`~sweeplab.core.records.Promotion` (its ``to_json()`` is
+    ``promote --json``). Raises UsageError (exit 2) for a bad model name, ``top_k`` or
+    ``seeds``, a function study promoted without its function (or ``objective`` given to a
+    study that has its own), SpecError (exit 2) for a stored ``objective.callable`` that no
+    longer imports; SweeplabError (exit 1) when the study has no COMPLETE trial, is
+    multi-objective, every candidate failed, or the winner's function logged no model.
+    Ray is shut down at the end when this call started it.
     """
     import os
 
@@ -135,21 +149,26 @@ def promote_study(
     from sweeplab.search.coordinator import ticket_for_trial
     from sweeplab.search.storage import load_existing_study
     from sweeplab.spec import parse_spec, validate_study_name
-    from sweeplab.study.packaging import MODEL_FRAMEWORKS, raw_example
+    from sweeplab.study.packaging import MODEL_FRAMEWORKS
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
     validate_model_name(model_name)
     validate_study_name(study_name)
     if top_k < 1 or seeds < 1:
         raise UsageError(f"--top-k and --seeds must be positive integers, got top_k={top_k}, seeds={seeds}")
+    if objective is not None and not callable(objective):
+        raise TypeError(f"objective= must be the study's training function, got {type(objective).__name__}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_existing_study(study_name, storage_url)
     stored = study.user_attrs.get(STUDY_ATTR_SPEC)
     if not stored:
         raise SweeplabError(f"study {study_name!r} was not created by sweeplab (no stored spec); cannot re-train it")
-    spec = parse_spec(stored, source=f"study {study_name}")
+    # a study run with sweeplab.run(spec, objective=fn) stores no callable: said below, with what to do
+    spec = parse_spec(stored, source=f"study {study_name}", function_objective=True)
     if spec.multi_objective:
         raise SweeplabError(f"study {study_name!r} is multi-objective; promote needs a single metric to rank configs")
+    builtin = spec.objective.framework in MODEL_FRAMEWORKS
+    _check_function(spec, study_name, model_name, objective, builtin)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         n = len(study.trials)
@@ -160,10 +179,10 @@ def promote_study(
     maximize = spec.direction[0] == "maximize"
     ranked = sorted(complete, key=lambda t: (-_value(t) if maximize else _value(t), t.number))[:top_k]
     tickets = [ticket_for_trial(spec, t) for t in ranked]
-    bad = [t.number for t in tickets if t.framework not in MODEL_FRAMEWORKS]
-    if bad:
-        raise SweeplabError(f"study {study_name!r}: trial(s) {bad} use framework python, which trains no model "
-                            "to register; promote works on torch and keras studies")
+    if not builtin and objective is None:
+        from sweeplab.objectives.python_callable import check_objective_callable
+
+        check_objective_callable(spec.objective, spec.source)  # a file moved or edited since: exit 2, nothing run
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.user_attrs.get(STUDY_ATTR_TRACKING_URI)
     uri = resolve_tracking_uri(uri)
@@ -172,59 +191,189 @@ def promote_study(
 
     import ray
 
-    from sweeplab.objectives.base import NullReporter
-    from sweeplab.search.worker import execute_trial
-    from sweeplab.study.packaging import Packaged, fit_and_package
-    from sweeplab.study.run import init_ray, load_study_dataset
+    from sweeplab.objectives.python_callable import code_runtime_env
+    from sweeplab.study.session import init_ray, load_study_dataset, put_objective, shutdown_own_ray
 
     dataset = load_study_dataset(spec, uri)  # an init_from study's source model comes from there too
-    rows = raw_example(spec)
-    init_ray(address)
-    dataset_ref = ray.put(dataset)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env = code_runtime_env(spec.objective.callable) if address and objective is None else None
+    owns_ray = not ray.is_initialized()
+    init_ray(address, **({"runtime_env": env} if env else {}))  # a file callable's folder goes to the workers
+    try:
+        fn_ref = put_objective(objective)
+        dataset_ref = ray.put(dataset)
+        refits = _retrain(spec, tickets, seeds, dataset_ref, fn_ref)
+        candidates = [_candidate(trial, refits[trial.number], metric) for trial in ranked]
+        winner = _winner(study_name, candidates, maximize)
+        packaged: Packaged
+        if builtin:
+            win_ticket = tickets[[t.number for t in ranked].index(winner.trial)]
+            packaged = _package_builtin(study_name, model_name, spec, win_ticket, winner, dataset_ref)
+        else:
+            packaged = _logged_model(study_name, spec, winner, refits[winner.trial], objective)
+    finally:
+        if owns_ray:
+            shutdown_own_ray()
+    result = _log_and_register(spec, study, uri, model_name, metric, top_k, seeds, candidates, winner, packaged)
+    return replace(result, elapsed_s=round(time.time() - started, 3))
+
+
+def _check_function(spec: StudySpec, study_name: str, model_name: str, objective: Callable[..., Any] | None,
+                    builtin: bool) -> None:
+    """What runs the re-trainings is the study's own: its built-in model, its stored callable, or the function
+    given now for a study that ran one given to ``sweeplab.run`` (UsageError otherwise)."""
+    ref = spec.objective.callable
+    if objective is None:
+        if not builtin and not ref:
+            raise UsageError(
+                f"study {study_name!r} ran a function given to sweeplab.run(objective=...), and a study does not "
+                "store its code; promote it from Python with that function: "
+                f"sweeplab.promote({study_name!r}, {model_name!r}, objective=fn)")
+        return
+    if builtin:
+        raise UsageError(f"study {study_name!r} trains sweeplab's {spec.objective.framework} model; objective= is "
+                         "only for a study run with its own function (sweeplab.run(spec, objective=fn)): drop it")
+    if ref:
+        raise UsageError(f"study {study_name!r} runs objective.callable {ref!r}, which promote re-trains; "
+                         "objective= names the function a second time: drop it")
+
+
+@dataclass(frozen=True)
+class _Refit:
+    """One re-training as the driver holds it: the outcome without its files, the files' paths, and a
+    reference to the files (fetched for the winner only)."""
+
+    run: RefitRun
+    metrics: dict[str, float]
+    paths: tuple[str, ...]
+    files: Any
+
+
+def refit_trial(
+    ticket: TrialTicket,
+    dataset: Dataset | None,
+    settings: ObjectiveSpec,
+    metric_names: list[str],
+    cpus: float,
+    gpus: float,
+    *,
+    user_fn: Callable[..., Any] | None = None,
+) -> tuple[tuple[TrialOutcome, tuple[str, ...]], dict[str, Any]]:
+    """One re-training on a Ray worker: :func:`~sweeplab.search.worker.execute_trial` without a
+    coordinator (no pruning, no checkpoints kept). Returns ``((outcome without its files,
+    the files' paths), files)``, two Ray objects, so that only the winner's files (a logged
+    model) travel to the driver."""
+    from sweeplab.objectives.base import NullReporter
+    from sweeplab.search.worker import execute_trial
+
+    outcome = execute_trial(ticket, dataset, settings, metric_names, None, cpus, gpus, NullReporter(),
+                            user_fn=user_fn)
+    return (replace(outcome, artifacts={}), tuple(sorted(outcome.artifacts))), dict(outcome.artifacts)
+
+
+def _retrain(spec: StudySpec, tickets: list[TrialTicket], seeds: int, dataset_ref: Any,
+             fn_ref: Any) -> dict[int, list[_Refit]]:
+    """Every ticket re-trained with ``seeds`` seeds, all at once on Ray; by trial number, in seed order."""
+    import ray
+
     cpus, gpus = spec.resources.cpu, spec.resources.gpu
-    run_task = ray.remote(max_retries=0)(execute_trial).options(num_cpus=cpus, num_gpus=gpus)
+    remote: Any = ray.remote(max_retries=0, num_returns=2, max_calls=1 if gpus > 0 else 0)(refit_trial)
+    task = remote.options(**spec.resources.task_options())
     jobs = []
     for ticket in tickets:
         for i, seed in enumerate(promotion_seeds(ticket.seed, seeds)):
-            ref = run_task.remote(replace(ticket, seed=seed), dataset_ref, spec.objective, list(spec.metric), None,
-                                  cpus, gpus, NullReporter())
-            jobs.append((ticket, i, seed, ref))
-    outcomes = ray.get([ref for *_, ref in jobs])
+            head, files = task.remote(replace(ticket, seed=seed), dataset_ref, spec.objective, list(spec.metric),
+                                      cpus, gpus, user_fn=fn_ref)
+            jobs.append((ticket.number, i, seed, head, files))
+    heads = ray.get([head for *_, head, _ in jobs])
+    metric = spec.metric[0]
+    out: dict[int, list[_Refit]] = {t.number: [] for t in tickets}
+    for (number, i, seed, _, files), (outcome, paths) in zip(jobs, heads, strict=True):
+        run = RefitRun(i, seed, outcome.state, outcome.metrics.get(metric) if outcome.state == COMPLETE else None,
+                       (outcome.reason or "")[:500] or None)
+        out[number].append(_Refit(run, dict(outcome.metrics), paths, files))
+    return out
 
-    candidates: list[PromotionCandidate] = []
-    for trial, ticket in zip(ranked, tickets, strict=True):
-        runs = tuple(
-            RefitRun(i, seed, outcome.state,
-                     outcome.metrics.get(metric) if outcome.state == COMPLETE else None,
-                     (outcome.reason or "")[:500] or None)
-            for (t, i, seed, _), outcome in zip(jobs, outcomes, strict=True) if t is ticket
-        )
-        values = [r.value for r in runs if r.value is not None and math.isfinite(r.value)]
-        candidates.append(PromotionCandidate(
-            trial=trial.number, study_value=trial.value, params=dict(trial.params), runs=runs, n_ok=len(values),
-            mean=statistics.fmean(values) if values else None, std=_sample_std(values) if values else None,
-        ))
+
+def _candidate(trial: Any, refits: list[_Refit], metric: str) -> PromotionCandidate:
+    """A config's re-trainings summed up: mean and sample std of its finite values."""
+    runs = tuple(r.run for r in refits)
+    values = [r.value for r in runs if r.value is not None and math.isfinite(r.value)]
+    return PromotionCandidate(
+        trial=trial.number, study_value=trial.value, params=dict(trial.params), runs=runs, n_ok=len(values),
+        mean=statistics.fmean(values) if values else None, std=_sample_std(values) if values else None,
+    )
+
+
+def _winner(study_name: str, candidates: list[PromotionCandidate], maximize: bool) -> PromotionCandidate:
+    """The best mean over seeds (ties: the better study value, then the lower trial number)."""
     usable = [c for c in candidates if c.mean is not None]
     if not usable:
         reasons = "; ".join(f"trial {c.trial}: {c.runs[0].reason}" for c in candidates)
         raise SweeplabError(f"study {study_name!r}: every re-training of the top {len(candidates)} config(s) failed "
                             f"({reasons[:1500]})")
     sign = -1.0 if maximize else 1.0
-    winner = min(usable, key=lambda c: (sign * (c.mean or 0.0), sign * (c.study_value or 0.0), c.trial))
-    win_ticket = tickets[[c.trial for c in candidates].index(winner.trial)]
+    return min(usable, key=lambda c: (sign * (c.mean or 0.0), sign * (c.study_value or 0.0), c.trial))
 
+
+def _package_builtin(study_name: str, model_name: str, spec: StudySpec, ticket: TrialTicket,
+                     winner: PromotionCandidate, dataset_ref: Any) -> Packaged:
+    """The torch / keras winner re-fitted with its seed 0 and packaged (model + evaluation), on a Ray worker."""
+    import ray
+
+    from sweeplab.study.packaging import fit_and_package, raw_example
+
+    rows = raw_example(spec)
+    cpus, gpus = spec.resources.cpu, spec.resources.gpu
     package = ray.remote(max_retries=0)(fit_and_package).options(num_cpus=cpus, num_gpus=gpus)
     try:
-        packaged: Packaged = ray.get(package.remote(
-            win_ticket, dataset_ref, spec.objective, list(spec.metric), cpus, gpus, rows,
+        return ray.get(package.remote(  # type: ignore[no-any-return]
+            ticket, dataset_ref, spec.objective, list(spec.metric), cpus, gpus, rows,
             title=f"{study_name} trial {winner.trial} (champion)",
             metadata={"study": study_name, "registered_model": model_name},
         ))
     except ray.exceptions.RayError as exc:
         raise SweeplabError(f"study {study_name!r}: packaging the winner (trial {winner.trial}) failed: "
                             f"{type(exc).__name__}: {str(exc)[-1500:]}") from exc
-    result = _log_and_register(spec, study, uri, model_name, metric, top_k, seeds, candidates, winner, packaged)
-    return replace(result, elapsed_s=round(time.time() - started, 3))
+
+
+def _logged_model(study_name: str, spec: StudySpec, winner: PromotionCandidate, refits: list[_Refit],
+                  objective: Callable[..., Any] | None) -> Packaged:
+    """The winner's model as its function logged it in its first completed re-training (seed order), with the
+    other files it logged; SweeplabError when it logged none."""
+    import ray
+
+    from sweeplab.objectives.trial import MODEL_ARTIFACT
+    from sweeplab.study.packaging import Packaged
+
+    marker = f"{MODEL_ARTIFACT}/MLmodel"
+    for refit in refits:
+        if refit.run.value is not None and math.isfinite(refit.run.value) and marker in refit.paths:
+            files = {name: _as_bytes(content) for name, content in ray.get(refit.files).items()}
+            return Packaged(framework=_flavor(files[marker]), seed=refit.run.seed, metrics=refit.metrics,
+                            evaluation=None, files=files)
+    name = spec.objective.callable or getattr(objective, "__qualname__", None) or "the study's function"
+    raise SweeplabError(
+        f"study {study_name!r}: the winner, trial {winner.trial}, has no model to register: its function ({name}) "
+        "did not call trial.log_model(model) when re-trained. A function must call trial.log_model(model) to be "
+        "promoted (see \"Tune your own model\" in the README)")
+
+
+def _as_bytes(content: Any) -> bytes:
+    """An artifact's content as the file's bytes (bytes, text, or a mapping written as JSON)."""
+    if isinstance(content, bytes):
+        return content
+    if isinstance(content, str):
+        return content.encode("utf-8")
+    return json.dumps(content, indent=2, default=str).encode("utf-8")
+
+
+def _flavor(mlmodel: bytes) -> str:
+    """The MLflow flavour a logged model loads with (``pytorch``, ``keras``), from its ``MLmodel`` file."""
+    import yaml
+
+    flavors = (yaml.safe_load(mlmodel) or {}).get("flavors") or {}
+    return next((f for f in flavors if f != "python_function"), "python_function")
 
 
 def _log_and_register(

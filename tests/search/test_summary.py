@@ -13,12 +13,14 @@ from sweeplab.search.summary import summarize
 
 BASE_KEYS = ["study", "n_trials", "n_complete", "n_pruned", "n_failed", "n_retried", "n_rejected", "n_running",
              "n_waiting", "trials_target", "direction", "metric", "best_value", "best_params", "best_trial",
-             "best_metrics", "best_run_id", "pareto_front", "running_trials", "mlflow_experiment_id",
+             "best_metrics", "best_run_id", "best_model_uri", "pareto_front", "running_trials", "mlflow_experiment_id",
              "mlflow_parent_run_id", "failures"]
 RUN_KEYS = ["best_model", "elapsed_s", "startup_s", "mlflow_delivered", "mlflow_requests", "storage", "tracking_uri"]
 
 
-def _single() -> optuna.Study:
+def _single(logged: tuple[int, ...] = ()) -> optuna.Study:
+    """Trials 0 and 1 COMPLETE (1 best), 2 PRUNED, 3 FAILED, 4 RUNNING; ``logged``: those whose function logged a
+    model."""
     study = optuna.create_study(study_name="one", direction="maximize")
     study.set_user_attr("sweeplab.spec", {"trials": 5, "metric": "score"})
     study.set_user_attr("mlflow_experiment_id", "7")
@@ -27,6 +29,8 @@ def _single() -> optuna.Study:
     for value, state in ((0.2, None), (0.9, None), (None, optuna.trial.TrialState.PRUNED),
                          (None, optuna.trial.TrialState.FAIL)):
         trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        if trial.number in logged:
+            trial.set_user_attr("sweeplab.logged_model", "model")
         if state is None:
             trial.set_user_attr("sweeplab.metrics", {"score": value})
             study.tell(trial, value)
@@ -49,6 +53,13 @@ def test_single_objective_summary_and_its_json():
     assert payload["direction"] == ["maximize"] and payload["metric"] == "score" and payload["pareto_front"] is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.n_trials = 0  # type: ignore[misc]
+
+
+def test_the_model_the_best_trials_function_logged_is_named_by_its_run():
+    assert summarize(_single()).best_model_uri is None  # no function logged a model
+    assert summarize(_single(logged=(0,))).best_model_uri is None  # not the best trial's
+    s = summarize(_single(logged=(1,)))
+    assert s.best_model_uri == "runs:/run-of-1/model" and s.to_json()["best_model_uri"] == "runs:/run-of-1/model"
 
 
 def test_a_run_adds_its_details_to_the_json():
