@@ -397,7 +397,7 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
         # The study part may be broken too: report it once, checked for the first cell.
         if samplers and pruners and frameworks and seeds:
             problems.extend(_cell_problems(data, bench or "bench", samplers, pruners, frameworks, seeds,
-                                           only_first=True))
+                                           only_first=True, table=table))
         raise SpecError(_dedupe(problems), source)
 
     experiment = data.get("experiment") or bench
@@ -505,14 +505,19 @@ def _cell_data(data: Mapping[str, Any], bench: str, sampler: Level, pruner: Leve
 
 
 def _cell_problems(data: Mapping[str, Any], bench: str, samplers: list[Level], pruners: list[Level],
-                   frameworks: list[str], seeds: list[int], only_first: bool) -> list[Problem]:
+                   frameworks: list[str], seeds: list[int], only_first: bool, table: Any = None) -> list[Problem]:
     out: list[Problem] = []
     for si, a, p, f in _iter_cells(samplers, pruners, frameworks, seeds):
         study_data = _cell_data(data, bench, samplers[a], pruners[p], frameworks[f], seeds[si], bench)
         try:
-            parse_spec(study_data)
+            spec = parse_spec(study_data)
         except SpecError as exc:
             out.extend(pr for pr in exc.problems if pr.path != "study")
+        else:
+            if table is not None:
+                from sweeplab.search.simulated import table_problems
+
+                out.extend(table_problems(spec, table))
         if only_first:
             break
     return out

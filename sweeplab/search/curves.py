@@ -307,6 +307,7 @@ def write_table(table: CurveTable, path: str | Path) -> Path:
     os.close(fd)
     try:
         pq.write_table(out, tmp, compression="zstd")
+        os.chmod(tmp, 0o644)  # mkstemp's file is private; a table is meant to be shared
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
