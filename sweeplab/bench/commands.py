@@ -64,13 +64,18 @@ def bench_command(args: argparse.Namespace, emit: Emit) -> int:
         return 0
 
     from sweeplab.bench.runner import BenchOptions, bench_text, run_bench
-    from sweeplab.search.storage import resolve_storage_url
-    from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
-    resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
-    options = BenchOptions(storage_url=resolve_storage_url(args.storage),
-                           tracking_uri=resolve_tracking_uri(args.tracking_uri), address=args.address,
-                           progress=not args.no_progress, report_path=args.output, resume_command=resume)
+    if bench.simulate is not None:  # no stores, no Ray: only the report and the progress lines apply
+        options = BenchOptions(storage_url="", tracking_uri="", progress=not args.no_progress,
+                               report_path=args.output)
+    else:
+        from sweeplab.search.storage import resolve_storage_url
+        from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+
+        resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
+        options = BenchOptions(storage_url=resolve_storage_url(args.storage),
+                               tracking_uri=resolve_tracking_uri(args.tracking_uri), address=args.address,
+                               progress=not args.no_progress, report_path=args.output, resume_command=resume)
     result = run_bench(bench, options)
     text = bench_text(result)
     if bench.simulate is not None:

@@ -86,7 +86,8 @@ class SimulatedExecutor:
 
     ``coordinator``: the study's local coordinator (reports go straight to it).
     ``table``: the recorded curves. :attr:`now` is the simulated clock (seconds since the
-    executor was made); :attr:`times` holds every trial that ended, by number.
+    executor was made); :attr:`times` holds every trial that ended, by number, in the order
+    they ended.
     """
 
     def __init__(self, coordinator: StudyCoordinator, table: CurveTable) -> None:

@@ -174,6 +174,19 @@ def test_a_simulated_bench_takes_the_tables_objective_and_space_and_refuses_what
     assert shipped.cells[0].spec.objective.dataset.name == "digits"
 
 
+def test_a_simulated_bench_on_a_shipped_table_imports_no_ray_mlflow_or_torch(tmp_path):
+    (tmp_path / "b.yaml").write_text("bench: b\nsimulate: {table: digits}\nmetric: val_accuracy\ntrials: 10\n"
+                                     "workers: 4\nfactors: {samplers: [random, tpe], pruners: [none, median]}\n")
+    code = ("import json, sys; from sweeplab.bench import load_bench_spec, run_bench, BenchOptions;"
+            "r = run_bench(load_bench_spec('b.yaml'), BenchOptions('', '', progress=False, report_path='r.html'));"
+            "print(json.dumps([r.to_dict()['n_trials'], [m for m in ('ray', 'mlflow', 'torch', 'tensorflow') "
+            "if m in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [40, []]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.yaml", "r.html"]
+
+
 def test_a_simulated_bench_runs_every_cell_without_ray_or_stores_and_repeats_itself(tmp_path):
     write_table(synthetic_table(), tmp_path / "tables" / "syn.parquet")
     (tmp_path / "bench.yaml").write_text(BENCH)
