@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.sweeplab-installed
 
-.PHONY: install demo test lint bench bench-cnn chaos clean
+.PHONY: install demo test lint bench bench-cnn bench-simulated tables chaos clean
 
 install: $(STAMP)
 
@@ -39,6 +39,19 @@ bench: install
 bench-cnn: install
 	$(PIP_INSTALL) "ray[tune]" optuna-integration
 	$(BIN)/python benchmarks/bench_cnn.py
+
+# the recorded learning curves that simulated benchmarks replay (shipped in sweeplab/bench/tables/): each table
+# trains the 384 configurations of the space mlp-grid with 2 seeds, 10 epochs, on one CPU (`make -j2 tables`
+# records two at a time; `make -B tables` records them again). About 25 minutes on a busy 2-core machine.
+TABLES := digits breast_cancer wine make_classification diabetes
+tables: $(TABLES:%=sweeplab/bench/tables/%.parquet)
+
+sweeplab/bench/tables/%.parquet: benchmarks/tables/%.yaml | install
+	$(BIN)/sweeplab bench record $< -o $@
+
+# simulated benchmarks (not a timed test): trials per second of wall time, in benchmarks/results/simulated.md
+bench-simulated: install
+	$(BIN)/python benchmarks/bench_simulated.py
 
 # chaos soak (not a timed test): one study of 200 trials on a two-node Ray cluster, PostgreSQL and an
 # MLflow server, while the driver, a Ray node, the database connections and MLflow are killed under it.

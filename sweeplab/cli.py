@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    p = sub.add_parser("bench", help="run a benchmark (samplers x pruners x frameworks x seeds) and write its report")
+    p = sub.add_parser("bench", help="run a benchmark (samplers x pruners x frameworks x seeds) and write its report",
+                       epilog="`sweeplab bench record --help`: record a table of learning curves, which a bench spec "
+                              "with `simulate: {table: ...}` replays in simulated time")
     p.add_argument("spec", metavar="BENCH_SPEC", help="bench spec (YAML): a study spec with `bench:` and `factors:`")
     p.add_argument("--trials", type=_positive_int, help="trials per cell (overrides the spec)")
     p.add_argument("--seeds", type=_positive_int, help="seeds 0..N-1 (overrides factors.seeds)")
@@ -157,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_flags(p)
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress lines on stderr")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    # `sweeplab bench record ...` (main() turns the two words into this name); no help=: not listed on its own
+    p = sub.add_parser("bench-record", prog="sweeplab bench record",
+                       description="Train every configuration of a finite space with every seed and write their "
+                                   "per-epoch metrics and times as a Parquet table (see sweeplab.bench.record).")
+    p.add_argument("spec", metavar="RECORD_SPEC",
+                   help="record spec (YAML): table, objective, space, seed, seeds, sample")
+    p.add_argument("-o", "--output", help="Parquet file to write (default: TABLE.parquet here)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any record spec key, dotted for nested ones, value as YAML (e.g. seeds=1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     p = sub.add_parser("audit", help="re-train a sample of a study's pruned trials to the end: did pruning cost "
@@ -311,6 +325,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_command(args, _emit)
 
 
+def cmd_bench_record(args: argparse.Namespace) -> int:
+    """Record a table of learning curves (see sweeplab.bench.record)."""
+    from sweeplab.bench.commands import record_command
+
+    return record_command(args, _emit)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a study's pruning: re-train pruned trials to the end (see sweeplab.bench.audit)."""
     from sweeplab.bench.commands import audit_command
@@ -331,14 +352,24 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "best": cmd_best, "report": cmd_report, "validate": cmd_validate,
-            "ui": cmd_ui, "promote": cmd_promote, "bench": cmd_bench, "audit": cmd_audit}
+            "ui": cmd_ui, "promote": cmd_promote, "bench": cmd_bench, "audit": cmd_audit,
+            "bench-record": cmd_bench_record}
+
+
+def _bench_record(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``bench record`` (the command's first two words) as the one parser name ``bench-record``."""
+    args = list(argv)
+    words = [i for i, a in enumerate(args) if not a.startswith("-")]
+    if len(words) >= 2 and args[words[0]] == "bench" and args[words[1]] == "record" and words[1] == words[0] + 1:
+        return [*args[:words[0]], "bench-record", *args[words[1] + 1:]]
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_bench_record(sys.argv[1:] if argv is None else argv))
     except UsageError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -347,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.command in ("run", "bench", "promote", "audit"):
+    if args.command in ("run", "bench", "promote", "audit", "bench-record"):
         _divert_stdout()
     try:
         return COMMANDS[args.command](args)

@@ -1,4 +1,4 @@
-"""The ``sweeplab bench`` and ``sweeplab audit`` subcommands (called by :mod:`sweeplab.cli`).
+"""The ``sweeplab bench``, ``sweeplab bench record`` and ``sweeplab audit`` subcommands (called by :mod:`sweeplab.cli`).
 
 Each function takes the parsed arguments and the CLI's ``emit(args, payload, text)``,
 which prints one JSON object with ``--json`` and the text otherwise; it returns the
@@ -18,7 +18,7 @@ from sweeplab.core.errors import SpecError, UsageError
 
 Emit = Callable[[argparse.Namespace, dict[str, Any], str], None]
 
-__all__ = ["audit_command", "bench_command", "parse_sets"]
+__all__ = ["audit_command", "bench_command", "parse_sets", "record_command"]
 
 
 def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
@@ -53,23 +53,53 @@ def bench_command(args: argparse.Namespace, emit: Emit) -> int:
         if value is not None:
             overrides[key] = value
     bench = load_bench_spec(args.spec, overrides)
+    simulated = bench.simulate.to_dict() if bench.simulate is not None else None
     if args.validate:
         cells = [{"study": c.study, "config": c.config_label, "seed": c.seed} for c in bench.cells]
+        on = f", simulated on table {bench.simulate.name}" if bench.simulate is not None else ""
         text = "\n".join([f"{args.spec}: valid (bench {bench.bench}, {len(bench.cells)} cells x {bench.trials} "
-                          f"trials)", *(f"  {c['study']}" for c in cells)])
-        emit(args, {"valid": True, "bench": bench.bench, "n_cells": len(cells), "cells": cells}, text)
+                          f"trials{on})", *(f"  {c['study']}" for c in cells)])
+        emit(args, {"valid": True, "bench": bench.bench, "n_cells": len(cells), "cells": cells,
+                    "simulated": simulated}, text)
         return 0
 
     from sweeplab.bench.runner import BenchOptions, bench_text, run_bench
-    from sweeplab.search.storage import resolve_storage_url
-    from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
-    resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
-    options = BenchOptions(storage_url=resolve_storage_url(args.storage),
-                           tracking_uri=resolve_tracking_uri(args.tracking_uri), address=args.address,
-                           progress=not args.no_progress, report_path=args.output, resume_command=resume)
+    if bench.simulate is not None:  # no stores, no Ray: only the report and the progress lines apply
+        options = BenchOptions(storage_url="", tracking_uri="", progress=not args.no_progress,
+                               report_path=args.output)
+    else:
+        from sweeplab.search.storage import resolve_storage_url
+        from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+
+        resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else ""
+        options = BenchOptions(storage_url=resolve_storage_url(args.storage),
+                               tracking_uri=resolve_tracking_uri(args.tracking_uri), address=args.address,
+                               progress=not args.no_progress, report_path=args.output, resume_command=resume)
     result = run_bench(bench, options)
-    emit(args, result.to_dict(), bench_text(result))
+    text = bench_text(result)
+    if bench.simulate is not None:
+        text += (f"\nsimulated  on table {bench.simulate.name} ({bench.simulate.table}): times are simulated seconds; "
+                 f"{result.elapsed_s} s of wall time")
+    emit(args, {**result.to_dict(), "simulated": simulated}, text)
+    return 0
+
+
+def record_command(args: argparse.Namespace, emit: Emit) -> int:
+    """``sweeplab bench record``: train every configuration of a record spec (``--set`` overrides
+    it) with every seed and write the table of learning curves (see :mod:`sweeplab.bench.record`)."""
+    from sweeplab.bench.record import load_record_spec
+
+    record = load_record_spec(args.spec, parse_sets(args.set))
+    output = args.output or f"{record.table}.parquet"
+    from sweeplab.bench.record import record_table, record_text
+
+    table = record_table(record, output, progress=not args.no_progress)
+    info = table.info
+    emit(args, {"table": info.name, "path": str(output), "n_configs": info.n_configs, "grid_size": info.grid_size,
+                "seeds": list(info.seeds), "n_trials": len(table.trials),
+                "n_failed": sum(1 for t in table.trials if t.state != "COMPLETE"), "metrics": list(info.metrics),
+                "wall_seconds": info.wall_seconds, "machine": dict(info.machine)}, record_text(table, output))
     return 0
 
 

@@ -286,6 +286,10 @@ def _run_parallel(cells: list[BenchCell], n: int, run_one: Callable[[BenchCell],
 def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
     """Run (or resume) every cell of ``bench``, then write its report; return the result.
 
+    A simulated bench (``simulate:``) is replayed on its table instead
+    (:func:`~sweeplab.bench.simulate.run_simulated_bench`): only ``options.report_path``
+    and ``options.progress`` apply.
+
     Before anything is created: sampler and pruner options are built (SpecError), the
     dataset is loaded once (DataError), and existing cell studies are checked against
     the bench (UsageError on a different spec). A cell that raises (storage, data...)
@@ -293,6 +297,10 @@ def run_bench(bench: BenchSpec, options: BenchOptions) -> BenchResult:
     then SweeplabError names the failed cells. Ctrl-C raises StudyInterrupted (exit 130)
     with the command that resumes, after marking the bench run KILLED.
     """
+    if bench.simulate is not None:  # replayed on a recorded table: no Ray, no stores (sweeplab.bench.simulate)
+        from sweeplab.bench.simulate import run_simulated_bench
+
+        return run_simulated_bench(bench, options)
     import ray
 
     from sweeplab.study.run import RunOptions, StudyInterrupted, init_ray, load_study_dataset, run_study

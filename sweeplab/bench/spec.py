@@ -12,6 +12,7 @@ NAME`` instead of ``study``, and::
     target: 0.9                    # optional: the metric value to reach
     parallel_cells: 1              # cells run at once (threads of one driver)
     audit: 0                       # pruned trials re-trained per cell by the pruning audit
+    simulate: {table: digits}      # optional: replay a recorded table instead of training
 
 :func:`load_bench_spec` / :func:`parse_bench_spec` validate it into a frozen
 :class:`BenchSpec` whose :attr:`BenchSpec.cells` are the cross product
@@ -20,6 +21,11 @@ has whole seeds done), each a :class:`BenchCell` holding the validated
 :class:`~sweeplab.spec.StudySpec` of its study, named
 ``{bench}.{sampler}.{pruner}.{framework}.s{seed}`` and logged to the MLflow experiment
 ``experiment`` (default: the bench name).
+
+``simulate`` makes a simulated bench (:mod:`sweeplab.bench.simulate`): ``table`` names a
+shipped table or a Parquet file of recorded learning curves (relative to the bench
+spec's folder); ``objective`` and ``space`` default to the table's, and every cell must
+fit the table (its objective, its recorded values, no ``timeout``, no ``audit``).
 
 A factor replaces its study key: give ``sampler`` or ``factors.samplers`` (likewise
 ``pruner`` / ``pruners``, ``seed`` / ``seeds``, ``objective.framework`` /
@@ -40,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeplab.bench.simulate import Simulation, resolve_table, shipped_tables
 from sweeplab.core.checks import (
     check_int,
     check_keys,
@@ -73,9 +80,10 @@ __all__ = [
     "parse_bench_spec",
 ]
 
-BENCH_KEYS = ("bench", "factors", "target", "parallel_cells", "audit")
+BENCH_KEYS = ("bench", "factors", "target", "parallel_cells", "audit", "simulate")
 """Keys of a bench spec that a study spec does not have."""
 FACTOR_KEYS = ("samplers", "pruners", "frameworks", "seeds")
+SIMULATE_KEYS = ("table",)
 _STUDY_KEYS = tuple(k for k in TOP_KEYS if k != "study")
 _LABEL_RE = re.compile(r"[A-Za-z0-9_-]+")
 _SEED_MAX = 2**32 - 1
@@ -139,7 +147,9 @@ class BenchSpec:
 
     ``cells`` are ordered seed-major; every cell's spec is a valid single-objective
     :class:`StudySpec` whose ``experiment`` is :attr:`experiment`. ``data`` is the spec
-    as loaded (overrides applied), for the record on the bench's MLflow run.
+    as loaded (overrides applied; a simulated bench's objective and space filled in from
+    its table), for the record on the bench's MLflow run. ``simulate``: the recorded
+    table a simulated bench replays, None for a bench that trains.
     """
 
     bench: str
@@ -154,6 +164,7 @@ class BenchSpec:
     cells: tuple[BenchCell, ...]
     data: Mapping[str, Any] = field(default_factory=dict)
     source: str = "bench spec"
+    simulate: Simulation | None = None
 
     @property
     def metric(self) -> str:
@@ -341,6 +352,15 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
     if data.get("factors") is not None:
         factors = check_mapping(data["factors"], "factors", problems) or {}
         check_keys(factors, FACTOR_KEYS, "factors", problems)
+    table = None
+    simulation: Simulation | None = None
+    if data.get("simulate") is not None:
+        simulation, table = _parse_simulate(data["simulate"], problems)
+        if table is not None:
+            if audit:
+                problems.append(Problem("audit", "a simulated bench re-trains nothing: the table holds every trial's "
+                                                 "whole curve; use audit: 0"))
+            data = _fill_from_table(data, table, "frameworks" in factors)
     objective = data.get("objective")
     for factor, (key, key_path) in _REPLACES.items():
         if factor not in factors:
@@ -377,7 +397,7 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
         # The study part may be broken too: report it once, checked for the first cell.
         if samplers and pruners and frameworks and seeds:
             problems.extend(_cell_problems(data, bench or "bench", samplers, pruners, frameworks, seeds,
-                                           only_first=True))
+                                           only_first=True, table=table))
         raise SpecError(_dedupe(problems), source)
 
     experiment = data.get("experiment") or bench
@@ -385,13 +405,17 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
     cell_problems: list[Problem] = []
     for si, a, p, f in _iter_cells(samplers, pruners, frameworks, seeds):
         study_data = _cell_data(data, bench, samplers[a], pruners[p], frameworks[f], seeds[si], experiment)
+        index = {"samplers": a, "pruners": p, "frameworks": f, "seeds": si}
+        used = {k: v for k, v in index.items() if k in factors}
         try:
             spec = parse_spec(study_data, source)
         except SpecError as exc:
-            index = {"samplers": a, "pruners": p, "frameworks": f, "seeds": si}
-            used = {k: v for k, v in index.items() if k in factors}
             cell_problems.extend(_remap(pr, used) for pr in exc.problems)
             continue
+        if table is not None:
+            from sweeplab.search.simulated import table_problems
+
+            cell_problems.extend(_remap(pr, used) for pr in table_problems(spec, table))
         cells.append(BenchCell(samplers[a].label, pruners[p].label, frameworks[f], seeds[si], spec))
     if cell_problems:
         # a too long bench name breaks every cell's study name: say it once
@@ -410,7 +434,52 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
         cells=tuple(cells),
         data=copy.deepcopy(dict(data)),
         source=source,
+        simulate=simulation,
     )
+
+
+def _parse_simulate(value: Any, problems: list[Problem]) -> tuple[Simulation | None, Any]:
+    """The ``simulate`` section: the table's file, read (``(None, None)`` with a problem when it cannot be)."""
+    from sweeplab.search.curves import TableError, read_table
+
+    mapping = check_mapping(value, "simulate", problems)
+    if mapping is None:
+        return None, None
+    check_keys(mapping, SIMULATE_KEYS, "simulate", problems)
+    shipped = shipped_tables()
+    if "table" not in mapping:
+        problems.append(Problem("simulate.table", f"required: a shipped table ({', '.join(shipped) or 'none'}) or "
+                                                  "the path of a table written by `sweeplab bench record`"))
+        return None, None
+    ref = check_str(mapping["table"], "simulate.table", problems)
+    if ref is None:
+        return None, None
+    path = resolve_table(ref)
+    if not path.is_file() and "/" not in ref and not ref.endswith(".parquet"):
+        problems.append(Problem("simulate.table", f"unknown table `{ref}`; shipped tables: "
+                                                  f"{', '.join(shipped) or 'none'}; or give the path of a .parquet "
+                                                  "table written by `sweeplab bench record`"))
+        return None, None
+    try:
+        table = read_table(path)
+    except TableError as exc:
+        problems.append(Problem("simulate.table", str(exc)))
+        return None, None
+    return Simulation(table=str(path), name=table.info.name), table
+
+
+def _fill_from_table(data: Mapping[str, Any], table: Any, frameworks_factor: bool) -> dict[str, Any]:
+    """``data`` with the table's objective and space where the bench spec leaves them out
+    (without the objective's framework when a ``frameworks`` factor gives it)."""
+    out = dict(data)
+    if "objective" not in out:
+        objective = copy.deepcopy(dict(table.info.objective))
+        if frameworks_factor:
+            objective.pop("framework", None)
+        out["objective"] = objective
+    if "space" not in out:
+        out["space"] = copy.deepcopy(dict(table.info.space))
+    return out
 
 
 def _cell_data(data: Mapping[str, Any], bench: str, sampler: Level, pruner: Level, framework: str, seed: int,
@@ -436,14 +505,19 @@ def _cell_data(data: Mapping[str, Any], bench: str, sampler: Level, pruner: Leve
 
 
 def _cell_problems(data: Mapping[str, Any], bench: str, samplers: list[Level], pruners: list[Level],
-                   frameworks: list[str], seeds: list[int], only_first: bool) -> list[Problem]:
+                   frameworks: list[str], seeds: list[int], only_first: bool, table: Any = None) -> list[Problem]:
     out: list[Problem] = []
     for si, a, p, f in _iter_cells(samplers, pruners, frameworks, seeds):
         study_data = _cell_data(data, bench, samplers[a], pruners[p], frameworks[f], seeds[si], bench)
         try:
-            parse_spec(study_data)
+            spec = parse_spec(study_data)
         except SpecError as exc:
             out.extend(pr for pr in exc.problems if pr.path != "study")
+        else:
+            if table is not None:
+                from sweeplab.search.simulated import table_problems
+
+                out.extend(table_problems(spec, table))
         if only_first:
             break
     return out
@@ -470,4 +544,9 @@ def load_bench_spec(path: str | Path, overrides: Mapping[str, Any] | None = None
         data = apply_overrides(data, overrides)
     if isinstance(data, Mapping):
         data = absolute_callable(data, Path(path).parent)  # a file callable is relative to the bench spec
+        simulate = data.get("simulate")
+        if isinstance(simulate, Mapping):
+            ref = simulate.get("table")
+            if isinstance(ref, str) and ("/" in ref or ref.endswith(".parquet")):  # a table file, not a shipped name
+                data = {**data, "simulate": {**simulate, "table": str(resolve_table(ref, Path(path).parent))}}
     return parse_bench_spec(data, source)

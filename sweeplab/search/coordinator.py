@@ -76,7 +76,7 @@ from sweeplab.search.constraints import (
     evaluate_constraints,
     unsatisfiable_message,
 )
-from sweeplab.search.storage import StorageOptions
+from sweeplab.search.storage import StorageOptions, StudyStorage
 
 if TYPE_CHECKING:
     import optuna
@@ -205,12 +205,15 @@ class StudyCoordinator:
     """
 
     def __init__(self, spec_dict: dict[str, Any], storage_url: str, lease_seconds: float = 60.0, *,
-                 storage_options: StorageOptions | None = None, checkpoint_dir: str | None = None) -> None:
+                 storage_options: StorageOptions | None = None, checkpoint_dir: str | None = None,
+                 study_storage: StudyStorage | None = None) -> None:
         """``storage_options``: the held storage and SQLite's WAL mode (default: both, where
         the installed Optuna was tested with the held storage; see :class:`StorageOptions`).
         ``checkpoint_dir``: where trial checkpoints are kept (default:
         :func:`~sweeplab.search.checkpoints.checkpoint_root` of ``storage_url``, against this
-        process's working directory; the driver passes its own)."""
+        process's working directory; the driver passes its own). ``study_storage``: a storage
+        already open to keep the study in instead of ``storage_url``'s (a simulated study keeps
+        it in memory, :mod:`sweeplab.search.simulated`)."""
         import optuna
 
         from sweeplab.spec import parse_spec
@@ -222,6 +225,7 @@ class StudyCoordinator:
         self.holder = holder_id()
         self._lock = threading.RLock()
         self.storage_options = (storage_options or StorageOptions()).resolved()
+        self._given_storage = study_storage
         self.study = self._open_study(storage_url)
         self.exhausted = False  # True once a grid sampler has covered its grid
         self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
@@ -246,7 +250,8 @@ class StudyCoordinator:
         from sweeplab.search.seeding import trial_seeded_sampler
         from sweeplab.search.storage import open_study_storage
 
-        self._storage = open_study_storage(storage_url, self.storage_options)
+        self._storage = (self._given_storage if self._given_storage is not None
+                         else open_study_storage(storage_url, self.storage_options))
         kwargs: dict[str, Any] = {}
         if self.spec.multi_objective:
             kwargs["directions"] = list(self.spec.direction)

@@ -12,7 +12,9 @@ to an executor, and tells the coordinator how each ended. An executor only runs 
 
 :class:`RayExecutor` runs each trial as a Ray task (the executor of studies);
 :class:`InProcessExecutor` runs them on threads of this process, reporting straight to a
-local coordinator, so the loop, pruning, resume and retries are tested without Ray.
+local coordinator, so the loop, pruning, resume and retries are tested without Ray;
+:class:`~sweeplab.search.simulated.SimulatedExecutor` replays recorded learning curves in
+simulated time (simulated benchmarks).
 
 The coordinator is reached the same way: :class:`RemoteCoordinator` gives the coordinator
 actor the synchronous methods of :class:`~sweeplab.search.coordinator.StudyCoordinator`,

@@ -25,7 +25,7 @@ from sweeplab.core.errors import StorageError, StudyNotFoundError
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.storages import BaseStorage, RDBStorage
+    from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial, TrialState
 
 DEFAULT_STORAGE_FILE = "sweeplab.db"
@@ -162,9 +162,10 @@ class PlainStudyStorage:
     ``optuna_storage`` is the ``RDBStorage`` itself: ``optuna.create_study`` wraps it as it
     wraps a URL (Optuna's cache of finished trials; every write its own transaction).
     :meth:`batch` defers nothing; the coordinator's direct writes go to the database.
+    Any other Optuna storage works the same way (``InMemoryStorage``: a simulated study).
     """
 
-    def __init__(self, backend: RDBStorage) -> None:
+    def __init__(self, backend: BaseStorage) -> None:
         self.backend = backend
 
     @property

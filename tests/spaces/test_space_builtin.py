@@ -86,8 +86,8 @@ def test_builtin_files_are_package_data(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "framework"),
-    [(n, f) for n in ("mlp", "mlp-small", "mlp-funnel", "optimizers") for f in ("torch", "keras")]
-    + [(n, None) for n in ("mlp", "mlp-small", "optimizers")],  # python spaces have no units layout
+    [(n, f) for n in ("mlp", "mlp-small", "mlp-funnel", "mlp-grid", "optimizers") for f in ("torch", "keras")]
+    + [(n, None) for n in ("mlp", "mlp-small", "mlp-grid", "optimizers")],  # python spaces have no units layout
 )
 def test_every_builtin_is_valid(name, framework):
     space, problems = parse(name, framework)
@@ -155,7 +155,8 @@ def test_use_replacing_the_architecture_with_hidden_layers():
 @pytest.mark.parametrize(
     ("space", "path", "fragment"),
     [
-        ("resnet", "space.use", "unknown built-in space `resnet`; available: mlp, mlp-funnel, mlp-small, optimizers"),
+        ("resnet", "space.use", "unknown built-in space `resnet`; available: mlp, mlp-funnel, mlp-grid, mlp-small, "
+                                "optimizers"),
         ({"use": "nope", "dropout": 0.1}, "space.use", "unknown built-in space `nope`"),
         ({"use": 3}, "space.use", "non-empty string, got int 3"),
         ({"use": "mlp", "dropout": {"type": "float", "low": 0.4, "high": 0.1}}, "space.dropout", "low=0.4, high=0.1"),
