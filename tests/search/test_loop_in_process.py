@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import optuna
 import pytest
@@ -56,8 +57,20 @@ def test_stopping_interrupts_trials_in_flight_and_resume_retries_them_for_free(s
                                 "options": {"seconds": 2.0}},
                      space={"x": {"type": "float", "low": 0.0, "high": 1.0}})
     stop = threading.Event()
-    timer = threading.Timer(0.8, stop.set)
-    timer.start()
+
+    def stop_once_both_run() -> None:  # not on a timer: a slow start-up must not stop an empty loop
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                trials = optuna.load_study(study_name="bowl", storage=stores["storage"]).trials
+                if sum(t.state == optuna.trial.TrialState.RUNNING for t in trials) == 2:
+                    break
+            except KeyError:  # the study is not created yet
+                pass
+            time.sleep(0.05)
+        stop.set()
+
+    threading.Thread(target=stop_once_both_run, daemon=True).start()
     options = RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"], progress=False,
                          executor="in-process", stop=stop, resume_command="sweeplab run again")
     with pytest.raises(StudyInterrupted, match="Resume with: sweeplab run again"):
