@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -27,7 +28,7 @@ _CNN = family_defaults("cnn")
 
 
 @dataclass(frozen=True)
-class NetworkConfig:
+class NetworkConfig(ABC):
     """What every family's trial resolves: the dense layers and the training knobs.
 
     ``hidden_units`` holds the width of every hidden dense layer (already resolved from
@@ -68,9 +69,10 @@ class NetworkConfig:
         cfg.check()
         return cfg
 
+    @abstractmethod
     def plan(self, input_shape: tuple[int, ...], n_outputs: int, task: str = "classification") -> NetworkPlan:
-        """The network of this config for one example of ``input_shape`` and ``n_outputs`` outputs."""
-        raise NotImplementedError
+        """The network of this config for one example of ``input_shape`` and ``n_outputs`` outputs
+        (each model family's config says how)."""
 
     def check(self) -> None:
         """Raise ValueError for values no framework can build."""
