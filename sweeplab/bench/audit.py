@@ -22,10 +22,10 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sweeplab.core.errors import SweeplabError, UsageError
 from sweeplab.core.keys import (
@@ -36,6 +36,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_TRACKING_URI,
     TAG_AUDIT,
 )
+from sweeplab.core.records import AuditedTrial, AuditResult
 
 if TYPE_CHECKING:
     import optuna
@@ -70,7 +71,7 @@ def retrain_trial(ticket: TrialTicket, dataset: Dataset | None, settings: Object
 
 def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None = None, sample: int = 5,
                 seed: int = 0, address: str | None = None, log_artifact: bool = True,
-                study: optuna.Study | None = None) -> dict[str, Any]:
+                study: optuna.Study | None = None) -> AuditResult:
     """Audit the pruning of study ``study_name`` and return the result (see the module docstring).
 
     ``sample``: how many PRUNED trials to re-train (all of them when there are fewer;
@@ -80,16 +81,9 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     run (its tracking URI: ``tracking_uri``, else the one the study recorded, else the
     default); a tracking store that cannot be reached only logs a warning.
 
-    Result keys: ``study``, ``metric``, ``direction``, ``full_epochs``, ``n_complete``,
-    ``n_pruned``, ``sample``, ``n_audited``, ``n_retrain_failed``, ``best_value`` and
-    ``median_value`` (of the COMPLETE trials), ``would_beat_best`` and
-    ``would_beat_median`` (counts among re-trained trials; None without a COMPLETE
-    trial), their rates, ``estimated_missed_best`` (the rate times ``n_pruned``),
-    ``trials`` (one entry per audited trial: ``number``, ``params``,
-    ``pruned_at_epoch``, ``value_at_prune``, ``final_value``, ``epochs_trained``,
-    ``state``, ``reason``, ``beats_best``, ``beats_median``, ``reproduced``: whether the
-    re-run matched the stored values up to the pruned epoch), ``note``,
-    ``mlflow_parent_run_id`` and ``artifact`` (None when not stored).
+    The result (:class:`~sweeplab.core.records.AuditResult`) compares with the study's
+    COMPLETE trials: ``best_value`` and ``median_value``, and how many re-trained trials
+    would beat each; one :class:`~sweeplab.core.records.AuditedTrial` per re-trained trial.
 
     Raises UsageError for a multi-objective study or ``sample < 1``,
     StudyNotFoundError when the study does not exist, SweeplabError when it was not
@@ -124,7 +118,7 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
     pruned = [t for t in trials if t.state == TrialState.PRUNED and not t.user_attrs.get(ATTR_REJECTED)]
     chosen = sorted(random.Random(seed).sample(pruned, min(sample, len(pruned))), key=lambda t: t.number)
 
-    records: list[dict[str, Any]] = []
+    records: list[AuditedTrial] = []
     if chosen:
         import ray
 
@@ -151,45 +145,44 @@ def audit_study(study_name: str, *, storage_url: str, tracking_uri: str | None =
             records.append(_record(trial, outcome, history, outcome.reason, best_value, median_value, direction,
                                    metric, ATTR_PRUNED_EPOCH))
 
-    ok = [r for r in records if r["final_value"] is not None]
-    beat_best = sum(1 for r in ok if r["beats_best"]) if best_value is not None else None
-    beat_median = sum(1 for r in ok if r["beats_median"]) if median_value is not None else None
+    ok = [r for r in records if r.final_value is not None]
+    beat_best = sum(1 for r in ok if r.beats_best) if best_value is not None else None
+    beat_median = sum(1 for r in ok if r.beats_median) if median_value is not None else None
     rate = (beat_best / len(ok)) if ok and beat_best is not None else None
-    result: dict[str, Any] = {
-        "study": study_name,
-        "metric": metric,
-        "direction": direction,
-        "full_epochs": spec.objective.epochs,
-        "early_stopping": spec.objective.early_stopping is not None,
-        "n_trials": len(trials),
-        "n_complete": len(finals),
-        "n_pruned": len(pruned),
-        "sample": sample,
-        "seed": seed,
-        "n_audited": len(records),
-        "n_retrain_failed": len(records) - len(ok),
-        "best_value": best_value,
-        "median_value": median_value,
-        "would_beat_best": beat_best,
-        "would_beat_median": beat_median,
-        "beat_best_rate": rate,
-        "beat_median_rate": (beat_median / len(ok)) if ok and beat_median is not None else None,
-        "estimated_missed_best": round(rate * len(pruned), 3) if rate is not None else None,
-        "trials": records,
-        "note": _note(len(pruned), len(records), best_value),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "elapsed_s": round(time.time() - started, 3),
-        "mlflow_parent_run_id": study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID),
-        "artifact": None,
-    }
-    if log_artifact:
-        _store(result, tracking_uri or study.user_attrs.get(STUDY_ATTR_TRACKING_URI))
+    result = AuditResult(
+        study=study_name,
+        metric=metric,
+        direction=direction,
+        full_epochs=spec.objective.epochs,
+        early_stopping=spec.objective.early_stopping is not None,
+        n_trials=len(trials),
+        n_complete=len(finals),
+        n_pruned=len(pruned),
+        sample=sample,
+        seed=seed,
+        n_audited=len(records),
+        n_retrain_failed=len(records) - len(ok),
+        best_value=best_value,
+        median_value=median_value,
+        would_beat_best=beat_best,
+        would_beat_median=beat_median,
+        beat_best_rate=rate,
+        beat_median_rate=(beat_median / len(ok)) if ok and beat_median is not None else None,
+        estimated_missed_best=round(rate * len(pruned), 3) if rate is not None else None,
+        trials=tuple(records),
+        note=_note(len(pruned), len(records), best_value),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        elapsed_s=round(time.time() - started, 3),
+        mlflow_parent_run_id=study.user_attrs.get(STUDY_ATTR_PARENT_RUN_ID),
+    )
+    if log_artifact and _store(result, tracking_uri or study.user_attrs.get(STUDY_ATTR_TRACKING_URI)):
+        result = replace(result, artifact=AUDIT_ARTIFACT)
     return result
 
 
 def _record(trial: optuna.trial.FrozenTrial, outcome: TrialOutcome | None, history: list[tuple[int, float | None]],
             reason: str | None, best: float | None, median: float | None, direction: str, metric: str,
-            pruned_attr: str) -> dict[str, Any]:
+            pruned_attr: str) -> AuditedTrial:
     """One audited trial: how it was pruned, what it reached when trained to the end."""
     steps = sorted(trial.intermediate_values)
     pruned_at = int(trial.user_attrs.get(pruned_attr, steps[-1] if steps else 0))
@@ -208,20 +201,20 @@ def _record(trial: optuna.trial.FrozenTrial, outcome: TrialOutcome | None, histo
     diffs = [abs(v - trial.intermediate_values[e]) for e, v in history
              if v is not None and e in trial.intermediate_values]
     reproduced = None if not diffs else max(diffs) <= 1e-6 * max(1.0, abs(at_prune or 0.0))
-    return {
-        "number": trial.number,
-        "params": dict(trial.params),
-        "pruned_at_epoch": pruned_at,
-        "value_at_prune": at_prune,
-        "final_value": final,
-        "epochs_trained": max((e for e, _ in history), default=0),
-        "state": outcome.state if outcome is not None else "LOST",
-        "reason": (reason or None) if final is None else None,
-        "beats_best": beats(best),
-        "beats_median": beats(median),
-        "reproduced": reproduced,
-        "max_abs_diff_before_prune": max(diffs) if diffs else None,
-    }
+    return AuditedTrial(
+        number=trial.number,
+        params=dict(trial.params),
+        pruned_at_epoch=pruned_at,
+        value_at_prune=at_prune,
+        final_value=final,
+        epochs_trained=max((e for e, _ in history), default=0),
+        state=outcome.state if outcome is not None else "LOST",
+        reason=(reason or None) if final is None else None,
+        beats_best=beats(best),
+        beats_median=beats(median),
+        reproduced=reproduced,
+        max_abs_diff_before_prune=max(diffs) if diffs else None,
+    )
 
 
 def _note(n_pruned: int, n_audited: int, best: float | None) -> str:
@@ -232,30 +225,32 @@ def _note(n_pruned: int, n_audited: int, best: float | None) -> str:
     return f"re-trained {n_audited} of {n_pruned} pruned trials without pruning"
 
 
-def _store(result: dict[str, Any], tracking_uri: str | None) -> None:
-    """Log ``result`` as ``audit.json`` on the study's MLflow parent run (warn on failure)."""
-    run_id = result.get("mlflow_parent_run_id")
+def _store(result: AuditResult, tracking_uri: str | None) -> bool:
+    """Log ``result`` as ``audit.json`` on the study's MLflow parent run; False (with a
+    warning) when it could not be stored."""
+    run_id = result.mlflow_parent_run_id
     if not run_id:
-        log.warning("study %s has no MLflow parent run; the audit is not stored", result["study"])
-        return
+        log.warning("study %s has no MLflow parent run; the audit is not stored", result.study)
+        return False
     try:
         from mlflow.tracking import MlflowClient
 
         from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
         client = MlflowClient(resolve_tracking_uri(tracking_uri))
-        client.log_dict(run_id, result, AUDIT_ARTIFACT)
-        if result.get("would_beat_best") is not None:
+        client.log_dict(run_id, result.to_json(), AUDIT_ARTIFACT)
+        if result.would_beat_best is not None:
             client.set_tag(run_id, TAG_AUDIT,
-                           f"{result['would_beat_best']} of {result['n_audited']} audited pruned trials beat the best")
-        result["artifact"] = AUDIT_ARTIFACT
+                           f"{result.would_beat_best} of {result.n_audited} audited pruned trials beat the best")
+        return True
     except Exception as exc:  # the audit result is still returned and printed
         log.warning("could not store the audit on MLflow run %s: %s", run_id, exc)
+        return False
 
 
-def load_audit(tracking_uri: str, run_id: str) -> dict[str, Any] | None:
+def load_audit(tracking_uri: str, run_id: str) -> AuditResult | None:
     """The ``audit.json`` stored on MLflow run ``run_id``, or None when there is none
-    (or the tracking store cannot be read)."""
+    (or the tracking store cannot be read, or the file is not an audit)."""
     try:
         from mlflow.tracking import MlflowClient
 
@@ -265,38 +260,38 @@ def load_audit(tracking_uri: str, run_id: str) -> dict[str, Any] | None:
         with tempfile.TemporaryDirectory(prefix="sweeplab-audit-") as tmp:
             path = client.download_artifacts(run_id, AUDIT_ARTIFACT, tmp)
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else None
+        return replace(AuditResult.from_json(data), artifact=AUDIT_ARTIFACT) if isinstance(data, dict) else None
     except Exception as exc:
         log.debug("no audit on run %s: %s", run_id, exc)
         return None
 
 
-def audit_text(result: Mapping[str, Any]) -> str:
+def audit_text(result: AuditResult) -> str:
     """The audit as text for the terminal."""
 
-    def fmt(v: Any) -> str:
+    def fmt(v: object) -> str:
         return "–" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
-    lines = [f"audit      study {result['study']}: {result['note']}",
-             f"metric     {result['metric']} ({result['direction']}), full training {result['full_epochs']} epochs"
-             + (" (early stopping on)" if result.get("early_stopping") else "")]
-    lines.append(f"best       {fmt(result['best_value'])} (median of complete trials {fmt(result['median_value'])})")
-    n_ok = result["n_audited"] - result["n_retrain_failed"]
-    if result["n_audited"]:
-        for key, what in (("would_beat_best", "the best"), ("would_beat_median", "the median")):
-            if result[key] is not None:
-                pct = f" ({100 * result[key] / n_ok:.0f}%)" if n_ok else ""
-                lines.append(f"would beat {what:<10} {result[key]} of {n_ok} re-trained pruned trials{pct}")
-        if result.get("estimated_missed_best") is not None:
-            lines.append(f"estimate   {result['estimated_missed_best']:g} of {result['n_pruned']} pruned trials "
+    lines = [f"audit      study {result.study}: {result.note}",
+             f"metric     {result.metric} ({result.direction}), full training {result.full_epochs} epochs"
+             + (" (early stopping on)" if result.early_stopping else "")]
+    lines.append(f"best       {fmt(result.best_value)} (median of complete trials {fmt(result.median_value)})")
+    n_ok = result.n_retrained
+    if result.n_audited:
+        for count, what in ((result.would_beat_best, "the best"), (result.would_beat_median, "the median")):
+            if count is not None:
+                pct = f" ({100 * count / n_ok:.0f}%)" if n_ok else ""
+                lines.append(f"would beat {what:<10} {count} of {n_ok} re-trained pruned trials{pct}")
+        if result.estimated_missed_best is not None:
+            lines.append(f"estimate   {result.estimated_missed_best:g} of {result.n_pruned} pruned trials "
                          "would have beaten the best")
-        if result["n_retrain_failed"]:
-            lines.append(f"failed     {result['n_retrain_failed']} re-trained trials failed (see reason in --json)")
+        if result.n_retrain_failed:
+            lines.append(f"failed     {result.n_retrain_failed} re-trained trials failed (see reason in --json)")
         lines.append("  trial  pruned@  value@prune     final  epochs  beats best  beats median  reproduced")
-        for r in result["trials"]:
-            lines.append(f"  {r['number']:>5}  {r['pruned_at_epoch']:>7}  {fmt(r['value_at_prune']):>11}  "
-                         f"{fmt(r['final_value']):>8}  {r['epochs_trained']:>6}  {fmt(r['beats_best']):>10}  "
-                         f"{fmt(r['beats_median']):>12}  {fmt(r['reproduced']):>10}")
-    if result.get("artifact"):
-        lines.append(f"saved      {result['artifact']} on MLflow run {result['mlflow_parent_run_id']}")
+        for r in result.trials:
+            lines.append(f"  {r.number:>5}  {r.pruned_at_epoch:>7}  {fmt(r.value_at_prune):>11}  "
+                         f"{fmt(r.final_value):>8}  {r.epochs_trained:>6}  {fmt(r.beats_best):>10}  "
+                         f"{fmt(r.beats_median):>12}  {fmt(r.reproduced):>10}")
+    if result.artifact:
+        lines.append(f"saved      {result.artifact} on MLflow run {result.mlflow_parent_run_id}")
     return "\n".join(lines)

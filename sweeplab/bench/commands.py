@@ -115,5 +115,5 @@ def audit_command(args: argparse.Namespace, emit: Emit) -> int:
     tracking = resolve_tracking_uri(args.tracking_uri) if args.tracking_uri else None
     result = audit_study(args.study, storage_url=resolve_storage_url(args.storage), tracking_uri=tracking,
                          sample=args.sample, seed=args.seed, address=args.address)
-    emit(args, result, audit_text(result))
+    emit(args, result.to_json(), audit_text(result))
     return 0

@@ -231,7 +231,7 @@ def _ranking_html(result: BenchResult) -> str:
 
 
 def _audit_html(result: BenchResult) -> str:
-    audited = [c for c in result.cells if c.audit]
+    audited = [(c, c.audit) for c in result.cells if c.audit is not None]
     pruned_cells = [c for c in result.cells if any(e.state == "PRUNED" for e in c.events)]
     heading = "<h2 id='audit'>Pruning audit</h2>"
     if not audited:
@@ -242,17 +242,15 @@ def _audit_html(result: BenchResult) -> str:
                 f"No audit: {escape(why)}.</p></section>")
     rows = []
     tot_ok = tot_best = tot_med = 0
-    for c in audited:
-        a = c.audit or {}
-        ok = int(a.get("n_audited") or 0) - int(a.get("n_retrain_failed") or 0)
-        tot_ok += ok
-        tot_best += int(a.get("would_beat_best") or 0)
-        tot_med += int(a.get("would_beat_median") or 0)
-        epochs = sorted({t.get("epochs_trained") for t in a.get("trials", [])})
+    for c, a in audited:
+        tot_ok += a.n_retrained
+        tot_best += a.would_beat_best or 0
+        tot_med += a.would_beat_median or 0
+        epochs = sorted({t.epochs_trained for t in a.trials})
         rows.append("<tr>" + "".join(f"<td class='num'>{v}</td>" for v in (
-            _e(c.study), _e(c.config_label), _e(c.seed), _e(a.get("n_pruned")), _e(a.get("n_audited")),
-            _e(a.get("n_retrain_failed")), _e(", ".join(map(str, epochs))), _e(a.get("best_value")),
-            _e(a.get("would_beat_best")), _e(a.get("median_value")), _e(a.get("would_beat_median")))) + "</tr>")
+            _e(c.study), _e(c.config_label), _e(c.seed), _e(a.n_pruned), _e(a.n_audited),
+            _e(a.n_retrain_failed), _e(", ".join(map(str, epochs))), _e(a.best_value),
+            _e(a.would_beat_best), _e(a.median_value), _e(a.would_beat_median))) + "</tr>")
     head = ("<tr><th>cell</th><th>config</th><th>seed</th><th>pruned</th><th>re-trained</th><th>re-train failed</th>"
             "<th>epochs trained</th><th>study best</th><th>would beat best</th><th>study median</th>"
             "<th>would beat median</th></tr>")

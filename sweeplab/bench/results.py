@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.bench.spec import ComparedConfig
 from sweeplab.core.keys import STUDY_ATTR_EXPERIMENT_ID, STUDY_ATTR_PARENT_RUN_ID
+from sweeplab.core.records import AuditResult
 
 if TYPE_CHECKING:
     import optuna
@@ -101,7 +102,7 @@ class CellResult(ComparedConfig):
     error: str | None = None
     mlflow_experiment_id: str | None = None
     mlflow_parent_run_id: str | None = None
-    audit: dict[str, Any] | None = None
+    audit: AuditResult | None = None
 
     def counted(self) -> list[TrialEvent]:
         """The events that count toward ``trials``, in completion order."""
@@ -192,16 +193,8 @@ class CellResult(ComparedConfig):
             "wall_time_s": round(self.wall_time_s, 3),
             "mlflow_experiment_id": self.mlflow_experiment_id,
             "mlflow_parent_run_id": self.mlflow_parent_run_id,
-            "audit": _audit_brief(self.audit),
+            "audit": self.audit.brief() if self.audit is not None else None,
         }
-
-
-def _audit_brief(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not audit:
-        return None
-    keys = ("n_pruned", "n_audited", "n_retrain_failed", "would_beat_best", "would_beat_median", "best_value",
-            "median_value")
-    return {k: audit.get(k) for k in keys}
 
 
 def cell_result(cell: BenchCell, study: optuna.Study | None, status: str = "ran") -> CellResult:

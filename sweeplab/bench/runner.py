@@ -423,8 +423,8 @@ def collect(bench: BenchSpec, options: BenchOptions, status: dict[str, str] | No
         if study is not None and result.mlflow_parent_run_id:
             n_pruned = sum(1 for e in result.events if e.state == "PRUNED")
             audit = load_audit(options.tracking_uri, result.mlflow_parent_run_id)
-            fresh = audit is not None and audit.get("n_pruned") == n_pruned and (
-                audit.get("sample", 0) >= bench.audit or audit.get("n_audited") == n_pruned)
+            fresh = audit is not None and audit.n_pruned == n_pruned and (
+                audit.sample >= bench.audit or audit.n_audited == n_pruned)
             result.audit = audit
             if bench.audit > 0 and n_pruned and not fresh:
                 to_audit.append((result, study, n_pruned))

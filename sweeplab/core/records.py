@@ -317,3 +317,100 @@ class ForkResult:
     source: str
     copied: int
     skipped: int
+
+
+@dataclass(frozen=True)
+class AuditedTrial:
+    """One pruned trial the audit re-trained to the end (see :mod:`sweeplab.bench.audit`).
+
+    ``state`` is the re-run's (``COMPLETE``, ``FAIL``, ``LOST``); ``final_value`` is None
+    unless it completed with a finite value, and ``reason`` says why. ``beats_best`` /
+    ``beats_median``: None without a final value or a study best / median.
+    ``reproduced``: the re-run retraced the stored values up to the pruned epoch (None
+    when there was nothing to compare).
+    """
+
+    number: int
+    params: dict[str, Any]
+    pruned_at_epoch: int
+    value_at_prune: float | None
+    final_value: float | None
+    epochs_trained: int
+    state: str
+    reason: str | None
+    beats_best: bool | None
+    beats_median: bool | None
+    reproduced: bool | None
+    max_abs_diff_before_prune: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "params": dict(self.params), "pruned_at_epoch": self.pruned_at_epoch,
+                "value_at_prune": self.value_at_prune, "final_value": self.final_value,
+                "epochs_trained": self.epochs_trained, "state": self.state, "reason": self.reason,
+                "beats_best": self.beats_best, "beats_median": self.beats_median, "reproduced": self.reproduced,
+                "max_abs_diff_before_prune": self.max_abs_diff_before_prune}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuditedTrial:
+        fields: dict[str, Any] = {f: data.get(f) for f in cls.__dataclass_fields__}
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """A pruning audit of one study: would its pruned trials have won if trained to the end?
+
+    Counts and rates are over the re-trained trials that completed (``n_audited -
+    n_retrain_failed``); ``would_beat_*`` and the rates are None without a COMPLETE trial
+    in the study. ``estimated_missed_best`` is ``beat_best_rate * n_pruned``.
+    ``artifact`` names the MLflow artifact the result was stored as, None when not stored.
+    """
+
+    study: str
+    metric: str
+    direction: str
+    full_epochs: int
+    early_stopping: bool
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    sample: int
+    seed: int
+    n_audited: int
+    n_retrain_failed: int
+    best_value: float | None
+    median_value: float | None
+    would_beat_best: int | None
+    would_beat_median: int | None
+    beat_best_rate: float | None
+    beat_median_rate: float | None
+    estimated_missed_best: float | None
+    trials: tuple[AuditedTrial, ...]
+    note: str
+    created_at: str
+    elapsed_s: float
+    mlflow_parent_run_id: str | None
+    artifact: str | None = None
+
+    @property
+    def n_retrained(self) -> int:
+        """Re-trained trials that completed: what the ``would_beat_*`` counts are out of."""
+        return self.n_audited - self.n_retrain_failed
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``audit --json`` object, also stored as ``audit.json``."""
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        out["trials"] = [t.to_json() for t in self.trials]
+        return out
+
+    def brief(self) -> dict[str, Any]:
+        """The counts a bench result shows per cell."""
+        return {k: getattr(self, k) for k in ("n_pruned", "n_audited", "n_retrain_failed", "would_beat_best",
+                                              "would_beat_median", "best_value", "median_value")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuditResult:
+        """Read a stored ``audit.json``; raises KeyError or TypeError when it is not one."""
+        fields = {f: data[f] for f in cls.__dataclass_fields__ if f not in ("trials", "artifact")}
+        return cls(**fields, trials=tuple(AuditedTrial.from_json(t) for t in data["trials"]),
+                   artifact=data.get("artifact"))

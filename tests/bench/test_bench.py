@@ -109,7 +109,7 @@ def test_bench_completes_reports_spread_across_seeds_and_resumes(ray_local, stor
     audited = [c for c in again.cells if c.audit]
     assert len(audited) == sum(1 for c in again.cells if any(e.state == "PRUNED" for e in c.events)) >= 1
     for cell in audited:
-        assert cell.audit["n_audited"] == 1 and cell.audit["trials"][0]["epochs_trained"] == 6
+        assert cell.audit.n_audited == 1 and cell.audit.trials[0].epochs_trained == 6
     html = (stores["dir"] / "bw-report.html").read_text()
     assert "re-trained trials that would have beaten their study" in html
 

@@ -15,6 +15,7 @@ import pytest
 
 from sweeplab.bench.report import BENCH_SECTION_IDS, bench_sections, write_bench_report
 from sweeplab.bench.results import CellResult, TrialEvent, build_result
+from sweeplab.core.records import AuditedTrial, AuditResult
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -75,9 +76,10 @@ def result_with_spread():
             c = CellResult(f"b.{config[0]}.{config[1]}.torch.s{seed}", config[0], config[1], "torch", seed, "maximize",
                            events=events, mlflow_parent_run_id=f"run{seed}")
             if config[1] == "median":
-                c.audit = {"n_pruned": 3, "n_audited": 2, "n_retrain_failed": 0, "would_beat_best": seed % 2,
-                           "would_beat_median": 1, "best_value": level, "median_value": level - 0.1,
-                           "trials": [{"epochs_trained": 6}, {"epochs_trained": 6}]}
+                retrained = AuditedTrial(0, {}, 2, 0.5, level, 6, "COMPLETE", None, False, True, True, 0.0)
+                c.audit = AuditResult(c.study, "val_accuracy", "maximize", 6, False, 10, 7, 3, 2, seed, 2, 0, level,
+                                      level - 0.1, seed % 2, 1, None, None, None, (retrained, retrained), "", "", 0.0,
+                                      f"run{seed}")
             cells.append(c)
     cells[-1].status, cells[-1].error = "failed", "boom <script>alert(1)</script>"
     return build_result("b", "val_accuracy", "maximize", 10, {"samplers": ["tpe", "random"],
