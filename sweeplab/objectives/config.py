@@ -14,7 +14,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from sweeplab.registry.families import family_defaults, get_family
 from sweeplab.registry.names import ACTIVATIONS, LR_SCHEDULES, OPTIMIZERS, POOLINGS
@@ -25,6 +25,7 @@ __all__ = ["ACTIVATIONS", "LR_SCHEDULES", "OPTIMIZERS", "CNNConfig", "MLPConfig"
 
 _MLP = family_defaults("mlp")
 _CNN = family_defaults("cnn")
+ConfigT = TypeVar("ConfigT", bound="NetworkConfig")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class NetworkConfig(ABC):
     min_hidden_layers = 1
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> NetworkConfig:
+    def from_params(cls: type[ConfigT], params: Mapping[str, Any]) -> ConfigT:
         """Build from a params mapping; unknown keys are ignored, missing ones default."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in params.items() if k in known}
@@ -97,12 +98,6 @@ class NetworkConfig(ABC):
 class MLPConfig(NetworkConfig):
     """One MLP configuration (``objective.model: mlp``): see :class:`NetworkConfig`."""
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> MLPConfig:
-        cfg = super().from_params(params)
-        assert isinstance(cfg, MLPConfig)
-        return cfg
-
     def network(self, n_features: int, n_outputs: int, task: str = "classification") -> MLPPlan:
         """The network of this config for ``n_features`` inputs and ``n_outputs`` outputs (see :class:`MLPPlan`)."""
         return MLPPlan(n_features, self.hidden_units, n_outputs, batch_norm=self.batch_norm, dropout=self.dropout,
@@ -131,12 +126,6 @@ class CNNConfig(NetworkConfig):
     conv_dropout: float = _CNN["conv_dropout"]
 
     min_hidden_layers = 0
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> CNNConfig:
-        cfg = super().from_params(params)
-        assert isinstance(cfg, CNNConfig)
-        return cfg
 
     def plan(self, input_shape: tuple[int, ...], n_outputs: int, task: str = "classification") -> CNNPlan:
         """The CNN of this config for images of ``input_shape`` ``(H, W, C)`` (see :class:`CNNPlan`)."""
