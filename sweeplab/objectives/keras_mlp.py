@@ -15,14 +15,16 @@ Training, in short:
   ``BatchNormalization``, the activation, ``Dropout``, and for a CNN's convolution
   part the layers of :mod:`sweeplab.objectives.keras_cnn`);
 - loss: ``SparseCategoricalCrossentropy(from_logits=True)``, or ``MeanSquaredError``;
-- mini-batches: one ``model.fit`` call over a ``tf.data`` pipeline that, per epoch,
+- mini-batches: one ``model.fit`` call per epoch over a ``tf.data`` pipeline that
   gathers ``batch_size`` rows at a time of a permutation seeded with the trial's seed and
   the epoch (stateless index shuffle); no sample is dropped, and with BatchNorm a last batch of
   one row is merged into the one before it (as torch_mlp does); each epoch runs as one
   compiled step loop (``steps_per_execution`` = batches per epoch, see :class:`MLP`);
-- a Keras callback ends every epoch: it evaluates the full validation set in one forward
-  pass, hands the epoch to the :class:`~sweeplab.objectives.epochs.EpochPolicy` (checks,
-  report, best epoch, early stopping, learning rate) and applies its decisions.
+- after every epoch the objective's shared loop (:class:`~sweeplab.objectives.mlp.MLPObjective`)
+  evaluates the full validation set in one forward pass and hands the epoch to the
+  :class:`~sweeplab.objectives.epochs.EpochPolicy` (checks, report, best epoch, early
+  stopping, learning rate), whose decisions the next ``fit`` applies; with cross-validation
+  the fold models take their epochs in turn.
 
 Numerics follow the torch objective wherever Keras' defaults differ from torch's, so that
 one spec means the same training in both frameworks (this is deliberate, and the
@@ -53,8 +55,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -66,9 +67,9 @@ import tensorflow as tf
 
 from sweeplab.objectives import keras_cnn
 from sweeplab.objectives.config import MLPConfig, NetworkConfig
-from sweeplab.objectives.epochs import EpochPolicy
+from sweeplab.objectives.dataset import Dataset
 from sweeplab.objectives.latency import predict_latency_ms
-from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
+from sweeplab.objectives.mlp import FoldLearner, MLPObjective, MLPTrial
 from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
 from sweeplab.spaces.architecture import LayerPlan, NetworkPlan
 
@@ -544,14 +545,17 @@ class _Evaluator:
 
 
 def _train_dataset(
-    x: tf.Tensor, y: tf.Tensor, bounds: list[tuple[int, int]], epochs: int, seed: int
+    x: tf.Tensor, y: tf.Tensor, bounds: list[tuple[int, int]], epochs: int, seed: int,
+    epoch: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """The batches of all ``epochs``: batch ``j`` of epoch ``e`` is rows ``perm_e[lo_j:hi_j]``.
 
     ``perm_e`` is the stateless permutation of ``0..n-1`` seeded with ``(seed, e)``
     (``tf.random.experimental.index_shuffle``, computed for a batch's positions only): the
-    order depends on the seed and the epoch alone, every row is used once per epoch, and
-    one iterator serves the whole ``fit``.
+    order depends on the seed and the epoch alone, and every row is used once per epoch.
+    With ``epoch`` (an int64 variable holding a 0-based epoch ``e``) the dataset holds the
+    batches of one epoch, ``e``'s as the variable reads when the dataset is iterated, so
+    one dataset serves a ``fit`` per epoch.
     """
     n = int(x.shape[0])
     n_batches = len(bounds)
@@ -566,48 +570,78 @@ def _train_dataset(
         rows = tf.random.experimental.index_shuffle(positions, tf.stack([seed_t, epoch]), n - 1)
         return tf.gather(x, rows), tf.gather(y, rows)
 
+    if epoch is not None:
+        def of_epoch(j: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return batch(epoch.read_value() * n_batches + j)
+
+        one = tf.data.Dataset.range(n_batches).map(tf.autograph.experimental.do_not_convert(of_epoch))
+        return one.apply(tf.data.experimental.assert_cardinality(n_batches))
     ds = tf.data.Dataset.range(epochs * n_batches).map(batch)
     return ds.apply(tf.data.experimental.assert_cardinality(epochs * n_batches))
 
 
-# --------------------------------------------------------------------------- the epoch callback
+# --------------------------------------------------------------------------- one model
 
 
-class _EpochEnd(keras.callbacks.Callback):
-    """After each epoch: the NaN check, one validation pass, the policy's verdict applied.
+class _KerasLearner(FoldLearner):
+    """One Keras model of a trial, trained one epoch per ``fit`` on a dataset that reads its epoch
+    from a variable (so each epoch gets its own seeded order, as one multi-epoch ``fit`` would)."""
 
-    Keeps the best epoch's weights, sets the optimizer's learning rate when the policy
-    changes it, and stops ``fit`` when the policy says stop. Any exception of the
-    epoch-end work (``TrialPruned`` from the reporter, the ``FloatingPointError`` of a
-    non-finite loss) is kept in ``error`` and stops ``fit`` after this epoch; the
-    objective raises it once ``fit`` has returned.
-    """
+    def __init__(self, t: MLPTrial, fold: Dataset, seed: int, device: str) -> None:
+        cfg = t.cfg
+        self.classification, self.task, self.device = t.settings.classification, t.settings.task, device
+        self.acc_name = t.settings.acc_name
+        prepare = None
+        if t.transfer is not None:
+            from sweeplab.objectives.transfer_keras import init_keras
 
-    def __init__(self, policy: EpochPolicy, evaluate: _Evaluator, x_val: tf.Tensor, y_val: tf.Tensor) -> None:
-        super().__init__()
-        self.policy, self.evaluate, self.x_val, self.y_val = policy, evaluate, x_val, y_val
+            transfer = t.transfer
+
+            def prepare(model: keras.Model) -> None:  # source weights in, first n_frozen_layers frozen, new head
+                init_keras(model, transfer)
+
+        x_train, y_train = _arrays(fold.X_train, fold.y_train, self.classification)
+        x_val, y_val = _arrays(fold.X_val, fold.y_val, self.classification)
+        self.bounds = batch_bounds(int(x_train.shape[0]), int(cfg.batch_size), merge_singleton=cfg.batch_norm)
+        self.lr = float(cfg.learning_rate)
+        with tf.device(device):
+            self.model = build_network(t.plan, cfg, steps_per_execution=len(self.bounds), prepare=prepare)
+            self.evaluate = _Evaluator(self.model, t.plan.input_shape, self.classification)
+            self.x_val, self.y_val = tf.constant(x_val), tf.constant(y_val)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.data = _train_dataset(tf.constant(x_train), tf.constant(y_train), self.bounds, 1, seed, self.epoch)
         self.best_weights: list[np.ndarray] | None = None
-        self.error: BaseException | None = None
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        try:
-            self._end(epoch + 1, dict(logs or {}))
-        except BaseException as exc:  # TrialPruned, FloatingPointError, anything: stop fit, re-raised after it
-            self.error = exc
-            self.model.stop_training = True
+    def train_epoch(self, epoch: int, lr: float) -> tuple[float, float]:
+        with tf.device(self.device):
+            if lr != self.lr:
+                self.model.optimizer.learning_rate.assign(lr)
+                self.lr = lr
+            self.epoch.assign(epoch - 1)
+            logs = self.model.fit(self.data, epochs=1, steps_per_epoch=len(self.bounds), verbose=0,
+                                  shuffle=False).history
+        return float(logs.get("loss", [math.nan])[-1]), float(logs.get(self.acc_name, [math.nan])[-1])
 
-    def _end(self, epoch: int, logs: dict[str, Any]) -> None:
-        policy = self.policy
-        loss = float(logs.get("loss", math.nan))
-        stat = float(logs.get(policy.settings.acc_name, math.nan))
-        policy.check_loss(epoch, loss)  # before the validation pass it would waste
-        lr = policy.lr
-        if policy.end_epoch(epoch, loss, stat, *self.evaluate(self.x_val, self.y_val)):
-            self.best_weights = self.model.get_weights()
-        if policy.lr != lr:
-            self.model.optimizer.learning_rate.assign(policy.lr)
-        if policy.stop:
-            self.model.stop_training = True
+    def validate(self) -> tuple[float, float]:
+        with tf.device(self.device):
+            return self.evaluate(self.x_val, self.y_val)
+
+    def keep_best(self) -> None:
+        self.best_weights = self.model.get_weights()
+
+    def finish(self) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+    def test(self, dataset: Dataset) -> tuple[float, float] | None:
+        if len(dataset.y_test) == 0:
+            return None
+        x_test, y_test = _arrays(dataset.X_test, dataset.y_test, self.classification)
+        with tf.device(self.device):
+            return self.evaluate(tf.constant(x_test), tf.constant(y_test))
+
+    def latency_ms(self, X: Any) -> float:
+        return predict_latency_ms(lambda: predict(self.model, X, self.task), len(X))
 
 
 # --------------------------------------------------------------------------- objective
@@ -630,44 +664,13 @@ class KerasMLPObjective(MLPObjective):
     """
 
     framework = "keras"
+    _device = "/CPU:0"  # the trial's device, chosen by _begin
 
-    def _fit(self, t: MLPTrial) -> Fitted:
-        cfg, ds, classification = t.cfg, t.dataset, t.settings.classification
-        prepare = None
-        if t.transfer is not None:
-            from sweeplab.objectives.transfer_keras import init_keras
-
-            transfer = t.transfer
-
-            def prepare(model: keras.Model) -> None:  # source weights in, first n_frozen_layers frozen, new head
-                init_keras(model, transfer)
-
-        x_train, y_train = _arrays(ds.X_train, ds.y_train, classification)
-        x_val, y_val = _arrays(ds.X_val, ds.y_val, classification)
-        bounds = batch_bounds(int(x_train.shape[0]), int(cfg.batch_size), merge_singleton=cfg.batch_norm)
-
+    def _begin(self, t: MLPTrial) -> None:
         configure_runtime(t.cpus)
         keras.backend.clear_session(free_memory=False)
         keras.utils.set_random_seed(t.seed)
-        device = "/GPU:0" if t.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
+        self._device = "/GPU:0" if t.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
 
-        with tf.device(device):
-            model = build_network(t.plan, cfg, steps_per_execution=len(bounds), prepare=prepare)
-            self.model = model
-            evaluate = _Evaluator(model, t.plan.input_shape, classification)
-            callback = _EpochEnd(t.policy, evaluate, tf.constant(x_val), tf.constant(y_val))
-            data = _train_dataset(tf.constant(x_train), tf.constant(y_train), bounds, t.settings.epochs, t.seed)
-            start = time.perf_counter()
-            model.fit(data, epochs=t.settings.epochs, steps_per_epoch=len(bounds), verbose=0, callbacks=[callback],
-                      shuffle=False)
-            train_seconds = time.perf_counter() - start
-            if callback.error is not None:
-                raise callback.error
-            if callback.best_weights is not None:
-                model.set_weights(callback.best_weights)
-            test = None
-            if len(ds.y_test) > 0:
-                x_test, y_test = _arrays(ds.X_test, ds.y_test, classification)
-                test = evaluate(tf.constant(x_test), tf.constant(y_test))
-        latency = predict_latency_ms(lambda: predict(model, ds.X_val, t.settings.task), len(ds.y_val))
-        return Fitted(train_seconds=train_seconds, test=test, latency_ms=latency)
+    def _learner(self, t: MLPTrial, fold: Dataset, seed: int) -> FoldLearner:
+        return _KerasLearner(t, fold, seed, self._device)
