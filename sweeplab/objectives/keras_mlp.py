@@ -15,15 +15,15 @@ Training, in short:
   ``BatchNormalization``, the activation, ``Dropout``, and for a CNN's convolution
   part the layers of :mod:`sweeplab.objectives.keras_cnn`);
 - loss: ``SparseCategoricalCrossentropy(from_logits=True)``, or ``MeanSquaredError``;
-- mini-batches: one ``model.fit`` call per epoch over a ``tf.data`` pipeline that
-  gathers ``batch_size`` rows at a time of a permutation seeded with the trial's seed and
+- mini-batches: one call of the model's train function per epoch (what ``fit`` runs) over
+  one ``tf.data`` iterator that gathers ``batch_size`` rows at a time of a permutation seeded with the trial's seed and
   the epoch (stateless index shuffle); no sample is dropped, and with BatchNorm a last batch of
   one row is merged into the one before it (as torch_mlp does); each epoch runs as one
   compiled step loop (``steps_per_execution`` = batches per epoch, see :class:`MLP`);
 - after every epoch the objective's shared loop (:class:`~sweeplab.objectives.mlp.MLPObjective`)
   evaluates the full validation set in one forward pass and hands the epoch to the
   :class:`~sweeplab.objectives.epochs.EpochPolicy` (checks, report, best epoch, early
-  stopping, learning rate), whose decisions the next ``fit`` applies; with cross-validation
+  stopping, learning rate), whose decisions the next epoch applies; with cross-validation
   the fold models take their epochs in turn.
 
 Numerics follow the torch objective wherever Keras' defaults differ from torch's, so that
@@ -197,12 +197,12 @@ class MLP(keras.Sequential):
     step: a smaller graph to trace and run (about 20% less CPU per trial for the
     objective's small MLPs, measured). It expects every call to find
     ``steps_per_execution`` batches (the objective's data holds exactly one execution
-    per epoch); running out raises ``OutOfRangeError``, which ``fit`` treats as the end
-    of the data.
+    per epoch); running out raises ``OutOfRangeError`` (``fit`` treats it as the end of
+    the data).
     """
 
     def make_train_function(self, force: bool = False) -> Any:
-        """Build (once) ``train_function(iterator) -> logs`` for ``fit``."""
+        """Build (once) ``train_function(iterator) -> logs`` (for ``fit``, and for the objective's epochs)."""
         existing: Any = getattr(self, "train_function", None)
         if existing is not None and not force:
             return existing
@@ -545,17 +545,14 @@ class _Evaluator:
 
 
 def _train_dataset(
-    x: tf.Tensor, y: tf.Tensor, bounds: list[tuple[int, int]], epochs: int, seed: int,
-    epoch: tf.Variable | None = None,
+    x: tf.Tensor, y: tf.Tensor, bounds: list[tuple[int, int]], epochs: int, seed: int
 ) -> tf.data.Dataset:
     """The batches of all ``epochs``: batch ``j`` of epoch ``e`` is rows ``perm_e[lo_j:hi_j]``.
 
     ``perm_e`` is the stateless permutation of ``0..n-1`` seeded with ``(seed, e)``
     (``tf.random.experimental.index_shuffle``, computed for a batch's positions only): the
-    order depends on the seed and the epoch alone, and every row is used once per epoch.
-    With ``epoch`` (an int64 variable holding a 0-based epoch ``e``) the dataset holds the
-    batches of one epoch, ``e``'s as the variable reads when the dataset is iterated, so
-    one dataset serves a ``fit`` per epoch.
+    order depends on the seed and the epoch alone, every row is used once per epoch, and
+    one iterator serves every epoch of a model (making an iterator costs tens of ms).
     """
     n = int(x.shape[0])
     n_batches = len(bounds)
@@ -570,12 +567,6 @@ def _train_dataset(
         rows = tf.random.experimental.index_shuffle(positions, tf.stack([seed_t, epoch]), n - 1)
         return tf.gather(x, rows), tf.gather(y, rows)
 
-    if epoch is not None:
-        def of_epoch(j: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return batch(epoch.read_value() * n_batches + j)
-
-        one = tf.data.Dataset.range(n_batches).map(tf.autograph.experimental.do_not_convert(of_epoch))
-        return one.apply(tf.data.experimental.assert_cardinality(n_batches))
     ds = tf.data.Dataset.range(epochs * n_batches).map(batch)
     return ds.apply(tf.data.experimental.assert_cardinality(epochs * n_batches))
 
@@ -584,8 +575,14 @@ def _train_dataset(
 
 
 class _KerasLearner(FoldLearner):
-    """One Keras model of a trial, trained one epoch per ``fit`` on a dataset that reads its epoch
-    from a variable (so each epoch gets its own seeded order, as one multi-epoch ``fit`` would)."""
+    """One Keras model of a trial, trained one epoch per call of its train function.
+
+    An epoch is what ``fit`` does per epoch without a distribution strategy (where Keras
+    builds the model's metrics when the train function is first traced): ``reset_metrics``,
+    then one call of ``make_train_function()``'s function (all the epoch's batches, see
+    :class:`MLP`) on one iterator over every epoch's batches, made once. The objective's
+    loop, not ``fit``, decides between epochs, so fold models can take their epochs in turn.
+    """
 
     def __init__(self, t: MLPTrial, fold: Dataset, seed: int, device: str) -> None:
         cfg = t.cfg
@@ -608,8 +605,9 @@ class _KerasLearner(FoldLearner):
             self.model = build_network(t.plan, cfg, steps_per_execution=len(self.bounds), prepare=prepare)
             self.evaluate = _Evaluator(self.model, t.plan.input_shape, self.classification)
             self.x_val, self.y_val = tf.constant(x_val), tf.constant(y_val)
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-            self.data = _train_dataset(tf.constant(x_train), tf.constant(y_train), self.bounds, 1, seed, self.epoch)
+            data = _train_dataset(tf.constant(x_train), tf.constant(y_train), self.bounds, t.settings.epochs, seed)
+            self.batches = iter(data)
+            self.train_function = self.model.make_train_function()
         self.best_weights: list[np.ndarray] | None = None
 
     def train_epoch(self, epoch: int, lr: float) -> tuple[float, float]:
@@ -617,10 +615,9 @@ class _KerasLearner(FoldLearner):
             if lr != self.lr:
                 self.model.optimizer.learning_rate.assign(lr)
                 self.lr = lr
-            self.epoch.assign(epoch - 1)
-            logs = self.model.fit(self.data, epochs=1, steps_per_epoch=len(self.bounds), verbose=0,
-                                  shuffle=False).history
-        return float(logs.get("loss", [math.nan])[-1]), float(logs.get(self.acc_name, [math.nan])[-1])
+            self.model.reset_metrics()
+            logs = self.train_function(self.batches)
+        return float(logs["loss"]), float(logs[self.acc_name])
 
     def validate(self) -> tuple[float, float]:
         with tf.device(self.device):
@@ -659,8 +656,8 @@ class KerasMLPObjective(MLPObjective):
       and ``keras.utils.set_random_seed`` with the trial's seed; the per-epoch shuffle is
       a stateless permutation seeded with that seed and the epoch. Device: the first GPU
       when ``ctx.gpus > 0`` and TensorFlow sees one, else the CPU.
-    - ``TrialPruned`` from the reporter stops ``fit`` after that epoch and propagates out
-      of ``run``. Fine-tuning freezes layers with ``trainable = False``.
+    - ``TrialPruned`` from the reporter stops training after that epoch (every fold's) and
+      propagates out of ``run``. Fine-tuning freezes layers with ``trainable = False``.
     """
 
     framework = "keras"
