@@ -194,3 +194,17 @@ def test_early_stopping_follows_the_mean_curve(objective_cls: type) -> None:
     mean_curve = [h["val_loss"] for h in obj.history]
     best = int(out["best_epoch"])
     assert best == 1 + mean_curve.index(min(mean_curve)) and trained - best == 2  # patience on the mean
+
+
+def test_a_cnn_cross_validates_on_image_folds(objective_cls: type) -> None:
+    from sweeplab_image_kit import cnn_ctx
+
+    digits = load_dataset(task="classification", name="digits", options={"n_class": 3}, seed=0, model="cnn",
+                          validation=Validation(KFOLD, kfold=2))
+    assert digits.X_train.ndim == 4 and digits.fold(1).X_val.shape[1:] == (8, 8, 1)
+    reporter = NullReporter()
+    obj = objective_cls()
+    out = obj.run(cnn_ctx(dataset=digits, epochs=2, reporter=reporter))
+    assert out[METRIC_N_FOLDS] == 2 and len(obj.fold_history) == 2
+    for (_, reported), folds in zip(reporter.history, obj.fold_history, strict=True):
+        assert reported["val_accuracy"] == pytest.approx(statistics.fmean(f["val_accuracy"] for f in folds))
