@@ -43,10 +43,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn import datasets as skdatasets
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from sweeplab.core.errors import DataError, Problem
+from sweeplab.core.validation import HOLDOUT, KFOLD, Validation
 from sweeplab.objectives.dataset import Dataset
 from sweeplab.registry.datasets import (
     ARRAY_SUFFIXES,
@@ -190,6 +191,7 @@ def load_dataset(
     test_split: float = 0.2,
     seed: int = 0,
     model: str = "mlp",
+    validation: Validation | None = None,
 ) -> Dataset:
     """Load a dataset (see :func:`load_raw` for the sources and checks) and prepare it for model family ``model``.
 
@@ -203,8 +205,20 @@ def load_dataset(
     ``test_split > 0``, else 2); a split that still cannot be stratified (e.g. a validation
     part smaller than the number of classes) raises :class:`DataError` quoting scikit-learn.
 
+    ``validation`` (``objective.validation``, None: holdout; ``auto`` is resolved here, on the number of
+    rows left after the test split, see :class:`~sweeplab.core.validation.Validation`):
+    with K-fold, ``validation_split`` is not used; every row left after the test split is
+    a training row (``X_train``; ``X_val`` and ``y_val`` are empty) and ``folds`` holds the
+    ``K * repeats`` (train, validation) index pairs into them: scikit-learn's
+    ``RepeatedStratifiedKFold`` (classification) or ``RepeatedKFold`` (regression, shuffled)
+    seeded with ``seed``, so every trial of a study gets the same folds, and the test rows
+    are in none. Every class needs at least K rows left after the test split, else
+    :class:`DataError` naming ``objective.validation.kfold``.
+
     Preprocessing: a ``StandardScaler`` is fitted on the raw (float64) training rows only
-    and applied to all three parts; features are float32. For a family that trains on
+    and applied to all three parts (with K-fold: on every row left after the test split,
+    so a fold's validation rows share the feature means and scales, never the test rows');
+    features are float32. For a family that trains on
     images the features are images ``(n, H, W, C)`` instead, scaled by an
     :class:`ImageScaler` (per channel) fitted on the training images only; ``info`` then
     holds ``image_shape``. Classification targets are int64
@@ -217,7 +231,8 @@ def load_dataset(
     ``n_val``, ``n_test``, ``seed``, the splits, and ``path`` / ``target`` for files or the
     effective ``options`` for generated and bundled sets.
     """
-    _check_splits(validation_split, test_split)
+    validation = validation or Validation()
+    _check_splits(validation_split if validation.mode != KFOLD else None, test_split)
     X, y, label, info, image_shape = _load(task=task, name=name, path=path, target=target, options=options, seed=seed,
                                            model=model)
     where = f"{_KEY}.path: {path}" if path is not None else _KEY
@@ -230,7 +245,10 @@ def load_dataset(
     stratify: np.ndarray | None = None
     if task == "classification":
         class_labels, encoded = _encode_labels(y, where)
-        _check_class_sizes(encoded, class_labels, needed=3 if test_split > 0 else 2, where=where)
+        if validation.mode == HOLDOUT:
+            _check_class_sizes(encoded, class_labels, needed=3 if test_split > 0 else 2, where=where)
+        elif test_split > 0:
+            _check_class_sizes(encoded, class_labels, needed=2, where=where, split="train/test")
         targets: np.ndarray = encoded
         stratify = encoded
     else:
@@ -242,10 +260,20 @@ def load_dataset(
             rest, test_idx = train_test_split(idx, test_size=test_split, random_state=seed, stratify=stratify)
         else:
             rest, test_idx = idx, idx[:0]
-        val_fraction = validation_split / (1.0 - test_split)
-        train_idx, val_idx = train_test_split(
-            rest, test_size=val_fraction, random_state=seed, stratify=None if stratify is None else stratify[rest]
-        )
+        smallest = int(np.bincount(stratify[rest], minlength=len(class_labels)).min()) if stratify is not None else None
+        validation = validation.resolve(len(rest), smallest)
+        folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+        if validation.mode == KFOLD:
+            train_idx, val_idx = rest, rest[:0]
+            folds = _folds(validation, stratify[rest] if stratify is not None else None, len(rest), seed,
+                           class_labels, where)
+        else:
+            if stratify is not None and validation.mode != HOLDOUT:
+                _check_class_sizes(stratify[rest], class_labels, needed=2, where=where)
+            val_fraction = validation_split / (1.0 - test_split)
+            train_idx, val_idx = train_test_split(
+                rest, test_size=val_fraction, random_state=seed, stratify=None if stratify is None else stratify[rest]
+            )
     except ValueError as exc:
         raise DataError(
             f"{where}: cannot split {len(idx)} rows into train/validation/test "
@@ -271,8 +299,10 @@ def load_dataset(
         n_val=len(val_idx),
         n_test=len(test_idx),
         seed=seed,
-        validation_split=validation_split,
+        validation_split=validation_split if validation.mode != KFOLD else None,
         test_split=test_split,
+        validation=validation.to_yaml(),
+        n_folds=validation.n_folds,
     )
     return Dataset(
         task=task,
@@ -287,7 +317,33 @@ def load_dataset(
         scaler=scaler,
         name=label,
         info=info,
+        folds=folds,
     )
+
+
+def _folds(validation: Validation, classes: np.ndarray | None, n_rows: int, seed: int,
+           class_labels: tuple[Any, ...], where: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The ``(train, validation)`` index pairs of K-fold over ``n_rows`` rows (stratified by ``classes``)."""
+    k = validation.kfold
+    if classes is not None:
+        counts = np.bincount(classes, minlength=len(class_labels))
+        small = {class_labels[i]: int(n) for i, n in enumerate(counts) if n < k}
+        if small:
+            detail = ", ".join(f"{label!r}: {n}" for label, n in small.items())
+            raise DataError(
+                f"objective.validation.kfold: {k} stratified folds need at least {k} rows of every class left after "
+                f"the test split ({where}), got {detail}. Use kfold <= {min(small.values())}, a smaller test_split, "
+                "or more rows of those classes"
+            )
+        splitter: Any = RepeatedStratifiedKFold(n_splits=k, n_repeats=validation.repeats, random_state=seed)
+    else:
+        if n_rows < k:
+            raise DataError(f"objective.validation.kfold: {k} folds need at least {k} rows left after the test "
+                            f"split ({where}), got {n_rows}. Use a smaller kfold or test_split")
+        splitter = RepeatedKFold(n_splits=k, n_repeats=validation.repeats, random_state=seed)
+    positions = np.zeros((n_rows, 1))
+    return tuple((np.sort(train).astype(np.int64), np.sort(val).astype(np.int64))
+                 for train, val in splitter.split(positions, classes))
 
 
 # --------------------------------------------------------------------------- sources
@@ -544,7 +600,12 @@ def _check_frame(X: pd.DataFrame, y: pd.Series, task: str, where: str) -> None:
             )
 
 
-def _check_splits(validation_split: float, test_split: float) -> None:
+def _check_splits(validation_split: float | None, test_split: float) -> None:
+    """The split fractions' rules; ``validation_split`` None: not used (K-fold)."""
+    if validation_split is None:
+        if not 0.0 <= test_split < 1.0:
+            raise DataError(f"test_split must be in [0, 1), got {test_split}")
+        return
     if not 0.0 < validation_split < 1.0:
         raise DataError(f"objective.validation_split must be in (0, 1), got {validation_split}")
     if not 0.0 <= test_split < 1.0:
@@ -569,13 +630,15 @@ def _encode_labels(y: pd.Series, where: str) -> tuple[tuple[Any, ...], np.ndarra
     return tuple(_scalar(v) for v in labels), codes
 
 
-def _check_class_sizes(codes: np.ndarray, labels: tuple[Any, ...], needed: int, where: str) -> None:
+def _check_class_sizes(codes: np.ndarray, labels: tuple[Any, ...], needed: int, where: str,
+                       split: str | None = None) -> None:
     counts = np.bincount(codes, minlength=len(labels))
     small = {labels[i]: int(n) for i, n in enumerate(counts) if n < needed}
     if small:
         detail = ", ".join(f"{k!r}: {n}" for k, n in small.items())
+        split = split or f"train/validation{'/test' if needed > 2 else ''}"
         raise DataError(
-            f"{where}: class(es) too small to stratify the train/validation{'/test' if needed > 2 else ''} split "
+            f"{where}: class(es) too small to stratify the {split} split "
             f"(each class needs at least {needed} rows): {detail}. Add rows of those classes, or drop/merge them"
         )
 

@@ -309,7 +309,7 @@ def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None) -> Data
     ds = obj.dataset
     dataset = load_dataset(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
                            validation_split=obj.validation_split, test_split=obj.test_split, seed=spec.seed,
-                           model=obj.model)
+                           model=obj.model, validation=obj.validation)
     if obj.init_from:
         from sweeplab.objectives.transfer import attach_source
         from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
