@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.core.checks import (
+    check_bool,
     check_int,
     check_keys,
     check_mapping,
@@ -82,6 +83,7 @@ TOP_KEYS = (
     "experiment",
     "max_retries",
     "constraints",
+    "deterministic",
 )
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = search_registry.sampler_names()
@@ -302,6 +304,12 @@ class StudySpec:
 
     ``constraints`` (torch/keras only): ``{"max_params": N}`` rejects, before training,
     every architecture with more than ``N`` trainable parameters; empty means none.
+
+    ``deterministic``: the sampler and the pruner see the trials in the order of their
+    numbers, whatever order they finish in, so a parallel study with the same seed gives
+    the same trials (see :mod:`sweeplab.search.loop` and
+    :mod:`sweeplab.search.coordinator`); it costs the wall time of workers waiting for
+    earlier trials.
     """
 
     study: str
@@ -319,6 +327,7 @@ class StudySpec:
     experiment: str | None = None
     max_retries: int = 2
     constraints: Mapping[str, int] = field(default_factory=dict)
+    deterministic: bool = False
     source: str = "spec"
 
     @property
@@ -327,7 +336,8 @@ class StudySpec:
         return len(self.direction) > 1
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical plain-data form (JSON-serializable, without ``source``; ``constraints`` only when set)."""
+        """Canonical plain-data form (JSON-serializable, without ``source``; ``constraints`` and
+        ``deterministic`` only when set)."""
         single = len(self.direction) == 1
         out: dict[str, Any] = {
             "study": self.study,
@@ -347,6 +357,8 @@ class StudySpec:
         }
         if self.constraints:
             out["constraints"] = dict(self.constraints)
+        if self.deterministic:
+            out["deterministic"] = True
         return out
 
 
@@ -846,6 +858,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     resources = _parse_resources(data.get("resources"), problems)
     seed = check_int(data.get("seed", 0), "seed", problems, minimum=0, maximum=_SEED_MAX)
     max_retries = check_int(data.get("max_retries", 2), "max_retries", problems, minimum=0)
+    deterministic = check_bool(data.get("deterministic", False), "deterministic", problems)
     experiment = data.get("experiment")
     experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
     multi = direction is not None and len(direction) > 1
@@ -866,9 +879,18 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     pruner = _parse_component(data.get("pruner"), "pruner", PRUNERS, "none", problems)
     if pruner is not None:
         search_registry.check_pruner(pruner[0], pruner[1], "pruner", problems, context)
-        if multi and not search_registry.PRUNERS[pruner[0]].multi_objective:
+        entry = search_registry.PRUNERS[pruner[0]]
+        if multi and not entry.multi_objective:
+            usable = ", ".join(n for n, e in search_registry.PRUNERS.items() if e.multi_objective)
             problems.append(
-                Problem("pruner.name", f"Optuna cannot prune multi-objective studies; use none, got {pruner[0]}")
+                Problem("pruner.name", f"pruner {pruner[0]} decides on one objective (Optuna's trial.report takes "
+                                       f"one value); a study with two directions can use: {usable}, got {pruner[0]}")
+            )
+        if direction is not None and not multi and not entry.single_objective:
+            problems.append(
+                Problem("pruner.name", f"pruner {pruner[0]} compares vectors of two objectives: it needs lists of "
+                                       "two directions and two metrics; with one objective use successive_halving "
+                                       f"(the same rule on one value), got {pruner[0]}")
             )
 
     objective = _parse_objective(data.get("objective"), problems, function_objective)
@@ -914,6 +936,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
         experiment=experiment,
         max_retries=max_retries,
         constraints=constraints or {},
+        deterministic=bool(deterministic),
         source=source,
     )
 

@@ -51,7 +51,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
                      deadline=started + spec.timeout if spec.timeout else None,
                      lease_seconds=options.lease_seconds, check_exhausted=spec.sampler.name == "grid",
                      maximize=None if spec.multi_objective else spec.direction[0] == "maximize",
-                     study=spec.study, fail_fast=options.fail_fast),
+                     study=spec.study, fail_fast=options.fail_fast, deterministic=spec.deterministic),
         session.finished,
         progress=progress,
         on_record=options.on_record, stop=options.stop,
