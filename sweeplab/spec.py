@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.core.checks import (
-    check_bool,
     check_int,
     check_keys,
     check_mapping,
@@ -309,7 +308,9 @@ class StudySpec:
     numbers, whatever order they finish in, so a parallel study with the same seed gives
     the same trials (see :mod:`sweeplab.search.loop` and
     :mod:`sweeplab.search.coordinator`); it costs the wall time of workers waiting for
-    earlier trials.
+    earlier trials. ``deterministic_lag``: trial ``n`` is asked once trials up to
+    ``n - lag`` were told (YAML ``deterministic: {lag: N}``, ``N >= workers``); None
+    (``deterministic: true``) means ``workers``.
     """
 
     study: str
@@ -328,6 +329,7 @@ class StudySpec:
     max_retries: int = 2
     constraints: Mapping[str, int] = field(default_factory=dict)
     deterministic: bool = False
+    deterministic_lag: int | None = None
     source: str = "spec"
 
     @property
@@ -358,7 +360,7 @@ class StudySpec:
         if self.constraints:
             out["constraints"] = dict(self.constraints)
         if self.deterministic:
-            out["deterministic"] = True
+            out["deterministic"] = True if self.deterministic_lag is None else {"lag": self.deterministic_lag}
         return out
 
 
@@ -493,6 +495,29 @@ def _check_metric_names(
                 f"{' / '.join(MODEL_COST_METRICS)}, got {list(metric)!r}",
             )
         )
+
+
+def _parse_deterministic(value: Any, workers: int | None, problems: list[Problem]) -> tuple[bool, int | None] | None:
+    """``deterministic``: true, false or ``{lag: N}`` (N >= workers) as (on, lag or None)."""
+    if isinstance(value, bool):
+        return value, None
+    if not isinstance(value, Mapping):
+        problems.append(Problem("deterministic", "must be true, false or {lag: N} (trial n is asked once trials up "
+                                                 f"to n - N were told; true means N = workers), got {describe(value)}"))
+        return None
+    check_keys(value, ("lag",), "deterministic", problems)
+    if "lag" not in value:
+        problems.append(Problem("deterministic.lag", "required in the mapping form; or write `deterministic: true` "
+                                                     "for lag = workers"))
+        return None
+    lag = check_int(value["lag"], "deterministic.lag", problems, minimum=1)
+    if lag is None:
+        return None
+    if workers is not None and lag < workers:
+        problems.append(Problem("deterministic.lag", f"must be >= workers ({workers}): with fewer trials asked ahead "
+                                                     f"than workers some would never run, got {lag}"))
+        return None
+    return True, lag
 
 
 def _parse_resources(value: Any, problems: list[Problem]) -> Resources | None:
@@ -858,7 +883,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     resources = _parse_resources(data.get("resources"), problems)
     seed = check_int(data.get("seed", 0), "seed", problems, minimum=0, maximum=_SEED_MAX)
     max_retries = check_int(data.get("max_retries", 2), "max_retries", problems, minimum=0)
-    deterministic = check_bool(data.get("deterministic", False), "deterministic", problems)
+    deterministic = _parse_deterministic(data.get("deterministic", False), workers, problems)
     experiment = data.get("experiment")
     experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
     multi = direction is not None and len(direction) > 1
@@ -936,7 +961,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
         experiment=experiment,
         max_retries=max_retries,
         constraints=constraints or {},
-        deterministic=bool(deterministic),
+        deterministic=deterministic is not None and deterministic[0],
+        deterministic_lag=deterministic[1] if deterministic is not None else None,
         source=source,
     )
 

@@ -231,8 +231,12 @@ BAD_CASES = [
       "metric": ["val_accuracy", "val_loss"]}, "pruner.reduction_factor", [">= 2", "1"]),
     ({"pruner": {"name": "patient", "wrapped": "mo_successive_halving"}}, "pruner.wrapped",
      ["decides on two objectives, patient watches one"]),
-    ({"deterministic": "yes"}, "deterministic", ["must be true or false", "str 'yes'"]),
-    ({"deterministic": 1}, "deterministic", ["must be true or false", "int 1"]),
+    ({"deterministic": "yes"}, "deterministic", ["must be true, false or {lag: N}", "str 'yes'"]),
+    ({"deterministic": 1}, "deterministic", ["must be true, false or {lag: N}", "int 1"]),
+    ({"deterministic": {"lag": 1}}, "deterministic.lag", ["must be >= workers (2)", "got 1"]),
+    ({"deterministic": {"lag": "4"}}, "deterministic.lag", ["must be an integer", "str '4'"]),
+    ({"deterministic": {}}, "deterministic.lag", ["required", "deterministic: true"]),
+    ({"deterministic": {"lag": 4, "order": "number"}}, "deterministic", ["unknown key `order`"]),
     (
         {
             "direction": ["maximize", "minimize"],
@@ -617,7 +621,10 @@ def test_deterministic_is_off_by_default_and_round_trips_when_on():
     assert off.deterministic is False and "deterministic" not in off.to_dict()
     on = parse_spec(spec(deterministic=True))
     assert on.deterministic is True and on.to_dict()["deterministic"] is True
-    assert parse_spec(on.to_dict()) == on
+    assert parse_spec(on.to_dict()) == on and on.deterministic_lag is None
+    lagged = parse_spec(spec(deterministic={"lag": 4}))
+    assert (lagged.deterministic, lagged.deterministic_lag) == (True, 4)
+    assert lagged.to_dict()["deterministic"] == {"lag": 4} and parse_spec(lagged.to_dict()) == lagged
 
 
 def test_mo_successive_halving_is_accepted_for_two_objectives_with_its_defaults():

@@ -15,12 +15,14 @@ is logged once per run.
 Deterministic studies (``LoopSettings.deterministic``): the sampler sees the trials in the
 order of their numbers, whatever order they finish in. A trial that ends is held until
 every trial asked before it was told; trials are told in the order they were asked (their
-numbers), and after each tell the freed slot is filled before the next tell. So when
-trial ``n`` is asked, the trials told are exactly those up to ``n - workers`` and the ones
-running (what TPE's constant liar sees) are ``n - workers + 1 .. n - 1``: a function of the
-numbers alone. The price is wall time: a worker whose trial ended stays idle until the
-trial ``workers`` numbers before the next one ends. What a stop leaves held is told at
-once, in number order.
+numbers), and after each tell the freed slot is filled before the next tell. At most
+``lag`` (default ``workers``) trials are asked and not told, and at most ``workers`` run.
+So when trial ``n`` is asked, the trials told are exactly those up to ``n - lag`` and the
+ones not told (what TPE's constant liar sees as running) are ``n - lag + 1 .. n - 1``: a
+function of the numbers alone. The price is wall time: a worker whose trial ended stays
+idle while ``lag`` trials are not told, i.e. until the trial ``lag`` numbers before the
+next one ends (a larger ``lag`` idles less and lets the sampler see less). What a stop
+leaves held is told at once, in number order.
 
 The loop knows neither Ray nor MLflow: it talks to a :class:`~sweeplab.search.executor.
 Coordinator`, a :class:`~sweeplab.search.executor.TrialExecutor` and a :class:`TrialTracker`.
@@ -70,7 +72,8 @@ class LoopSettings:
     maximize: bool | None  # None for multi-objective studies (no single best to show)
     study: str = ""
     fail_fast: int = 0  # stop once the study's first N trials failed with one error (0: never)
-    deterministic: bool = False  # tell in number order, ask once the trial `workers` before was told
+    deterministic: bool = False  # tell in number order, ask once the trial `lag` numbers before was told
+    lag: int = 0  # deterministic: at most this many trials asked and not told (0: workers)
 
 
 class TrialsKeepFailing(SweeplabError):
@@ -112,7 +115,8 @@ class TrialLoop:
         self.error: SweeplabError | None = None
         self._last_renew = time.time()
         self._warned: set[str] = set()
-        self._order: deque[int] = deque()  # deterministic: numbers asked and not told yet, in order
+        self._order: deque[tuple[int, int]] = deque()  # deterministic: (number, ask position) not told yet
+        self._asked = 0  # deterministic: trials asked by this loop
         self._held: dict[int, tuple[TrialTicket, TrialOutcome]] = {}  # deterministic: ended, waiting for their turn
 
     def run(self) -> LoopResult:
@@ -138,12 +142,19 @@ class TrialLoop:
         trial the executor returned is no longer in flight before it is held)."""
         return len(self._order) if self.settings.deterministic else self.executor.in_flight()
 
+    def _lag(self) -> int:
+        return (self.settings.lag or self.settings.workers) if self.settings.deterministic else self.settings.workers
+
+    def _may_ask(self) -> bool:
+        """Whether the study may still ask a trial (slots aside)."""
+        settings = self.settings
+        return (not self.exhausted and self.error is None and not self.stop.is_set()
+                and (settings.deadline is None or time.time() < settings.deadline)
+                and self.finished + self._untold() < settings.trials)
+
     def _fill(self) -> None:
         settings = self.settings
-        while (self._untold() < settings.workers and not self.exhausted and self.error is None
-               and not self.stop.is_set()
-               and (settings.deadline is None or time.time() < settings.deadline)
-               and self.finished + self._untold() < settings.trials):
+        while self._untold() < self._lag() and self.executor.in_flight() < settings.workers and self._may_ask():
             try:
                 ticket = self.coordinator.ask()
             except ConstraintUnsatisfiable as exc:
@@ -156,7 +167,8 @@ class TrialLoop:
             self.tracker.trial_started(ticket.number, ticket.raw_params, tags)
             self.executor.start(ticket)
             if settings.deterministic:
-                self._order.append(ticket.number)
+                self._order.append((ticket.number, self._asked))
+                self._asked += 1
             if self.on_first_start is not None:
                 self.on_first_start(ticket.number)
 
@@ -167,8 +179,15 @@ class TrialLoop:
             self._finish(ticket, outcome)
             return
         self._held[ticket.number] = (ticket, outcome)
-        while self._order and self._order[0] in self._held:
-            self._finish(*self._held.pop(self._order.popleft()))
+        self._fill()  # a worker is free: with lag > workers the next trial may be due already
+        while self._order and self._order[0][0] in self._held:
+            # The oldest trial is told only once the trial `lag` places after it was asked (or
+            # none will be), so the next ask sees exactly the trials up to its own place - lag.
+            number, place = self._order[0]
+            if self._asked < place + self._lag() and self._may_ask():
+                break
+            self._order.popleft()
+            self._finish(*self._held.pop(number))
             self._fill()
 
     def _finish(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:

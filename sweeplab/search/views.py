@@ -17,7 +17,7 @@ records each rung on the trial it decides), to the study's storage.
 from __future__ import annotations
 
 from collections.abc import Container
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import optuna
@@ -63,5 +63,7 @@ def study_view(study: optuna.Study, storage: Any, numbers: frozenset[int]) -> op
     with the same sampler and pruner."""
     import optuna
 
-    return optuna.Study(study_name=study.study_name, storage=VisibleTrials(storage, numbers),
-                        sampler=study.sampler, pruner=study.pruner)
+    # Not a BaseStorage subclass: its abstract methods would shadow the delegation to ``storage``.
+    # Optuna takes any storage object that is not a URL or an RDBStorage as it is.
+    view = cast("optuna.storages.BaseStorage", VisibleTrials(storage, numbers))
+    return optuna.Study(study_name=study.study_name, storage=view, sampler=study.sampler, pruner=study.pruner)

@@ -64,10 +64,12 @@ def test_a_deterministic_ray_study_gives_the_same_trials_whatever_order_they_fin
     assert "PRUNED" in states and "COMPLETE" in states  # the pruner's decisions are part of what matched
 
 
-def test_successive_halving_which_reads_running_trials_decides_the_same_in_a_deterministic_study(stores,
-                                                                                                 store_templates,
-                                                                                                 tmp_path):
-    spec = deterministic_spec(pruner={"name": "successive_halving", "min_resource": 1, "reduction_factor": 2})
+def test_successive_halving_which_reads_running_trials_decides_the_same_with_a_lag(stores, store_templates,
+                                                                                  tmp_path):
+    """Successive halving reads the rungs of running trials too; a lag of 5 over 3 workers
+    lets trials run ahead of the ones told, and the decisions still match."""
+    spec = deterministic_spec(pruner={"name": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+                              deterministic={"lag": 5})
     run(spec, stores, executor="in-process")
     again = fresh_stores(store_templates, tmp_path / "again")
     run(spec, again, executor="in-process")
@@ -100,6 +102,20 @@ def test_on_the_simulator_a_trial_starts_only_once_the_trial_workers_numbers_bef
     assert len(ordered.study.trials) == 24
     # ... and it costs simulated time: workers wait for the trial the rule waits on
     assert ordered.elapsed >= plain.elapsed
+
+
+def test_with_a_lag_trials_run_ahead_of_the_ones_told_but_never_more_than_the_workers():
+    table = synthetic_table()
+    spec = sim_spec(trials=30, workers=3, sampler={"name": "tpe", "n_startup_trials": 4}, deterministic={"lag": 6})
+    sim = simulate_study(spec, table)
+    assert _waits_for_the_trial_workers_before(sim, 6)
+    assert not _waits_for_the_trial_workers_before(sim, 3)  # it did not wait as long as lag 3 would
+    times = sim.times.values()
+    for t in times:  # at each start, at most `workers` trials run (this one included)
+        assert sum(1 for o in times if o.start <= t.start < o.end) <= 3
+    lag3 = simulate_study(sim_spec(trials=30, workers=3, sampler={"name": "tpe", "n_startup_trials": 4},
+                                   deterministic=True), table)
+    assert sim.elapsed <= lag3.elapsed
 
 
 def test_a_view_shows_only_the_numbered_trials_to_get_trials_and_best_trial():
