@@ -3,14 +3,15 @@
 1. Real studies on a local Ray: a function whose trials take uneven times (each epoch
    sleeps ``BASE * (0.25 + 1.5 x)`` seconds, times a random factor in [0.5, 1.5] drawn
    from the OS, so trials finish in a different order every run), ``TRIALS`` trials, TPE
-   with the constant liar and the median pruner, with 2 and 4 workers, deterministic or
-   not, ``REPS`` times each, side by side. Wall time is the loop's (``sweeplab.run``
+   with the constant liar and the median pruner, with 2 and 4 workers, not deterministic,
+   ``deterministic: true`` (lag = workers) and ``deterministic: {lag: 2 x workers}``,
+   ``REPS`` times each, side by side. Wall time is the loop's (``sweeplab.run``
    end to end on a Ray already started). The deterministic study with 4 workers is also
    checked to give the same trials in every repetition.
 2. Simulated studies on the shipped ``digits`` table (:mod:`sweeplab.search.simulated`):
-   TPE, no pruner and the median pruner, 4 and 16 workers, ``SEEDS`` seeds, 40 trials:
-   the simulated time deterministic over not (the same work, so the ratio is the idle
-   time the rule adds), and the best val_accuracy either way.
+   TPE, no pruner and the median pruner, 4 and 16 workers, ``SEEDS`` seeds, 40 trials,
+   the same three modes: the simulated time deterministic over not (the same work, so the
+   ratio is the idle time the rule adds), and the best val_accuracy each way.
 
 Writes ``benchmarks/results/deterministic.md`` and ``deterministic.json``. Run:
 ``python benchmarks/bench_deterministic.py [--quick]``.
@@ -54,7 +55,15 @@ def uneven(trial: Any) -> dict[str, float]:
     return {"score": score}
 
 
-def real_study(name: str, workers: int, deterministic: bool, stores: dict[str, str]) -> tuple[float, list[Any]]:
+MODES = ("free", "lag = workers", "lag = 2 x workers")
+
+
+def deterministic_key(mode: str, workers: int) -> Any:
+    """The spec's ``deterministic`` for ``mode``."""
+    return {"free": False, "lag = workers": True, "lag = 2 x workers": {"lag": 2 * workers}}[mode]
+
+
+def real_study(name: str, workers: int, deterministic: Any, stores: dict[str, str]) -> tuple[float, list[Any]]:
     import optuna
 
     import sweeplab
@@ -83,18 +92,20 @@ def real_part(reps: int) -> dict[str, Any]:
         real_study("warm-up", 2, False, stores)  # Ray workers, MLflow schema: paid once, outside the figures
         out: dict[str, Any] = {}
         for workers in (2, 4):
-            walls: dict[bool, list[float]] = {False: [], True: []}
-            outcomes = []
+            walls: dict[str, list[float]] = {m: [] for m in MODES}
+            outcomes: dict[str, list[Any]] = {m: [] for m in MODES}
             for rep in range(reps):
-                for det in (False, True):  # interleaved, so load drifts hit both alike
-                    wall, trials = real_study(f"w{workers}-{'det' if det else 'free'}-{rep}", workers, det, stores)
-                    walls[det].append(wall)
-                    if det:
-                        outcomes.append(trials)
-            ratios = [d / f for d, f in zip(walls[True], walls[False], strict=True)]
-            out[str(workers)] = {"free_s": walls[False], "deterministic_s": walls[True],
-                                 "ratio_median": statistics.median(ratios),
-                                 "identical": all(o == outcomes[0] for o in outcomes)}
+                for i, mode in enumerate(MODES):  # interleaved, so load drifts hit every mode alike
+                    wall, trials = real_study(f"w{workers}-{i}-{rep}", workers, deterministic_key(mode, workers),
+                                              stores)
+                    walls[mode].append(wall)
+                    outcomes[mode].append(trials)
+            out[str(workers)] = {
+                mode: {"wall_s": walls[mode],
+                       "ratio_median": statistics.median(w / f for w, f in zip(walls[mode], walls["free"],
+                                                                                strict=True)),
+                       "identical": all(o == outcomes[mode][0] for o in outcomes[mode])}
+                for mode in MODES}
         return out
     finally:
         ray.shutdown()
@@ -110,22 +121,26 @@ def simulated_part(seeds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pruner in ({"name": "none"}, PRUNER):
         for workers in (4, 16):
-            ratios, best = [], {False: [], True: []}
+            ratios: dict[str, list[float]] = {m: [] for m in MODES}
+            best: dict[str, list[float]] = {m: [] for m in MODES}
             for seed in range(seeds):
                 elapsed = {}
-                for det in (False, True):
+                for mode in MODES:
                     spec = parse_spec({"study": "sim", "metric": "val_accuracy", "direction": "maximize",
-                                       "trials": 40, "workers": workers, "seed": seed, "deterministic": det,
+                                       "trials": 40, "workers": workers, "seed": seed,
+                                       "deterministic": deterministic_key(mode, workers),
                                        "sampler": {"name": "tpe"}, "pruner": pruner,
                                        "objective": dict(table.info.objective), "space": dict(table.info.space)})
                     sim = simulate_study(spec, table)
-                    elapsed[det] = sim.elapsed
-                    best[det].append(sim.study.best_value)
-                ratios.append(elapsed[True] / elapsed[False])
-            q = statistics.quantiles(ratios, n=4, method="inclusive")
-            out[f"{pruner['name']}-{workers}"] = {
-                "pruner": pruner["name"], "workers": workers, "ratio": [q[0], statistics.median(ratios), q[2]],
-                "best_free": statistics.median(best[False]), "best_deterministic": statistics.median(best[True])}
+                    elapsed[mode] = sim.elapsed
+                    best[mode].append(sim.study.best_value)
+                for mode in MODES:
+                    ratios[mode].append(elapsed[mode] / elapsed["free"])
+            for mode in MODES:
+                q = statistics.quantiles(ratios[mode], n=4, method="inclusive")
+                out[f"{pruner['name']}-{workers}-{mode}"] = {
+                    "pruner": pruner["name"], "workers": workers, "mode": mode,
+                    "ratio": [q[0], statistics.median(ratios[mode]), q[2]], "best": statistics.median(best[mode])}
     return out
 
 
@@ -147,21 +162,23 @@ def main() -> int:
         lines += [f"Real studies on a local Ray: {TRIALS} trials of {EPOCHS} epochs whose durations vary 12x with "
                   "the params and +-50 % at random, TPE (constant liar), median pruner; wall seconds of "
                   f"`sweeplab.run`, {REPS if not args.quick else 1} repetitions each, interleaved.", "",
-                  "| workers | not deterministic, s | deterministic, s | deterministic / not (median) "
-                  "| deterministic runs identical |", "| --- | --- | --- | --- | --- |"]
-        for workers, r in real.items():
-            lines.append(f"| {workers} | {', '.join(f'{w:.1f}' for w in r['free_s'])} | "
-                         f"{', '.join(f'{w:.1f}' for w in r['deterministic_s'])} | **{r['ratio_median']:.2f}x** | "
-                         f"{'yes' if r['identical'] else 'NO'} |")
+                  "| workers | mode | wall s | wall / not deterministic (median) | runs identical |",
+                  "| --- | --- | --- | --- | --- |"]
+        for workers, modes in real.items():
+            for mode, r in modes.items():
+                same = "-" if mode == "free" else ("yes" if r["identical"] else "NO")
+                lines.append(f"| {workers} | {mode} | {', '.join(f'{w:.1f}' for w in r['wall_s'])} | "
+                             f"**{r['ratio_median']:.2f}x** | {same} |")
         lines.append("")
     lines += [f"Simulated studies on the `digits` table: 40 trials, TPE, {3 if args.quick else SEEDS} seeds; "
-              "simulated time deterministic over not, median (quartiles), and the median best val_accuracy.", "",
-              "| pruner | workers | simulated time, deterministic / not | best, not deterministic "
-              "| best, deterministic |", "| --- | --- | --- | --- | --- |"]
+              "simulated time over the same seed's study without `deterministic`, median (quartiles), and the "
+              "median best val_accuracy.", "",
+              "| pruner | workers | mode | simulated time / not deterministic | best val_accuracy |",
+              "| --- | --- | --- | --- | --- |"]
     for r in sim.values():
         q = r["ratio"]
-        lines.append(f"| {r['pruner']} | {r['workers']} | **{q[1]:.2f}x** ({q[0]:.2f}-{q[2]:.2f}) | "
-                     f"{r['best_free']:.4f} | {r['best_deterministic']:.4f} |")
+        lines.append(f"| {r['pruner']} | {r['workers']} | {r['mode']} | **{q[1]:.2f}x** ({q[0]:.2f}-{q[2]:.2f}) | "
+                     f"{r['best']:.4f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:

@@ -48,6 +48,8 @@ VARIANTS = {
     "defaults (rungs 1, 3, 9; keep 1/3)": {"name": "mo_successive_halving"},
     "reduction_factor 2 (rungs 1, 2, 4, 8; keep 1/2)": {"name": "mo_successive_halving", "reduction_factor": 2},
     "min_resource 3 (rungs 3, 9; keep 1/3)": {"name": "mo_successive_halving", "min_resource": 3},
+    "min_resource 2, reduction_factor 2 (rungs 2, 4, 8; keep 1/2)": {"name": "mo_successive_halving",
+                                                                     "min_resource": 2, "reduction_factor": 2},
 }
 
 

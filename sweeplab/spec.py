@@ -514,8 +514,8 @@ def _parse_deterministic(value: Any, workers: int | None, problems: list[Problem
     if lag is None:
         return None
     if workers is not None and lag < workers:
-        problems.append(Problem("deterministic.lag", f"must be >= workers ({workers}): with fewer trials asked ahead "
-                                                     f"than workers some would never run, got {lag}"))
+        problems.append(Problem("deterministic.lag", f"must be >= workers ({workers}): with fewer trials asked and "
+                                                     f"not told than workers, workers would stay idle; got {lag}"))
         return None
     return True, lag
 

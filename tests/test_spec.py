@@ -233,7 +233,7 @@ BAD_CASES = [
      ["decides on two objectives, patient watches one"]),
     ({"deterministic": "yes"}, "deterministic", ["must be true, false or {lag: N}", "str 'yes'"]),
     ({"deterministic": 1}, "deterministic", ["must be true, false or {lag: N}", "int 1"]),
-    ({"deterministic": {"lag": 1}}, "deterministic.lag", ["must be >= workers (2)", "got 1"]),
+    ({"deterministic": {"lag": 1}}, "deterministic.lag", ["must be >= workers (2)", "would stay idle; got 1"]),
     ({"deterministic": {"lag": "4"}}, "deterministic.lag", ["must be an integer", "str '4'"]),
     ({"deterministic": {}}, "deterministic.lag", ["required", "deterministic: true"]),
     ({"deterministic": {"lag": 4, "order": "number"}}, "deterministic", ["unknown key `order`"]),

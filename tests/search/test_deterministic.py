@@ -129,3 +129,43 @@ def test_a_view_shows_only_the_numbered_trials_to_get_trials_and_best_trial():
     assert isinstance(view._storage, VisibleTrials)
     empty = study_view(study, storage, frozenset())
     assert empty.get_trials() == []
+
+
+def test_a_stopped_deterministic_study_tells_the_trials_it_held_with_their_results():
+    """Trials that ended out of turn are held; a stop tells them as they ended (not
+    INTERRUPTED), and only the trials still running are interrupted."""
+    import threading
+
+    from sweeplab.search.coordinator import StudyCoordinator
+    from sweeplab.search.loop import LoopSettings, TrialLoop
+    from sweeplab.search.simulated import NoTracking, SimulatedExecutor
+    from sweeplab.search.storage import PlainStudyStorage
+
+    spec = sim_spec(trials=30, workers=3, sampler={"name": "random"}, deterministic=True)
+    coordinator = StudyCoordinator(spec.to_dict(), "memory",
+                                   study_storage=PlainStudyStorage(optuna.storages.InMemoryStorage()))
+    executor = SimulatedExecutor(coordinator, synthetic_table())
+    stop = threading.Event()
+    loop = TrialLoop(coordinator, executor, NoTracking(),
+                     LoopSettings(trials=30, workers=3, deadline=None, lease_seconds=1e9, check_exhausted=False,
+                                  maximize=True, deterministic=True), finished=0, stop=stop)
+    held_at_stop: list[int] = []
+    collect = executor.collect
+
+    def collect_then_stop_while_one_is_held(timeout: float):
+        ended = collect(timeout)
+        if loop._held and not stop.is_set():  # stop at the first moment a trial waits for its turn
+            held_at_stop.extend(sorted(loop._held))
+            stop.set()
+        return ended
+
+    executor.collect = collect_then_stop_while_one_is_held  # type: ignore[method-assign]
+    result = loop.run()
+    assert result.status == "KILLED"
+    trials = {t.number: t for t in coordinator.study.trials}
+    assert held_at_stop, "this table makes later trials end before earlier ones: some were held at the stop"
+    for number in held_at_stop:
+        assert trials[number].state == optuna.trial.TrialState.COMPLETE
+    interrupted = [t for t in trials.values() if t.state == optuna.trial.TrialState.FAIL]
+    assert interrupted and all("stopped" in t.user_attrs["sweeplab.fail_reason"] for t in interrupted)
+    assert not any(t.state == optuna.trial.TrialState.RUNNING for t in trials.values())
