@@ -69,13 +69,14 @@ class ParetoHalving:
     metrics at that step is recorded there and compared with the vectors the rung recorded
     for the other trials it may see (:func:`promoted`); a trial not promoted is pruned.
     As Optuna's ``SuccessiveHalvingPruner``: a rung with at most ``bootstrap_count``
-    vectors (this one included) prunes, and a vector with a NaN prunes.
+    vectors (this one included) prunes, and a vector with a NaN prunes. The defaults of
+    the options live in the pruner's registry entry (``mo_successive_halving``).
     """
 
-    min_resource: int = 1
-    reduction_factor: int = 3
-    min_early_stopping_rate: int = 0
-    bootstrap_count: int = 0
+    min_resource: int
+    reduction_factor: int
+    min_early_stopping_rate: int
+    bootstrap_count: int
 
     def rung_step(self, rung: int) -> int:
         """The step at which rung ``rung`` (0-based) is reached."""

@@ -11,6 +11,7 @@ from sweeplab.core.pareto import ParetoHalving, dominates, hypervolume_2d, nondo
 
 UP = (True, True)  # both maximized
 MIXED = (True, False)  # accuracy up, loss down
+PLAIN = ParetoHalving(min_resource=1, reduction_factor=2, min_early_stopping_rate=0, bootstrap_count=0)
 
 
 def test_dominance_follows_each_objectives_direction():
@@ -58,17 +59,17 @@ def test_what_the_rule_prunes_is_always_dominated():
 
 
 def test_rungs_are_reached_at_min_resource_times_powers_of_the_factor():
-    halving = ParetoHalving(min_resource=2, reduction_factor=3, min_early_stopping_rate=1)
+    halving = ParetoHalving(min_resource=2, reduction_factor=3, min_early_stopping_rate=1, bootstrap_count=0)
     assert [halving.rung_step(k) for k in range(3)] == [6, 18, 54]
-    assert [ParetoHalving().rung_step(k) for k in range(3)] == [1, 3, 9]
+    assert [PLAIN.rung_step(k) for k in range(4)] == [1, 2, 4, 8]
 
 
 def test_keep_prunes_nan_and_bootstraps_like_optunas_successive_halving():
-    halving = ParetoHalving(bootstrap_count=2)
+    halving = ParetoHalving(min_resource=1, reduction_factor=2, min_early_stopping_rate=0, bootstrap_count=2)
     assert not halving.keep((math.nan, 0.5), [(0.1, 0.1)] * 5, UP)
     assert not halving.keep((0.9, 0.9), [(0.1, 0.1)], UP)  # 2 vectors <= bootstrap_count 2
     assert halving.keep((0.9, 0.9), [(0.1, 0.1), (0.2, 0.2)], UP)
-    assert ParetoHalving().keep((0.2, 0.2), [(math.nan, 0.9), (0.1, 0.1)], UP)  # a NaN competitor is ignored
+    assert PLAIN.keep((0.2, 0.2), [(math.nan, 0.9), (0.1, 0.1)], UP)  # a NaN competitor is ignored
 
 
 def test_hypervolume_of_a_staircase():

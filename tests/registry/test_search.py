@@ -249,7 +249,9 @@ def _short_study(sampler: Any, pruner: Any) -> None:
 def _same_outcome(kind: str, name: str, options: dict[str, Any]) -> None:
     """validate accepts ``options`` exactly when the builder builds them and Optuna takes them."""
     # mo_successive_halving prunes two-objective studies only
-    two = {"direction": ["maximize", "minimize"], "metric": ["score", "loss"]} if name == "mo_successive_halving" else {}
+    two: dict[str, Any] = {}
+    if name == "mo_successive_halving":
+        two = {"direction": ["maximize", "minimize"], "metric": ["score", "loss"]}
     try:
         spec = parse_spec(_data(**{kind: {"name": name, **options}}, **two))
         accepted, problems = True, []

@@ -18,6 +18,7 @@ from sweeplab.search.curves import read_table
 from sweeplab.search.simulated import simulate_study
 from sweeplab.spec import parse_spec
 
+DEFAULTS = ParetoHalving(min_resource=1, reduction_factor=2, min_early_stopping_rate=0, bootstrap_count=0)
 TRADEOFF = {"framework": "python", "callable": "sweeplab_test_objectives:tradeoff", "epochs": 4}
 
 
@@ -37,12 +38,12 @@ def check_pruned_were_dominated(trials, maximize, halving):
 def test_an_in_process_two_objective_study_prunes_only_dominated_trials(stores):
     spec = bowl_spec(direction=["maximize", "maximize"], metric=["a", "b"], trials=16, workers=2,
                      sampler={"name": "random"}, objective=TRADEOFF,
-                     pruner={"name": "mo_successive_halving", "reduction_factor": 2},
+                     pruner={"name": "mo_successive_halving"},  # rungs at epochs 1, 2, 4; keep half
                      space={"x": {"type": "float", "low": 0.0, "high": 1.0},
                             "q": {"type": "float", "low": 0.0, "high": 1.0}})
     summary = run(spec, stores, executor="in-process")
     trials = optuna.load_study(study_name="bowl", storage=stores["storage"]).trials
-    pruned = check_pruned_were_dominated(trials, (True, True), ParetoHalving(reduction_factor=2))
+    pruned = check_pruned_were_dominated(trials, (True, True), DEFAULTS)
     assert summary.n_pruned == pruned >= 3 and summary.n_complete == 16 - pruned
     # trials that went the distance recorded every rung (epochs 1, 2, 4); pruned ones stopped at one
     for t in trials:
@@ -66,7 +67,7 @@ def test_a_simulated_two_objective_study_prunes_dominated_trials_and_saves_epoch
     spec, table = digits_spec()
     sim = simulate_study(spec, table)
     trials = sim.study.trials
-    pruned = check_pruned_were_dominated(trials, (True, False), ParetoHalving())
+    pruned = check_pruned_were_dominated(trials, (True, False), DEFAULTS)
     assert pruned >= 10
     # the same study without pruning trains every recorded epoch of every trial; pruning
     # stopped a good share of them
@@ -83,7 +84,7 @@ def test_a_deterministic_simulated_two_objective_study_decides_against_the_trial
     spec, table = digits_spec(deterministic=True)
     sim = simulate_study(spec, table)
     trials = sim.study.trials
-    assert check_pruned_were_dominated(trials, (True, False), ParetoHalving()) >= 5
+    assert check_pruned_were_dominated(trials, (True, False), DEFAULTS) >= 5
     # Each pruned trial's dominating vector came from a trial that had ended before it started.
     rungs = {t.number: t.user_attrs.get(ATTR_MO_RUNGS, {}) for t in trials}
     for t in trials:

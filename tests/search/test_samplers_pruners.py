@@ -100,7 +100,7 @@ PRUNER_CASES = [
      ("PatientPruner", {"patience": 0, "min_delta": 0.0, "wrapped": (
          "ThresholdPruner", {"lower": float("-inf"), "upper": 1.0, "n_warmup_steps": 0, "interval_steps": 1})})),
     ({"name": "mo_successive_halving"},
-     ("ParetoHalving", {"min_resource": 1, "reduction_factor": 3, "min_early_stopping_rate": 0, "bootstrap_count": 0})),
+     ("ParetoHalving", {"min_resource": 1, "reduction_factor": 2, "min_early_stopping_rate": 0, "bootstrap_count": 0})),
     ({"name": "mo_successive_halving", "min_resource": 2, "reduction_factor": 2, "bootstrap_count": 1},
      ("ParetoHalving", {"min_resource": 2, "reduction_factor": 2, "min_early_stopping_rate": 0, "bootstrap_count": 1})),
 ]
