@@ -161,7 +161,9 @@ def main() -> int:
     if real:
         lines += [f"Real studies on a local Ray: {TRIALS} trials of {EPOCHS} epochs whose durations vary 12x with "
                   "the params and +-50 % at random, TPE (constant liar), median pruner; wall seconds of "
-                  f"`sweeplab.run`, {REPS if not args.quick else 1} repetitions each, interleaved.", "",
+                  f"`sweeplab.run`, {REPS if not args.quick else 1} repetitions each, interleaved. On a shared, "
+                  "loaded machine the same study's wall time varies several-fold from run to run: read the "
+                  "ratios loosely, and the identical runs strictly.", "",
                   "| workers | mode | wall s | wall / not deterministic (median) | runs identical |",
                   "| --- | --- | --- | --- | --- |"]
         for workers, modes in real.items():
