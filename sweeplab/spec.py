@@ -91,6 +91,7 @@ TOP_KEYS = (
     "experiment",
     "max_retries",
     "constraints",
+    "deterministic",
 )
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = search_registry.sampler_names()
@@ -321,6 +322,14 @@ class StudySpec:
 
     ``constraints`` (torch/keras only): ``{"max_params": N}`` rejects, before training,
     every architecture with more than ``N`` trainable parameters; empty means none.
+
+    ``deterministic``: the sampler and the pruner see the trials in the order of their
+    numbers, whatever order they finish in, so a parallel study with the same seed gives
+    the same trials (see :mod:`sweeplab.search.loop` and
+    :mod:`sweeplab.search.coordinator`); it costs the wall time of workers waiting for
+    earlier trials. ``deterministic_lag``: trial ``n`` is asked once trials up to
+    ``n - lag`` were told (YAML ``deterministic: {lag: N}``, ``N >= workers``); None
+    (``deterministic: true``) means ``workers``.
     """
 
     study: str
@@ -338,6 +347,8 @@ class StudySpec:
     experiment: str | None = None
     max_retries: int = 2
     constraints: Mapping[str, int] = field(default_factory=dict)
+    deterministic: bool = False
+    deterministic_lag: int | None = None
     source: str = "spec"
 
     @property
@@ -346,7 +357,8 @@ class StudySpec:
         return len(self.direction) > 1
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical plain-data form (JSON-serializable, without ``source``; ``constraints`` only when set)."""
+        """Canonical plain-data form (JSON-serializable, without ``source``; ``constraints`` and
+        ``deterministic`` only when set)."""
         single = len(self.direction) == 1
         out: dict[str, Any] = {
             "study": self.study,
@@ -366,6 +378,8 @@ class StudySpec:
         }
         if self.constraints:
             out["constraints"] = dict(self.constraints)
+        if self.deterministic:
+            out["deterministic"] = True if self.deterministic_lag is None else {"lag": self.deterministic_lag}
         return out
 
 
@@ -500,6 +514,29 @@ def _check_metric_names(
                 f"{' / '.join(MODEL_COST_METRICS)}, got {list(metric)!r}",
             )
         )
+
+
+def _parse_deterministic(value: Any, workers: int | None, problems: list[Problem]) -> tuple[bool, int | None] | None:
+    """``deterministic``: true, false or ``{lag: N}`` (N >= workers) as (on, lag or None)."""
+    if isinstance(value, bool):
+        return value, None
+    if not isinstance(value, Mapping):
+        problems.append(Problem("deterministic", "must be true, false or {lag: N} (trial n is asked once trials up "
+                                                 f"to n - N were told; true means N = workers), got {describe(value)}"))
+        return None
+    check_keys(value, ("lag",), "deterministic", problems)
+    if "lag" not in value:
+        problems.append(Problem("deterministic.lag", "required in the mapping form; or write `deterministic: true` "
+                                                     "for lag = workers"))
+        return None
+    lag = check_int(value["lag"], "deterministic.lag", problems, minimum=1)
+    if lag is None:
+        return None
+    if workers is not None and lag < workers:
+        problems.append(Problem("deterministic.lag", f"must be >= workers ({workers}): with fewer trials asked and "
+                                                     f"not told than workers, workers would stay idle; got {lag}"))
+        return None
+    return True, lag
 
 
 def _parse_resources(value: Any, problems: list[Problem]) -> Resources | None:
@@ -909,6 +946,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     resources = _parse_resources(data.get("resources"), problems)
     seed = check_int(data.get("seed", 0), "seed", problems, minimum=0, maximum=_SEED_MAX)
     max_retries = check_int(data.get("max_retries", 2), "max_retries", problems, minimum=0)
+    deterministic = _parse_deterministic(data.get("deterministic", False), workers, problems)
     experiment = data.get("experiment")
     experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
     multi = direction is not None and len(direction) > 1
@@ -929,9 +967,18 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     pruner = _parse_component(data.get("pruner"), "pruner", PRUNERS, "none", problems)
     if pruner is not None:
         search_registry.check_pruner(pruner[0], pruner[1], "pruner", problems, context)
-        if multi and not search_registry.PRUNERS[pruner[0]].multi_objective:
+        entry = search_registry.PRUNERS[pruner[0]]
+        if multi and not entry.multi_objective:
+            usable = ", ".join(n for n, e in search_registry.PRUNERS.items() if e.multi_objective)
             problems.append(
-                Problem("pruner.name", f"Optuna cannot prune multi-objective studies; use none, got {pruner[0]}")
+                Problem("pruner.name", f"pruner {pruner[0]} decides on one objective (Optuna's trial.report takes "
+                                       f"one value); a study with two directions can use: {usable}, got {pruner[0]}")
+            )
+        if direction is not None and not multi and not entry.single_objective:
+            problems.append(
+                Problem("pruner.name", f"pruner {pruner[0]} compares vectors of two objectives: it needs lists of "
+                                       "two directions and two metrics; with one objective use successive_halving "
+                                       f"(the same rule on one value), got {pruner[0]}")
             )
 
     objective = _parse_objective(data.get("objective"), problems, function_objective)
@@ -977,6 +1024,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
         experiment=experiment,
         max_retries=max_retries,
         constraints=constraints or {},
+        deterministic=deterministic is not None and deterministic[0],
+        deterministic_lag=deterministic[1] if deterministic is not None else None,
         source=source,
     )
 

@@ -223,8 +223,20 @@ BAD_CASES = [
     (
         {"direction": ["maximize", "minimize"], "metric": ["val_accuracy", "n_params"]},
         "pruner.name",
-        ["cannot prune multi-objective", "median"],
+        ["pruner median decides on one objective", "can use: none, mo_successive_halving", "got median"],
     ),
+    ({"pruner": "mo_successive_halving"}, "pruner.name",
+     ["compares vectors of two objectives", "use successive_halving", "got mo_successive_halving"]),
+    ({"pruner": {"name": "mo_successive_halving", "reduction_factor": 1}, "direction": ["maximize", "minimize"],
+      "metric": ["val_accuracy", "val_loss"]}, "pruner.reduction_factor", [">= 2", "1"]),
+    ({"pruner": {"name": "patient", "wrapped": "mo_successive_halving"}}, "pruner.wrapped",
+     ["decides on two objectives, patient watches one"]),
+    ({"deterministic": "yes"}, "deterministic", ["must be true, false or {lag: N}", "str 'yes'"]),
+    ({"deterministic": 1}, "deterministic", ["must be true, false or {lag: N}", "int 1"]),
+    ({"deterministic": {"lag": 1}}, "deterministic.lag", ["must be >= workers (2)", "would stay idle; got 1"]),
+    ({"deterministic": {"lag": "4"}}, "deterministic.lag", ["must be an integer", "str '4'"]),
+    ({"deterministic": {}}, "deterministic.lag", ["required", "deterministic: true"]),
+    ({"deterministic": {"lag": 4, "order": "number"}}, "deterministic", ["unknown key `order`"]),
     (
         {
             "direction": ["maximize", "minimize"],
@@ -602,3 +614,24 @@ def test_a_misspelt_name_or_option_gets_the_closest_valid_one_suggested():
     text = str(caught.value)
     assert "sampler.name: unknown sampler `tpee` (did you mean `tpe`?)" in text
     assert "unknown key `n_warmup_step` (did you mean `n_warmup_steps`?)" in text
+
+
+def test_deterministic_is_off_by_default_and_round_trips_when_on():
+    off = parse_spec(spec())
+    assert off.deterministic is False and "deterministic" not in off.to_dict()
+    on = parse_spec(spec(deterministic=True))
+    assert on.deterministic is True and on.to_dict()["deterministic"] is True
+    assert parse_spec(on.to_dict()) == on and on.deterministic_lag is None
+    lagged = parse_spec(spec(deterministic={"lag": 4}))
+    assert (lagged.deterministic, lagged.deterministic_lag) == (True, 4)
+    assert lagged.to_dict()["deterministic"] == {"lag": 4} and parse_spec(lagged.to_dict()) == lagged
+
+
+def test_mo_successive_halving_is_accepted_for_two_objectives_with_its_defaults():
+    from sweeplab.core.pareto import ParetoHalving
+    from sweeplab.search.samplers import build_pruner
+
+    s = parse_spec(spec(direction=["maximize", "minimize"], metric=["val_accuracy", "val_loss"],
+                        pruner={"name": "mo_successive_halving", "reduction_factor": 2}))
+    assert build_pruner(s) == ParetoHalving(min_resource=1, reduction_factor=2, min_early_stopping_rate=0,
+                                            bootstrap_count=0)

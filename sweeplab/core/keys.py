@@ -19,6 +19,7 @@ ATTR_REASON = "sweeplab.fail_reason"
 ATTR_METRICS = "sweeplab.metrics"  # the objective's final metrics
 ATTR_RUN_ID = "mlflow_run_id"  # the trial's MLflow child run
 ATTR_PRUNED_EPOCH = "sweeplab.pruned_at_epoch"
+ATTR_MO_RUNGS = "sweeplab.mo_rungs"  # {rung: [metric values]} where mo_successive_halving compared the trial
 ATTR_NODE = "sweeplab.node"
 ATTR_REJECTED = "sweeplab.rejected"  # told PRUNED by the constraints before it ran
 ATTR_N_PARAMS = "sweeplab.n_params"

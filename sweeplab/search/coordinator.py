@@ -18,6 +18,16 @@ cut short by the infrastructure (``INTERRUPTED``: its driver was killed or stopp
 lease expired, its Ray node was lost) spends nothing of it: it is retried up to the
 separate, larger :data:`MAX_INTERRUPTIONS`, which only stops the rare trial that takes
 its driver or node down with it.
+
+Pruning. A single-objective study's reports go to Optuna (``trial.report``) and its
+pruner decides. A two-objective study with ``mo_successive_halving`` is pruned here: at
+each rung the trial's vector of the study's metrics is recorded (trial attr
+``sweeplab.mo_rungs``) and ranked against the vectors other trials recorded at that rung
+(:class:`~sweeplab.core.pareto.ParetoHalving`). In a ``deterministic`` study each
+decision about trial ``n`` reads only the trials that were finished when ``n`` was asked,
+plus ``n`` itself (:mod:`sweeplab.search.views`), so it does not depend on what else
+happens to be running or finished by the time ``n`` reports; otherwise it reads every
+trial, running ones included, as Optuna's pruners do.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from sweeplab.core.keys import (
     ATTR_LEASE_HOLDER,
     ATTR_LOGGED_MODEL,
     ATTR_METRICS,
+    ATTR_MO_RUNGS,
     ATTR_N_PARAMS,
     ATTR_NODE,
     ATTR_OWN_FAILURES,
@@ -59,6 +70,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_SPEC,
     STUDY_ATTR_UID,
 )
+from sweeplab.core.pareto import ParetoHalving
 from sweeplab.core.records import (
     COMPLETE,
     FAILED,
@@ -243,6 +255,9 @@ class StudyCoordinator:
         self._checkpoints = CheckpointStore(Path(checkpoint_dir) if checkpoint_dir else checkpoint_root(storage_url),
                                             self.spec.study, str(self.study.user_attrs.get(STUDY_ATTR_UID, "")))
         self._checkpoint_lock = threading.Lock()
+        # deterministic studies: number -> the trials finished when it was asked, and the view of them
+        self._visible: dict[int, frozenset[int]] = {}
+        self._views: dict[int, Any] = {}
 
     @_with_db_retry
     def _open_study(self, storage_url: str) -> Any:
@@ -261,6 +276,11 @@ class StudyCoordinator:
             kwargs["directions"] = list(self.spec.direction)
         else:
             kwargs["direction"] = self.spec.direction[0]
+        pruner = build_pruner(self.spec)
+        # Optuna cannot prune a multi-objective study: the coordinator applies this one itself.
+        self.pareto: ParetoHalving | None = pruner if isinstance(pruner, ParetoHalving) else None
+        if self.pareto is not None:
+            pruner = optuna.pruners.NopPruner()
         study = optuna.create_study(
             # With the held storage, trials this coordinator holds are kept in memory (it is their
             # one writer), so a report's pruning decision or an ask does not re-read them.
@@ -269,7 +289,7 @@ class StudyCoordinator:
             # Seeded per trial number, so a resumed study continues instead of repeating itself.
             sampler=(build_sampler(self.spec) if SAMPLERS[self.spec.sampler.name].seeded_once else
                      trial_seeded_sampler(sampler_factory(self.spec), self.spec.seed)),
-            pruner=build_pruner(self.spec),
+            pruner=pruner,
             load_if_exists=True,
             **kwargs,
         )
@@ -356,8 +376,11 @@ class StudyCoordinator:
                 framework=framework,
                 attempt=attempt,
                 retry_of=retry_of,
-                prunable=self.spec.pruner.name != "none" and not self.spec.multi_objective,
+                prunable=self.spec.pruner.name != "none",
             )
+            if self.spec.deterministic:
+                self._visible[number] = frozenset(
+                    t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished())
             self._live[number] = trial
             self._tickets[number] = ticket
             self._history[number] = []
@@ -406,12 +429,65 @@ class StudyCoordinator:
                 return True  # the trial was reaped or told: its worker must stop
             self._history[number].append((epoch, time.time() if at is None else float(at), dict(metrics)))
             if self.spec.multi_objective:
-                return False
+                return self.pareto is not None and self._pareto_prunes(trial, number, epoch, metrics)
             value = metrics.get(self.spec.metric[0])
             if value is None or not math.isfinite(value):
                 return False
             trial.report(float(value), step=epoch)
-            return bool(trial.should_prune())
+            if not self.spec.deterministic:
+                return bool(trial.should_prune())
+            frozen = self._storage.optuna_storage.get_trial(trial._trial_id)
+            return bool(self.study.pruner.prune(self._view(number), frozen))
+
+    def _view(self, number: int) -> Any:
+        """The study as trial ``number``'s pruning decisions see it in a deterministic study."""
+        from sweeplab.search.views import study_view
+
+        view = self._views.get(number)
+        if view is None:
+            view = study_view(self.study, self._storage.optuna_storage, self._visible[number] | {number})
+            self._views[number] = view
+        return view
+
+    def _pareto_prunes(self, trial: Any, number: int, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record trial ``number``'s vector at every rung ``epoch`` reaches; True when a rung prunes it.
+
+        An epoch that lacks one of the study's metrics decides nothing (the next one that has
+        them reaches the rung); a non-finite value prunes, as Optuna's successive halving does.
+        """
+        pareto = self.pareto
+        assert pareto is not None
+        if any(m not in metrics for m in self.spec.metric):
+            return False
+        vector = [float(metrics[m]) for m in self.spec.metric]
+        rungs = dict(trial.user_attrs.get(ATTR_MO_RUNGS, {}))
+        rung = len(rungs)
+        if epoch < pareto.rung_step(rung):
+            return False
+        if not all(math.isfinite(v) for v in vector):
+            return True
+        maximize = [d == "maximize" for d in self.spec.direction]
+        while epoch >= pareto.rung_step(rung):
+            others = self._rung_vectors(number, rung)
+            rungs[str(rung)] = vector
+            trial.set_user_attr(ATTR_MO_RUNGS, rungs)
+            if not pareto.keep(vector, others, maximize):
+                return True
+            rung += 1
+        return False
+
+    def _rung_vectors(self, number: int, rung: int) -> list[list[float]]:
+        """The vectors other trials recorded at ``rung``: of the trials trial ``number`` may see."""
+        visible = self._visible.get(number) if self.spec.deterministic else None
+        key = str(rung)
+        out = []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number == number or (visible is not None and t.number not in visible):
+                continue
+            recorded = t.user_attrs.get(ATTR_MO_RUNGS, {})
+            if key in recorded:
+                out.append([float(v) for v in recorded[key]])
+        return out
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, number: int, data: bytes) -> bool:
@@ -497,6 +573,8 @@ class StudyCoordinator:
             self._live.pop(number, None)
             self._tickets.pop(number, None)
             self._history.pop(number, None)
+            self._visible.pop(number, None)
+            self._views.pop(number, None)
             root = self._roots.pop(number, number)
             if retried_by is None:  # the lineage is over: its checkpoint is of no more use
                 self._drop_checkpoint(root)

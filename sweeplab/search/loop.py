@@ -12,6 +12,18 @@ trial that fails for good is passed to ``on_failure`` as it happens; each distin
 warning a trial brings back (a user function's mistake, see ``TrialOutcome.warnings``)
 is logged once per run.
 
+Deterministic studies (``LoopSettings.deterministic``): the sampler sees the trials in the
+order of their numbers, whatever order they finish in. A trial that ends is held until
+every trial asked before it was told; trials are told in the order they were asked (their
+numbers), and after each tell the freed slot is filled before the next tell. At most
+``lag`` (default ``workers``) trials are asked and not told, and at most ``workers`` run.
+So when trial ``n`` is asked, the trials told are exactly those up to ``n - lag`` and the
+ones not told (what TPE's constant liar sees as running) are ``n - lag + 1 .. n - 1``: a
+function of the numbers alone. The price is wall time: a worker whose trial ended stays
+idle while ``lag`` trials are not told, i.e. until the trial ``lag`` numbers before the
+next one ends (a larger ``lag`` idles less and lets the sampler see less). What a stop
+leaves held is told at once, in number order.
+
 The loop knows neither Ray nor MLflow: it talks to a :class:`~sweeplab.search.executor.
 Coordinator`, a :class:`~sweeplab.search.executor.TrialExecutor` and a :class:`TrialTracker`.
 """
@@ -21,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,6 +72,8 @@ class LoopSettings:
     maximize: bool | None  # None for multi-objective studies (no single best to show)
     study: str = ""
     fail_fast: int = 0  # stop once the study's first N trials failed with one error (0: never)
+    deterministic: bool = False  # tell in number order, ask once the trial `lag` numbers before was told
+    lag: int = 0  # deterministic: at most this many trials asked and not told (0: workers)
 
 
 class TrialsKeepFailing(SweeplabError):
@@ -100,6 +115,9 @@ class TrialLoop:
         self.error: SweeplabError | None = None
         self._last_renew = time.time()
         self._warned: set[str] = set()
+        self._order: deque[tuple[int, int]] = deque()  # deterministic: (number, ask position) not told yet
+        self._asked = 0  # deterministic: trials asked by this loop
+        self._held: dict[int, tuple[TrialTicket, TrialOutcome]] = {}  # deterministic: ended, waiting for their turn
 
     def run(self) -> LoopResult:
         try:
@@ -108,7 +126,7 @@ class TrialLoop:
                 if not self.executor.in_flight():
                     break
                 for ticket, outcome in self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3)):
-                    self._finish(ticket, outcome)
+                    self._ended(ticket, outcome)
                 self._renew()
             else:
                 self._interrupt("stopped before the study finished")
@@ -119,11 +137,24 @@ class TrialLoop:
         return LoopResult(FAILED if self.error else FINISHED, self.finished, self.error)
 
     # ------------------------------------------------------------------ steps
+    def _untold(self) -> int:
+        """Trials started and not told yet: in flight, or ended and waiting for their turn (a
+        trial the executor returned is no longer in flight before it is held)."""
+        return len(self._order) if self.settings.deterministic else self.executor.in_flight()
+
+    def _lag(self) -> int:
+        return (self.settings.lag or self.settings.workers) if self.settings.deterministic else self.settings.workers
+
+    def _may_ask(self) -> bool:
+        """Whether the study may still ask a trial (slots aside)."""
+        settings = self.settings
+        return (not self.exhausted and self.error is None and not self.stop.is_set()
+                and (settings.deadline is None or time.time() < settings.deadline)
+                and self.finished + self._untold() < settings.trials)
+
     def _fill(self) -> None:
         settings = self.settings
-        while (self.executor.in_flight() < settings.workers and not self.exhausted and self.error is None
-               and (settings.deadline is None or time.time() < settings.deadline)
-               and self.finished + self.executor.in_flight() < settings.trials):
+        while self._untold() < self._lag() and self.executor.in_flight() < settings.workers and self._may_ask():
             try:
                 ticket = self.coordinator.ask()
             except ConstraintUnsatisfiable as exc:
@@ -135,8 +166,29 @@ class TrialLoop:
                 tags[ATTR_RETRY_OF] = str(ticket.retry_of)
             self.tracker.trial_started(ticket.number, ticket.raw_params, tags)
             self.executor.start(ticket)
+            if settings.deterministic:
+                self._order.append((ticket.number, self._asked))
+                self._asked += 1
             if self.on_first_start is not None:
                 self.on_first_start(ticket.number)
+
+    def _ended(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
+        """Tell a trial that ended; in a deterministic study, tell every trial whose turn has
+        come, in number order, filling the freed slot after each."""
+        if not self.settings.deterministic:
+            self._finish(ticket, outcome)
+            return
+        self._held[ticket.number] = (ticket, outcome)
+        self._fill()  # a worker is free: with lag > workers the next trial may be due already
+        while self._order and self._order[0][0] in self._held:
+            # The oldest trial is told only once the trial `lag` places after it was asked (or
+            # none will be), so the next ask sees exactly the trials up to its own place - lag.
+            number, place = self._order[0]
+            if self._asked < place + self._lag() and self._may_ask():
+                break
+            self._order.popleft()
+            self._finish(*self._held.pop(number))
+            self._fill()
 
     def _finish(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
         if self.on_outcome is not None:
@@ -199,7 +251,12 @@ class TrialLoop:
             self._last_renew = time.time()
 
     def _interrupt(self, why: str) -> None:
-        """Cancel the trials in flight and tell them INTERRUPTED (retried on resume, for free)."""
+        """Tell the trials held for their turn; cancel the trials in flight and tell them
+        INTERRUPTED (retried on resume, for free)."""
+        self._order.clear()
+        for number in sorted(self._held):
+            if number in self._held:  # telling one may stop the study, which tells the rest
+                self._finish(*self._held.pop(number))
         for ticket in self.executor.cancel():
             record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {}, reason=f"lost: {why}"))
             self.tracker.trial_finished(record)

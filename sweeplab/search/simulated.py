@@ -275,6 +275,7 @@ def simulate_study(spec: StudySpec, table: CurveTable, *, fail_fast: int = DEFAU
     maximize = None if spec.multi_objective else spec.direction[0] == "maximize"
     settings = LoopSettings(trials=spec.trials, workers=spec.workers, deadline=None, lease_seconds=_LEASE_SECONDS,
                             check_exhausted=spec.sampler.name == "grid", maximize=maximize, study=spec.study,
-                            fail_fast=fail_fast)
+                            fail_fast=fail_fast, deterministic=spec.deterministic,
+                            lag=spec.deterministic_lag or 0)
     result = TrialLoop(coordinator, executor, NoTracking(), settings, finished=0).run()
     return SimulatedStudy(coordinator.study, dict(executor.times), executor.now, result)

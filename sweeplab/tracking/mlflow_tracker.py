@@ -122,6 +122,7 @@ class StudyTracker:
                     _flatten(key, spec_dict.get(key, {}), params)
                 for key in ("direction", "metric", "trials", "workers", "seed", "timeout"):
                     _flatten(key, spec_dict.get(key), params)
+                _flatten("deterministic", spec_dict.get("deterministic", False), params)
                 self._log_batch(run_id, params=params)
                 self.client.log_dict(run_id, dict(spec_dict), "spec.json")
             self.parent_run_id = run_id

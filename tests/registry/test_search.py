@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sweeplab.core.errors import SpecError
+from sweeplab.core.pareto import ParetoHalving
 from sweeplab.registry.options import Context
 from sweeplab.registry.search import PRUNERS, SAMPLERS, resolve_pruner_options, resolve_sampler_options
 from sweeplab.search.samplers import build_pruner, build_sampler
@@ -22,7 +23,8 @@ from sweeplab.spec import PrunerSpec, SamplerSpec, parse_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-# The Optuna class each name must build: written here, not read from the registry.
+# The class each name must build (Optuna's, or sweeplab's own ParetoHalving): written here,
+# not read from the registry.
 SAMPLER_CLASSES = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
@@ -38,6 +40,7 @@ PRUNER_CLASSES = {
     "percentile": optuna.pruners.PercentilePruner,
     "hyperband": optuna.pruners.HyperbandPruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "mo_successive_halving": ParetoHalving,
     "wilcoxon": optuna.pruners.WilcoxonPruner,
     "threshold": optuna.pruners.ThresholdPruner,
     "patient": optuna.pruners.PatientPruner,
@@ -185,6 +188,12 @@ _PRUNER_OPTIONS = {
         {"min_resource": st.sampled_from([0, "auto", "x"]), "reduction_factor": _bad(1),
          "min_early_stopping_rate": _bad(-1)},
     ),
+    "mo_successive_halving": _options(
+        {"min_resource": st.integers(1, 3), "reduction_factor": st.integers(2, 4),
+         "min_early_stopping_rate": st.integers(0, 2), "bootstrap_count": st.integers(0, 2)},
+        {"min_resource": st.sampled_from([0, "auto", "x"]), "reduction_factor": _bad(1),
+         "min_early_stopping_rate": _bad(-1), "bootstrap_count": _bad(-1)},
+    ),
     "wilcoxon": _options({"p_threshold": st.sampled_from([0.0, 0.1, 1.0]), "n_startup_steps": st.integers(0, 4)},
                          {"p_threshold": st.sampled_from([-0.1, 1.5, "p"]), "n_startup_steps": _bad(-1)}),
     "threshold": _options(
@@ -194,7 +203,7 @@ _PRUNER_OPTIONS = {
     ),
 }
 _WRAPPED = st.one_of(
-    st.sampled_from([n for n in _PRUNER_OPTIONS if n != "none"]),
+    st.sampled_from([n for n in _PRUNER_OPTIONS if n not in ("none", "mo_successive_halving")]),
     st.sampled_from(["none", "patient", "early", 3]),
     st.sampled_from(sorted(_PRUNER_OPTIONS)).flatmap(
         lambda n: _PRUNER_OPTIONS[n].map(lambda o, n=n: {"name": n, **o})),
@@ -239,8 +248,12 @@ def _short_study(sampler: Any, pruner: Any) -> None:
 
 def _same_outcome(kind: str, name: str, options: dict[str, Any]) -> None:
     """validate accepts ``options`` exactly when the builder builds them and Optuna takes them."""
+    # mo_successive_halving prunes two-objective studies only
+    two: dict[str, Any] = {}
+    if name == "mo_successive_halving":
+        two = {"direction": ["maximize", "minimize"], "metric": ["score", "loss"]}
     try:
-        spec = parse_spec(_data(**{kind: {"name": name, **options}}))
+        spec = parse_spec(_data(**{kind: {"name": name, **options}}, **two))
         accepted, problems = True, []
     except SpecError as exc:
         accepted, problems = False, exc.problems
@@ -255,7 +268,8 @@ def _same_outcome(kind: str, name: str, options: dict[str, Any]) -> None:
     if not accepted:
         assert problems and all(p.path.startswith(kind) for p in problems), problems
         # the builder refuses them too, before Optuna sees them
-        unchecked = dataclasses.replace(BASE, **{kind: (SamplerSpec if kind == "sampler" else PrunerSpec)(
+        base = parse_spec(_data(**two)) if two else BASE
+        unchecked = dataclasses.replace(base, **{kind: (SamplerSpec if kind == "sampler" else PrunerSpec)(
             name=name, options=options)})
         with pytest.raises(SpecError):
             (build_sampler if kind == "sampler" else build_pruner)(unchecked)
@@ -265,6 +279,9 @@ def _same_outcome(kind: str, name: str, options: dict[str, Any]) -> None:
     assert type(built) is classes[name] is type(direct)
     if kind == "sampler":
         _short_study(built, None)
+    elif isinstance(built, ParetoHalving):  # applied by the coordinator, not by Optuna: its rule runs
+        others = [(0.0, 1.0)] * (built.bootstrap_count + 1)  # past the bootstrap, a dominating vector is kept
+        assert built == direct and built.rung_step(0) >= 1 and built.keep((1.0, 0.0), others, (True, False))
     else:
         _short_study(None, built)
 

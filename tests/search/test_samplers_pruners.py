@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 from sweeplab_testkit import bowl_spec, run
 
+from sweeplab.core.pareto import ParetoHalving
 from sweeplab.search.samplers import PRUNERS, SAMPLERS, build_pruner, build_sampler
 
 
@@ -50,6 +53,8 @@ def _attrs(pruner):
     if isinstance(pruner, P.ThresholdPruner):
         return ("ThresholdPruner", {"lower": pruner._lower, "upper": pruner._upper,
                                     "n_warmup_steps": pruner._n_warmup_steps, "interval_steps": pruner._interval_steps})
+    if isinstance(pruner, ParetoHalving):
+        return ("ParetoHalving", dataclasses.asdict(pruner))
     return (type(pruner).__name__, {})
 
 
@@ -94,7 +99,12 @@ PRUNER_CASES = [
     ({"name": "patient", "wrapped": {"name": "threshold", "upper": 1.0}, "patience": 0},
      ("PatientPruner", {"patience": 0, "min_delta": 0.0, "wrapped": (
          "ThresholdPruner", {"lower": float("-inf"), "upper": 1.0, "n_warmup_steps": 0, "interval_steps": 1})})),
+    ({"name": "mo_successive_halving"},
+     ("ParetoHalving", {"min_resource": 1, "reduction_factor": 2, "min_early_stopping_rate": 0, "bootstrap_count": 0})),
+    ({"name": "mo_successive_halving", "min_resource": 2, "reduction_factor": 2, "bootstrap_count": 1},
+     ("ParetoHalving", {"min_resource": 2, "reduction_factor": 2, "min_early_stopping_rate": 0, "bootstrap_count": 1})),
 ]
+TWO_OBJECTIVES = {"direction": ["maximize", "minimize"], "metric": ["score", "loss"]}
 
 
 def test_pruner_cases_cover_every_pruner():
@@ -104,7 +114,9 @@ def test_pruner_cases_cover_every_pruner():
 
 @pytest.mark.parametrize(("section", "expected"), PRUNER_CASES, ids=[str(c[0]) for c in PRUNER_CASES])
 def test_each_pruner_builds_its_class_with_the_options_and_defaults(section, expected):
-    assert _attrs(build_pruner(bowl_spec(pruner=section))) == expected
+    name = section if isinstance(section, str) else section["name"]
+    two = TWO_OBJECTIVES if name == "mo_successive_halving" else {}
+    assert _attrs(build_pruner(bowl_spec(pruner=section, **two))) == expected
 
 
 def test_hyperband_resources_default_to_the_epochs_of_the_spec():

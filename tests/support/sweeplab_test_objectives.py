@@ -66,3 +66,34 @@ def works_once(ctx):
     if ctx.trial_number > 0:
         raise RuntimeError("boom after the first trial")
     return {"score": 0.5}
+
+
+
+def jittered(trial):
+    """The bowl's values (noise-free), but each epoch sleeps a random time (at most
+    ``options.max_sleep`` seconds) drawn from the OS, not from the trial's seed: trials
+    finish in a different order every run. Written as a user's function (``trial.report``)."""
+    x, y = float(trial.params["x"]), float(trial.params["y"])
+    most = float(trial.options.get("max_sleep", 0.2))
+    jitter = random.SystemRandom()
+    target = 1.0 - (x - 0.3) ** 2 - (y + 0.2) ** 2
+    score = 0.0
+    for epoch in range(1, trial.epochs + 1):
+        time.sleep(jitter.uniform(0.0, most))
+        score = target * (1 - 0.5 ** epoch)
+        trial.report(epoch, {"score": score, "loss": 1 - score})
+    return {"score": score, "loss": 1 - score}
+
+
+def tradeoff(trial):
+    """Two objectives to maximize that trade off through ``x`` and both grow with ``q``:
+    ``a = q * x``, ``b = q * (1 - x)``, reached linearly over the epochs (so the same trials
+    dominate each other at every epoch). Each epoch sleeps ``options.sleep`` seconds."""
+    x, q = float(trial.params["x"]), float(trial.params["q"])
+    pause = float(trial.options.get("sleep", 0.0))
+    a = b = 0.0
+    for epoch in range(1, trial.epochs + 1):
+        time.sleep(pause)
+        a, b = q * x * epoch / trial.epochs, q * (1 - x) * epoch / trial.epochs
+        trial.report(epoch, {"a": a, "b": b})
+    return {"a": a, "b": b}
