@@ -2,7 +2,7 @@
 
 An objective gets the :class:`~sweeplab.objectives.trial.Trial` (the trial's resolved
 hyperparameters, the dataset, a seed and a reporter); it trains, calls
-``ctx.reporter.report(epoch, metrics)`` once per epoch and returns its final metrics.
+``ctx.report(epoch, metrics)`` once per epoch and returns its final metrics.
 It never touches Optuna storage or MLflow: the reporter carries the per-epoch values to
 the study's coordinator, which decides on pruning.
 """
@@ -28,7 +28,7 @@ class BaseObjective(ABC):
     """One framework's way of training and evaluating a trial.
 
     Contract: ``run`` is deterministic for a given context on CPU, reports every
-    epoch through ``ctx.reporter`` (letting :class:`TrialPruned` propagate), and
+    epoch through ``ctx.report`` (letting :class:`TrialPruned` propagate), and
     returns a mapping of metric name to float that includes the study's metric.
     It may raise any exception on failure; the worker records it as a FAILED trial.
     """

@@ -117,7 +117,7 @@ class MLPObjective(BaseObjective):
     - Seeded with ``ctx.seed`` (mod 2**32): same context on CPU -> identical metrics
       (``train_seconds`` and ``latency_ms`` aside). Threads follow ``ctx.cpus``; a GPU is
       used when ``ctx.gpus > 0`` and the framework sees one (see each backend).
-    - After every epoch ``ctx.reporter.report(epoch, metrics)`` with a 1-based epoch and
+    - After every epoch ``ctx.report(epoch, metrics)`` with a 1-based epoch and
       metrics ``loss, accuracy, val_loss, val_accuracy, lr`` (classification) or
       ``loss, mae, val_loss, val_mae, lr`` (regression). Train metrics are averaged over
       the epoch's samples as the model was while training on them; val metrics come
@@ -182,7 +182,9 @@ class MLPObjective(BaseObjective):
         cfg = config_type(settings.model).from_params(params)
         plan = cfg.plan(ds.input_shape, ds.n_outputs, settings.task)
         self.config, self.plan = cfg, plan
-        policy = EpochPolicy(settings, cfg, ctx.reporter, self.history)
+        # through the trial, as a user's function reports: the trial checks epochs and which
+        # metrics were reported, so its warnings hold for built-in models too
+        policy = EpochPolicy(settings, cfg, ctx, self.history)
         self.fold_history = policy.fold_history
         trial = MLPTrial(cfg=cfg, settings=settings, plan=plan, policy=policy, dataset=ds,
                          seed=int(ctx.seed) % (2**32), cpus=ctx.cpus, gpus=ctx.gpus, transfer=transfer)

@@ -100,3 +100,27 @@ def test_a_checkpoint_survives_its_driver_and_is_dropped_when_the_lineage_ends(s
     b.tell(TrialOutcome(retry.number, COMPLETE, {"score": 1.0}))
     assert not folder.exists()
     assert b.save_checkpoint(retry.number, b"late") is False  # a trial no longer in flight saves nothing
+
+
+def builtin_spec(metric, **over):
+    data = {
+        "study": "builtin", "direction": "maximize", "metric": metric, "trials": 2, "workers": 1, "seed": 3,
+        "sampler": {"name": "random"}, "pruner": {"name": "median", "n_startup_trials": 1},
+        "objective": {"framework": "torch", "dataset": {"name": "iris"}, "epochs": 2},
+        "space": {"units": {"type": "int", "low": 4, "high": 8}},
+    }
+    data.update(over)
+    return parse_spec(data)
+
+
+def test_built_in_models_report_through_the_trial_so_its_warnings_are_right(stores, caplog):
+    caplog.set_level(logging.WARNING, logger="sweeplab.search")
+    summary = run(builtin_spec("val_accuracy"), stores, **IN_PROCESS)
+    assert summary.n_complete + summary.n_pruned == 2
+    assert warnings_of(caplog) == []  # every epoch reports val_accuracy: nothing to say
+    caplog.clear()
+    # test_accuracy exists only at the end: the pruner can never see it, and that is said
+    summary = run(builtin_spec("test_accuracy", study="builtin-test"), stores, **IN_PROCESS)
+    assert summary.n_complete == 2
+    [warning] = warnings_of(caplog)
+    assert "pruning is off for this trial" in warning and "'test_accuracy'" in warning
