@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.api import format_value, load, promote, run, summary_text
+from sweeplab.api import estimate_lines, format_value, load, promote, run, summary_text
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", required=True, help="registered model name ([A-Za-z0-9._-])")
     p.add_argument("--top-k", type=_positive_int, default=3, help="configs to re-train: the best K trials (default 3)")
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per config (default 3)")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the winner again on train + validation for its best epoch count before registering "
+                        "it (default: yes when the study has a test part to judge it on; --no-refit: register the "
+                        "winner trained on the training rows only)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also fit scikit-learn baselines (logistic regression / ridge, gradient boosting) on the "
+                        "same rows and score them on the same test rows as the champion")
     _add_store_flags(p)
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -304,7 +311,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     """Re-train the study's top-k configs over several seeds on Ray (the built-in model, or the
     study's ``objective.callable``); register the best mean's model."""
     result = promote(args.study, args.model_name, storage=args.storage, tracking_uri=args.tracking_uri,
-                     top_k=args.top_k, seeds=args.seeds, address=args.address)
+                     top_k=args.top_k, seeds=args.seeds, address=args.address, refit=args.refit,
+                     baselines=args.baselines)
     winner = result.winner
     lines = [f"registered {result.model_uri} (version {result.version}, run {result.run_id})",
              f"winner     trial {winner.trial}: {result.metric} mean {format_value(winner.mean)} "
@@ -312,6 +320,17 @@ def cmd_promote(args: argparse.Namespace) -> int:
     for c in result.candidates:
         mean = "failed" if c.mean is None else f"{format_value(c.mean)} ± {format_value(c.std)}"
         lines.append(f"  trial {c.trial:<5} study {format_value(c.study_value)}  re-trained {mean}")
+    if result.refit is not None:
+        r = result.refit
+        lines.append(f"refit      on {r.n_rows} rows (train {r.n_train} + validation {r.n_val}) for {r.epochs} "
+                     f"epoch(s) (mean best epoch of {list(r.best_epochs)})")
+    else:
+        lines.append("refit      no: the registered model is the winner as trained on the training rows")
+    lines.extend(estimate_lines(result.estimate))
+    for b in result.baselines:
+        champion = result.model_metrics.get(b.metric)
+        lines.append(f"baseline   {b.name:<24} {b.metric} {format_value(b.value)}   (champion "
+                     f"{format_value(champion)})")
     lines.append(f"load it:   mlflow.pyfunc.load_model({result.model_uri!r}) with tracking URI "
                  f"{result.tracking_uri}")
     _emit(args, result.to_json(), "\n".join(lines))

@@ -190,6 +190,7 @@ def load_dataset(
     test_split: float = 0.2,
     seed: int = 0,
     model: str = "mlp",
+    merge_validation: bool = False,
 ) -> Dataset:
     """Load a dataset (see :func:`load_raw` for the sources and checks) and prepare it for model family ``model``.
 
@@ -216,6 +217,11 @@ def load_dataset(
     ``n_rows`` and ``source`` (``synthetic``, ``sklearn`` or ``file``), plus ``n_train``,
     ``n_val``, ``n_test``, ``seed``, the splits, and ``path`` / ``target`` for files or the
     effective ``options`` for generated and bundled sets.
+
+    ``merge_validation``: the data of a refit (``Dataset.refit``): the same three parts
+    (same arguments, same rows), then the training and validation parts merged into
+    ``X_train`` (training rows first), the scaler fitted on them, and ``X_val`` the same
+    rows; ``info`` then has ``refit: true``, ``n_train`` the merged count and ``n_val`` 0.
     """
     _check_splits(validation_split, test_split)
     X, y, label, info, image_shape = _load(task=task, name=name, path=path, target=target, options=options, seed=seed,
@@ -254,6 +260,8 @@ def load_dataset(
             "Use more rows, fewer classes, or larger validation/test splits."
         ) from exc
 
+    if merge_validation:
+        train_idx, val_idx = np.concatenate([train_idx, val_idx]), idx[:0]
     scaler: StandardScaler | ImageScaler = StandardScaler() if image_shape is None else ImageScaler()
     scaler.fit(features[train_idx])
 
@@ -263,7 +271,7 @@ def load_dataset(
         return np.ascontiguousarray(x_scaled, dtype=np.float32), np.ascontiguousarray(targets[rows])
 
     X_train, y_train = part(train_idx)
-    X_val, y_val = part(val_idx)
+    X_val, y_val = (X_train, y_train) if merge_validation else part(val_idx)
     X_test, y_test = part(test_idx)
 
     info.update(
@@ -274,6 +282,8 @@ def load_dataset(
         validation_split=validation_split,
         test_split=test_split,
     )
+    if merge_validation:
+        info["refit"] = True
     return Dataset(
         task=task,
         X_train=X_train,
@@ -287,6 +297,7 @@ def load_dataset(
         scaler=scaler,
         name=label,
         info=info,
+        refit=merge_validation,
     )
 
 

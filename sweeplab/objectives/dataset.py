@@ -32,6 +32,13 @@ class Dataset:
     (:class:`sweeplab.objectives.transfer.SourceModel`: its hidden layers' weights as
     numpy arrays and its config), attached by the driver so it travels to every trial in
     Ray's object store with the arrays; None otherwise.
+
+    ``refit``: True for the data of a champion's refit (:func:`~sweeplab.objectives.data.load_dataset`
+    with ``merge_validation=True``): ``X_train`` holds every row the study may use (its
+    training and validation parts), ``scaler`` is fitted on them, and ``X_val`` is the same
+    rows (the network reports its per-epoch ``val_*`` metrics on them, and nothing selects
+    by them). A network trains such a dataset for exactly ``epochs`` epochs, without early
+    stopping, and keeps its last weights; ``X_test`` is still untouched.
     """
 
     task: str
@@ -47,6 +54,7 @@ class Dataset:
     name: str = "dataset"
     info: dict[str, Any] = field(default_factory=dict)
     init_from: Any = None
+    refit: bool = False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
