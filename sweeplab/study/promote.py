@@ -290,8 +290,9 @@ def promote_study(
 
 
 def _has_heldout(spec: StudySpec) -> bool:
-    """The study's data has a test part the search never saw (a dataset and ``test_split > 0``)."""
-    return spec.objective.dataset is not None and spec.objective.test_split > 0
+    """The study's data has a test part the search never saw (a dataset, and ``test_split > 0`` or a holdout)."""
+    obj = spec.objective
+    return obj.dataset is not None and (obj.test_split > 0 or obj.holdout is not None)
 
 
 def _check_refit(spec: StudySpec, study_name: str, builtin: bool, refit: bool | None) -> bool:
@@ -309,9 +310,9 @@ def _check_refit(spec: StudySpec, study_name: str, builtin: bool, refit: bool | 
         if refit:
             raise UsageError(
                 f"--refit: study {study_name!r} has no test part (objective.test_split is "
-                f"{spec.objective.test_split}): a model refit on train + validation would have no row left to be "
-                "judged on. Run the study with objective.test_split > 0 (e.g. `sweeplab run SPEC --fork NEW` after "
-                "setting it), or promote with --no-refit")
+                f"{spec.objective.test_split}, no objective.holdout): a model refit on train + validation would have "
+                "no row left to be judged on. Run the study with objective.test_split > 0 or a holdout file "
+                "(`sweeplab run SPEC --fork NEW` after setting it), or promote with --no-refit")
         log.warning("study %r has no test part (objective.test_split 0): the champion is not refit on train + "
                     "validation (nothing would be left to judge the refit on); set objective.test_split > 0 "
                     "for a refit and a held-out estimate", study_name)
