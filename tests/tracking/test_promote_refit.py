@@ -19,6 +19,7 @@ from sweeplab_testkit import run
 from sweeplab.core.errors import UsageError
 from sweeplab.objectives.data import load_dataset, load_raw
 from sweeplab.registry.baselines import baselines_for
+from sweeplab.spec import parse_spec
 from sweeplab.study.promote import promote_study
 
 
@@ -151,3 +152,28 @@ def test_refit_and_baselines_need_a_test_part(stores, tmp_path):
     with pytest.raises(UsageError, match="--refit: study 'no-test' has no test part"):
         promote_study("no-test", "m", storage_url=stores["storage"], tracking_uri=stores["tracking"], refit=True)
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_estimate_comes_from_the_users_holdout_file(ray_local, stores, tmp_path, monkeypatch):
+    import mlflow.pyfunc
+
+    monkeypatch.chdir(tmp_path)
+    frame = pd.read_csv(iris_csv(tmp_path)).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    frame.iloc[:120].to_csv(tmp_path / "train.csv", index=False)
+    holdout = frame.iloc[120:]
+    holdout.to_csv(tmp_path / "holdout.csv", index=False)
+    spec = mlp_spec(str(tmp_path / "train.csv"), "torch", study="flowers-holdout", trials=2)
+    data = spec.to_dict()
+    data["objective"].pop("test_split")
+    data["objective"]["holdout"] = {"path": "holdout.csv", "target": "species"}
+    summary = run(parse_spec(data), stores)
+    assert summary.n_complete == 2
+    result = promote_study("flowers-holdout", "flowers-holdout", storage_url=stores["storage"],
+                           tracking_uri=stores["tracking"], top_k=1, seeds=1)
+    assert result.refit is not None and result.refit.n_rows == 120  # every row of the dataset: no test part cut
+    with tracking_uri(stores["tracking"]):
+        model = mlflow.pyfunc.load_model("models:/flowers-holdout@champion")
+    predicted = np.asarray(model.predict(holdout.drop(columns=["species"])))
+    accuracy = float(np.mean(predicted == holdout["species"].to_numpy()))
+    assert result.estimate.heldout_rows == 30
+    assert result.estimate.heldout_value == pytest.approx(accuracy, abs=1e-9)
