@@ -9,6 +9,7 @@ codes: 0 done, 2 bad input, 1 anything else (130 when interrupted with Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
 if TYPE_CHECKING:
-    from sweeplab.core.records import StudySummary
+    from sweeplab.core.records import Promotion, StudySummary
 SPEEDUPS_ENV = "SWEEPLAB_SPEEDUPS"
 """``SWEEPLAB_SPEEDUPS=off``: ``sweeplab run`` without its start-up and storage speed-ups
 (:meth:`~sweeplab.study.session.RunOptions.without_speedups`), as a study ran before them;
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-model", action="store_true",
                    help="skip the end-of-study re-fit that logs the best trial's model and evaluation")
+    p.add_argument("--promote", metavar="MODEL_NAME",
+                   help="when the study is done, promote it as `sweeplab promote STUDY --model-name MODEL_NAME` "
+                        "does with its defaults (top 3 x 3 seeds, refit, held-out estimate)")
     p.add_argument("--fail-fast", type=_non_negative_int, default=DEFAULT_FAIL_FAST, metavar="N",
                    help=f"stop (exit 1) when the study's first N trials all fail with the same error "
                         f"(default {DEFAULT_FAIL_FAST}; 0: never)")
@@ -260,6 +264,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          "give only one of them")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.promote is not None:
+        from sweeplab.study.promote import validate_model_name
+
+        validate_model_name(args.promote)  # before the study runs
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
     summary = run(args.spec, study=args.study, trials=args.trials, workers=args.workers, timeout=args.timeout,
                   fork=args.fork, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
@@ -268,7 +276,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                   resume_command=resume or "the same sweeplab run command",
                   # the one place this variable is read
                   speedups=os.environ.get(SPEEDUPS_ENV, "").strip().lower() != "off")
-    _emit_summary(args, summary)
+    if args.promote is None:
+        _emit_summary(args, summary)
+        return 0
+    result = promote(summary.study, args.promote, storage=args.storage, tracking_uri=args.tracking_uri,
+                     address=args.address)
+    # the text shows the new estimate once, in the promotion's lines
+    text = summary_text(dataclasses.replace(summary, estimate=None)) + "\n" + _promotion_text(result)
+    _emit(args, {**dataclasses.replace(summary, estimate=result.estimate).to_json(), "promotion": result.to_json()},
+          text)
     return 0
 
 
@@ -313,6 +329,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     result = promote(args.study, args.model_name, storage=args.storage, tracking_uri=args.tracking_uri,
                      top_k=args.top_k, seeds=args.seeds, address=args.address, refit=args.refit,
                      baselines=args.baselines)
+    _emit(args, result.to_json(), _promotion_text(result))
+    return 0
+
+
+def _promotion_text(result: Promotion) -> str:
+    """What ``promote`` prints without ``--json``."""
     winner = result.winner
     lines = [f"registered {result.model_uri} (version {result.version}, run {result.run_id})",
              f"winner     trial {winner.trial}: {result.metric} mean {format_value(winner.mean)} "
@@ -333,8 +355,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
                      f"{format_value(champion)})")
     lines.append(f"load it:   mlflow.pyfunc.load_model({result.model_uri!r}) with tracking URI "
                  f"{result.tracking_uri}")
-    _emit(args, result.to_json(), "\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

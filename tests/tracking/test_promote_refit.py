@@ -177,3 +177,38 @@ def test_the_estimate_comes_from_the_users_holdout_file(ray_local, stores, tmp_p
     accuracy = float(np.mean(predicted == holdout["species"].to_numpy()))
     assert result.estimate.heldout_rows == 30
     assert result.estimate.heldout_value == pytest.approx(accuracy, abs=1e-9)
+
+
+def test_a_function_study_is_not_refit(stores, tmp_path):
+    spec = {"study": "fn-study", "metric": "val_accuracy", "direction": "maximize", "trials": 1,
+            "objective": {"framework": "python", "callable": "sweeplab_user_functions:inspect"},
+            "space": {"learning_rate": {"type": "float", "low": 0.001, "high": 0.1}}}
+    study = optuna.create_study(study_name="fn-study", storage=stores["storage"], direction="maximize")
+    study.set_user_attr("sweeplab.spec", parse_spec(spec).to_dict())
+    study.add_trial(optuna.trial.create_trial(value=0.9, params={}, distributions={}))
+    flags = ["--storage", stores["storage"], "--tracking-uri", stores["tracking"]]
+    out = _cli("promote", "fn-study", "--model-name", "m", "--refit", *flags, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "runs its own function (framework python)" in out.stderr and "drop --refit" in out.stderr
+    out = _cli("promote", "fn-study", "--model-name", "m", "--baselines", *flags, cwd=tmp_path)
+    assert out.returncode == 2 and "--baselines" in out.stderr and "dataset none" in out.stderr, out.stderr
+
+
+def test_run_promote_promotes_at_the_end_of_the_study(stores, tmp_path):
+    spec = mlp_spec(iris_csv(tmp_path), "torch", study="flowers-run-promote", trials=2)
+    path = tmp_path / "spec.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+    flags = ["--storage", stores["storage"], "--tracking-uri", stores["tracking"]]
+    out = _cli("run", path, "--promote", "bad/name", *flags, cwd=tmp_path)
+    assert out.returncode == 2 and "--model-name must not contain path separators" in out.stderr, out.stderr
+    assert optuna.get_all_study_names(stores["storage"]) == []  # refused before the study ran
+
+    out = _cli("run", path, "--promote", "flowers-end", "--json", "--no-model", *flags, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    payload = json.loads(out.stdout)  # exactly one JSON object
+    assert payload["n_complete"] == 2 and payload["promotion"]["model_uri"] == "models:/flowers-end@champion"
+    assert payload["estimate"] == payload["promotion"]["estimate"] and payload["estimate"]["refit"] is True
+    client = MlflowClient(stores["tracking"], registry_uri=stores["tracking"])
+    assert client.get_model_version_by_alias("flowers-end", "champion").run_id == payload["promotion"]["run_id"]
