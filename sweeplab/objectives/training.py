@@ -143,7 +143,8 @@ def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> 
         raise ValueError(f"objective.epochs must be an integer >= 1, got {epochs!r}")
     classification = task == "classification"
     acc_name = "accuracy" if classification else "mae"
-    es = None if ds.refit else setting(settings, "early_stopping")
+    refit = bool(getattr(ds, "refit", False))  # duck-typed datasets (tests, users' own) are not refits
+    es = None if refit else setting(settings, "early_stopping")
     monitor = str(setting(es, "monitor", "val_loss") or "val_loss")
     patience = int(setting(es, "patience", 0) or 0) if es is not None else 0
     min_delta = abs(float(setting(es, "min_delta", 0.0) or 0.0)) if es is not None else 0.0
@@ -156,4 +157,4 @@ def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> 
         raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
     sign = 1.0 if monitor_mode(monitor) == "min" else -1.0
     return TrialSettings(task, int(epochs), classification, acc_name, monitor, patience, min_delta, metric_names, sign,
-                         early_stopping=es is not None, model=model, keep_last=bool(ds.refit))
+                         early_stopping=es is not None, model=model, keep_last=refit)
