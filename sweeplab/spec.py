@@ -34,6 +34,15 @@ from sweeplab.core.checks import (
     join,
 )
 from sweeplab.core.errors import Problem, SpecError
+from sweeplab.core.validation import (
+    DEFAULT_REPEATS,
+    HOLDOUT,
+    KFOLD,
+    MIN_KFOLD,
+    VALIDATION_KEYS,
+    VALIDATION_MODES,
+    Validation,
+)
 from sweeplab.registry import datasets as dataset_registry
 from sweeplab.registry import search as search_registry
 from sweeplab.registry.families import MODEL_FAMILIES, MODEL_NAMES
@@ -96,6 +105,7 @@ OBJECTIVE_KEYS = (
     "task",
     "dataset",
     "epochs",
+    "validation",
     "validation_split",
     "test_split",
     "early_stopping",
@@ -239,6 +249,12 @@ class ObjectiveSpec:
     ``test_split`` in [0, 1), their sum < 1. When the space searches ``framework``, this
     one is only the default.
 
+    ``validation`` (:class:`~sweeplab.core.validation.Validation`): ``holdout`` (the
+    default: one part of ``validation_split``), ``{kfold: K, repeats: R}`` (K-fold
+    cross-validation of the rows left after the test split; ``validation_split`` is not
+    used then, and a spec that gives it with ``kfold`` is refused) or ``auto`` (K-fold on a
+    small table, holdout on a large one; ``validation_split`` applies when it picks holdout).
+
     ``model`` (torch/keras): the model family the trials build, one of :data:`MODELS`
     (``mlp``, the default, or ``cnn`` on images); its hyperparameters are what the space
     may search (:mod:`sweeplab.registry.families`).
@@ -264,13 +280,15 @@ class ObjectiveSpec:
     test_split: float = 0.2
     early_stopping: EarlyStoppingSpec | None = None
     callable: str | None = None
+    validation: Validation = field(default_factory=Validation)
     options: Mapping[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     holdout: DatasetSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical YAML form (``model`` only when not the default ``mlp``, so the stored spec of a
-        study made before model families existed reads the same; ``callable`` / ``options`` /
+        """Canonical YAML form (``model`` only when not the default ``mlp`` and ``validation`` only
+        when not ``holdout``, so the stored spec of a study made before them reads the same;
+        ``validation_split`` not with K-fold, which does not use it; ``callable`` / ``options`` /
         ``init_from`` only when set)."""
         out: dict[str, Any] = {
             "framework": self.framework,
@@ -278,7 +296,8 @@ class ObjectiveSpec:
             "task": self.task,
             "dataset": self.dataset.to_dict() if self.dataset is not None else None,
             "epochs": self.epochs,
-            "validation_split": self.validation_split,
+            **({"validation": self.validation.to_yaml()} if self.validation.mode != HOLDOUT else {}),
+            **({"validation_split": self.validation_split} if self.validation.mode != KFOLD else {}),
             "test_split": self.test_split,
             "early_stopping": (
                 {
@@ -637,7 +656,17 @@ def _parse_objective(value: Any, problems: list[Problem], function_objective: bo
     holdout = _parse_holdout(mapping.get("holdout"), mapping, problems)
     default_test = 0.0 if "holdout" in mapping else 0.2  # the holdout file is the test part
     test = check_number(mapping.get("test_split", default_test), "objective.test_split", problems, ge=0, lt=1)
-    if val is not None and test is not None and val + test >= 1:
+    validation = _parse_validation(mapping.get("validation"), problems)
+    kfold = validation is not None and validation.mode == KFOLD
+    if validation is not None and kfold and "validation_split" in mapping:
+        problems.append(Problem("objective.validation_split", (
+            f"is not used with objective.validation kfold (each fold's validation part is 1/{validation.kfold} of "
+            "the rows left after the test split); remove validation_split, or use validation: holdout")))
+    if validation is not None and validation.mode != HOLDOUT and mapping.get("dataset") is None:
+        problems.append(Problem("objective.validation", (
+            f"{validation.mode} cuts its folds from objective.dataset, and the spec names none; set "
+            "objective.dataset or remove objective.validation")))
+    if not kfold and val is not None and test is not None and val + test >= 1:
         problems.append(
             Problem(path, f"`validation_split + test_split < 1` must hold, got {val!r} + {test!r} = {val + test!r}")
         )
@@ -696,6 +725,7 @@ def _parse_objective(value: Any, problems: list[Problem], function_objective: bo
         options=copy.deepcopy(dict(options)),
         init_from=init_from,
         holdout=holdout,
+        validation=validation or Validation(),
     )
 
 
@@ -727,6 +757,39 @@ def _parse_holdout(value: Any, objective: Mapping[str, Any], problems: list[Prob
     if len(problems) > before or file is None or target is None:
         return None
     return DatasetSpec(path=file, target=target)
+
+
+def _parse_validation(value: Any, problems: list[Problem]) -> Validation | None:
+    """``objective.validation``: ``holdout`` (also when absent), ``auto`` or ``{kfold: K, repeats: R}``."""
+    path = "objective.validation"
+    forms = f"{HOLDOUT}, auto or {{kfold: K, repeats: R}} (K >= {MIN_KFOLD}, R >= 1)"
+    if value is None:
+        return Validation()
+    if isinstance(value, str):
+        if value == KFOLD:
+            problems.append(Problem(path, f"kfold needs its number of folds: {{kfold: 5}}, got {value!r}"))
+            return None
+        if value not in VALIDATION_MODES:
+            problems.append(Problem(path, f"must be {forms}, got {value!r}"))
+            return None
+        return Validation(value)
+    mapping = check_mapping(value, path, problems) if isinstance(value, Mapping) else None
+    if mapping is None:
+        if not isinstance(value, Mapping):
+            problems.append(Problem(path, f"must be {forms}, got {describe(value)}"))
+        return None
+    before = len(problems)
+    check_keys(mapping, VALIDATION_KEYS, path, problems)
+    if "kfold" not in mapping:
+        problems.append(Problem(join(path, "kfold"), f"required: the number of folds (>= {MIN_KFOLD}), e.g. "
+                                                      "{kfold: 5}"))
+        k = None
+    else:
+        k = check_int(mapping["kfold"], join(path, "kfold"), problems, minimum=MIN_KFOLD)
+    repeats = check_int(mapping.get("repeats", DEFAULT_REPEATS), join(path, "repeats"), problems, minimum=1)
+    if len(problems) > before or k is None or repeats is None:
+        return None
+    return Validation(KFOLD, kfold=k, repeats=repeats)
 
 
 def _check_dataset_fits_model(dataset: DatasetSpec, model: str, problems: list[Problem]) -> None:

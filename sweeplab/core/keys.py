@@ -25,6 +25,12 @@ ATTR_N_PARAMS = "sweeplab.n_params"
 ATTR_FORKED_FROM_STUDY = "sweeplab.forked_from_study"  # a copied trial's study of origin
 ATTR_FORKED_FROM_TRIAL = "sweeplab.forked_from_trial"  # a copied trial's number there
 ATTR_LOGGED_MODEL = "sweeplab.logged_model"  # artifact path of the model the trial's function logged (trial.log_model)
+ATTR_CV_FOLDS = "sweeplab.cv_folds"  # models a cross-validated trial trained (kfold * repeats)
+ATTR_CV_STD = "sweeplab.cv_std"  # {metric: its standard deviation across the folds, at the best epoch}
+
+# ---------------------------------------------------------------- metric names (final metrics of a trial)
+METRIC_N_FOLDS = "n_folds"  # a cross-validated network trial: how many fold models it trained
+METRIC_STD_SUFFIX = "_std"  # `val_accuracy_std`: the spread across folds of `val_accuracy` at the best epoch
 
 # ---------------------------------------------------------------- Optuna study user attrs
 STUDY_ATTR_SPEC = "sweeplab.spec"  # the spec the study was created with

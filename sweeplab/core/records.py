@@ -325,10 +325,11 @@ class BaselineScore:
 class SelectionEstimate:
     """How far the champion's chosen value can be trusted: what ``best --json`` shows as ``estimate``.
 
-    ``selected_value``: the winner trial's study value (its validation value, chosen as the best
-    of many: optimistic by construction); ``reseeded_mean``: its mean over ``promote``'s seeds;
-    ``cv_mean``: its fold mean when the study cross-validated (``<metric>_std`` among its
-    metrics), else None; ``heldout_value``: the registered model's ``heldout_metric`` on
+    ``selected_value``: the winner trial's study value (its validation value, chosen as the
+    best of many: optimistic by construction); ``reseeded_mean``: its mean over
+    ``promote``'s seeds; ``cv_mean``: its fold mean when the study cross-validated
+    (``<metric>_std`` among its metrics, :data:`~sweeplab.core.keys.METRIC_STD_SUFFIX`),
+    else None; ``heldout_value``: the registered model's ``heldout_metric`` on
     ``heldout_rows`` rows that neither the search nor the refit touched (None without such
     rows). ``optimism_gap`` = ``selected_value - heldout_value`` and ``estimate_gap`` =
     (``cv_mean``, else ``reseeded_mean``) ``- heldout_value``, both signed so that a

@@ -43,10 +43,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn import datasets as skdatasets
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from sweeplab.core.errors import DataError, Problem
+from sweeplab.core.validation import HOLDOUT, KFOLD, Validation
 from sweeplab.objectives.dataset import Dataset
 from sweeplab.registry.datasets import (
     ARRAY_SUFFIXES,
@@ -190,6 +191,7 @@ def load_dataset(
     test_split: float = 0.2,
     seed: int = 0,
     model: str = "mlp",
+    validation: Validation | None = None,
     merge_validation: bool = False,
     holdout_path: str | None = None,
     holdout_target: str = "target",
@@ -206,8 +208,20 @@ def load_dataset(
     ``test_split > 0``, else 2); a split that still cannot be stratified (e.g. a validation
     part smaller than the number of classes) raises :class:`DataError` quoting scikit-learn.
 
+    ``validation`` (``objective.validation``, None: holdout; ``auto`` is resolved here, on the number of
+    rows left after the test split, see :class:`~sweeplab.core.validation.Validation`):
+    with K-fold, ``validation_split`` is not used; every row left after the test split is
+    a training row (``X_train``; ``X_val`` and ``y_val`` are empty) and ``folds`` holds the
+    ``K * repeats`` (train, validation) index pairs into them: scikit-learn's
+    ``RepeatedStratifiedKFold`` (classification) or ``RepeatedKFold`` (regression, shuffled)
+    seeded with ``seed``, so every trial of a study gets the same folds, and the test rows
+    are in none. Every class needs at least K rows left after the test split, else
+    :class:`DataError` naming ``objective.validation.kfold``.
+
     Preprocessing: a ``StandardScaler`` is fitted on the raw (float64) training rows only
-    and applied to all three parts; features are float32. For a family that trains on
+    and applied to all three parts (with K-fold: on every row left after the test split,
+    so a fold's validation rows share the feature means and scales, never the test rows');
+    features are float32. For a family that trains on
     images the features are images ``(n, H, W, C)`` instead, scaled by an
     :class:`ImageScaler` (per channel) fitted on the training images only; ``info`` then
     holds ``image_shape``. Classification targets are int64
@@ -221,7 +235,8 @@ def load_dataset(
     effective ``options`` for generated and bundled sets.
 
     ``merge_validation``: the data of a refit (``Dataset.refit``): the same three parts
-    (same arguments, same rows), then the training and validation parts merged into
+    (same arguments, same rows; with K-fold, every row left after the test part, and no
+    ``folds``), then the training and validation parts merged into
     ``X_train`` (training rows first), the scaler fitted on them, and ``X_val`` the same
     rows; ``info`` then has ``refit: true``, ``n_train`` the merged count and ``n_val`` 0.
 
@@ -231,7 +246,8 @@ def load_dataset(
     ``holdout_target`` the dataset's target, its labels among the dataset's classes; it is
     scaled with the training part's scaler. ``info`` then holds ``holdout`` (the path).
     """
-    _check_splits(validation_split, test_split)
+    validation = validation or Validation()
+    _check_splits(validation_split if validation.mode != KFOLD else None, test_split)
     X, y, label, info, image_shape = _load(task=task, name=name, path=path, target=target, options=options, seed=seed,
                                            model=model)
     where = f"{_KEY}.path: {path}" if path is not None else _KEY
@@ -244,7 +260,10 @@ def load_dataset(
     stratify: np.ndarray | None = None
     if task == "classification":
         class_labels, encoded = _encode_labels(y, where)
-        _check_class_sizes(encoded, class_labels, needed=3 if test_split > 0 else 2, where=where)
+        if validation.mode == HOLDOUT:
+            _check_class_sizes(encoded, class_labels, needed=3 if test_split > 0 else 2, where=where)
+        elif test_split > 0:
+            _check_class_sizes(encoded, class_labels, needed=2, where=where, split="train/test")
         targets: np.ndarray = encoded
         stratify = encoded
     else:
@@ -256,10 +275,20 @@ def load_dataset(
             rest, test_idx = train_test_split(idx, test_size=test_split, random_state=seed, stratify=stratify)
         else:
             rest, test_idx = idx, idx[:0]
-        val_fraction = validation_split / (1.0 - test_split)
-        train_idx, val_idx = train_test_split(
-            rest, test_size=val_fraction, random_state=seed, stratify=None if stratify is None else stratify[rest]
-        )
+        smallest = int(np.bincount(stratify[rest], minlength=len(class_labels)).min()) if stratify is not None else None
+        validation = validation.resolve(len(rest), smallest)
+        folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+        if validation.mode == KFOLD:
+            train_idx, val_idx = rest, rest[:0]
+            folds = _folds(validation, stratify[rest] if stratify is not None else None, len(rest), seed,
+                           class_labels, where)
+        else:
+            if stratify is not None and validation.mode != HOLDOUT:
+                _check_class_sizes(stratify[rest], class_labels, needed=2, where=where)
+            val_fraction = validation_split / (1.0 - test_split)
+            train_idx, val_idx = train_test_split(
+                rest, test_size=val_fraction, random_state=seed, stratify=None if stratify is None else stratify[rest]
+            )
     except ValueError as exc:
         raise DataError(
             f"{where}: cannot split {len(idx)} rows into train/validation/test "
@@ -268,8 +297,8 @@ def load_dataset(
             "Use more rows, fewer classes, or larger validation/test splits."
         ) from exc
 
-    if merge_validation:
-        train_idx, val_idx = np.concatenate([train_idx, val_idx]), idx[:0]
+    if merge_validation:  # a refit trains on every row left after the test part: no validation rows, no folds
+        train_idx, val_idx, folds = np.concatenate([train_idx, val_idx]), idx[:0], ()
     scaler: StandardScaler | ImageScaler = StandardScaler() if image_shape is None else ImageScaler()
     scaler.fit(features[train_idx])
 
@@ -297,11 +326,13 @@ def load_dataset(
         n_val=len(val_idx),
         n_test=len(test_idx),
         seed=seed,
-        validation_split=validation_split,
+        validation_split=validation_split if validation.mode != KFOLD else None,
         test_split=test_split,
+        validation=validation.to_yaml(),
+        n_folds=validation.n_folds,
     )
     if merge_validation:
-        info["refit"] = True
+        info.update(refit=True, n_folds=1)
     return Dataset(
         task=task,
         X_train=X_train,
@@ -315,6 +346,7 @@ def load_dataset(
         scaler=scaler,
         name=label,
         info=info,
+        folds=folds,
         refit=merge_validation,
     )
 
@@ -342,6 +374,31 @@ def _holdout(path: str, target: str, X: pd.DataFrame, y: pd.Series, task: str,
         raise DataError(f"{where}: label(s) {unknown} of the holdout are not classes of the dataset "
                         f"{list(class_labels)}; a model cannot predict them. Drop those rows")
     return rows, pd.Categorical(h_y.map(_scalar), categories=list(class_labels)).codes.astype(np.int64)
+
+
+def _folds(validation: Validation, classes: np.ndarray | None, n_rows: int, seed: int,
+           class_labels: tuple[Any, ...], where: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The ``(train, validation)`` index pairs of K-fold over ``n_rows`` rows (stratified by ``classes``)."""
+    k = validation.kfold
+    if classes is not None:
+        counts = np.bincount(classes, minlength=len(class_labels))
+        small = {class_labels[i]: int(n) for i, n in enumerate(counts) if n < k}
+        if small:
+            detail = ", ".join(f"{label!r}: {n}" for label, n in small.items())
+            raise DataError(
+                f"objective.validation.kfold: {k} stratified folds need at least {k} rows of every class left after "
+                f"the test split ({where}), got {detail}. Use kfold <= {min(small.values())}, a smaller test_split, "
+                "or more rows of those classes"
+            )
+        splitter: Any = RepeatedStratifiedKFold(n_splits=k, n_repeats=validation.repeats, random_state=seed)
+    else:
+        if n_rows < k:
+            raise DataError(f"objective.validation.kfold: {k} folds need at least {k} rows left after the test "
+                            f"split ({where}), got {n_rows}. Use a smaller kfold or test_split")
+        splitter = RepeatedKFold(n_splits=k, n_repeats=validation.repeats, random_state=seed)
+    positions = np.zeros((n_rows, 1))
+    return tuple((np.sort(train).astype(np.int64), np.sort(val).astype(np.int64))
+                 for train, val in splitter.split(positions, classes))
 
 
 # --------------------------------------------------------------------------- sources
@@ -598,7 +655,12 @@ def _check_frame(X: pd.DataFrame, y: pd.Series, task: str, where: str) -> None:
             )
 
 
-def _check_splits(validation_split: float, test_split: float) -> None:
+def _check_splits(validation_split: float | None, test_split: float) -> None:
+    """The split fractions' rules; ``validation_split`` None: not used (K-fold)."""
+    if validation_split is None:
+        if not 0.0 <= test_split < 1.0:
+            raise DataError(f"test_split must be in [0, 1), got {test_split}")
+        return
     if not 0.0 < validation_split < 1.0:
         raise DataError(f"objective.validation_split must be in (0, 1), got {validation_split}")
     if not 0.0 <= test_split < 1.0:
@@ -623,13 +685,15 @@ def _encode_labels(y: pd.Series, where: str) -> tuple[tuple[Any, ...], np.ndarra
     return tuple(_scalar(v) for v in labels), codes
 
 
-def _check_class_sizes(codes: np.ndarray, labels: tuple[Any, ...], needed: int, where: str) -> None:
+def _check_class_sizes(codes: np.ndarray, labels: tuple[Any, ...], needed: int, where: str,
+                       split: str | None = None) -> None:
     counts = np.bincount(codes, minlength=len(labels))
     small = {labels[i]: int(n) for i, n in enumerate(counts) if n < needed}
     if small:
         detail = ", ".join(f"{k!r}: {n}" for k, n in small.items())
+        split = split or f"train/validation{'/test' if needed > 2 else ''}"
         raise DataError(
-            f"{where}: class(es) too small to stratify the train/validation{'/test' if needed > 2 else ''} split "
+            f"{where}: class(es) too small to stratify the {split} split "
             f"(each class needs at least {needed} rows): {detail}. Add rows of those classes, or drop/merge them"
         )
 

@@ -7,7 +7,7 @@ store once; every trial on every node reads the same arrays.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,12 @@ class Dataset:
     with ``mean_`` and ``scale_``; applying ``scaler.transform`` to raw feature rows
     (raw images) gives the model's inputs. ``feature_names`` name the raw values of one
     example in order (an image's pixels in (height, width, channel) order).
+
+    ``folds`` (K-fold cross-validation, ``objective.validation``): the ``(train,
+    validation)`` index pairs into ``X_train`` / ``y_train`` of every fold (``K * repeats``
+    of them, repeat by repeat), which then hold every row left after the test split, while
+    ``X_val`` / ``y_val`` are empty; :meth:`fold` gives one fold as a Dataset of its own.
+    Empty for a holdout split.
 
     ``init_from``: the source model of a transfer-learning study
     (:class:`sweeplab.objectives.transfer.SourceModel`: its hidden layers' weights as
@@ -54,7 +60,34 @@ class Dataset:
     name: str = "dataset"
     info: dict[str, Any] = field(default_factory=dict)
     init_from: Any = None
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     refit: bool = False
+
+    @property
+    def n_folds(self) -> int:
+        """Models a trial trains on this dataset: ``len(folds)`` with K-fold, 1 with a holdout split."""
+        return len(self.folds) or 1
+
+    def fold(self, index: int) -> Dataset:
+        """Fold ``index`` (0-based) as a holdout Dataset: its training rows in ``X_train`` / ``y_train``,
+        its validation rows in ``X_val`` / ``y_val`` (copies, in the rows' order), the same test
+        rows, scaler and labels; ``info`` gains ``fold`` and the fold's ``n_train`` / ``n_val``.
+        With a holdout split, ``fold(0)`` is this dataset. IndexError for another index."""
+        if not self.folds:
+            if index != 0:
+                raise IndexError(f"a holdout dataset has one fold (0), got fold {index}")
+            return self
+        if not -len(self.folds) <= index < len(self.folds):
+            raise IndexError(f"fold {index} out of range: the dataset has {len(self.folds)} folds "
+                             f"(0..{len(self.folds) - 1})")
+        train, val = self.folds[index]
+        info = {**self.info, "fold": index % len(self.folds), "n_train": len(train), "n_val": len(val)}
+        return replace(self, X_train=self.X_train[train], y_train=self.y_train[train], X_val=self.X_train[val],
+                       y_val=self.y_train[val], info=info, folds=())
+
+    def fold_datasets(self) -> list[Dataset]:
+        """Every fold as a Dataset (:meth:`fold`), in order; ``[self]`` with a holdout split."""
+        return [self.fold(i) for i in range(self.n_folds)]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

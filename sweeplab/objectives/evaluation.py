@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVALUATION_FILE",
+    "FOLDS_FILE",
     "evaluate_objective",
     "evaluate_predictions",
     "evaluation_files",
+    "fold_history_csv",
     "history_csv",
     "plot_confusion_matrix",
     "plot_training_history",
@@ -45,6 +47,9 @@ __all__ = [
 
 EVALUATION_FILE = "evaluation.json"
 """Artifact name of the evaluation payload on every completed trial's run."""
+
+FOLDS_FILE = "cv_folds.csv"
+"""Artifact name of a cross-validated trial's per-fold curves (:func:`fold_history_csv`)."""
 
 _FRAMEWORK_MODULES = {"torch": "sweeplab.objectives.torch_mlp", "keras": "sweeplab.objectives.keras_mlp"}
 
@@ -135,7 +140,9 @@ def evaluate_objective(
 ) -> dict[str, Any] | None:
     """Evaluate a trained objective (``objective.model``) on the dataset's held-out rows.
 
-    The test part when it has rows, else the validation part (``split`` says which).
+    The test part when it has rows, else the validation part (``split`` says which; with
+    cross-validation, the first fold's validation rows, on which its model, the trial's,
+    was validated).
     Returns None when there is nothing to evaluate: no model (python objectives), or no
     dataset. One forward pass and a few scikit-learn counts: cheap enough for every trial.
     """
@@ -145,7 +152,8 @@ def evaluate_objective(
     if len(dataset.y_test):
         split, X, y = "test", dataset.X_test, dataset.y_test
     else:
-        split, X, y = "validation", dataset.X_val, dataset.y_val
+        held = dataset.fold(0)
+        split, X, y = "validation", held.X_val, held.y_val
     y_pred = predict_indices(framework, model, X, dataset.task)
     return evaluate_predictions(dataset.task, y, y_pred, dataset.class_labels, split=split, metrics=metrics)
 
@@ -163,6 +171,22 @@ def history_csv(history: Sequence[Mapping[str, float]]) -> str:
     writer.writerow(["epoch", *keys])
     for i, row in enumerate(history, start=1):
         writer.writerow([i, *(row.get(k, "") for k in keys)])
+    return buf.getvalue()
+
+
+def fold_history_csv(fold_history: Sequence[Sequence[Mapping[str, float]]]) -> str:
+    """Per-epoch, per-fold metrics as CSV: ``epoch`` (1-based), ``fold`` (0-based), then one column
+    per metric; ``fold_history[e][f]`` is fold ``f``'s metrics at epoch ``e + 1``."""
+    keys: list[str] = []
+    for folds in fold_history:
+        for row in folds:
+            keys.extend(k for k in row if k not in keys)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", "fold", *keys])
+    for epoch, folds in enumerate(fold_history, start=1):
+        for fold, row in enumerate(folds):
+            writer.writerow([epoch, fold, *(repr(float(row[k])) if k in row else "" for k in keys)])
     return buf.getvalue()
 
 

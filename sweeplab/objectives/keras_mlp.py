@@ -15,14 +15,16 @@ Training, in short:
   ``BatchNormalization``, the activation, ``Dropout``, and for a CNN's convolution
   part the layers of :mod:`sweeplab.objectives.keras_cnn`);
 - loss: ``SparseCategoricalCrossentropy(from_logits=True)``, or ``MeanSquaredError``;
-- mini-batches: one ``model.fit`` call over a ``tf.data`` pipeline that, per epoch,
-  gathers ``batch_size`` rows at a time of a permutation seeded with the trial's seed and
+- mini-batches: one call of the model's train function per epoch (what ``fit`` runs) over
+  one ``tf.data`` iterator that gathers ``batch_size`` rows at a time of a permutation seeded with the trial's seed and
   the epoch (stateless index shuffle); no sample is dropped, and with BatchNorm a last batch of
   one row is merged into the one before it (as torch_mlp does); each epoch runs as one
   compiled step loop (``steps_per_execution`` = batches per epoch, see :class:`MLP`);
-- a Keras callback ends every epoch: it evaluates the full validation set in one forward
-  pass, hands the epoch to the :class:`~sweeplab.objectives.epochs.EpochPolicy` (checks,
-  report, best epoch, early stopping, learning rate) and applies its decisions.
+- after every epoch the objective's shared loop (:class:`~sweeplab.objectives.mlp.MLPObjective`)
+  evaluates the full validation set in one forward pass and hands the epoch to the
+  :class:`~sweeplab.objectives.epochs.EpochPolicy` (checks, report, best epoch, early
+  stopping, learning rate), whose decisions the next epoch applies; with cross-validation
+  the fold models take their epochs in turn.
 
 Numerics follow the torch objective wherever Keras' defaults differ from torch's, so that
 one spec means the same training in both frameworks (this is deliberate, and the
@@ -53,8 +55,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -66,9 +67,9 @@ import tensorflow as tf
 
 from sweeplab.objectives import keras_cnn
 from sweeplab.objectives.config import MLPConfig, NetworkConfig
-from sweeplab.objectives.epochs import EpochPolicy
+from sweeplab.objectives.dataset import Dataset
 from sweeplab.objectives.latency import predict_latency_ms
-from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
+from sweeplab.objectives.mlp import FoldLearner, MLPObjective, MLPTrial
 from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
 from sweeplab.spaces.architecture import LayerPlan, NetworkPlan
 
@@ -196,12 +197,12 @@ class MLP(keras.Sequential):
     step: a smaller graph to trace and run (about 20% less CPU per trial for the
     objective's small MLPs, measured). It expects every call to find
     ``steps_per_execution`` batches (the objective's data holds exactly one execution
-    per epoch); running out raises ``OutOfRangeError``, which ``fit`` treats as the end
-    of the data.
+    per epoch); running out raises ``OutOfRangeError`` (``fit`` treats it as the end of
+    the data).
     """
 
     def make_train_function(self, force: bool = False) -> Any:
-        """Build (once) ``train_function(iterator) -> logs`` for ``fit``."""
+        """Build (once) ``train_function(iterator) -> logs`` (for ``fit``, and for the objective's epochs)."""
         existing: Any = getattr(self, "train_function", None)
         if existing is not None and not force:
             return existing
@@ -551,7 +552,7 @@ def _train_dataset(
     ``perm_e`` is the stateless permutation of ``0..n-1`` seeded with ``(seed, e)``
     (``tf.random.experimental.index_shuffle``, computed for a batch's positions only): the
     order depends on the seed and the epoch alone, every row is used once per epoch, and
-    one iterator serves the whole ``fit``.
+    one iterator serves every epoch of a model (making an iterator costs tens of ms).
     """
     n = int(x.shape[0])
     n_batches = len(bounds)
@@ -570,44 +571,74 @@ def _train_dataset(
     return ds.apply(tf.data.experimental.assert_cardinality(epochs * n_batches))
 
 
-# --------------------------------------------------------------------------- the epoch callback
+# --------------------------------------------------------------------------- one model
 
 
-class _EpochEnd(keras.callbacks.Callback):
-    """After each epoch: the NaN check, one validation pass, the policy's verdict applied.
+class _KerasLearner(FoldLearner):
+    """One Keras model of a trial, trained one epoch per call of its train function.
 
-    Keeps the best epoch's weights, sets the optimizer's learning rate when the policy
-    changes it, and stops ``fit`` when the policy says stop. Any exception of the
-    epoch-end work (``TrialPruned`` from the reporter, the ``FloatingPointError`` of a
-    non-finite loss) is kept in ``error`` and stops ``fit`` after this epoch; the
-    objective raises it once ``fit`` has returned.
+    An epoch is what ``fit`` does per epoch without a distribution strategy (where Keras
+    builds the model's metrics when the train function is first traced): ``reset_metrics``,
+    then one call of ``make_train_function()``'s function (all the epoch's batches, see
+    :class:`MLP`) on one iterator over every epoch's batches, made once. The objective's
+    loop, not ``fit``, decides between epochs, so fold models can take their epochs in turn.
     """
 
-    def __init__(self, policy: EpochPolicy, evaluate: _Evaluator, x_val: tf.Tensor, y_val: tf.Tensor) -> None:
-        super().__init__()
-        self.policy, self.evaluate, self.x_val, self.y_val = policy, evaluate, x_val, y_val
+    def __init__(self, t: MLPTrial, fold: Dataset, seed: int, device: str) -> None:
+        cfg = t.cfg
+        self.classification, self.task, self.device = t.settings.classification, t.settings.task, device
+        self.acc_name = t.settings.acc_name
+        prepare = None
+        if t.transfer is not None:
+            from sweeplab.objectives.transfer_keras import init_keras
+
+            transfer = t.transfer
+
+            def prepare(model: keras.Model) -> None:  # source weights in, first n_frozen_layers frozen, new head
+                init_keras(model, transfer)
+
+        x_train, y_train = _arrays(fold.X_train, fold.y_train, self.classification)
+        x_val, y_val = _arrays(fold.X_val, fold.y_val, self.classification)
+        self.bounds = batch_bounds(int(x_train.shape[0]), int(cfg.batch_size), merge_singleton=cfg.batch_norm)
+        self.lr = float(cfg.learning_rate)
+        with tf.device(device):
+            self.model = build_network(t.plan, cfg, steps_per_execution=len(self.bounds), prepare=prepare)
+            self.evaluate = _Evaluator(self.model, t.plan.input_shape, self.classification)
+            self.x_val, self.y_val = tf.constant(x_val), tf.constant(y_val)
+            data = _train_dataset(tf.constant(x_train), tf.constant(y_train), self.bounds, t.settings.epochs, seed)
+            self.batches = iter(data)
+            self.train_function = self.model.make_train_function()
         self.best_weights: list[np.ndarray] | None = None
-        self.error: BaseException | None = None
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        try:
-            self._end(epoch + 1, dict(logs or {}))
-        except BaseException as exc:  # TrialPruned, FloatingPointError, anything: stop fit, re-raised after it
-            self.error = exc
-            self.model.stop_training = True
+    def train_epoch(self, epoch: int, lr: float) -> tuple[float, float]:
+        with tf.device(self.device):
+            if lr != self.lr:
+                self.model.optimizer.learning_rate.assign(lr)
+                self.lr = lr
+            self.model.reset_metrics()
+            logs = self.train_function(self.batches)
+        return float(logs["loss"]), float(logs[self.acc_name])
 
-    def _end(self, epoch: int, logs: dict[str, Any]) -> None:
-        policy = self.policy
-        loss = float(logs.get("loss", math.nan))
-        stat = float(logs.get(policy.settings.acc_name, math.nan))
-        policy.check_loss(epoch, loss)  # before the validation pass it would waste
-        lr = policy.lr
-        if policy.end_epoch(epoch, loss, stat, *self.evaluate(self.x_val, self.y_val)):
-            self.best_weights = self.model.get_weights()
-        if policy.lr != lr:
-            self.model.optimizer.learning_rate.assign(policy.lr)
-        if policy.stop:
-            self.model.stop_training = True
+    def validate(self) -> tuple[float, float]:
+        with tf.device(self.device):
+            return self.evaluate(self.x_val, self.y_val)
+
+    def keep_best(self) -> None:
+        self.best_weights = self.model.get_weights()
+
+    def finish(self) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+    def test(self, dataset: Dataset) -> tuple[float, float] | None:
+        if len(dataset.y_test) == 0:
+            return None
+        x_test, y_test = _arrays(dataset.X_test, dataset.y_test, self.classification)
+        with tf.device(self.device):
+            return self.evaluate(tf.constant(x_test), tf.constant(y_test))
+
+    def latency_ms(self, X: Any) -> float:
+        return predict_latency_ms(lambda: predict(self.model, X, self.task), len(X))
 
 
 # --------------------------------------------------------------------------- objective
@@ -625,49 +656,18 @@ class KerasMLPObjective(MLPObjective):
       and ``keras.utils.set_random_seed`` with the trial's seed; the per-epoch shuffle is
       a stateless permutation seeded with that seed and the epoch. Device: the first GPU
       when ``ctx.gpus > 0`` and TensorFlow sees one, else the CPU.
-    - ``TrialPruned`` from the reporter stops ``fit`` after that epoch and propagates out
-      of ``run``. Fine-tuning freezes layers with ``trainable = False``.
+    - ``TrialPruned`` from the reporter stops training after that epoch (every fold's) and
+      propagates out of ``run``. Fine-tuning freezes layers with ``trainable = False``.
     """
 
     framework = "keras"
+    _device = "/CPU:0"  # the trial's device, chosen by _begin
 
-    def _fit(self, t: MLPTrial) -> Fitted:
-        cfg, ds, classification = t.cfg, t.dataset, t.settings.classification
-        prepare = None
-        if t.transfer is not None:
-            from sweeplab.objectives.transfer_keras import init_keras
-
-            transfer = t.transfer
-
-            def prepare(model: keras.Model) -> None:  # source weights in, first n_frozen_layers frozen, new head
-                init_keras(model, transfer)
-
-        x_train, y_train = _arrays(ds.X_train, ds.y_train, classification)
-        x_val, y_val = _arrays(ds.X_val, ds.y_val, classification)
-        bounds = batch_bounds(int(x_train.shape[0]), int(cfg.batch_size), merge_singleton=cfg.batch_norm)
-
+    def _begin(self, t: MLPTrial) -> None:
         configure_runtime(t.cpus)
         keras.backend.clear_session(free_memory=False)
         keras.utils.set_random_seed(t.seed)
-        device = "/GPU:0" if t.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
+        self._device = "/GPU:0" if t.gpus > 0 and tf.config.list_logical_devices("GPU") else "/CPU:0"
 
-        with tf.device(device):
-            model = build_network(t.plan, cfg, steps_per_execution=len(bounds), prepare=prepare)
-            self.model = model
-            evaluate = _Evaluator(model, t.plan.input_shape, classification)
-            callback = _EpochEnd(t.policy, evaluate, tf.constant(x_val), tf.constant(y_val))
-            data = _train_dataset(tf.constant(x_train), tf.constant(y_train), bounds, t.settings.epochs, t.seed)
-            start = time.perf_counter()
-            model.fit(data, epochs=t.settings.epochs, steps_per_epoch=len(bounds), verbose=0, callbacks=[callback],
-                      shuffle=False)
-            train_seconds = time.perf_counter() - start
-            if callback.error is not None:
-                raise callback.error
-            if callback.best_weights is not None:
-                model.set_weights(callback.best_weights)
-            test = None
-            if len(ds.y_test) > 0:
-                x_test, y_test = _arrays(ds.X_test, ds.y_test, classification)
-                test = evaluate(tf.constant(x_test), tf.constant(y_test))
-        latency = predict_latency_ms(lambda: predict(model, ds.X_val, t.settings.task), len(ds.y_val))
-        return Fitted(train_seconds=train_seconds, test=test, latency_ms=latency)
+    def _learner(self, t: MLPTrial, fold: Dataset, seed: int) -> FoldLearner:
+        return _KerasLearner(t, fold, seed, self._device)

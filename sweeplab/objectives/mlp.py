@@ -5,13 +5,16 @@ model family's config (``objective.model``: :class:`~sweeplab.objectives.config.
 or :class:`~sweeplab.objectives.config.CNNConfig`), describes the network (its
 :class:`~sweeplab.spaces.architecture.NetworkPlan`: an MLP or a CNN), runs the backend's
 training loop with one :class:`~sweeplab.objectives.epochs.EpochPolicy` and returns the
-policy's final metrics. A backend only translates the plan into its layers and runs its
-loop; every family trains through the same loop.
+policy's final metrics. A backend only translates the plan into its layers and trains
+one model an epoch at a time (a :class:`FoldLearner`); the epoch loop is here, once: every
+family and both frameworks train through it, one model per fold in lockstep (a holdout
+split is one fold), so a pruned or early-stopped trial stops every fold at once.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
+import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,7 @@ from sweeplab.objectives.training import TrialSettings, check_model_data, need_d
 from sweeplab.objectives.transfer import TransferPlan, plan_trial
 from sweeplab.spaces.architecture import NetworkPlan
 
-__all__ = ["Fitted", "MLPObjective", "MLPTrial"]
+__all__ = ["Fitted", "FoldLearner", "MLPObjective", "MLPTrial"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,42 @@ class Fitted:
     train_seconds: float
     test: tuple[float, float] | None
     latency_ms: float
+
+
+class FoldLearner(ABC):
+    """One model of a trial (one fold's, or the holdout split's), trained one epoch per call.
+
+    ``model`` is the backend's model. The objective's loop calls, per epoch,
+    :meth:`train_epoch` then :meth:`validate`, and :meth:`keep_best` when the epoch is the
+    best so far; :meth:`finish` restores the kept weights (the last ones when none were kept).
+    """
+
+    model: Any
+
+    @abstractmethod
+    def train_epoch(self, epoch: int, lr: float) -> tuple[float, float]:
+        """Train epoch ``epoch`` (1-based) at learning rate ``lr``; return the mean training loss
+        and accuracy (or MAE) over the epoch's samples, as the model was while training on them."""
+
+    @abstractmethod
+    def validate(self) -> tuple[float, float]:
+        """Mean loss and accuracy (or MAE) on the fold's validation rows, in inference mode."""
+
+    @abstractmethod
+    def keep_best(self) -> None:
+        """Copy the model's current weights as the best ones."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """Restore the kept best weights and leave the model in inference mode."""
+
+    @abstractmethod
+    def test(self, dataset: Dataset) -> tuple[float, float] | None:
+        """``(test_loss, test_accuracy|test_mae)`` on ``dataset``'s test rows; None without test rows."""
+
+    @abstractmethod
+    def latency_ms(self, X: Any) -> float:
+        """Mean predict latency per row on rows ``X`` (:mod:`sweeplab.objectives.latency`)."""
 
 
 class MLPObjective(BaseObjective):
@@ -101,6 +140,17 @@ class MLPObjective(BaseObjective):
       weights, when the dataset has test rows), ``best_epoch`` (1-based),
       ``epochs_trained``, ``n_params``, ``train_seconds`` and ``latency_ms`` (mean per-row
       predict latency on the validation rows, see :mod:`sweeplab.objectives.latency`).
+    - Cross-validation (``ctx.dataset.folds``, from ``objective.validation: {kfold: K,
+      repeats: R}``): one model per fold (:meth:`Dataset.fold`), trained in lockstep, one
+      epoch of each; the reported metrics are the means over folds
+      (:meth:`~sweeplab.objectives.epochs.EpochPolicy.end_folds`), and the best epoch, early
+      stopping, the learning-rate schedule and pruning follow that mean curve (a pruned
+      trial stops every fold). The fold models are initialized one after the other from
+      the trial's seed; fold ``i`` shuffles with seed ``seed + i``. Returned: the best epoch's
+      means, plus ``<metric>_std`` (spread across folds) and ``n_folds``. The ``test_*``
+      metrics, ``latency_ms`` and ``self.model`` are fold 0's model (best epoch of the mean
+      curve, trained on (K-1)/K of the rows left after the test split): one honest,
+      cheap look at the test rows, which no fold ever trained or validated on.
     - ``init_from`` (model mlp; ``ctx.dataset.init_from`` set, see :mod:`sweeplab.objectives.transfer`):
       the source's architecture and hidden-layer weights, a new output layer, the first
       ``n_frozen_layers`` hidden layers frozen, ``finetune_learning_rate`` as learning rate;
@@ -109,6 +159,7 @@ class MLPObjective(BaseObjective):
     After ``run`` (also after a pruned or failed one), ``self.model`` holds the model
     (best weights once run returned), ``self.history`` one metrics dict per epoch trained
     (``history[i]`` is epoch ``i + 1``; the reported keys, no epoch key),
+    ``self.fold_history`` per epoch one dict per fold (cross-validation; empty otherwise),
     ``self.config`` the config and ``self.plan`` the network's description.
     """
 
@@ -117,12 +168,13 @@ class MLPObjective(BaseObjective):
     def __init__(self) -> None:
         self.model: Any = None
         self.history: list[dict[str, float]] = []
+        self.fold_history: list[list[dict[str, float]]] = []
         self.config: NetworkConfig | None = None
         self.plan: NetworkPlan | None = None
 
     def run(self, ctx: TrialContext) -> dict[str, float]:
         """Train and evaluate one trial; return final metrics (see the class docstring)."""
-        self.config, self.plan, self.model, self.history = None, None, None, []
+        self.config, self.plan, self.model, self.history, self.fold_history = None, None, None, [], []
         ds = need_dataset(ctx.dataset, self.framework)
         settings = trial_settings(ctx.settings, ds)
         check_model_data(settings.model, ds)
@@ -131,6 +183,7 @@ class MLPObjective(BaseObjective):
         plan = cfg.plan(ds.input_shape, ds.n_outputs, settings.task)
         self.config, self.plan = cfg, plan
         policy = EpochPolicy(settings, cfg, ctx.reporter, self.history)
+        self.fold_history = policy.fold_history
         trial = MLPTrial(cfg=cfg, settings=settings, plan=plan, policy=policy, dataset=ds,
                          seed=int(ctx.seed) % (2**32), cpus=ctx.cpus, gpus=ctx.gpus, transfer=transfer)
         fitted = self._fit(trial)
@@ -138,6 +191,38 @@ class MLPObjective(BaseObjective):
                                     latency_ms=fitted.latency_ms,
                                     frozen_params=transfer.frozen_params if transfer is not None else None)
 
+    def _fit(self, t: MLPTrial) -> Fitted:
+        """Build one model per fold (fold 0's is ``self.model``), train them in lockstep under
+        ``t.policy``, restore the best epoch's weights; test and time fold 0's model."""
+        self._begin(t)
+        folds = t.dataset.fold_datasets()
+        learners: list[FoldLearner] = []
+        for i, fold in enumerate(folds):
+            learners.append(self._learner(t, fold, (t.seed + i) % (2**32)))
+            if i == 0:
+                self.model = learners[0].model
+        policy = t.policy
+        start = time.perf_counter()
+        for epoch in policy.epochs():
+            values = []
+            for i, learner in enumerate(learners):
+                loss, stat = learner.train_epoch(epoch, policy.lr)
+                policy.check_loss(epoch, loss, "training", i if len(learners) > 1 else None)  # before validating
+                values.append((loss, stat, *learner.validate()))
+            if policy.end_folds(epoch, values):
+                for learner in learners:
+                    learner.keep_best()
+        train_seconds = time.perf_counter() - start
+        for learner in learners:
+            learner.finish()
+        first = learners[0]
+        return Fitted(train_seconds=train_seconds, test=first.test(t.dataset),
+                      latency_ms=first.latency_ms(folds[0].X_val))
+
+    def _begin(self, trial: MLPTrial) -> None:
+        """Set the process up for ``trial`` (threads, seeds) before its models are built."""
+
     @abstractmethod
-    def _fit(self, trial: MLPTrial) -> Fitted:
-        """Build ``trial.plan`` (``self.model``), train it under ``trial.policy``, restore the best weights."""
+    def _learner(self, trial: MLPTrial, fold: Dataset, seed: int) -> FoldLearner:
+        """A model of ``trial.plan`` (fine-tuned from ``trial.transfer`` when set) that trains on
+        ``fold``'s training rows, shuffled with ``seed``, and validates on its validation rows."""

@@ -20,7 +20,6 @@ process. The contract (network, metrics, epoch policy, returned values) is
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from typing import Any
 
@@ -30,8 +29,9 @@ from torch import nn
 
 from sweeplab.objectives import torch_cnn
 from sweeplab.objectives.config import MLPConfig, NetworkConfig
+from sweeplab.objectives.dataset import Dataset
 from sweeplab.objectives.latency import predict_latency_ms
-from sweeplab.objectives.mlp import Fitted, MLPObjective, MLPTrial
+from sweeplab.objectives.mlp import FoldLearner, MLPObjective, MLPTrial
 from sweeplab.objectives.training import batch_bounds, prediction_rows, training_arrays
 from sweeplab.spaces.architecture import LayerPlan, NetworkPlan
 
@@ -212,82 +212,101 @@ class TorchMLPObjective(MLPObjective):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def _fit(self, t: MLPTrial) -> Fitted:
-        cfg, ds, policy, classification = t.cfg, t.dataset, t.policy, t.settings.classification
+    def _begin(self, t: MLPTrial) -> None:
         _limit_threads(t.cpus)
         torch.manual_seed(t.seed)
         np.random.seed(t.seed)
-        device = torch.device("cuda" if t.gpus > 0 and torch.cuda.is_available() else "cpu")
 
-        x_train, y_train = self._tensors(ds.X_train, ds.y_train, classification, device)
-        x_val, y_val = self._tensors(ds.X_val, ds.y_val, classification, device)
-        model = build_network(t.plan).to(device)
+    def _learner(self, t: MLPTrial, fold: Dataset, seed: int) -> FoldLearner:
+        return _TorchLearner(t, fold, seed)
+
+def _tensors(
+        X: np.ndarray, y: np.ndarray, classification: bool, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~sweeplab.objectives.training.training_arrays` as tensors on ``device`` (zero-copy on CPU)."""
+    x, y_np = training_arrays(X, y, classification)
+    # Arrays from Ray's object store are read-only; they are never written to here,
+    # so the zero-copy view is safe and torch's warning about it is noise.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(x).to(device), torch.from_numpy(y_np).to(device)
+
+
+class _TorchLearner(FoldLearner):
+    """One torch model of a trial and its training state (optimizer, shuffle generator, best weights)."""
+
+    def __init__(self, t: MLPTrial, fold: Dataset, seed: int) -> None:
+        cfg = t.cfg
+        self.classification = t.settings.classification
+        self.task = t.settings.task
+        self.device = torch.device("cuda" if t.gpus > 0 and torch.cuda.is_available() else "cpu")
+        self.x_train, self.y_train = _tensors(fold.X_train, fold.y_train, self.classification, self.device)
+        self.x_val, self.y_val = _tensors(fold.X_val, fold.y_val, self.classification, self.device)
+        model = build_network(t.plan).to(self.device)
         if t.transfer is not None:
             from sweeplab.objectives.transfer_torch import init_torch
 
             init_torch(model, t.transfer)  # source weights in, first n_frozen_layers frozen, new head
         self.model = model
-        criterion: nn.Module = nn.CrossEntropyLoss() if classification else nn.MSELoss()
-        optimizer = _make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], device)
-        shuffle_gen = torch.Generator(device="cpu")
-        shuffle_gen.manual_seed(t.seed)
+        self.criterion: nn.Module = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
+        self.optimizer = _make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad], self.device)
+        self.shuffle_gen = torch.Generator(device="cpu")
+        self.shuffle_gen.manual_seed(seed)
+        self.n_train = int(self.x_train.shape[0])
+        self.bounds = batch_bounds(self.n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
+        self.zero_f = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.best_state: dict[str, torch.Tensor] | None = None
 
-        n_train = int(x_train.shape[0])
-        bounds = batch_bounds(n_train, int(cfg.batch_size), merge_singleton=cfg.batch_norm)
-        zero_f = torch.zeros((), dtype=torch.float64, device=device)
-        best_state: dict[str, torch.Tensor] | None = None
-        start = time.perf_counter()
-        for epoch in policy.epochs():
-            for group in optimizer.param_groups:
-                group["lr"] = policy.lr
-            model.train()
-            perm = torch.randperm(n_train, generator=shuffle_gen).to(device)
-            xs, ys = x_train[perm], y_train[perm]
-            loss_sum = zero_f.clone()
-            stat_sum = zero_f.clone()  # correct predictions, or absolute errors
-            for lo, hi in bounds:
-                xb, yb = xs[lo:hi], ys[lo:hi]
-                out = model(xb)
-                if not classification:
-                    out = out.squeeze(-1)
-                loss = criterion(out, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    loss_sum.add_(loss.detach(), alpha=hi - lo)
-                    if classification:
-                        stat_sum.add_((out.argmax(dim=1) == yb).sum())
-                    else:
-                        stat_sum.add_((out - yb).abs().sum())
-            val_loss, val_stat = _evaluate(model, criterion, x_val, y_val, classification)
-            values = torch.stack([loss_sum / n_train, stat_sum / n_train, val_loss, val_stat]).tolist()
-            if policy.end_epoch(epoch, *values):
-                best_state = _snapshot(model, best_state)
-        train_seconds = time.perf_counter() - start
+    def train_epoch(self, epoch: int, lr: float) -> tuple[float, float]:
+        model, optimizer, criterion, classification = self.model, self.optimizer, self.criterion, self.classification
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        perm = torch.randperm(self.n_train, generator=self.shuffle_gen).to(self.device)
+        xs, ys = self.x_train[perm], self.y_train[perm]
+        loss_sum = self.zero_f.clone()
+        stat_sum = self.zero_f.clone()  # correct predictions, or absolute errors
+        for lo, hi in self.bounds:
+            xb, yb = xs[lo:hi], ys[lo:hi]
+            out = model(xb)
+            if not classification:
+                out = out.squeeze(-1)
+            loss = criterion(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum.add_(loss.detach(), alpha=hi - lo)
+                if classification:
+                    stat_sum.add_((out.argmax(dim=1) == yb).sum())
+                else:
+                    stat_sum.add_((out - yb).abs().sum())
+        loss_mean, stat_mean = torch.stack([loss_sum / self.n_train, stat_sum / self.n_train]).tolist()
+        return float(loss_mean), float(stat_mean)
 
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        model.eval()
-        test = None
-        if len(ds.y_test) > 0:
-            x_test, y_test = self._tensors(ds.X_test, ds.y_test, classification, device)
-            test_loss, test_stat = torch.stack(_evaluate(model, criterion, x_test, y_test, classification)).tolist()
-            test = (test_loss, test_stat)
-        latency = predict_latency_ms(lambda: predict(model, ds.X_val, t.settings.task), len(ds.y_val))
-        return Fitted(train_seconds=train_seconds, test=test, latency_ms=latency)
+    def validate(self) -> tuple[float, float]:
+        val_loss, val_stat = torch.stack(_evaluate(self.model, self.criterion, self.x_val, self.y_val,
+                                                   self.classification)).tolist()
+        return float(val_loss), float(val_stat)
 
-    @staticmethod
-    def _tensors(
-        X: np.ndarray, y: np.ndarray, classification: bool, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`~sweeplab.objectives.training.training_arrays` as tensors on ``device`` (zero-copy on CPU)."""
-        x, y_np = training_arrays(X, y, classification)
-        # Arrays from Ray's object store are read-only; they are never written to here,
-        # so the zero-copy view is safe and torch's warning about it is noise.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.from_numpy(x).to(device), torch.from_numpy(y_np).to(device)
+    def keep_best(self) -> None:
+        self.best_state = _snapshot(self.model, self.best_state)
+
+    def finish(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+
+    def test(self, dataset: Dataset) -> tuple[float, float] | None:
+        if len(dataset.y_test) == 0:
+            return None
+        x_test, y_test = _tensors(dataset.X_test, dataset.y_test, self.classification, self.device)
+        test_loss, test_stat = torch.stack(_evaluate(self.model, self.criterion, x_test, y_test,
+                                                     self.classification)).tolist()
+        return float(test_loss), float(test_stat)
+
+    def latency_ms(self, X: Any) -> float:
+        return predict_latency_ms(lambda: predict(self.model, X, self.task), len(X))
 
 
 def _evaluate(

@@ -153,7 +153,7 @@ def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> 
         raise ValueError(f"early_stopping.monitor must be one of {list(metric_names[:4])} for {task}, got {monitor!r}")
     if len(ds.y_train) == 0:
         raise DataError(f"dataset {ds.name!r} has no training rows")
-    if len(ds.y_val) == 0:
+    if len(ds.y_val) == 0 and not getattr(ds, "folds", ()):
         raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
     sign = 1.0 if monitor_mode(monitor) == "min" else -1.0
     return TrialSettings(task, int(epochs), classification, acc_name, monitor, patience, min_delta, metric_names, sign,

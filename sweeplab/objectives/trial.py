@@ -118,7 +118,9 @@ class Trial:
       study (:class:`~sweeplab.objectives.dataset.Dataset`: ``X_train``, ``y_train``,
       ``X_val``, ``y_val``, ``X_test``, ``y_test`` as numpy arrays, float32 features;
       read-only, shared by the trials of a machine: ``torch.tensor(a)`` copies), or None
-      when the spec names no dataset.
+      when the spec names no dataset. With cross-validation (``objective.validation:
+      {kfold: K}``) ``X_train`` / ``y_train`` hold every row left after the test split and
+      ``X_val`` / ``y_val`` are empty: train on :meth:`folds` instead.
     - ``options``: the spec's ``objective.options`` (a copy: plain data, free to change).
     - ``epochs``: the spec's ``objective.epochs`` (what a training loop may run up to;
       Hyperband's ``max_resource`` defaults to it).
@@ -126,7 +128,7 @@ class Trial:
       number passed to :meth:`report` or returned by the function means.
     - ``metric_names``: every metric of the study.
 
-    Methods: :meth:`report`, :meth:`should_prune`, :meth:`checkpoint`, :meth:`restore`,
+    Methods: :meth:`folds`, :meth:`report`, :meth:`should_prune`, :meth:`checkpoint`, :meth:`restore`,
     :meth:`log_model`, :meth:`log_artifact`.
     """
 
@@ -190,6 +192,32 @@ class Trial:
         if self._device is None:
             self._device = trial_device(self.gpus)
         return self._device
+
+    # ------------------------------------------------------------ data
+    def folds(self) -> list[Dataset]:
+        """The validation folds of :attr:`dataset`, each a Dataset with its own ``X_train`` /
+        ``y_train`` (training rows), ``X_val`` / ``y_val`` (validation rows) and the study's
+        ``X_test`` / ``y_test`` (never in any fold).
+
+        With ``objective.validation: {kfold: K, repeats: R}`` (or ``auto`` on a small table)
+        these are the study's ``K * R`` folds, the same for every trial (seeded by the study's
+        seed; stratified by class for classification); with a holdout split, one fold:
+        :attr:`dataset` itself. So one loop serves both::
+
+            scores = []
+            for fold in trial.folds():
+                model = fit(fold.X_train, fold.y_train)
+                scores.append(score(model, fold.X_val, fold.y_val))
+            return sum(scores) / len(scores)
+
+        To prune mid-training, train the folds side by side and report the mean over folds
+        each epoch (:meth:`report` works as without folds). ValueError when the spec names
+        no dataset.
+        """
+        if self.dataset is None:
+            raise ValueError("trial.folds(): the spec names no objective.dataset, so there are no folds; "
+                             "set objective.dataset (and objective.validation: {kfold: 5}) in the spec")
+        return self.dataset.fold_datasets()
 
     # ------------------------------------------------------------ reporting
     def report(self, epoch: int, value: float | Mapping[str, float], *, raise_pruned: bool = True) -> None:

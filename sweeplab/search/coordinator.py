@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.keys import (
     ATTR_ATTEMPT,
+    ATTR_CV_FOLDS,
+    ATTR_CV_STD,
     ATTR_GRID_ID,
     ATTR_INTERRUPTIONS,
     ATTR_LEASE_EXPIRES,
@@ -50,6 +52,8 @@ from sweeplab.core.keys import (
     ATTR_RETRY_OF,
     ATTR_ROOT,
     ATTR_RUN_ID,
+    METRIC_N_FOLDS,
+    METRIC_STD_SUFFIX,
     STUDY_ATTR_RETRIES,
     STUDY_ATTR_RUN_IDS,
     STUDY_ATTR_SPEC,
@@ -521,6 +525,10 @@ class StudyCoordinator:
         if run_id and ATTR_RUN_ID not in trial.user_attrs:
             trial.set_user_attr(ATTR_RUN_ID, run_id)
         trial.set_user_attr(ATTR_METRICS, safe_metrics)
+        if METRIC_N_FOLDS in safe_metrics:  # a cross-validated trial: its fold count and spread, by name
+            trial.set_user_attr(ATTR_CV_FOLDS, int(safe_metrics[METRIC_N_FOLDS]))
+            trial.set_user_attr(ATTR_CV_STD, {name[: -len(METRIC_STD_SUFFIX)]: value for name, value
+                                              in safe_metrics.items() if name.endswith(METRIC_STD_SUFFIX)})
         if outcome.node:
             trial.set_user_attr(ATTR_NODE, outcome.node)
         if reason:

@@ -124,17 +124,24 @@ def trial_artifacts(framework: str, objective: Any, dataset: Dataset | None, met
                     ) -> dict[str, Any]:
     """The small artifacts of a COMPLETE trial: ``{"evaluation.json": payload}`` for torch and
     keras objectives (held-out metrics, confusion matrix table, classification report; one
-    forward pass, no plotting), else nothing. Never raises: an evaluation problem must not
+    forward pass, no plotting), and ``cv_folds.csv`` (each fold's curves) for a
+    cross-validated one, else nothing. Never raises: an evaluation problem must not
     fail a trial that trained, so it is returned as ``evaluation_error.txt`` instead."""
     if framework not in MLP_FRAMEWORKS or getattr(objective, "model", None) is None:
         return {}
-    try:
-        from sweeplab.objectives.evaluation import EVALUATION_FILE, evaluate_objective
+    from sweeplab.objectives.evaluation import EVALUATION_FILE, FOLDS_FILE, evaluate_objective, fold_history_csv
 
+    out: dict[str, Any] = {}
+    fold_history = getattr(objective, "fold_history", None)
+    if fold_history:
+        out[FOLDS_FILE] = fold_history_csv(fold_history)
+    try:
         payload = evaluate_objective(framework, objective, dataset, metrics)
-        return {EVALUATION_FILE: payload} if payload is not None else {}
+        if payload is not None:
+            out[EVALUATION_FILE] = payload
     except Exception as exc:
-        return {"evaluation_error.txt": f"{type(exc).__name__}: {exc}"}
+        out["evaluation_error.txt"] = f"{type(exc).__name__}: {exc}"
+    return out
 
 
 def trial_hooks(coordinator: Any, number: int) -> TrialHooks:

@@ -99,7 +99,7 @@ def _fallback_rows(dataset: Dataset, n: int) -> Any:
     import numpy as np
     import pandas as pd
 
-    X = dataset.X_test if len(dataset.y_test) else dataset.X_val
+    X = dataset.X_test if len(dataset.y_test) else dataset.fold(0).X_val  # cross-validated: fold 0's
     rows = np.asarray(X[:n], dtype=np.float64)
     if dataset.scaler is not None:
         rows = dataset.scaler.inverse_transform(rows)
@@ -177,7 +177,7 @@ def _save_native_torch(path: Path, model: Any, dataset: Dataset) -> None:
 
     from sweeplab.tracking.models import pip_requirements
 
-    X = dataset.X_test if len(dataset.y_test) else dataset.X_val
+    X = dataset.X_test if len(dataset.y_test) else dataset.fold(0).X_val  # cross-validated: fold 0's
     example = np.ascontiguousarray(X[:RAW_EXAMPLE_ROWS], dtype=np.float32)
     model = model.cpu().eval()
     reqs = [r for r in pip_requirements("torch") if r.split("==")[0] in ("torch", "mlflow", "numpy")]

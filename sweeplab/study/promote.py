@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 from sweeplab.core.errors import StorageError, SweeplabError, UsageError
 from sweeplab.core.keys import (
     ATTR_METRICS,
+    METRIC_STD_SUFFIX,
     ROLE_PROMOTION,
     STUDY_ATTR_ESTIMATE,
     STUDY_ATTR_EXPERIMENT_ID,
@@ -275,7 +276,7 @@ def promote_study(
 
         scores = fit_baselines(trained_on, seed=spec.seed)
     trial_metrics = next(t for t in ranked if t.number == winner.trial).user_attrs.get(ATTR_METRICS) or {}
-    cv = f"{metric}_std" in trial_metrics  # a cross-validated study: the trial's value is its fold mean
+    cv = f"{metric}{METRIC_STD_SUFFIX}" in trial_metrics  # a cross-validated trial: its value is its fold mean
     heldout_rows = len(dataset.y_test) if dataset is not None else 0
     held = heldout_metric(metric)
     held_value = packaged.metrics.get(held) if held and heldout_rows else None

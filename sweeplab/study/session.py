@@ -313,7 +313,7 @@ def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None, *,
     ds = obj.dataset
     dataset = load_dataset(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
                            validation_split=obj.validation_split, test_split=obj.test_split, seed=spec.seed,
-                           model=obj.model, merge_validation=merge_validation,
+                           model=obj.model, validation=obj.validation, merge_validation=merge_validation,
                            holdout_path=obj.holdout.path if obj.holdout else None,
                            holdout_target=obj.holdout.target if obj.holdout else "target")
     if obj.init_from:

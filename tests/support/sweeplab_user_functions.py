@@ -107,3 +107,27 @@ def returns_text(trial):
 
 def two_args(trial, lr):
     return lr
+
+
+def cross_validated(trial):
+    """Softmax regression by gradient steps on every fold of ``trial.folds()``, the fold models in
+    lockstep: each epoch reports the mean validation accuracy over folds (what the README shows)."""
+    folds = trial.folds()
+    _dump(trial, "folds", {"n_folds": len(folds), "sizes": [[len(f.y_train), len(f.y_val)] for f in folds],
+                           "n_test": len(folds[0].y_test)})
+    n_classes = int(max(f.y_train.max() for f in folds)) + 1
+    weights = [np.zeros((f.X_train.shape[1], n_classes)) for f in folds]
+    lr = float(trial.params["x"])
+    mean = 0.0
+    for epoch in range(1, trial.epochs + 1):
+        accuracies = []
+        for fold, w in zip(folds, weights, strict=True):
+            logits = fold.X_train @ w
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            p[np.arange(len(fold.y_train)), fold.y_train] -= 1.0
+            w -= lr * fold.X_train.T @ p / len(fold.y_train)
+            accuracies.append(float(np.mean((fold.X_val @ w).argmax(axis=1) == fold.y_val)))
+        mean = float(np.mean(accuracies))
+        trial.report(epoch, mean)
+    return mean
