@@ -42,8 +42,9 @@ def study_spec(dataset: str, seed: int, args: argparse.Namespace) -> dict[str, A
         "framework": "torch", "task": "classification", "dataset": {"name": dataset}, "epochs": args.epochs,
         "validation_split": 0.2, "test_split": 0.2, "early_stopping": {"patience": 8},
     }
-    if args.kfold:
+    if args.kfold:  # the folds cut the rows left after the test part: no validation_split
         objective["validation"] = {"kfold": args.kfold}
+        del objective["validation_split"]
     return {
         "study": f"select-{dataset}-s{seed}", "direction": "maximize", "metric": "val_accuracy",
         "trials": args.trials, "workers": 2, "seed": seed, "sampler": {"name": "tpe"},
@@ -103,7 +104,8 @@ def write_report(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: 
         "# Selection that holds on unseen data (benchmarks/bench_selection.py)",
         "",
         f"torch MLP, {args.trials} trials per study (TPE, median pruner, early stopping), {args.epochs} epochs max, "
-        f"2 workers; split seeds {list(range(args.seeds))}; validation 20 %, test 20 % (never seen by the search "
+        f"2 workers; split seeds {list(range(args.seeds))}; {'' if args.kfold else 'validation 20 %, '}test 20 % "
+        f"(never seen by the search "
         f"or the refit); promote: top {args.top_k} x {args.promote_seeds} seeds, refit on train + validation"
         + (f"; {args.kfold}-fold cross-validation per trial" if args.kfold else "")
         + f". Wall time {elapsed / 60:.1f} min.",

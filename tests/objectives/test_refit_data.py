@@ -106,3 +106,15 @@ def test_spec_holdout():
         parse_spec(_spec(holdout={"path": "holdout.npz"}))
     with pytest.raises(SpecError, match=r"objective.holdout: needs `path`"):
         parse_spec(_spec(holdout={"target": "cultivar"}))
+
+
+def test_a_cross_validated_studys_refit_data_has_every_row_left_after_the_test_part_and_no_folds():
+    from sweeplab.core.validation import KFOLD, Validation
+
+    args = {"task": "classification", "name": "wine", "test_split": 0.2, "seed": 3,
+            "validation": Validation(KFOLD, kfold=5, repeats=1)}
+    cv = load_dataset(**args)
+    merged = load_dataset(**args, merge_validation=True)
+    assert len(cv.folds) == 5 and merged.folds == () and merged.n_folds == 1 and merged.info["n_folds"] == 1
+    assert len(merged.y_train) == len(cv.y_train) == 178 - len(cv.y_test)
+    np.testing.assert_array_equal(merged.y_test, cv.y_test)
