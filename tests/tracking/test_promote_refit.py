@@ -212,3 +212,20 @@ def test_run_promote_promotes_at_the_end_of_the_study(stores, tmp_path):
     assert payload["estimate"] == payload["promotion"]["estimate"] and payload["estimate"]["refit"] is True
     client = MlflowClient(stores["tracking"], registry_uri=stores["tracking"])
     assert client.get_model_version_by_alias("flowers-end", "champion").run_id == payload["promotion"]["run_id"]
+
+
+def test_a_cross_validated_winners_fold_mean_is_the_estimate(ray_local, stores, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = mlp_spec(iris_csv(tmp_path), "torch", study="flowers-cv", trials=2)
+    data = spec.to_dict()
+    data["objective"].pop("validation_split")
+    data["objective"]["validation"] = {"kfold": 3}
+    run(parse_spec(data), stores)
+    result = promote_study("flowers-cv", "flowers-cv", storage_url=stores["storage"],
+                           tracking_uri=stores["tracking"], top_k=1, seeds=2)
+    study = optuna.load_study(study_name="flowers-cv", storage=stores["storage"])
+    trial = next(t for t in study.trials if t.number == result.winner.trial)
+    assert "val_accuracy_std" in trial.user_attrs["sweeplab.metrics"]
+    e = result.estimate
+    assert e.cv_mean == trial.value and e.estimate_gap == pytest.approx(trial.value - e.heldout_value)
+    assert result.refit.n_rows == 120 and result.refit.n_val == 0  # every row but the 30 test rows, no folds
