@@ -364,8 +364,9 @@ def _holdout(path: str, target: str, X: pd.DataFrame, y: pd.Series, task: str,
     missing = [c for c in X.columns if c not in H.columns]
     extra = [c for c in H.columns if c not in X.columns]
     if missing or extra:
-        raise DataError(f"{where}: the holdout needs the dataset's feature columns; missing {missing}, "
-                        f"not in the dataset {extra}. Give it the same columns as the dataset")
+        parts = ([f"missing {missing}"] if missing else []) + ([f"not in the dataset {extra}"] if extra else [])
+        raise DataError(f"{where}: the holdout needs the dataset's feature columns; {', '.join(parts)}. "
+                        "Give it the same columns as the dataset")
     rows = H[list(X.columns)].to_numpy(dtype=np.float64)
     if task != "classification":
         return rows, h_y.to_numpy(dtype=np.float32)
