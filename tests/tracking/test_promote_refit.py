@@ -32,10 +32,10 @@ def _raw_train_val_rows(spec):
     return X.iloc[rest]
 
 
-def _cli(*args, cwd):
+def _cli(*args, cwd, timeout=300):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SWEEPLAB_STORAGE", "RAY_ADDRESS")}
     return subprocess.run([sys.executable, "-m", "sweeplab.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env=env)
+                          text=True, timeout=timeout, env=env)
 
 
 def test_promote_refits_on_train_and_validation_and_reports_the_held_out_estimate(ray_local, stores, tmp_path,
@@ -205,7 +205,8 @@ def test_run_promote_promotes_at_the_end_of_the_study(stores, tmp_path):
     assert out.returncode == 2 and "--model-name must not contain path separators" in out.stderr, out.stderr
     assert optuna.get_all_study_names(stores["storage"]) == []  # refused before the study ran
 
-    out = _cli("run", path, "--promote", "flowers-end", "--json", "--no-model", *flags, cwd=tmp_path)
+    # a study and a promotion (3 configs x 3 seeds and a refit), each on a Ray of its own
+    out = _cli("run", path, "--promote", "flowers-end", "--json", "--no-model", *flags, cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     payload = json.loads(out.stdout)  # exactly one JSON object
     assert payload["n_complete"] == 2 and payload["promotion"]["model_uri"] == "models:/flowers-end@champion"
