@@ -96,6 +96,21 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+class _OwnTracesFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about this module's own
+    functions: each model (one per fold of a cross-validated trial) has its own train and
+    evaluation functions, traced once each by design, which TensorFlow counts as retracing."""
+
+    OWN = ("MLP.make_train_function.<locals>.multi_step", "_Evaluator.__init__.<locals>.sums")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and any(name in message for name in self.OWN))
+
+
+tf.get_logger().addFilter(_OwnTracesFilter())
+
 #: Rows per forward pass when evaluating or predicting; larger inputs are split in chunks.
 EVAL_CHUNK_ROWS = 1 << 16
 

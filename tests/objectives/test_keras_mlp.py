@@ -234,3 +234,24 @@ def test_fresh_process_lazy_import_and_threads_from_first_trial() -> None:
     assert note == ""
     assert unchanged
     assert pools == [2, 1]
+
+
+def test_fold_models_tracing_their_own_functions_is_not_reported_as_retracing() -> None:
+    import io
+    import logging
+
+    from sweeplab.core.validation import KFOLD, Validation
+    from sweeplab.objectives.data import load_dataset
+
+    folds = load_dataset(task="classification", name="wine", seed=0, validation=Validation(KFOLD, kfold=5))
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    tf.get_logger().addHandler(handler)
+    try:
+        for seed in range(3):  # 15 models, each traces its train and evaluation functions once
+            KerasMLPObjective().run(ctx_for({"hidden_units": [4]}, dataset=folds, epochs=1, seed=seed))
+        tf.get_logger().warning("5 out of the last 5 calls to <function other> triggered tf.function retracing.")
+    finally:
+        tf.get_logger().removeHandler(handler)
+    lines = captured.getvalue().splitlines()
+    assert lines == ["5 out of the last 5 calls to <function other> triggered tf.function retracing."]  # others pass
