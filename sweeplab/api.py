@@ -43,15 +43,15 @@ from typing import TYPE_CHECKING, Any, Union
 
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import Problem, SpecError, UsageError
-from sweeplab.core.records import FailureGroup, ParetoTrial, Promotion, StudySummary
+from sweeplab.core.records import FailureGroup, ParetoTrial, Promotion, SelectionEstimate, StudySummary
 
 if TYPE_CHECKING:
     import optuna
 
     from sweeplab.spec import StudySpec
 
-__all__ = ["BestTrial", "LoadedStudy", "StudyStatus", "format_value", "load", "promote", "resolve_spec", "run",
-           "summary_text"]
+__all__ = ["BestTrial", "LoadedStudy", "StudyStatus", "estimate_lines", "format_value", "load", "promote",
+           "resolve_spec", "run", "summary_text"]
 
 SpecSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "StudySpec"]
 """What :func:`run` accepts as a spec: a YAML file's path, the spec as a mapping, or a :class:`StudySpec`."""
@@ -340,6 +340,8 @@ def promote(
     storage: str | None = None,
     tracking_uri: str | None = None,
     address: str | None = None,
+    refit: bool | None = None,
+    baselines: bool = False,
 ) -> Promotion:
     """Re-train ``study``'s ``top_k`` best configs with ``seeds`` seeds each and register the
     one with the best mean as ``models:/<model_name>@champion``: what ``sweeplab promote``
@@ -351,6 +353,13 @@ def promote(
     registered. Studies of the built-in models and of an ``objective.callable`` need no
     ``objective`` (and refuse one). ``storage``, ``tracking_uri`` and ``address`` as for
     :func:`run`; a Ray this call starts is shut down when it returns.
+
+    ``refit``: None (default) refits a torch / keras winner on the study's training +
+    validation rows (for its mean best epoch) when the study has a test part, True insists
+    (UsageError otherwise), False registers the winner trained on the training rows only.
+    The promotion's ``estimate`` compares the winner's validation value, its re-seeded mean
+    and the registered model's value on the test rows (``optimism_gap``);
+    ``baselines=True`` also scores the scikit-learn baselines on the same rows.
 
     Returns the :class:`~sweeplab.core.records.Promotion` (``to_json()`` is
     ``sweeplab promote --json``). Raises :class:`~sweeplab.core.errors.UsageError` for a
@@ -367,7 +376,8 @@ def promote(
     from sweeplab.search.storage import resolve_storage_url
 
     return promote_study(study, model_name, storage_url=resolve_storage_url(storage), tracking_uri=tracking_uri,
-                         top_k=top_k, seeds=seeds, address=address, objective=objective)
+                         top_k=top_k, seeds=seeds, address=address, objective=objective, refit=refit,
+                         baselines=baselines)
 
 
 # ------------------------------------------------------------------------- text
@@ -378,6 +388,25 @@ def format_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     return str(value)
+
+
+def estimate_lines(e: SelectionEstimate | None) -> list[str]:
+    """The estimate as ``promote`` and ``best`` print it (nothing before a promote)."""
+    if e is None:
+        return []
+    mean = (f"cross-validated mean {format_value(e.cv_mean)}" if e.cv_mean is not None
+            else f"re-seeded mean {format_value(e.reseeded_mean)}")
+    if e.heldout_value is None:
+        held = "held-out: none (the study has no test part)"
+    else:
+        held = (f"held-out {e.heldout_metric} {format_value(e.heldout_value)} on {e.heldout_rows} rows "
+                f"({'refit on train + validation' if e.refit else 'trained on the training rows'})")
+    lines = [f"estimate   trial {e.trial}: validation {e.metric} {format_value(e.selected_value)}, {mean}, {held}"]
+    if e.optimism_gap is not None:
+        lines.append(f"           optimism gap {format_value(e.optimism_gap)} (selected - held-out), "
+                     f"{format_value(e.estimate_gap)} ({'cross-validated' if e.cv_mean is not None else 're-seeded'} "
+                     "- held-out); positive: the estimate promised more")
+    return lines
 
 
 def summary_text(s: StudySummary) -> str:
@@ -414,6 +443,7 @@ def summary_text(s: StudySummary) -> str:
             lines.append(f"model      {model['model_uri']} (mlflow.pyfunc: raw rows -> labels)")
         elif model.get("reason"):
             lines.append(f"model      not logged: {model['reason']}")
+    lines.extend(estimate_lines(s.estimate))
     if s.pareto_front:
         names = f" ({', '.join(s.metric)})" if isinstance(s.metric, list) else ""
         lines.append(f"pareto     {len(s.pareto_front)} trials on the front{names}:")

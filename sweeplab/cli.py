@@ -9,6 +9,7 @@ codes: 0 done, 2 bad input, 1 anything else (130 when interrupted with Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -17,12 +18,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.api import format_value, load, promote, run, summary_text
+from sweeplab.api import estimate_lines, format_value, load, promote, run, summary_text
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
 
 if TYPE_CHECKING:
-    from sweeplab.core.records import StudySummary
+    from sweeplab.core.records import Promotion, StudySummary
 SPEEDUPS_ENV = "SWEEPLAB_SPEEDUPS"
 """``SWEEPLAB_SPEEDUPS=off``: ``sweeplab run`` without its start-up and storage speed-ups
 (:meth:`~sweeplab.study.session.RunOptions.without_speedups`), as a study ran before them;
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-model", action="store_true",
                    help="skip the end-of-study re-fit that logs the best trial's model and evaluation")
+    p.add_argument("--promote", metavar="MODEL_NAME",
+                   help="when the study is done, promote it as `sweeplab promote STUDY --model-name MODEL_NAME` "
+                        "does with its defaults (top 3 x 3 seeds, refit, held-out estimate)")
     p.add_argument("--fail-fast", type=_non_negative_int, default=DEFAULT_FAIL_FAST, metavar="N",
                    help=f"stop (exit 1) when the study's first N trials all fail with the same error "
                         f"(default {DEFAULT_FAIL_FAST}; 0: never)")
@@ -138,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", required=True, help="registered model name ([A-Za-z0-9._-])")
     p.add_argument("--top-k", type=_positive_int, default=3, help="configs to re-train: the best K trials (default 3)")
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per config (default 3)")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the winner again on train + validation for its best epoch count before registering "
+                        "it (default: yes when the study has a test part to judge it on; --no-refit: register the "
+                        "winner trained on the training rows only)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also fit scikit-learn baselines (logistic regression / ridge, gradient boosting) on the "
+                        "same rows and score them on the same test rows as the champion")
     _add_store_flags(p)
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -253,6 +264,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          "give only one of them")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.promote is not None:
+        from sweeplab.study.promote import validate_model_name
+
+        validate_model_name(args.promote)  # before the study runs
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
     summary = run(args.spec, study=args.study, trials=args.trials, workers=args.workers, timeout=args.timeout,
                   fork=args.fork, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
@@ -261,7 +276,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                   resume_command=resume or "the same sweeplab run command",
                   # the one place this variable is read
                   speedups=os.environ.get(SPEEDUPS_ENV, "").strip().lower() != "off")
-    _emit_summary(args, summary)
+    if args.promote is None:
+        _emit_summary(args, summary)
+        return 0
+    result = promote(summary.study, args.promote, storage=args.storage, tracking_uri=args.tracking_uri,
+                     address=args.address)
+    # the text shows the new estimate once, in the promotion's lines
+    text = summary_text(dataclasses.replace(summary, estimate=None)) + "\n" + _promotion_text(result)
+    _emit(args, {**dataclasses.replace(summary, estimate=result.estimate).to_json(), "promotion": result.to_json()},
+          text)
     return 0
 
 
@@ -304,7 +327,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     """Re-train the study's top-k configs over several seeds on Ray (the built-in model, or the
     study's ``objective.callable``); register the best mean's model."""
     result = promote(args.study, args.model_name, storage=args.storage, tracking_uri=args.tracking_uri,
-                     top_k=args.top_k, seeds=args.seeds, address=args.address)
+                     top_k=args.top_k, seeds=args.seeds, address=args.address, refit=args.refit,
+                     baselines=args.baselines)
+    _emit(args, result.to_json(), _promotion_text(result))
+    return 0
+
+
+def _promotion_text(result: Promotion) -> str:
+    """What ``promote`` prints without ``--json``."""
     winner = result.winner
     lines = [f"registered {result.model_uri} (version {result.version}, run {result.run_id})",
              f"winner     trial {winner.trial}: {result.metric} mean {format_value(winner.mean)} "
@@ -312,10 +342,20 @@ def cmd_promote(args: argparse.Namespace) -> int:
     for c in result.candidates:
         mean = "failed" if c.mean is None else f"{format_value(c.mean)} ± {format_value(c.std)}"
         lines.append(f"  trial {c.trial:<5} study {format_value(c.study_value)}  re-trained {mean}")
+    if result.refit is not None:
+        r = result.refit
+        lines.append(f"refit      on {r.n_rows} rows (train {r.n_train} + validation {r.n_val}) for {r.epochs} "
+                     f"epoch(s) (mean best epoch of {list(r.best_epochs)})")
+    else:
+        lines.append("refit      no: the registered model is the winner as trained on the training rows")
+    lines.extend(estimate_lines(result.estimate))
+    for b in result.baselines:
+        champion = result.model_metrics.get(b.metric)
+        lines.append(f"baseline   {b.name:<24} {b.metric} {format_value(b.value)}   (champion "
+                     f"{format_value(champion)})")
     lines.append(f"load it:   mlflow.pyfunc.load_model({result.model_uri!r}) with tracking URI "
                  f"{result.tracking_uri}")
-    _emit(args, result.to_json(), "\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -113,7 +113,9 @@ OBJECTIVE_KEYS = (
     "callable",
     "options",
     "init_from",
+    "holdout",
 )
+HOLDOUT_KEYS = ("path", "target")
 EARLY_STOPPING_KEYS = ("patience", "min_delta", "monitor")
 RESOURCE_KEYS = ("cpu", "gpu", "custom")
 RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
@@ -263,6 +265,11 @@ class ObjectiveSpec:
     folder. Its hidden layers (architecture and weights) are kept, the output layer is new
     for this task; the space then searches ``n_frozen_layers`` / ``finetune_learning_rate``
     and the training knobs, never the architecture (see ``sweeplab.objectives.transfer``).
+
+    ``holdout``: a user's own held-out table, ``{path: holdout.csv, target: label}`` (CSV or
+    Parquet, the dataset's feature columns and target): the test part that neither the search
+    nor ``promote``'s refit touches, in place of ``test_split`` rows (``test_split`` is then 0;
+    the data module checks the columns and labels when it loads it).
     """
 
     framework: str = "torch"
@@ -277,6 +284,7 @@ class ObjectiveSpec:
     validation: Validation = field(default_factory=Validation)
     options: Mapping[str, Any] = field(default_factory=dict)
     init_from: str | None = None
+    holdout: DatasetSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical YAML form (``model`` only when not the default ``mlp`` and ``validation`` only
@@ -308,6 +316,8 @@ class ObjectiveSpec:
             out["options"] = copy.deepcopy(dict(self.options))
         if self.init_from is not None:
             out["init_from"] = self.init_from
+        if self.holdout is not None:
+            out["holdout"] = self.holdout.to_dict()
         return out
 
 
@@ -680,7 +690,9 @@ def _parse_objective(value: Any, problems: list[Problem], function_objective: bo
     task = check_str(mapping.get("task", "classification"), "objective.task", problems, choices=TASKS, what="task")
     epochs = check_int(mapping.get("epochs", 20), "objective.epochs", problems, minimum=1)
     val = check_number(mapping.get("validation_split", 0.2), "objective.validation_split", problems, gt=0, lt=1)
-    test = check_number(mapping.get("test_split", 0.2), "objective.test_split", problems, ge=0, lt=1)
+    holdout = _parse_holdout(mapping.get("holdout"), mapping, problems)
+    default_test = 0.0 if "holdout" in mapping else 0.2  # the holdout file is the test part
+    test = check_number(mapping.get("test_split", default_test), "objective.test_split", problems, ge=0, lt=1)
     validation = _parse_validation(mapping.get("validation"), problems)
     kfold = validation is not None and validation.mode == KFOLD
     if validation is not None and kfold and "validation_split" in mapping:
@@ -749,8 +761,39 @@ def _parse_objective(value: Any, problems: list[Problem], function_objective: bo
         callable=func,
         options=copy.deepcopy(dict(options)),
         init_from=init_from,
+        holdout=holdout,
         validation=validation or Validation(),
     )
+
+
+def _parse_holdout(value: Any, objective: Mapping[str, Any], problems: list[Problem]) -> DatasetSpec | None:
+    """``objective.holdout``: ``{path: table, target: column}``, a held-out table in place of ``test_split``."""
+    path = "objective.holdout"
+    if value is None:
+        return None
+    mapping = check_mapping(value, path, problems)
+    if mapping is None:
+        return None
+    before = len(problems)
+    check_keys(mapping, HOLDOUT_KEYS, path, problems)
+    if "path" not in mapping:
+        problems.append(Problem(path, "needs `path`: a CSV or Parquet file of held-out rows, with the dataset's "
+                                      "columns (e.g. {path: holdout.csv, target: label})"))
+        return None
+    file = check_str(mapping["path"], join(path, "path"), problems)
+    if file is not None and not file.lower().endswith(dataset_registry.TABLE_SUFFIXES):
+        problems.append(Problem(join(path, "path"), f"must be a CSV or Parquet file "
+                                                    f"({', '.join(dataset_registry.TABLE_SUFFIXES)}), got {file!r}"))
+    target = check_str(mapping.get("target", "target"), join(path, "target"), problems)
+    test = objective.get("test_split")
+    if isinstance(test, (int, float)) and not isinstance(test, bool) and test > 0:
+        problems.append(Problem("objective.test_split", f"the holdout file is the test part: remove test_split "
+                                                        f"(got {test!r}) or objective.holdout"))
+    if objective.get("dataset") is None:
+        problems.append(Problem(path, "needs objective.dataset: the holdout rows are scored like its test part"))
+    if len(problems) > before or file is None or target is None:
+        return None
+    return DatasetSpec(path=file, target=target)
 
 
 def _parse_validation(value: Any, problems: list[Problem]) -> Validation | None:

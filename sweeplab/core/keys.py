@@ -43,6 +43,7 @@ STUDY_ATTR_PARENT_RUN_ID = "mlflow_parent_run_id"
 STUDY_ATTR_TRACKING_URI = "mlflow_tracking_uri"
 STUDY_ATTR_UID = "sweeplab.study_uid"  # random, set once: keys the study's checkpoint folder
 STUDY_ATTR_FORKED_FROM = "sweeplab.forked_from"  # the study this one was forked from
+STUDY_ATTR_ESTIMATE = "sweeplab.estimate"  # the last promote's SelectionEstimate (to_json)
 
 # ---------------------------------------------------------------- MLflow run tags
 TAG_STUDY = "sweeplab.study"

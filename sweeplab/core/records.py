@@ -176,6 +176,8 @@ class StudySummary:
     a model (``trial.log_model``), else None (a torch/keras study's model is packaged at the
     end of a run: the run's ``best_model``).
     ``failures``: the trials counted in ``n_failed``, grouped by error (most frequent first).
+    ``estimate``: the last ``promote``'s :class:`SelectionEstimate` (selected, re-seeded or
+    cross-validated, and held-out values, and the optimism gap), None before any promote.
     """
 
     study: str
@@ -202,6 +204,7 @@ class StudySummary:
     mlflow_parent_run_id: str | None = None
     failures: list[FailureGroup] = field(default_factory=list)
     run: RunDetails | None = None
+    estimate: SelectionEstimate | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object of ``run``, ``status`` and ``best`` (JSON-ready values).
@@ -233,6 +236,7 @@ class StudySummary:
             "mlflow_experiment_id": self.mlflow_experiment_id,
             "mlflow_parent_run_id": self.mlflow_parent_run_id,
             "failures": [f.to_json() for f in self.failures],
+            "estimate": None if self.estimate is None else self.estimate.to_json(),
         }
         run = self.run
         if run is not None:
@@ -279,9 +283,113 @@ class PromotionCandidate:
                 "runs": [r.to_json() for r in self.runs], "n_ok": self.n_ok, "mean": self.mean, "std": self.std}
 
 
+def heldout_metric(metric: str) -> str | None:
+    """The held-out counterpart of a validation metric (``val_accuracy`` -> ``test_accuracy``), the name the
+    network objectives give it; None for a metric without one."""
+    return f"test_{metric[4:]}" if metric.startswith("val_") and len(metric) > 4 else None
+
+
+@dataclass(frozen=True)
+class RefitInfo:
+    """How ``promote`` refit the champion: ``n_rows`` rows (the study's training ``n_train`` plus
+    validation ``n_val`` rows) for ``epochs`` epochs, the mean best epoch of the winner's
+    re-seeded trainings (``best_epochs``), with its trial's own seed."""
+
+    n_rows: int
+    n_train: int
+    n_val: int
+    epochs: int
+    best_epochs: tuple[int, ...]
+    seed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_rows": self.n_rows, "n_train": self.n_train, "n_val": self.n_val, "epochs": self.epochs,
+                "best_epochs": list(self.best_epochs), "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class BaselineScore:
+    """One scikit-learn baseline of ``promote --baselines``: fitted on the rows the champion trained on,
+    scored (``metric``, e.g. ``test_accuracy``) on the same held-out rows."""
+
+    name: str
+    metric: str
+    value: float
+    fit_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "metric": self.metric, "value": self.value, "fit_seconds": self.fit_seconds}
+
+
+@dataclass(frozen=True)
+class SelectionEstimate:
+    """How far the champion's chosen value can be trusted: what ``best --json`` shows as ``estimate``.
+
+    ``selected_value``: the winner trial's study value (its validation value, chosen as the
+    best of many: optimistic by construction); ``reseeded_mean``: its mean over
+    ``promote``'s seeds; ``cv_mean``: its fold mean when the study cross-validated
+    (``<metric>_std`` among its metrics, :data:`~sweeplab.core.keys.METRIC_STD_SUFFIX`),
+    else None; ``heldout_value``: the registered model's ``heldout_metric`` on
+    ``heldout_rows`` rows that neither the search nor the refit touched (None without such
+    rows). ``optimism_gap`` = ``selected_value - heldout_value`` and ``estimate_gap`` =
+    (``cv_mean``, else ``reseeded_mean``) ``- heldout_value``, both signed so that a
+    positive gap means the estimate promised more than the held-out rows gave (negated for a
+    minimized metric). ``refit``: the registered model was refit on train + validation.
+    """
+
+    metric: str
+    direction: str
+    trial: int
+    selected_value: float | None
+    reseeded_mean: float | None
+    cv_mean: float | None
+    heldout_metric: str | None
+    heldout_value: float | None
+    heldout_rows: int
+    optimism_gap: float | None
+    estimate_gap: float | None
+    refit: bool
+    model_uri: str | None = None
+
+    @classmethod
+    def build(cls, *, metric: str, direction: str, trial: int, selected_value: float | None,
+              reseeded_mean: float | None, cv_mean: float | None, heldout_value: float | None, heldout_rows: int,
+              refit: bool, model_uri: str | None = None) -> SelectionEstimate:
+        """The estimate with its gaps computed (the one place the sign rule lives)."""
+        sign = 1.0 if direction == "maximize" else -1.0
+
+        def gap(value: float | None) -> float | None:
+            return None if value is None or heldout_value is None else sign * (value - heldout_value)
+
+        estimate = cv_mean if cv_mean is not None else reseeded_mean
+        return cls(metric=metric, direction=direction, trial=trial, selected_value=selected_value,
+                   reseeded_mean=reseeded_mean, cv_mean=cv_mean, heldout_metric=heldout_metric(metric),
+                   heldout_value=heldout_value, heldout_rows=heldout_rows, optimism_gap=gap(selected_value),
+                   estimate_gap=gap(estimate), refit=refit, model_uri=model_uri)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "direction": self.direction, "trial": self.trial,
+                "selected_value": self.selected_value, "reseeded_mean": self.reseeded_mean, "cv_mean": self.cv_mean,
+                "heldout_metric": self.heldout_metric, "heldout_value": self.heldout_value,
+                "heldout_rows": self.heldout_rows, "optimism_gap": self.optimism_gap,
+                "estimate_gap": self.estimate_gap, "refit": self.refit, "model_uri": self.model_uri}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SelectionEstimate:
+        """Read back what :meth:`to_json` wrote (the study attr ``sweeplab.estimate``)."""
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
+
+
 @dataclass(frozen=True)
 class Promotion:
-    """What ``sweeplab promote`` did: the registered champion and how it was chosen."""
+    """What ``sweeplab promote`` did: the registered champion and how it was chosen.
+
+    ``refit``: how the champion was refit on train + validation (None: the registered model is
+    the winner trained on the training rows only, ``--no-refit``); ``estimate``: the selected,
+    re-seeded and held-out values side by side; ``baselines``: the scikit-learn baselines'
+    held-out scores (empty without ``--baselines``).
+    """
 
     study: str
     model_name: str
@@ -296,6 +404,9 @@ class Promotion:
     model_metrics: dict[str, float]
     candidates: tuple[PromotionCandidate, ...]
     elapsed_s: float = 0.0
+    refit: RefitInfo | None = None
+    estimate: SelectionEstimate | None = None
+    baselines: tuple[BaselineScore, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The ``promote --json`` object."""
@@ -307,6 +418,9 @@ class Promotion:
             "winner": {k: winner[k] for k in ("trial", "params", "mean", "std", "n_ok", "study_value")},
             "winner_seed": self.winner_seed, "model_metrics": dict(self.model_metrics),
             "candidates": [c.to_json() for c in self.candidates], "elapsed_s": self.elapsed_s,
+            "refit": None if self.refit is None else self.refit.to_json(),
+            "estimate": None if self.estimate is None else self.estimate.to_json(),
+            "baselines": [b.to_json() for b in self.baselines],
         }
 
 

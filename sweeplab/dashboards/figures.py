@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 
-from sweeplab.core.keys import ATTR_NODE, ATTR_PRUNED_EPOCH, ATTR_REASON, STUDY_ATTR_SPEC
+from sweeplab.core.keys import ATTR_NODE, ATTR_PRUNED_EPOCH, ATTR_REASON, STUDY_ATTR_ESTIMATE, STUDY_ATTR_SPEC
+from sweeplab.core.records import SelectionEstimate
 
 if TYPE_CHECKING:
     import optuna
@@ -53,6 +54,7 @@ TITLE_PARALLEL = "Parallel coordinates"
 TITLE_SLICE = "Slice plot"
 TITLE_CONTOUR = "Contour of the two most important parameters"
 TITLE_TIMELINE = "Trials per worker (timeline)"
+TITLE_ESTIMATE = "Selected vs held-out value (promote)"
 
 #: Stable HTML id of every figure's heading, keyed by figure title.
 FIGURE_IDS: dict[str, str] = {
@@ -64,6 +66,7 @@ FIGURE_IDS: dict[str, str] = {
     TITLE_SLICE: "fig-slice",
     TITLE_CONTOUR: "fig-contour",
     TITLE_TIMELINE: "fig-timeline",
+    TITLE_ESTIMATE: "fig-selection-estimate",
 }
 
 #: Seed of the fANOVA importance evaluator: the same study gives the same importances.
@@ -486,6 +489,36 @@ def _timeline(ctx: _Context, now: datetime | None = None) -> FigureSection:
     return _section(TITLE_TIMELINE, fig, note)
 
 
+def _g(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _estimate(ctx: _Context) -> FigureSection:
+    """The last promote's estimate: the selected trial's validation value, its re-seeded (or
+    cross-validated) mean and the champion's held-out value, side by side."""
+    e = SelectionEstimate.from_json(ctx.study.user_attrs[STUDY_ATTR_ESTIMATE])
+    mean_label = "cross-validated mean" if e.cv_mean is not None else "re-seeded mean"
+    bars = [(f"selected trial {e.trial}<br>(validation)", e.selected_value, "#ff7f0e"),
+            (mean_label, e.cv_mean if e.cv_mean is not None else e.reseeded_mean, "#1f77b4"),
+            (f"champion<br>(held-out, {e.heldout_rows} rows)", e.heldout_value, "#2ca02c")]
+    shown = [(label, value, color) for label, value, color in bars if value is not None and _finite(value)]
+    fig = go.Figure(go.Bar(x=[b[0] for b in shown], y=[b[1] for b in shown], marker_color=[b[2] for b in shown],
+                           text=[f"{b[1]:.4g}" for b in shown], textposition="outside"))
+    values = [float(b[1]) for b in shown]
+    low, high = min(values), max(values)
+    pad = max(0.05 * (high - low), 0.02 * abs(high) or 0.01)
+    fig.update_layout(height=380, yaxis={"title": e.metric, "range": [low - 8 * pad, high + 3 * pad]},
+                      showlegend=False, margin={"t": 30})
+    if e.heldout_value is None:
+        note = "The study has no test part: there is no held-out value (set objective.test_split or holdout)."
+    else:
+        note = (f"Optimism gap {_g(e.optimism_gap)} (selected - held-out), {_g(e.estimate_gap)} ({mean_label} - "
+                f"held-out); positive means the estimate promised more than unseen rows gave. The champion was "
+                f"{'refit on train + validation' if e.refit else 'trained on the training rows'}"
+                f"{f' ({e.model_uri})' if e.model_uri else ''}.")
+    return _section(TITLE_ESTIMATE, fig, note)
+
+
 # --------------------------------------------------------------------------- public
 def study_sections(study: optuna.Study) -> list[FigureSection]:
     """Every figure of ``study`` as a :class:`FigureSection`, in display order.
@@ -493,7 +526,8 @@ def study_sections(study: optuna.Study) -> list[FigureSection]:
     Never raises for a study's content: with 0 or 1 complete trials, a single
     parameter, only failed trials, or a plot that fails, the section carries a note and
     (where nothing can be drawn) no figure. The Pareto front is present only for
-    multi-objective studies; every other section is always present.
+    multi-objective studies, the selection estimate only for a promoted study (``sweeplab
+    promote``); every other section is always present.
     """
     ctx = _Context(study)
     _compute_importances(ctx)
@@ -508,6 +542,8 @@ def study_sections(study: optuna.Study) -> list[FigureSection]:
         (TITLE_CONTOUR, lambda: _contour(ctx)),
         (TITLE_TIMELINE, lambda: _timeline(ctx)),
     ]
+    if study.user_attrs.get(STUDY_ATTR_ESTIMATE):
+        builders.insert(1, (TITLE_ESTIMATE, lambda: _estimate(ctx)))
     return [_safely(title, build) for title, build in builders]
 
 

@@ -192,6 +192,9 @@ def load_dataset(
     seed: int = 0,
     model: str = "mlp",
     validation: Validation | None = None,
+    merge_validation: bool = False,
+    holdout_path: str | None = None,
+    holdout_target: str = "target",
 ) -> Dataset:
     """Load a dataset (see :func:`load_raw` for the sources and checks) and prepare it for model family ``model``.
 
@@ -230,6 +233,18 @@ def load_dataset(
     ``n_rows`` and ``source`` (``synthetic``, ``sklearn`` or ``file``), plus ``n_train``,
     ``n_val``, ``n_test``, ``seed``, the splits, and ``path`` / ``target`` for files or the
     effective ``options`` for generated and bundled sets.
+
+    ``merge_validation``: the data of a refit (``Dataset.refit``): the same three parts
+    (same arguments, same rows; with K-fold, every row left after the test part, and no
+    ``folds``), then the training and validation parts merged into
+    ``X_train`` (training rows first), the scaler fitted on them, and ``X_val`` the same
+    rows; ``info`` then has ``refit: true``, ``n_train`` the merged count and ``n_val`` 0.
+
+    ``holdout_path``: a user's held-out table (CSV or Parquet, ``objective.holdout``) whose
+    rows are the test part (``test_split`` must then be 0): read and checked as a dataset
+    file is, its feature columns must be the dataset's (any order), its target column
+    ``holdout_target`` the dataset's target, its labels among the dataset's classes; it is
+    scaled with the training part's scaler. ``info`` then holds ``holdout`` (the path).
     """
     validation = validation or Validation()
     _check_splits(validation_split if validation.mode != KFOLD else None, test_split)
@@ -282,6 +297,8 @@ def load_dataset(
             "Use more rows, fewer classes, or larger validation/test splits."
         ) from exc
 
+    if merge_validation:  # a refit trains on every row left after the test part: no validation rows, no folds
+        train_idx, val_idx, folds = np.concatenate([train_idx, val_idx]), idx[:0], ()
     scaler: StandardScaler | ImageScaler = StandardScaler() if image_shape is None else ImageScaler()
     scaler.fit(features[train_idx])
 
@@ -291,8 +308,18 @@ def load_dataset(
         return np.ascontiguousarray(x_scaled, dtype=np.float32), np.ascontiguousarray(targets[rows])
 
     X_train, y_train = part(train_idx)
-    X_val, y_val = part(val_idx)
-    X_test, y_test = part(test_idx)
+    X_val, y_val = (X_train, y_train) if merge_validation else part(val_idx)
+    if holdout_path is not None:
+        if test_split > 0 or image_shape is not None:
+            raise DataError(f"objective.holdout: a holdout table replaces the test part of a dataset of rows; "
+                            f"got test_split={test_split}{' and an image model' if image_shape is not None else ''}")
+        rows, codes = _holdout(holdout_path, holdout_target, X, y, task, class_labels)
+        X_test = np.ascontiguousarray(scaler.transform(rows), dtype=np.float32)
+        y_test = np.ascontiguousarray(codes)
+        test_idx = np.arange(len(codes))
+        info["holdout"] = str(holdout_path)
+    else:
+        X_test, y_test = part(test_idx)
 
     info.update(
         n_train=len(train_idx),
@@ -304,6 +331,8 @@ def load_dataset(
         validation=validation.to_yaml(),
         n_folds=validation.n_folds,
     )
+    if merge_validation:
+        info.update(refit=True, n_folds=1)
     return Dataset(
         task=task,
         X_train=X_train,
@@ -318,7 +347,34 @@ def load_dataset(
         name=label,
         info=info,
         folds=folds,
+        refit=merge_validation,
     )
+
+
+def _holdout(path: str, target: str, X: pd.DataFrame, y: pd.Series, task: str,
+             class_labels: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The holdout table's raw feature rows (in the dataset's column order) and its targets (class indices for
+    classification); DataError for other columns, another target or an unknown label."""
+    where = f"objective.holdout.path: {path}"
+    H, h_y, _ = _load_file(path, target, {})
+    _check_frame(H, h_y, task, where)
+    if target != y.name:
+        raise DataError(f"{where}: the target column is {target!r} but the dataset's is {y.name!r}; "
+                        f"set objective.holdout.target: {y.name}")
+    missing = [c for c in X.columns if c not in H.columns]
+    extra = [c for c in H.columns if c not in X.columns]
+    if missing or extra:
+        parts = ([f"missing {missing}"] if missing else []) + ([f"not in the dataset {extra}"] if extra else [])
+        raise DataError(f"{where}: the holdout needs the dataset's feature columns; {', '.join(parts)}. "
+                        "Give it the same columns as the dataset")
+    rows = H[list(X.columns)].to_numpy(dtype=np.float64)
+    if task != "classification":
+        return rows, h_y.to_numpy(dtype=np.float32)
+    unknown = sorted({_scalar(v) for v in h_y.unique()} - set(class_labels), key=str)
+    if unknown:
+        raise DataError(f"{where}: label(s) {unknown} of the holdout are not classes of the dataset "
+                        f"{list(class_labels)}; a model cannot predict them. Drop those rows")
+    return rows, pd.Categorical(h_y.map(_scalar), categories=list(class_labels)).codes.astype(np.int64)
 
 
 def _folds(validation: Validation, classes: np.ndarray | None, n_rows: int, seed: int,

@@ -38,6 +38,13 @@ class Dataset:
     (:class:`sweeplab.objectives.transfer.SourceModel`: its hidden layers' weights as
     numpy arrays and its config), attached by the driver so it travels to every trial in
     Ray's object store with the arrays; None otherwise.
+
+    ``refit``: True for the data of a champion's refit (:func:`~sweeplab.objectives.data.load_dataset`
+    with ``merge_validation=True``): ``X_train`` holds every row the study may use (its
+    training and validation parts), ``scaler`` is fitted on them, and ``X_val`` is the same
+    rows (the network reports its per-epoch ``val_*`` metrics on them, and nothing selects
+    by them). A network trains such a dataset for exactly ``epochs`` epochs, without early
+    stopping, and keeps its last weights; ``X_test`` is still untouched.
     """
 
     task: str
@@ -54,6 +61,7 @@ class Dataset:
     info: dict[str, Any] = field(default_factory=dict)
     init_from: Any = None
     folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    refit: bool = False
 
     @property
     def n_folds(self) -> int:

@@ -118,7 +118,8 @@ class EpochPolicy:
         """Check, record and report ``epoch``, then set the next ``lr`` and ``stop``.
 
         ``stat`` / ``val_stat``: accuracy (classification) or MAE (regression). Returns
-        True when this epoch is the best so far (the backend then keeps its weights).
+        True when this epoch is the best so far (the backend then keeps its weights); always
+        False for a refit (``settings.keep_last``), whose ``best_epoch`` is the last epoch run.
         """
         self.epochs_trained = epoch
         self.check_loss(epoch, float(loss), "training")
@@ -129,7 +130,9 @@ class EpochPolicy:
 
         key = s.sign * metrics[s.monitor]
         improved = key < self._best_key
-        if improved:
+        if s.keep_last:  # a refit: no epoch is chosen, the last one is the model
+            improved, self.best_epoch = False, epoch
+        elif improved:
             self._best_key, self.best_epoch = key, epoch
         if key < self._ref_key - s.min_delta:
             self._ref_key, self._wait = key, 0

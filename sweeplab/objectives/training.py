@@ -89,7 +89,9 @@ class TrialSettings:
 
     ``model``: the model family (``objective.model``, default ``mlp``).
     ``metric_names`` are the per-epoch keys in report order; ``sign`` turns the monitored
-    metric into "lower is better" (``sign * value``).
+    metric into "lower is better" (``sign * value``). ``keep_last``: a refit (the dataset's
+    ``refit``): every epoch runs (no early stopping) and the last epoch's weights are kept,
+    since its validation rows are its training rows and cannot choose an epoch.
     """
 
     task: str
@@ -103,6 +105,7 @@ class TrialSettings:
     sign: float
     early_stopping: bool
     model: str = "mlp"
+    keep_last: bool = False
 
 
 def need_dataset(ds: Dataset | None, framework: str) -> Dataset:
@@ -140,7 +143,8 @@ def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> 
         raise ValueError(f"objective.epochs must be an integer >= 1, got {epochs!r}")
     classification = task == "classification"
     acc_name = "accuracy" if classification else "mae"
-    es = setting(settings, "early_stopping")
+    refit = bool(getattr(ds, "refit", False))  # duck-typed datasets (tests, users' own) are not refits
+    es = None if refit else setting(settings, "early_stopping")
     monitor = str(setting(es, "monitor", "val_loss") or "val_loss")
     patience = int(setting(es, "patience", 0) or 0) if es is not None else 0
     min_delta = abs(float(setting(es, "min_delta", 0.0) or 0.0)) if es is not None else 0.0
@@ -153,4 +157,4 @@ def trial_settings(settings: ObjectiveSpec | Mapping[str, Any], ds: Dataset) -> 
         raise DataError(f"dataset {ds.name!r} has no validation rows; set objective.validation_split > 0")
     sign = 1.0 if monitor_mode(monitor) == "min" else -1.0
     return TrialSettings(task, int(epochs), classification, acc_name, monitor, patience, min_delta, metric_names, sign,
-                         early_stopping=es is not None, model=model)
+                         early_stopping=es is not None, model=model, keep_last=refit)

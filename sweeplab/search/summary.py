@@ -11,6 +11,7 @@ from sweeplab.core.keys import (
     ATTR_METRICS,
     ATTR_REASON,
     ATTR_RUN_ID,
+    STUDY_ATTR_ESTIMATE,
     STUDY_ATTR_EXPERIMENT_ID,
     STUDY_ATTR_PARENT_RUN_ID,
     STUDY_ATTR_RETRIES,
@@ -18,7 +19,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_SPEC,
     STUDY_ATTR_TRIALS_TARGET,
 )
-from sweeplab.core.records import FailureGroup, ParetoTrial, StudySummary, failure_key
+from sweeplab.core.records import FailureGroup, ParetoTrial, SelectionEstimate, StudySummary, failure_key
 from sweeplab.search.coordinator import count_states
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         mlflow_experiment_id=attrs.get(STUDY_ATTR_EXPERIMENT_ID),
         mlflow_parent_run_id=attrs.get(STUDY_ATTR_PARENT_RUN_ID),
         failures=failure_groups(trials, set(attrs.get(STUDY_ATTR_RETRIES, {}))),
+        estimate=SelectionEstimate.from_json(attrs[STUDY_ATTR_ESTIMATE]) if attrs.get(STUDY_ATTR_ESTIMATE) else None,
     )
     if not any(t.state == TrialState.COMPLETE for t in trials):
         return summary

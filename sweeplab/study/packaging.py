@@ -150,6 +150,7 @@ def fit_and_package(
     notes: list[str] = []
     rows = raw_rows if raw_rows is not None else _fallback_rows(dataset, RAW_EXAMPLE_ROWS)
     extra = {"trial": ticket.number, "seed": ticket.seed, "params": _plain(ticket.raw_params),
+             "train_rows": len(dataset.y_train), "refit": bool(dataset.refit),
              "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)}, **dict(metadata or {})}
     meta = model_meta(framework, getattr(objective, "config", None), dataset, dataset.n_outputs, extra=extra,
                       model=settings.model)

@@ -13,15 +13,34 @@ the champion. :func:`promote_study`:
    is its trial's own seed (it reproduces the trial), the others are derived from it
    (:func:`promotion_seeds`);
 3. picks the config with the best mean of the study's metric over its seeds (ties: the
-   better study value). A torch / keras winner is packaged with its seed 0 (model +
-   evaluation, see :func:`~sweeplab.study.packaging.fit_and_package`); a function's winner
-   keeps the model its first completed re-training logged with ``trial.log_model`` (with
-   the other files it logged), and a function that logged none cannot be promoted;
-4. logs a run tagged ``sweeplab.role=promotion`` under the study's parent run: per config
+   better study value). A torch / keras winner is **refit** (the default when the study
+   has held-out rows; ``refit=False`` / ``--no-refit`` keeps the model trained on the
+   training rows only): trained again with its trial's own seed on every row the study
+   may use, its training and validation parts merged (the scaler fitted on them), for the
+   mean ``best_epoch`` of its re-seeded trainings (rounded): the same number of passes
+   over the data that the search found best, so each pass takes (n_train + n_val) /
+   n_train times the gradient steps. It trains every one of those epochs, without early
+   stopping, and keeps the last one (nothing is left to choose an epoch with). The model
+   and its evaluation are packaged by :func:`~sweeplab.study.packaging.fit_and_package`.
+   A function's winner (framework python) is not refit (``refit=True`` is refused):
+   its own code decides what it trains on; it keeps the model its first completed
+   re-training logged with ``trial.log_model`` (with the other files it logged), and a
+   function that logged none cannot be promoted;
+4. the **estimate** (:class:`~sweeplab.core.records.SelectionEstimate`): the winner trial's
+   validation value, its re-seeded mean (or its fold mean for a cross-validated study),
+   and the registered model's value on the test part (``objective.test_split``), which
+   neither the search nor the refit touched, with the optimism gaps. It is logged on the
+   study's parent run (``selection.*`` metrics) and kept in the study (``best --json``'s
+   ``estimate``). With ``baselines=True`` the scikit-learn baselines of
+   :data:`~sweeplab.registry.baselines.BASELINES` are fitted on the rows the champion
+   trained on and scored on the same test rows;
+5. logs a run tagged ``sweeplab.role=promotion`` under the study's parent run: per config
    ``trial_<n>.mean_<metric>`` and ``trial_<n>.std_<metric>`` (sample std, ddof=1; 0 for a
-   single seed), the winner's params, its model's final metrics (``final_*``),
+   single seed), the winner's params, its model's final metrics (``final_*``), the refit's
+   ``refit.n_rows`` / ``refit.epochs`` params, the estimate (``estimate.*``), the baselines'
+   scores (``baseline.<name>.<metric>``, with ``champion.<metric>`` beside them),
    ``promotion.json`` (every seed's value), the evaluation files and ``model/``;
-5. registers ``model/`` as a new version of the registered model ``model_name`` and points
+6. registers ``model/`` as a new version of the registered model ``model_name`` and points
    the alias ``champion`` at it, so ``mlflow.pyfunc.load_model("models:/NAME@champion")``
    predicts: class labels from raw feature rows (torch / keras), or what the function's
    model predicts from its own input (framework python).
@@ -42,7 +61,10 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import StorageError, SweeplabError, UsageError
 from sweeplab.core.keys import (
+    ATTR_METRICS,
+    METRIC_STD_SUFFIX,
     ROLE_PROMOTION,
+    STUDY_ATTR_ESTIMATE,
     STUDY_ATTR_EXPERIMENT_ID,
     STUDY_ATTR_PARENT_RUN_ID,
     STUDY_ATTR_SPEC,
@@ -54,7 +76,18 @@ from sweeplab.core.keys import (
     TAG_ROLE,
     TAG_WINNER_TRIAL,
 )
-from sweeplab.core.records import COMPLETE, Promotion, PromotionCandidate, RefitRun, TrialOutcome, TrialTicket
+from sweeplab.core.records import (
+    COMPLETE,
+    BaselineScore,
+    Promotion,
+    PromotionCandidate,
+    RefitInfo,
+    RefitRun,
+    SelectionEstimate,
+    TrialOutcome,
+    TrialTicket,
+    heldout_metric,
+)
 
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
@@ -127,6 +160,8 @@ def promote_study(
     seeds: int = 3,
     address: str | None = None,
     objective: Callable[..., Any] | None = None,
+    refit: bool | None = None,
+    baselines: bool = False,
 ) -> Promotion:
     """Promote ``study_name``'s most robust config to ``models:/<model_name>@champion``.
 
@@ -140,6 +175,11 @@ def promote_study(
     study that has its own), SpecError (exit 2) for a stored ``objective.callable`` that no
     longer imports; SweeplabError (exit 1) when the study has no COMPLETE trial, is
     multi-objective, every candidate failed, or the winner's function logged no model.
+    ``refit``: None (the default) refits a torch / keras winner when the study has a test
+    part, and otherwise registers the winner as trained (saying why on the log); True
+    insists (UsageError, exit 2, for a function study or a study without a test part,
+    nothing run); False never refits. ``baselines``: also fit and score the scikit-learn
+    baselines (UsageError when the study has no dataset with a test part).
     Ray is shut down at the end when this call started it.
     """
     import os
@@ -169,6 +209,12 @@ def promote_study(
         raise SweeplabError(f"study {study_name!r} is multi-objective; promote needs a single metric to rank configs")
     builtin = spec.objective.framework in MODEL_FRAMEWORKS
     _check_function(spec, study_name, model_name, objective, builtin)
+    do_refit = _check_refit(spec, study_name, builtin, refit)
+    if baselines and not _has_heldout(spec):
+        raise UsageError(f"--baselines: study {study_name!r} has no dataset with a test part to score baselines on "
+                         f"(objective.test_split is {spec.objective.test_split}, dataset "
+                         f"{'set' if spec.objective.dataset else 'none'}); drop --baselines, or run a study "
+                         "with objective.dataset and objective.test_split > 0")
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         n = len(study.trials)
@@ -206,16 +252,86 @@ def promote_study(
         candidates = [_candidate(trial, refits[trial.number], metric) for trial in ranked]
         winner = _winner(study_name, candidates, maximize)
         packaged: Packaged
+        refit_info: RefitInfo | None = None
+        trained_on = dataset
         if builtin:
             win_ticket = tickets[[t.number for t in ranked].index(winner.trial)]
-            packaged = _package_builtin(study_name, model_name, spec, win_ticket, winner, dataset_ref)
+            settings, package_ref = spec.objective, dataset_ref
+            if do_refit:
+                trained_on = load_study_dataset(spec, uri, merge_validation=True)
+                assert trained_on is not None and dataset is not None  # a torch / keras spec names a dataset
+                refit_info = _refit_plan(winner, refits[winner.trial], dataset, win_ticket.seed)
+                settings = replace(spec.objective, epochs=refit_info.epochs, early_stopping=None)
+                package_ref = ray.put(trained_on)
+            packaged = _package_builtin(study_name, model_name, spec, win_ticket, winner, package_ref, settings,
+                                        refit=refit_info is not None)
         else:
             packaged = _logged_model(study_name, spec, winner, refits[winner.trial], objective)
     finally:
         if owns_ray:
             shutdown_own_ray()
-    result = _log_and_register(spec, study, uri, model_name, metric, top_k, seeds, candidates, winner, packaged)
+    scores: tuple[BaselineScore, ...] = ()
+    if baselines and trained_on is not None:
+        from sweeplab.objectives.baselines import fit_baselines
+
+        scores = fit_baselines(trained_on, seed=spec.seed)
+    trial_metrics = next(t for t in ranked if t.number == winner.trial).user_attrs.get(ATTR_METRICS) or {}
+    cv = f"{metric}{METRIC_STD_SUFFIX}" in trial_metrics  # a cross-validated trial: its value is its fold mean
+    heldout_rows = len(dataset.y_test) if dataset is not None else 0
+    held = heldout_metric(metric)
+    held_value = packaged.metrics.get(held) if held and heldout_rows else None
+    estimate = SelectionEstimate.build(
+        metric=metric, direction=spec.direction[0], trial=winner.trial, selected_value=winner.study_value,
+        reseeded_mean=winner.mean, cv_mean=winner.study_value if cv else None,
+        heldout_value=held_value if held_value is not None and math.isfinite(held_value) else None,
+        heldout_rows=heldout_rows, refit=refit_info is not None, model_uri=f"models:/{model_name}@{ALIAS}")
+    result = _log_and_register(spec, study, uri, model_name, metric, top_k, seeds, candidates, winner, packaged,
+                               refit_info, estimate, scores)
     return replace(result, elapsed_s=round(time.time() - started, 3))
+
+
+def _has_heldout(spec: StudySpec) -> bool:
+    """The study's data has a test part the search never saw (a dataset, and ``test_split > 0`` or a holdout)."""
+    obj = spec.objective
+    return obj.dataset is not None and (obj.test_split > 0 or obj.holdout is not None)
+
+
+def _check_refit(spec: StudySpec, study_name: str, builtin: bool, refit: bool | None) -> bool:
+    """Whether to refit the winner: see :func:`promote_study`'s ``refit`` (UsageError for a refit that cannot be)."""
+    if refit is False:
+        return False
+    if not builtin:
+        if refit:
+            raise UsageError(
+                f"--refit: study {study_name!r} runs its own function (framework python), whose code decides what "
+                "it trains on, so promote cannot refit it on train + validation; drop --refit (a function's "
+                "champion is the model its re-training logged)")
+        return False
+    if not _has_heldout(spec):
+        if refit:
+            raise UsageError(
+                f"--refit: study {study_name!r} has no test part (objective.test_split is "
+                f"{spec.objective.test_split}, no objective.holdout): a model refit on train + validation would have "
+                "no row left to be judged on. Run the study with objective.test_split > 0 or a holdout file "
+                "(`sweeplab run SPEC --fork NEW` after setting it), or promote with --no-refit")
+        log.warning("study %r has no test part (objective.test_split 0): the champion is not refit on train + "
+                    "validation (nothing would be left to judge the refit on); set objective.test_split > 0 "
+                    "for a refit and a held-out estimate", study_name)
+        return False
+    return True
+
+
+def _refit_plan(winner: PromotionCandidate, refits: list[_Refit], dataset: Dataset, seed: int) -> RefitInfo:
+    """The refit's rows and epochs: the study's training + validation rows, for the mean best epoch
+    (rounded, at least 1) of the winner's completed re-trainings."""
+    best = tuple(int(r.metrics["best_epoch"]) for r in refits
+                 if r.run.value is not None and math.isfinite(r.run.value) and "best_epoch" in r.metrics)
+    if not best:
+        raise SweeplabError(f"trial {winner.trial}: its re-trainings report no best_epoch; cannot choose the "
+                            "refit's epochs (promote with --no-refit)")
+    n_train, n_val = len(dataset.y_train), len(dataset.y_val)
+    return RefitInfo(n_rows=n_train + n_val, n_train=n_train, n_val=n_val,
+                     epochs=max(1, round(statistics.fmean(best))), best_epochs=best, seed=seed)
 
 
 def _check_function(spec: StudySpec, study_name: str, model_name: str, objective: Callable[..., Any] | None,
@@ -317,8 +433,10 @@ def _winner(study_name: str, candidates: list[PromotionCandidate], maximize: boo
 
 
 def _package_builtin(study_name: str, model_name: str, spec: StudySpec, ticket: TrialTicket,
-                     winner: PromotionCandidate, dataset_ref: Any) -> Packaged:
-    """The torch / keras winner re-fitted with its seed 0 and packaged (model + evaluation), on a Ray worker."""
+                     winner: PromotionCandidate, dataset_ref: Any, settings: ObjectiveSpec, *,
+                     refit: bool) -> Packaged:
+    """The torch / keras winner trained with its seed 0 on ``dataset_ref`` under ``settings`` (the refit's
+    data and epochs, or the study's) and packaged (model + evaluation), on a Ray worker."""
     import ray
 
     from sweeplab.study.packaging import fit_and_package, raw_example
@@ -328,9 +446,9 @@ def _package_builtin(study_name: str, model_name: str, spec: StudySpec, ticket: 
     package = ray.remote(max_retries=0)(fit_and_package).options(num_cpus=cpus, num_gpus=gpus)
     try:
         return ray.get(package.remote(  # type: ignore[no-any-return]
-            ticket, dataset_ref, spec.objective, list(spec.metric), cpus, gpus, rows,
-            title=f"{study_name} trial {winner.trial} (champion)",
-            metadata={"study": study_name, "registered_model": model_name},
+            ticket, dataset_ref, settings, list(spec.metric), cpus, gpus, rows,
+            title=f"{study_name} trial {winner.trial} (champion{', refit' if refit else ''})",
+            metadata={"study": study_name, "registered_model": model_name, "refit": refit},
         ))
     except ray.exceptions.RayError as exc:
         raise SweeplabError(f"study {study_name!r}: packaging the winner (trial {winner.trial}) failed: "
@@ -387,6 +505,9 @@ def _log_and_register(
     candidates: list[PromotionCandidate],
     winner: PromotionCandidate,
     packaged: Any,
+    refit: RefitInfo | None,
+    estimate: SelectionEstimate,
+    baselines: tuple[BaselineScore, ...],
 ) -> Promotion:
     """Write the promotion run and the registry entries; return the promotion's summary."""
     import tempfile
@@ -416,7 +537,10 @@ def _log_and_register(
         params = {f"winner.{k}": str(v) for k, v in winner.params.items()}
         params.update({"promotion.top_k": str(top_k), "promotion.seeds": str(seeds), "promotion.metric": metric,
                        "promotion.candidates": json.dumps([c.trial for c in candidates]),
-                       "promotion.winner_seed": str(packaged.seed)})
+                       "promotion.winner_seed": str(packaged.seed), "promotion.refit": str(refit is not None)})
+        if refit is not None:
+            params.update({f"refit.{k}": json.dumps(v) if isinstance(v, list) else str(v)
+                           for k, v in refit.to_json().items()})
         metrics: list[Metric] = []
         for c in candidates:
             if c.mean is not None:
@@ -427,10 +551,19 @@ def _log_and_register(
         metrics.append(Metric(f"mean_{metric}", winner_mean, now, 0))
         metrics.append(Metric(f"std_{metric}", winner_std, now, 0))
         metrics.extend(Metric(f"final_{k}", float(v), now, 0) for k, v in packaged.metrics.items() if math.isfinite(v))
+        selection = _estimate_metrics(estimate)
+        metrics.extend(Metric(f"estimate.{k}", v, now, 0) for k, v in selection.items())
+        for b in baselines:
+            metrics.append(Metric(f"baseline.{b.name}.{b.metric}", b.value, now, 0))
+            champion = packaged.metrics.get(b.metric)
+            if champion is not None and math.isfinite(champion):
+                metrics.append(Metric(f"champion.{b.metric}", float(champion), now, 0))
         client.log_batch(run_id, metrics=metrics, params=[Param(k[:250], v[:6000]) for k, v in params.items()],
                          tags=[RunTag(TAG_REFIT_SEED, str(packaged.seed))])
         table = {"study": spec.study, "metric": metric, "direction": spec.direction[0], "top_k": top_k,
-                 "seeds": seeds, "winner_trial": winner.trial, "candidates": [c.to_json() for c in candidates]}
+                 "seeds": seeds, "winner_trial": winner.trial, "candidates": [c.to_json() for c in candidates],
+                 "refit": None if refit is None else refit.to_json(), "estimate": estimate.to_json(),
+                 "baselines": [b.to_json() for b in baselines]}
         with tempfile.TemporaryDirectory(prefix="sweeplab-promotion-") as tmp:
             for name, data in {**packaged.files, "promotion.json": json.dumps(table, indent=2).encode()}.items():
                 path = Path(tmp, name)
@@ -438,6 +571,9 @@ def _log_and_register(
                 path.write_bytes(data)
             client.log_artifacts(run_id, tmp)
         client.set_terminated(run_id, status="FINISHED")
+        if parent:  # the study's run shows the estimate beside its best value
+            client.log_batch(parent, metrics=[Metric(f"selection.{k}", v, now, 0) for k, v in selection.items()],
+                             params=[], tags=[RunTag("sweeplab.selection_model", f"models:/{model_name}@{ALIAS}")])
 
         try:
             client.create_registered_model(model_name, tags={TAG_STUDY: spec.study},
@@ -457,10 +593,19 @@ def _log_and_register(
     except MlflowException as exc:
         raise StorageError(f"MLflow at {uri} refused the promotion of {model_name!r}: {exc}. "
                            "Check --tracking-uri and that the registry is writable") from exc
+    study.set_user_attr(STUDY_ATTR_ESTIMATE, estimate.to_json())
     return Promotion(study=spec.study, model_name=model_name, version=int(version.version), alias=ALIAS,
                      model_uri=f"models:/{model_name}@{ALIAS}", run_id=run_id, tracking_uri=uri, metric=metric,
                      winner=winner, winner_seed=packaged.seed, model_metrics=dict(packaged.metrics),
-                     candidates=tuple(candidates))
+                     candidates=tuple(candidates), refit=refit, estimate=estimate, baselines=baselines)
+
+
+def _estimate_metrics(estimate: SelectionEstimate) -> dict[str, float]:
+    """The estimate's numbers as MLflow metrics (None and non-finite values left out)."""
+    values = {"selected_value": estimate.selected_value, "reseeded_mean": estimate.reseeded_mean,
+              "cv_mean": estimate.cv_mean, "heldout_value": estimate.heldout_value,
+              "optimism_gap": estimate.optimism_gap, "estimate_gap": estimate.estimate_gap}
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
 
 
 def _wait_ready(client: Any, name: str, version: str, timeout: float = 300.0) -> Any:

@@ -293,8 +293,12 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
         ) from exc
 
 
-def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None) -> Dataset | None:
+def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None, *,
+                       merge_validation: bool = False) -> Dataset | None:
     """The spec's dataset, split and scaled (None for python objectives without one).
+
+    ``merge_validation``: the refit's data (train + validation merged, the same test part;
+    see :func:`~sweeplab.objectives.data.load_dataset`).
 
     With ``objective.init_from`` the source model is downloaded once from ``tracking_uri``
     (None: ``$MLFLOW_TRACKING_URI`` or MLflow's default) and attached to the dataset
@@ -309,7 +313,9 @@ def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None) -> Data
     ds = obj.dataset
     dataset = load_dataset(task=obj.task, name=ds.name, path=ds.path, target=ds.target, options=dict(ds.options),
                            validation_split=obj.validation_split, test_split=obj.test_split, seed=spec.seed,
-                           model=obj.model, validation=obj.validation)
+                           model=obj.model, validation=obj.validation, merge_validation=merge_validation,
+                           holdout_path=obj.holdout.path if obj.holdout else None,
+                           holdout_target=obj.holdout.target if obj.holdout else "target")
     if obj.init_from:
         from sweeplab.objectives.transfer import attach_source
         from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri

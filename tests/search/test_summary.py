@@ -14,7 +14,7 @@ from sweeplab.search.summary import summarize
 BASE_KEYS = ["study", "n_trials", "n_complete", "n_pruned", "n_failed", "n_retried", "n_rejected", "n_running",
              "n_waiting", "trials_target", "direction", "metric", "best_value", "best_params", "best_trial",
              "best_metrics", "best_run_id", "best_model_uri", "pareto_front", "running_trials", "mlflow_experiment_id",
-             "mlflow_parent_run_id", "failures"]
+             "mlflow_parent_run_id", "failures", "estimate"]
 RUN_KEYS = ["best_model", "elapsed_s", "startup_s", "mlflow_delivered", "mlflow_requests", "storage", "tracking_uri"]
 
 
@@ -109,3 +109,19 @@ def test_failures_are_grouped_by_error_most_frequent_first_and_superseded_attemp
                                                                ("KeyError: 'x'", 1, [1])]
     assert summarize(study).to_json()["failures"][0] == {"reason": "ValueError: bad shape", "count": 2,
                                                          "trials": [0, 2]}
+
+
+def test_the_last_promotes_estimate_is_part_of_the_summary():
+    from sweeplab.core.records import SelectionEstimate
+
+    study = _single()
+    assert summarize(study).estimate is None and summarize(study).to_json()["estimate"] is None
+    estimate = SelectionEstimate.build(metric="score", direction="maximize", trial=1, selected_value=0.9,
+                                       reseeded_mean=0.85, cv_mean=None, heldout_value=0.8, heldout_rows=30,
+                                       refit=True, model_uri="models:/m@champion")
+    study.set_user_attr("sweeplab.estimate", estimate.to_json())
+    summary = summarize(study)
+    assert summary.estimate == estimate
+    payload = json.loads(json.dumps(summary.to_json()))
+    assert payload["estimate"]["optimism_gap"] == pytest.approx(0.1)
+    assert payload["estimate"]["estimate_gap"] == pytest.approx(0.05)

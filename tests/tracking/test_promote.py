@@ -79,7 +79,8 @@ def test_promote_registers_a_champion_that_predicts_raw_rows(ray_local, stores, 
     payload = json.loads(out.stdout)
     assert payload["version"] == 2 and payload["winner"]["trial"] == top[0].number
     assert set(payload) == {"study", "model_name", "version", "alias", "model_uri", "run_id", "tracking_uri", "metric",
-                            "winner", "winner_seed", "model_metrics", "candidates", "elapsed_s"}
+                            "winner", "winner_seed", "model_metrics", "candidates", "elapsed_s", "refit", "estimate",
+                            "baselines"}
     assert set(payload["candidates"][0]) == {"trial", "study_value", "params", "runs", "n_ok", "mean", "std"}
     assert set(payload["candidates"][0]["runs"][0]) == {"seed_index", "seed", "state", "value", "reason"}
     version, accuracy, recorded = _champion_accuracy(stores, "flowers", spec)
