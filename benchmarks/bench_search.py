@@ -59,7 +59,10 @@ def run_job(job: tuple[str, dict[str, Any], int, int, int]) -> dict[str, Any]:
     if "data" not in _DATA:
         _DATA["data"] = load_study_dataset(spec)
     data = _DATA["data"]
-    study = optuna.create_study(direction="maximize", sampler=build_sampler(spec), pruner=build_pruner(spec))
+    # A fixed name: Hyperband assigns each trial's bracket from a hash of the study name and the
+    # trial number, so Optuna's random default name would make figure 5b differ between runs.
+    study = optuna.create_study(study_name=f"search-{sampler_name}-{pruner['name']}-s{seed}", direction="maximize",
+                                sampler=build_sampler(spec), pruner=build_pruner(spec))
     objective = TorchMLPObjective()
 
     class Reporter:
