@@ -22,6 +22,7 @@ import secrets
 import socket
 import threading
 from dataclasses import dataclass, field
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any, Protocol
 
@@ -106,6 +107,11 @@ class LinkChannel:
         if self._conn is None:
             try:
                 self._conn = Client((self._link.host, self._link.port), authkey=self._link.authkey)
+            except AuthenticationError as exc:
+                raise CoordinatorUnreachable(
+                    f"the study's coordinator at {self._link.host}:{self._link.port} refused this trial's key "
+                    f"({exc}): the link belongs to another study or driver"
+                ) from exc
             except (OSError, EOFError) as exc:
                 raise CoordinatorUnreachable(
                     f"cannot reach the study's coordinator at {self._link.host}:{self._link.port} ({exc}); "
