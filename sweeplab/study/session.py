@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sweeplab.search")
 
 EXECUTORS = ("ray", "in-process")
+START_UP_SPEEDUPS = ("overlap_startup", "warm_workers", "driver_coordinator")
+"""The boolean start-up switches of :class:`RunOptions` (each on by default; benchmarks turn
+them off one at a time, or all with :meth:`RunOptions.without_speedups`)."""
 
 
 class StudyInterrupted(SweeplabError):
@@ -95,7 +98,7 @@ class RunOptions:
         dataset, storage and MLflow opened one after another before Ray starts, no worker warm-up,
         the coordinator always an actor, Optuna's own storage, SQLite's default rollback journal.
         Benchmarks' "before" baseline."""
-        return dataclasses.replace(self, overlap_startup=False, warm_workers=False, driver_coordinator=False,
+        return dataclasses.replace(self, **dict.fromkeys(START_UP_SPEEDUPS, False),
                                    storage_options=StorageOptions(held=False, wal=False))
 
 
