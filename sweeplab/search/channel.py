@@ -142,8 +142,14 @@ class LinkChannel:
 
     def send(self, method: str, *args: Any) -> None:
         with self._lock:
-            self._connection().send((method, args))
+            conn = self._connection()
+            conn.send((method, args))
             self._pending += 1
+            # Read the answers already here: a trial that reports every step must not fill the
+            # socket's buffers with unread answers (the server would then stop reading, and so block us).
+            while self._pending and conn.poll(0):
+                self._pending -= 1
+                self._answer(conn)
 
     def flush(self) -> None:
         with self._lock:

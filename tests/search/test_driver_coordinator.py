@@ -48,6 +48,12 @@ def test_channel_carries_reports_pruning_decisions_and_checkpoints(stores):
         assert frozen.intermediate_values == {1: 0.1, 2: 0.1, 3: 0.1}
         assert channel.call("save_checkpoint", second.number, b"weights") is True
         assert channel.call("load_checkpoint", second.number) == b"weights"
+        # a trial that reports every step and never waits does not fill the socket with unread
+        # answers (20,000 unanswered calls would block both sides otherwise)
+        for _ in range(20_000):
+            channel.send("load_checkpoint", second.number)
+        channel.flush()
+        assert channel.call("load_checkpoint", second.number) == b"weights"
         # only the trial-facing methods are served
         with pytest.raises(CoordinatorUnreachable, match="unknown coordinator method 'tell'"):
             channel.call("tell", second.number)
