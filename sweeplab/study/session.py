@@ -80,6 +80,9 @@ class RunOptions:
     # The study's function (framework python), instead of the spec's objective.callable: sent to the
     # trials as it is (by value when defined in __main__, as in a notebook), once per study.
     objective_fn: Callable[..., Any] | None = None
+    # Several studies sharing one pool of workers (the service): a trial starts only when the gate
+    # lets it (sweeplab.search.loop.TrialGate); None: only `workers` bounds the study.
+    gate: Any = None
     # Speed-ups, each on by default (see without_speedups):
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
