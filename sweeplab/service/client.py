@@ -26,9 +26,10 @@ for the study to stop)."""
 class ServiceError(SweeplabError):
     """The service refused a request, or does not answer; ``exit_code`` says which (1 or 2)."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, unreachable: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.unreachable = unreachable  # no answer at all (the supervisor is down or restarting)
 
 
 class ServiceClient:
@@ -58,7 +59,8 @@ class ServiceClient:
             except OSError as exc:
                 raise ServiceError(
                     f"the service of {self.path} does not answer on {self.state.socket} ({exc.strerror or exc}). "
-                    "`sweeplab down` clears what is left of it; `sweeplab up` starts it again") from exc
+                    "`sweeplab down` clears what is left of it; `sweeplab up` starts it again",
+                    unreachable=True) from exc
             sock.settimeout(ANSWER_TIMEOUT_S)
             sock.sendall((json.dumps(request) + "\n").encode())
             data = b""
@@ -71,7 +73,7 @@ class ServiceClient:
             sock.close()
         if not data:
             raise ServiceError(f"the service of {self.path} closed the connection without answering "
-                               "(its supervisor may have restarted; try again)")
+                               "(its supervisor may have restarted; try again)", unreachable=True)
         return json.loads(data)  # type: ignore[no-any-return]
 
 

@@ -30,6 +30,8 @@ DOWN_TIMEOUT_S = 400.0
 """How long ``down`` waits for the service to stop (running studies are stopped cleanly first)."""
 DEFAULT_UI_PORT = 5000
 WATCH_INTERVAL_S = 0.5
+RESTART_WAIT_S = 300.0
+"""How long following a study waits for a supervisor that stopped answering (Ray restarts it)."""
 ACTIVE = ("queued", "running")
 
 
@@ -217,9 +219,19 @@ def follow(client: ServiceClient, name: str, progress: bool) -> dict[str, Any]:
     """Poll the study until it is no longer queued or running (a bar on stderr with ``progress``); its last view."""
     bar = None
     shown = 0
+    last_post: dict[str, Any] = {}
     try:
+        lost_since = None
         while True:
-            view = client.call("status", study=name)
+            try:
+                view = client.call("status", study=name)
+                lost_since = None
+            except ServiceError as exc:  # the supervisor restarting (Ray restarts it) is waited out
+                lost_since = lost_since or time.time()
+                if not exc.unreachable or time.time() - lost_since > RESTART_WAIT_S:
+                    raise
+                time.sleep(1.0)
+                continue
             if progress:
                 if bar is None:
                     from tqdm.auto import tqdm
@@ -231,8 +243,10 @@ def follow(client: ServiceClient, name: str, progress: bool) -> dict[str, Any]:
                     bar.update(view["done"] - shown)
                     shown = view["done"]
                 best = view.get("best")
-                bar.set_postfix({"best": f"{best:.4g}" if isinstance(best, float) else str(best),
-                                 "running": view["in_flight"]}, refresh=True)
+                post = {"best": f"{best:.4g}" if isinstance(best, float) else str(best), "running": view["in_flight"]}
+                if post != last_post:
+                    bar.set_postfix(post, refresh=True)
+                    last_post = post
             if view["state"] not in ACTIVE:
                 return view
             time.sleep(WATCH_INTERVAL_S)

@@ -128,6 +128,9 @@ class Supervisor:
         self.studies: dict[str, _Study] = {}
         self._registry = self.state_dir / "studies.json"
         _route_study_logs(self.logs_dir)
+        from sweeplab.service.spares import Spares
+
+        self.spares = Spares(_node_id())
         self._server = self._serve()
         self._resume_known()
         threading.Thread(target=self._warm_pool, name="sweeplab-warm-pool", daemon=True).start()
@@ -150,6 +153,7 @@ class Supervisor:
                 study.thread.join(max(0.0, deadline - time.time()))
         self._server.shutdown()
         self._server.server_close()
+        self.spares.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         return [s.name for s in active]
@@ -225,7 +229,7 @@ class Supervisor:
 
         import dataclasses
 
-        options = dataclasses.replace(options, stop=study.stop, gate=study.share,
+        options = dataclasses.replace(options, stop=study.stop, gate=study.share, coordinator_actor=self.spares.take,
                                       on_record=lambda record: self._recorded(study, record))
         with self._lock:
             self.studies[study.name] = study

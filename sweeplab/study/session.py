@@ -83,6 +83,9 @@ class RunOptions:
     # Several studies sharing one pool of workers (the service): a trial starts only when the gate
     # lets it (sweeplab.search.loop.TrialGate); None: only `workers` bounds the study.
     gate: Any = None
+    # Ray sessions: makes the study's coordinator actor from StudyCoordinator's arguments (the
+    # service hands out one it started ahead, its imports done); None: a new actor on this node.
+    coordinator_actor: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
@@ -196,11 +199,17 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
-    actor = actor_cls.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
-    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds, storage_options=options.storage_options,
-             checkpoint_dir=str(checkpoint_root(options.storage_url)))
+    coordinator_args = (spec.to_dict(), options.storage_url, options.lease_seconds)
+    coordinator_kwargs = {"storage_options": options.storage_options,
+                          "checkpoint_dir": str(checkpoint_root(options.storage_url))}
+    if options.coordinator_actor is not None:
+        actor = options.coordinator_actor(*coordinator_args, **coordinator_kwargs)
+    else:
+        actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
+        actor = actor_cls.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(),
+                                                               soft=False),
+        ).remote(*coordinator_args, **coordinator_kwargs)
     coordinator = RemoteCoordinator(actor)
     try:
         coordinator.study_attrs()
