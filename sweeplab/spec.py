@@ -33,6 +33,7 @@ from sweeplab.core.checks import (
     is_number,
     join,
 )
+from sweeplab.core.defaults import DEFAULT_PRIORITY
 from sweeplab.core.errors import Problem, SpecError
 from sweeplab.registry import datasets as dataset_registry
 from sweeplab.registry import search as search_registry
@@ -82,6 +83,7 @@ TOP_KEYS = (
     "experiment",
     "max_retries",
     "constraints",
+    "priority",
 )
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = search_registry.sampler_names()
@@ -302,6 +304,9 @@ class StudySpec:
 
     ``constraints`` (torch/keras only): ``{"max_params": N}`` rejects, before training,
     every architecture with more than ``N`` trainable parameters; empty means none.
+    ``priority`` (> 0, default 1): the study's weight when several studies share the
+    service's workers (see :mod:`sweeplab.service`); a run-level setting, free to change
+    on resume.
     """
 
     study: str
@@ -319,6 +324,7 @@ class StudySpec:
     experiment: str | None = None
     max_retries: int = 2
     constraints: Mapping[str, int] = field(default_factory=dict)
+    priority: float = DEFAULT_PRIORITY
     source: str = "spec"
 
     @property
@@ -347,6 +353,8 @@ class StudySpec:
         }
         if self.constraints:
             out["constraints"] = dict(self.constraints)
+        if self.priority != DEFAULT_PRIORITY:
+            out["priority"] = self.priority
         return out
 
 
@@ -846,6 +854,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     resources = _parse_resources(data.get("resources"), problems)
     seed = check_int(data.get("seed", 0), "seed", problems, minimum=0, maximum=_SEED_MAX)
     max_retries = check_int(data.get("max_retries", 2), "max_retries", problems, minimum=0)
+    priority = check_number(data.get("priority", DEFAULT_PRIORITY), "priority", problems, gt=0)
     experiment = data.get("experiment")
     experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
     multi = direction is not None and len(direction) > 1
@@ -897,7 +906,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     assert study is not None and direction is not None and metric is not None and trials is not None
     assert workers is not None and resources is not None and seed is not None and max_retries is not None
     assert sampler is not None and pruner is not None and objective is not None and space is not None
-    assert timeout_ok and experiment_ok
+    assert timeout_ok and experiment_ok and priority is not None
     return StudySpec(
         study=study,
         direction=direction,
@@ -914,6 +923,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
         experiment=experiment,
         max_retries=max_retries,
         constraints=constraints or {},
+        priority=float(priority),
         source=source,
     )
 

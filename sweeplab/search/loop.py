@@ -37,6 +37,15 @@ log = logging.getLogger("sweeplab.search")
 FINISHED, KILLED, FAILED = "FINISHED", "KILLED", "FAILED"
 
 
+class TrialGate(Protocol):
+    """Who may start a trial now, when several studies share one pool of workers (the
+    service's fair share). :meth:`try_acquire` never blocks: False means "not now, ask again
+    on the next pass"; every True is paired with one :meth:`release` when that trial ends."""
+
+    def try_acquire(self) -> bool: ...
+    def release(self) -> None: ...
+
+
 class TrialTracker(Protocol):
     """What the loop logs each trial to (the MLflow :class:`~sweeplab.tracking.mlflow_tracker.StudyTracker`)."""
 
@@ -83,7 +92,8 @@ class TrialLoop:
                  on_record: Callable[[TrialRecord], None] | None = None, stop: threading.Event | None = None,
                  on_first_start: Callable[[int], None] | None = None,
                  on_outcome: Callable[[TrialOutcome], None] | None = None,
-                 on_failure: Callable[[TrialRecord], None] | None = None, succeeded: int = 0) -> None:
+                 on_failure: Callable[[TrialRecord], None] | None = None, succeeded: int = 0,
+                 gate: TrialGate | None = None) -> None:
         self.coordinator, self.executor, self.tracker, self.settings = coordinator, executor, tracker, settings
         self.finished = finished
         self.progress = progress
@@ -92,6 +102,7 @@ class TrialLoop:
         self.on_first_start = on_first_start
         self.on_outcome = on_outcome
         self.on_failure = on_failure
+        self.gate = gate
         # the first failures of a study that never had a COMPLETE or PRUNED trial, by error;
         # None once a trial succeeded or two errors differed (fail-fast no longer applies)
         self._first_failures: list[str] | None = [] if succeeded == 0 and settings.fail_fast > 0 else None
@@ -123,13 +134,18 @@ class TrialLoop:
         settings = self.settings
         while (self.executor.in_flight() < settings.workers and not self.exhausted and self.error is None
                and (settings.deadline is None or time.time() < settings.deadline)
-               and self.finished + self.executor.in_flight() < settings.trials):
+               and self.finished + self.executor.in_flight() < settings.trials
+               and (self.gate is None or self.gate.try_acquire())):
             try:
                 ticket = self.coordinator.ask()
             except ConstraintUnsatisfiable as exc:
                 log.error("%s", exc)
                 self.error = exc
+                self._release()
                 return
+            except BaseException:
+                self._release()
+                raise
             tags = {TAG_FRAMEWORK: ticket.framework, ATTR_ATTEMPT: str(ticket.attempt)}
             if ticket.retry_of is not None:
                 tags[ATTR_RETRY_OF] = str(ticket.retry_of)
@@ -138,7 +154,12 @@ class TrialLoop:
             if self.on_first_start is not None:
                 self.on_first_start(ticket.number)
 
+    def _release(self) -> None:
+        if self.gate is not None:
+            self.gate.release()
+
     def _finish(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
+        self._release()
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         # Link the trial to its MLflow run before it finishes (a finished trial's attrs are
@@ -201,5 +222,6 @@ class TrialLoop:
     def _interrupt(self, why: str) -> None:
         """Cancel the trials in flight and tell them INTERRUPTED (retried on resume, for free)."""
         for ticket in self.executor.cancel():
+            self._release()
             record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {}, reason=f"lost: {why}"))
             self.tracker.trial_finished(record)

@@ -87,6 +87,12 @@ class RunOptions:
     # The study's function (framework python), instead of the spec's objective.callable: sent to the
     # trials as it is (by value when defined in __main__, as in a notebook), once per study.
     objective_fn: Callable[..., Any] | None = None
+    # Several studies sharing one pool of workers (the service): a trial starts only when the gate
+    # lets it (sweeplab.search.loop.TrialGate); None: only `workers` bounds the study.
+    gate: Any = None
+    # Ray sessions: makes the study's coordinator actor from StudyCoordinator's arguments (the
+    # service hands out one it started ahead, its imports done); None: a new actor on this node.
+    coordinator_actor: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
@@ -241,17 +247,21 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
 
 def _coordinator_actor(spec: StudySpec, options: RunOptions, checkpoint_dir: str) -> Any:
     """The study's coordinator as a Ray actor pinned to this node (its SQLite files and
-    checkpoints are this machine's), serving the driver and every trial's reports."""
+    checkpoints are this machine's), serving the driver and every trial's reports; made by
+    ``options.coordinator_actor`` when given (the service's spare actors)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from sweeplab.search.coordinator import StudyCoordinator
 
+    args = (spec.to_dict(), options.storage_url, options.lease_seconds)
+    kwargs = {"storage_options": options.storage_options, "checkpoint_dir": checkpoint_dir}
+    if options.coordinator_actor is not None:
+        return options.coordinator_actor(*args, **kwargs)
     actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
     return actor_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
-    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds, storage_options=options.storage_options,
-             checkpoint_dir=checkpoint_dir)
+    ).remote(*args, **kwargs)
 
 
 def _ray_init_kwargs(spec: StudySpec, options: RunOptions, address: str | None) -> dict[str, Any]:
