@@ -35,27 +35,22 @@ def active() -> bool:
 
 
 def cuts_off() -> list[str]:
-    """The start-up speed-ups this process runs without (``SWEEPLAB_BENCH_CUT``); a name that is
-    not one of them is a ValueError naming the valid ones."""
-    from sweeplab.study.session import START_UP_SPEEDUPS
-
-    names = [n.strip() for n in os.environ.get(CUT_ENV, "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in START_UP_SPEEDUPS]
-    if unknown:
-        raise ValueError(f"{CUT_ENV}: unknown speed-up(s) {unknown}; use some of {list(START_UP_SPEEDUPS)}")
-    return names
+    """The start-up speed-ups this process runs without (``SWEEPLAB_BENCH_CUT``, comma-separated)."""
+    return [n.strip() for n in os.environ.get(CUT_ENV, "").split(",") if n.strip()]
 
 
 def run_options(**kwargs: Any) -> Any:
     """``RunOptions(**kwargs)``, without the speed-ups in a "before" process, without the ones
-    ``SWEEPLAB_BENCH_CUT`` names in any process."""
-    import dataclasses
-
+    ``SWEEPLAB_BENCH_CUT`` names in any process (``RunOptions.without``: an unknown name is a
+    ValueError naming the valid ones)."""
     from sweeplab.study import RunOptions
 
     options = RunOptions(**kwargs)
     options = options.without_speedups() if active() else options
-    return dataclasses.replace(options, **dict.fromkeys(cuts_off(), False))
+    try:
+        return options.without(*cuts_off())
+    except ValueError as exc:
+        raise ValueError(f"{CUT_ENV}: {exc}") from exc
 
 
 def storage_options() -> Any:
