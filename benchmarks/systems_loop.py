@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 EPOCHS = 20
-SHORT_TRIALS = 100
+SHORT_TRIALS = int(os.environ.get("SYSTEMS_SHORT_TRIALS", "100"))  # 100: bench_service; fewer for a smoke run
 SHORT_EPOCHS = 4
 SHORT_SECONDS = 0.2
 PROBE_ENV = "SYSTEMS_PROBE_DIR"
