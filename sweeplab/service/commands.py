@@ -179,7 +179,7 @@ def submit(args: argparse.Namespace, client: ServiceClient, emit: Emit, resume_c
     """``sweeplab run`` through the service: check the spec here (exit 2 on a bad one), submit it,
     then return at once (``--detach``) or follow it to its summary."""
     from sweeplab.api import resolve_spec
-    from sweeplab.search.storage import resolve_storage_url
+    from sweeplab.core.stores import resolve_storage_url
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
     overrides = {k: v for k, v in (("study", args.study), ("trials", args.trials), ("workers", args.workers),
