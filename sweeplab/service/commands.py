@@ -90,7 +90,7 @@ def up(args: argparse.Namespace, emit: Emit) -> int:
         time.sleep(0.2)
     lines = [f"sweeplab service up (state file {path})",
              f"  Ray          {state.ray_address} "
-             f"({'started here, bound to 127.0.0.1' if state.owns_ray else 'attached'})",
+             f"({'started here, token authentication on' if state.owns_ray else 'attached: it stays up at down'})",
              f"  supervisor   {workers} warm workers, frameworks {', '.join(frameworks) or 'none'}; "
              f"socket {state.socket} ({'every local user' if state.shared else 'you only'})",
              f"  MLflow UI    {state.ui_url or 'off'}",

@@ -364,33 +364,39 @@ class Supervisor:
 
     # ------------------------------------------------------------------ socket server
     def _serve(self) -> socketserver.ThreadingUnixStreamServer:
-        supervisor = self
+        return serve_socket(self.socket_path, self.shared, self.handle)
 
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-                _pid, uid, _gid = struct.unpack("3i", creds)
-                line = self.rfile.readline()
-                try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    answer: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}", "exit_code": 2}
-                else:
-                    answer = supervisor.handle(request, uid)
-                self.wfile.write((json.dumps(answer, default=str) + "\n").encode())
 
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
-        old = os.umask(0o111 if self.shared else 0o177)  # the socket: rw for all (--shared), else its owner only
-        try:
-            server = socketserver.ThreadingUnixStreamServer(self.socket_path, Handler)
-        finally:
-            os.umask(old)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="sweeplab-service-socket", daemon=True).start()
-        return server
+def serve_socket(path: str, shared: bool, handle: Any) -> socketserver.ThreadingUnixStreamServer:
+    """Answer requests on the Unix socket ``path`` on a background thread: each connection sends
+    one JSON line, ``handle(request, uid)`` answers it (``uid``: the caller's OS user, from the
+    kernel). The socket is read-write for its owner only, or for every local user when ``shared``."""
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+            line = self.rfile.readline()
+            try:
+                request = json.loads(line)
+                if not isinstance(request, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                answer: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}", "exit_code": 2}
+            else:
+                answer = handle(request, uid)
+            self.wfile.write((json.dumps(answer, default=str) + "\n").encode())
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    old = os.umask(0o111 if shared else 0o177)  # the socket: rw for all (shared), else its owner only
+    try:
+        server = socketserver.ThreadingUnixStreamServer(path, Handler)
+    finally:
+        os.umask(old)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="sweeplab-service-socket", daemon=True).start()
+    return server
 
 
 class _CountingGate:

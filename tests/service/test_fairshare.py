@@ -81,3 +81,4 @@ def test_two_studies_share_two_slots_and_the_short_one_is_not_starved(stores):
     assert max(t.datetime_complete for t in trials["long"]) > short_end
     short_start = min(t.datetime_start for t in trials["short"])
     assert any(short_start < t.datetime_complete < short_end for t in trials["long"])  # both progressed
+
