@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -602,3 +603,15 @@ def test_a_misspelt_name_or_option_gets_the_closest_valid_one_suggested():
     text = str(caught.value)
     assert "sampler.name: unknown sampler `tpee` (did you mean `tpe`?)" in text
     assert "unknown key `n_warmup_step` (did you mean `n_warmup_steps`?)" in text
+
+
+def test_priority_is_a_positive_run_level_weight():
+    from sweeplab.study.resume import spec_diff
+
+    assert parse_spec(spec(PYTHON)).priority == 1.0
+    assert "priority" not in parse_spec(spec(PYTHON)).to_dict()  # studies stored before the key diff as before
+    weighted = parse_spec(spec(PYTHON, priority=3))
+    assert weighted.priority == 3.0 and parse_spec(weighted.to_dict()) == dataclasses.replace(weighted, source="spec")
+    assert spec_diff(parse_spec(spec(PYTHON)).to_dict(), weighted.to_dict()) == []  # free to change on resume
+    with pytest.raises(SpecError, match=r"priority: must be > 0, got 0"):
+        parse_spec(spec(PYTHON, priority=0))

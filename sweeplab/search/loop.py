@@ -35,6 +35,8 @@ from sweeplab.search.executor import Coordinator, TrialExecutor
 log = logging.getLogger("sweeplab.search")
 
 FINISHED, KILLED, FAILED = "FINISHED", "KILLED", "FAILED"
+GATE_RETRY_S = 0.2
+"""How soon a study with nothing in flight asks its gate again after a refusal."""
 
 
 class TrialGate(Protocol):
@@ -103,6 +105,7 @@ class TrialLoop:
         self.on_outcome = on_outcome
         self.on_failure = on_failure
         self.gate = gate
+        self._held_back = False  # the last fill left a due trial unstarted because the gate said no
         # the first failures of a study that never had a COMPLETE or PRUNED trial, by error;
         # None once a trial succeeded or two errors differed (fail-fast no longer applies)
         self._first_failures: list[str] | None = [] if succeeded == 0 and settings.fail_fast > 0 else None
@@ -117,7 +120,10 @@ class TrialLoop:
             while not self.stop.is_set():
                 self._fill()
                 if not self.executor.in_flight():
-                    break
+                    if not self._held_back:
+                        break
+                    self.stop.wait(GATE_RETRY_S)  # the pool is busy with other studies: ask again
+                    continue
                 for ticket, outcome in self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3)):
                     self._finish(ticket, outcome)
                 self._renew()
@@ -132,10 +138,13 @@ class TrialLoop:
     # ------------------------------------------------------------------ steps
     def _fill(self) -> None:
         settings = self.settings
+        self._held_back = False
         while (self.executor.in_flight() < settings.workers and not self.exhausted and self.error is None
                and (settings.deadline is None or time.time() < settings.deadline)
-               and self.finished + self.executor.in_flight() < settings.trials
-               and (self.gate is None or self.gate.try_acquire())):
+               and self.finished + self.executor.in_flight() < settings.trials):
+            if self.gate is not None and not self.gate.try_acquire():
+                self._held_back = True  # a trial is due, but the gate gives its slot to another study
+                return
             try:
                 ticket = self.coordinator.ask()
             except ConstraintUnsatisfiable as exc:
@@ -159,13 +168,15 @@ class TrialLoop:
             self.gate.release()
 
     def _finish(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
-        self._release()
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         # Link the trial to its MLflow run before it finishes (a finished trial's attrs are
         # frozen); during a tracking outage do not wait, the link goes to the study's attrs.
         run_id = self.tracker.run_id(ticket.number, timeout=0.0 if self.tracker.tracking_is_down() else 10.0)
-        record = self.coordinator.tell(outcome, run_id)
+        try:
+            record = self.coordinator.tell(outcome, run_id)
+        finally:
+            self._release()  # after the tell: a slot counts until its trial is recorded
         if self.settings.check_exhausted:
             self.exhausted = self.coordinator.is_exhausted()
         self.tracker.trial_finished(record)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sweeplab.core.errors import SweeplabError, UsageError
 from sweeplab.service.client import ServiceClient, ServiceError, find_service
-from sweeplab.service.state import pid_alive, read_state, socket_path, state_path
+from sweeplab.service.state import pid_alive, read_state, socket_path, state_path, token_file
 
 Emit = Callable[[argparse.Namespace, dict[str, Any], str], None]
 
@@ -65,9 +67,12 @@ def up(args: argparse.Namespace, emit: Emit) -> int:
               "frameworks": frameworks, "shared": args.shared, "ui_port": ui_port, "tracking_uri": tracking_uri,
               "socket": socket_path(path)}
     log_path = path.parent / "service.log"
+    env = dict(os.environ)
+    if address is None:  # a Ray of its own, with a token of its own (see ray_token_file)
+        env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": _new_token(token_file(path))})
     with open(log_path, "ab") as log:
         daemon = subprocess.Popen([sys.executable, "-m", "sweeplab.service.daemon", json.dumps(config)], cwd=home,
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env)
     sys.stderr.write(f"starting the sweeplab service ({'attaching to Ray at ' + address if address else 'local Ray'}"
                      f", {workers} workers, frameworks {', '.join(frameworks) or 'none'})...\n")
     deadline = time.time() + UP_TIMEOUT_S
@@ -85,11 +90,13 @@ def up(args: argparse.Namespace, emit: Emit) -> int:
         time.sleep(0.2)
     lines = [f"sweeplab service up (state file {path})",
              f"  Ray          {state.ray_address} "
-             f"({'started here, bound to 127.0.0.1' if state.owns_ray else 'attached'})",
+             f"({'started here, token authentication on' if state.owns_ray else 'attached: it stays up at down'})",
              f"  supervisor   {workers} warm workers, frameworks {', '.join(frameworks) or 'none'}; "
              f"socket {state.socket} ({'every local user' if state.shared else 'you only'})",
              f"  MLflow UI    {state.ui_url or 'off'}",
              f"  log          {log_path}",
+             *([f"  Ray token    {token_file(path)} (RAY_AUTH_TOKEN=$(cat it) for a driver of your own)"]
+               if state.owns_ray else []),
              "`sweeplab run SPEC` now runs on it (`--detach` to walk away); `sweeplab status` lists its studies; "
              "`sweeplab down` stops it."]
     emit(args, {**state.to_json(), "state_file": str(path), "already_running": False}, "\n".join(lines))
@@ -122,6 +129,16 @@ def down(args: argparse.Namespace, emit: Emit) -> int:
     emit(args, {"state_file": str(path), "stopped": stopped},
              "sweeplab service down; stopped " + "; ".join(stopped))
     return 0
+
+
+def _new_token(path: Path) -> str:
+    """A fresh Ray authentication token, written to ``path`` readable by its owner only."""
+    token = secrets.token_hex(24)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    return token
 
 
 def _running_state(path: Any) -> Any:
@@ -162,7 +179,7 @@ def submit(args: argparse.Namespace, client: ServiceClient, emit: Emit, resume_c
     """``sweeplab run`` through the service: check the spec here (exit 2 on a bad one), submit it,
     then return at once (``--detach``) or follow it to its summary."""
     from sweeplab.api import resolve_spec
-    from sweeplab.search.storage import resolve_storage_url
+    from sweeplab.core.stores import resolve_storage_url
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
     overrides = {k: v for k, v in (("study", args.study), ("trials", args.trials), ("workers", args.workers),

@@ -2,12 +2,13 @@
 
 Each study's trial loop asks its :class:`StudyShare` (a
 :class:`~sweeplab.search.loop.TrialGate`) before starting a trial. A free slot goes to
-the asking study unless another study that wants one too holds fewer slots per unit of
-weight than the asker would after taking it; that one gets it on its next pass (a loop
-passes at least once a second). So with a long study holding the whole pool, a study
-submitted later gets the next slot that frees, and from then on both progress, each
-with a share of the pool proportional to its ``priority``. A study never gets more than
-its own ``workers`` (its loop does not ask for more).
+the asking study unless another study that wants one too would hold fewer slots per
+unit of weight with it than the asker would; that one gets it on its next pass (a loop
+passes at least once a second). A study "wants" a slot while it holds fewer than its
+own ``workers`` and has asked in the last :data:`WANT_SECONDS` (a loop asks only when a
+trial is due). So with a long study holding the whole pool, a study submitted later gets
+the next slot that frees, and from then on both progress, each with a share of the pool
+proportional to its ``priority``; a slot no needier study can use is never left idle.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import time
 from dataclasses import dataclass
 
 WANT_SECONDS = 3.0
-"""How long a refused request counts as a study still wanting a slot (loops ask again at least every second)."""
+"""How long after its last request a study counts as wanting a slot (loops ask at least every second)."""
 
 
 @dataclass
 class _Holder:
     weight: float
+    cap: int  # the study's own `workers`: it never asks for more
     held: int = 0
-    wants_since: float = 0.0  # when it was last refused (0: not waiting)
+    asked_at: float = 0.0  # when it last asked for a slot
 
 
 class FairShare:
@@ -37,12 +39,12 @@ class FairShare:
         self._lock = threading.Lock()
         self._holders: dict[str, _Holder] = {}
 
-    def join(self, study: str, weight: float) -> StudyShare:
-        """The gate of ``study`` (weight > 0); :meth:`StudyShare.leave` when the study ends."""
+    def join(self, study: str, weight: float, cap: int) -> StudyShare:
+        """The gate of ``study`` (weight > 0; ``cap``: its ``workers``); :meth:`StudyShare.leave` when it ends."""
         if not weight > 0:
             raise ValueError(f"a study's weight must be > 0, got {weight}")
         with self._lock:
-            self._holders[study] = _Holder(weight)
+            self._holders[study] = _Holder(weight, max(1, cap))
         return StudyShare(self, study)
 
     def held(self) -> dict[str, int]:
@@ -54,17 +56,16 @@ class FairShare:
         now = time.monotonic()
         with self._lock:
             me = self._holders[study]
+            me.asked_at = now
             free = self.slots - sum(h.held for h in self._holders.values())
             if free > 0 and not self._someone_needier(study, me, now):
                 me.held += 1
-                me.wants_since = 0.0
                 return True
-            me.wants_since = now
             return False
 
     def _someone_needier(self, study: str, me: _Holder, now: float) -> bool:
         mine = (me.held + 1) / me.weight
-        return any(name != study and h.wants_since and now - h.wants_since < WANT_SECONDS
+        return any(name != study and h.held < h.cap and now - h.asked_at < WANT_SECONDS
                    and (h.held + 1) / h.weight < mine
                    for name, h in self._holders.items())
 

@@ -10,11 +10,15 @@ next spare starts in the background.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 from sweeplab.core.errors import SweeplabError
 from sweeplab.search.coordinator import StudyCoordinator
+
+log = logging.getLogger("sweeplab.service")
 
 SPARES = 1
 """Coordinators kept started ahead (a study takes one; the next starts at once)."""
@@ -33,9 +37,24 @@ class SpareCoordinator(StudyCoordinator):
         # on a throwaway storage in memory now.
         optuna.storages.RDBStorage("sqlite:///:memory:").get_head_version()
 
-    def open(self, *args: Any, **kwargs: Any) -> bool:
-        StudyCoordinator.__init__(self, *args, **kwargs)
+    def ping(self) -> bool:
+        """Answers once the actor has started (its handle resolved, its imports done)."""
         return True
+
+    def open(self, *args: Any, **kwargs: Any) -> float:
+        """Become the study's coordinator; return the seconds that took."""
+        started = time.time()
+        StudyCoordinator.__init__(self, *args, **kwargs)
+        return time.time() - started
+
+
+def _wait_started(actor: Any) -> None:
+    import ray
+
+    try:
+        ray.get(actor.ping.remote())
+    except Exception as exc:  # the study that takes it gets the error from open()
+        log.warning("a spare coordinator did not start: %s", exc)
 
 
 class Spares:
@@ -53,18 +72,26 @@ class Spares:
 
         cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(SpareCoordinator)  # type: ignore[call-overload]
         here = NodeAffinitySchedulingStrategy(node_id=self.node_id, soft=False)
-        return cls.options(scheduling_strategy=here).remote()
+        actor = cls.options(scheduling_strategy=here).remote()
+        # Wait for it in the background, so that the study that takes it calls a started actor
+        # whose address this process already knows.
+        threading.Thread(target=_wait_started, args=(actor,), name="sweeplab-spare", daemon=True).start()
+        return actor
 
     def take(self, *args: Any, **kwargs: Any) -> Any:
         """A started coordinator opened on the study of ``args`` (a SweeplabError of the study's
         storage is raised as itself); the next spare starts meanwhile."""
         import ray
 
+        started = time.time()
         with self._lock:
-            actor = self._ready.pop(0) if self._ready else self._start()
+            spare = bool(self._ready)
+            actor = self._ready.pop(0) if spare else self._start()
             self._ready.append(self._start())
         try:
-            ray.get(actor.open.remote(*args, **kwargs))
+            opening = ray.get(actor.open.remote(*args, **kwargs))
+            log.info("coordinator: %s opened in %.2f s (the study's storage %.2f s of it)",
+                     "a spare" if spare else "a new actor", time.time() - started, opening)
         except ray.exceptions.RayTaskError as exc:
             ray.kill(actor)
             cause = getattr(exc, "cause", None)

@@ -5,8 +5,8 @@ The state file is ``.sweeplab/service.json`` in the directory ``sweeplab up`` ra
 ``$SWEEPLAB_SERVICE`` names. It records what ``up`` started, so that ``down`` stops that
 and nothing else, and where ``sweeplab run`` / ``status`` / ``logs`` / ``cancel`` reach the
 supervisor (a Unix socket on this machine). Beside it live the service's own log
-(``service.log``), the studies it knows (``studies.json``) and each study's driver log
-(``logs/STUDY.log``).
+(``service.log``), the studies it knows (``studies.json``), each study's driver log
+(``logs/STUDY.log``) and, for a local Ray, its authentication token (``ray_token``).
 
 This module imports nothing heavy: the command line reads it before deciding whether
 Ray is needed at all.
@@ -98,6 +98,13 @@ def write_state(path: Path, state: ServiceState) -> None:
         json.dump(state.to_json(), out, indent=2)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def token_file(state_file: Path) -> Path:
+    """Where ``up`` keeps the Ray authentication token of the local Ray it started (mode 0600):
+    each local service has a token of its own, so that ``~/.ray/auth_token`` (shared by every
+    Ray of the user) is neither read nor overwritten."""
+    return state_file.parent / "ray_token"
 
 
 def socket_path(state_file: Path) -> str:

@@ -131,8 +131,8 @@ class Supervisor:
         from sweeplab.service.spares import Spares
 
         self.spares = Spares(_node_id())
+        self._resume_known()  # before listening: a client never sees a restarted supervisor without its studies
         self._server = self._serve()
-        self._resume_known()
         threading.Thread(target=self._warm_pool, name="sweeplab-warm-pool", daemon=True).start()
 
     # ------------------------------------------------------------------ actor methods
@@ -225,11 +225,15 @@ class Supervisor:
             speedups=bool(request.get("speedups", True)))
         study = _Study(name=resolved.study, request=request, owner_uid=uid, priority=priority,
                        trials=resolved.trials)
-        study.share = self.pool.join(study.name, priority)
+        study.share = self.pool.join(study.name, priority, resolved.workers)
 
         import dataclasses
 
-        options = dataclasses.replace(options, stop=study.stop, gate=study.share, coordinator_actor=self.spares.take,
+        # the study's trials finished before this run are counted once its session is open (its
+        # storage created): when its loop first asks for a slot
+        gate = _CountingGate(study.share, lambda: threading.Thread(
+            target=self._count_initial, args=(study, options.storage_url), daemon=True).start())
+        options = dataclasses.replace(options, stop=study.stop, gate=gate, coordinator_actor=self.spares.take,
                                       on_record=lambda record: self._recorded(study, record))
         with self._lock:
             self.studies[study.name] = study
@@ -264,7 +268,6 @@ class Supervisor:
     def _run(self, study: _Study, spec: Any, options: Any) -> None:
         from sweeplab.study.run import StudyInterrupted, run_study
 
-        threading.Thread(target=self._count_initial, args=(study, options.storage_url), daemon=True).start()
         study.state = RUNNING
         try:
             summary = run_study(spec, options)
@@ -361,33 +364,55 @@ class Supervisor:
 
     # ------------------------------------------------------------------ socket server
     def _serve(self) -> socketserver.ThreadingUnixStreamServer:
-        supervisor = self
+        return serve_socket(self.socket_path, self.shared, self.handle)
 
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-                _pid, uid, _gid = struct.unpack("3i", creds)
-                line = self.rfile.readline()
-                try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    answer: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}", "exit_code": 2}
-                else:
-                    answer = supervisor.handle(request, uid)
-                self.wfile.write((json.dumps(answer, default=str) + "\n").encode())
 
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
-        old = os.umask(0o000 if self.shared else 0o177)
-        try:
-            server = socketserver.ThreadingUnixStreamServer(self.socket_path, Handler)
-        finally:
-            os.umask(old)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="sweeplab-service-socket", daemon=True).start()
-        return server
+def serve_socket(path: str, shared: bool, handle: Any) -> socketserver.ThreadingUnixStreamServer:
+    """Answer requests on the Unix socket ``path`` on a background thread: each connection sends
+    one JSON line, ``handle(request, uid)`` answers it (``uid``: the caller's OS user, from the
+    kernel). The socket is read-write for its owner only, or for every local user when ``shared``."""
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+            line = self.rfile.readline()
+            try:
+                request = json.loads(line)
+                if not isinstance(request, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                answer: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}", "exit_code": 2}
+            else:
+                answer = handle(request, uid)
+            self.wfile.write((json.dumps(answer, default=str) + "\n").encode())
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    old = os.umask(0o111 if shared else 0o177)  # the socket: rw for all (shared), else its owner only
+    try:
+        server = socketserver.ThreadingUnixStreamServer(path, Handler)
+    finally:
+        os.umask(old)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="sweeplab-service-socket", daemon=True).start()
+    return server
+
+
+class _CountingGate:
+    """A study's :class:`StudyShare` that calls ``on_first`` when the loop first asks for a slot."""
+
+    def __init__(self, share: StudyShare, on_first: Any) -> None:
+        self.share, self.on_first = share, on_first
+
+    def try_acquire(self) -> bool:
+        if self.on_first is not None:
+            first, self.on_first = self.on_first, None
+            first()
+        return self.share.try_acquire()
+
+    def release(self) -> None:
+        self.share.release()
 
 
 def _node_id() -> str:

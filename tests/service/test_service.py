@@ -12,11 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+
 from sweeplab.core.keys import ATTR_REASON
 
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
@@ -77,6 +79,7 @@ def test_up_writes_its_state_and_twice_is_idempotent(service):
     home, state = service
     assert state["owns_ray"] is True and state["already_running"] is False
     assert Path(state["state_file"]) == home / ".sweeplab" / "service.json"
+    assert (home / ".sweeplab" / "ray_token").stat().st_mode & 0o777 == 0o600  # the local Ray's own token
     again = sweeplab("up", "--json", cwd=home)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["already_running"] is True
@@ -111,14 +114,14 @@ def test_run_without_detach_follows_and_prints_the_summary(service):
     run = sweeplab("run", spec, "--json", cwd=home)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
-    assert summary["n_complete"] == 2 and summary["run"]["storage"] == f"sqlite:///{home / 'sweeplab.db'}"
+    assert summary["n_complete"] == 2 and summary["storage"] == f"sqlite:///{home / 'sweeplab.db'}"
     first = min(t.datetime_start.timestamp() for t in trials_of(home, "followed"))
     print(f"first trial started {first - started:.2f} s after `sweeplab run` was called")
 
 
 def test_a_short_study_is_not_starved_by_a_long_one(service):
     home, _ = service
-    long_spec = write_spec(home, "long", trials=12, sleep=1.2)
+    long_spec = write_spec(home, "long", trials=16, sleep=1.5)
     short_spec = write_spec(home, "short", trials=3, sleep=0.6)
     assert sweeplab("run", long_spec, "--detach", cwd=home).returncode == 0
     deadline = time.time() + 300
@@ -136,7 +139,7 @@ def test_a_short_study_is_not_starved_by_a_long_one(service):
     assert during, "the long study made no progress while the short one ran"
 
 
-def test_cancel_stops_cleanly_only_for_its_owner_and_resume_finishes_it(service, tmp_path):
+def test_cancel_stops_cleanly_only_for_its_owner_and_resume_finishes_it(service):
     home, state = service
     spec = write_spec(home, "cancelled", trials=8, sleep=3.0)
     assert sweeplab("run", spec, "--detach", cwd=home).returncode == 0
@@ -145,11 +148,16 @@ def test_cancel_stops_cleanly_only_for_its_owner_and_resume_finishes_it(service,
         time.sleep(0.3)
 
     # another local user (the service is --shared) may look, not cancel
-    readable = tmp_path / "service.json"
-    shutil.copy(state["state_file"], readable)
-    readable.chmod(0o644)
-    tmp_path.chmod(0o755)
-    code, err = _as_user(NOBODY, ["cancel", "cancelled"], readable)
+    public = Path(tempfile.mkdtemp(prefix="sweeplab-test-"))  # pytest's own folders are private to root
+    try:
+        public.chmod(0o755)
+        readable = public / "service.json"
+        shutil.copy(state["state_file"], readable)
+        readable.chmod(0o644)
+        assert os.stat(state["socket"]).st_mode & 0o777 == 0o666  # --shared: every local user may connect
+        code, err = _as_user(NOBODY, ["cancel", "cancelled"], readable)
+    finally:
+        shutil.rmtree(public)
     assert code == 1, err
     assert "permission denied" in err and "only that user or the service's operator" in err
 
@@ -178,8 +186,10 @@ def test_the_study_resumes_when_the_supervisor_is_killed(service):
         time.sleep(0.3)
     kill = ("import ray, sys; ray.init(address=sys.argv[1], namespace='sweeplab', logging_level='ERROR'); "
             "ray.kill(ray.get_actor('supervisor'), no_restart=False)")
+    token = (home / ".sweeplab" / "ray_token").read_text()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     killed = subprocess.run([sys.executable, "-c", kill, state["ray_address"]], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, env=env)
     assert killed.returncode == 0, killed.stderr
 
     watched = sweeplab("status", "restarted", "--watch", "--json", cwd=home)
