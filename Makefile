@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.sweeplab-installed
 
-.PHONY: install demo test lint bench bench-cnn bench-simulated tables chaos clean
+.PHONY: install demo test lint bench bench-service bench-cnn bench-simulated tables chaos clean
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ bench: install
 	# figure 2 compares with Ray Tune and plain Optuna: their extras, pinned by constraints.txt
 	$(PIP_INSTALL) "ray[tune]" optuna-integration
 	$(BIN)/python benchmarks/run_all.py
+
+# sweeplab with the service up, sweeplab cold, plain Optuna and Ray Tune side by side (not a timed test): the seed
+# study and 100 short trials, wall time and time to the first trial, in benchmarks/results/service.md.
+# SERVICE_ARGS="--reps 5" for more repetitions. About 15 minutes on a quiet 2-core machine.
+SERVICE_ARGS ?=
+bench-service: install
+	$(PIP_INSTALL) "ray[tune]" optuna-integration
+	$(BIN)/python benchmarks/bench_service.py $(SERVICE_ARGS)
 
 # the CNN family on the digits images, the same study in sweeplab, Ray Tune and plain Optuna (not a timed
 # test): wall time and the best trial's test accuracy side by side, in benchmarks/results/cnn_digits.md.

@@ -11,6 +11,12 @@ sets them (``SWEEPLAB_BENCH_BASELINE=1`` in its environment, set by ``bench_befo
 - the coordinator harness: :func:`storage_options` (a keyword of ``StudyCoordinator``);
 - ``sweeplab run`` subprocesses: :func:`cli_env` (``SWEEPLAB_SPEEDUPS=off``, which the CLI
   reads in one place).
+
+One start-up speed-up alone (``START_UP_SPEEDUPS`` of :mod:`sweeplab.study.session`, e.g.
+``driver_coordinator``: the coordinator in the driver instead of an actor) is switched off
+in a process whose ``SWEEPLAB_BENCH_CUT`` names it (comma-separated for several):
+:func:`run_options` applies it, so a driver script measures that one cut before/after
+(``bench_coldstart.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 from typing import Any
 
 BASELINE_ENV = "SWEEPLAB_BENCH_BASELINE"
+CUT_ENV = "SWEEPLAB_BENCH_CUT"
 SPEEDUPS_ENV = "SWEEPLAB_SPEEDUPS"  # sweeplab.cli.SPEEDUPS_ENV
 
 
@@ -27,12 +34,23 @@ def active() -> bool:
     return os.environ.get(BASELINE_ENV) == "1"
 
 
+def cuts_off() -> list[str]:
+    """The start-up speed-ups this process runs without (``SWEEPLAB_BENCH_CUT``, comma-separated)."""
+    return [n.strip() for n in os.environ.get(CUT_ENV, "").split(",") if n.strip()]
+
+
 def run_options(**kwargs: Any) -> Any:
-    """``RunOptions(**kwargs)``, without the speed-ups in a "before" process."""
+    """``RunOptions(**kwargs)``, without the speed-ups in a "before" process, without the ones
+    ``SWEEPLAB_BENCH_CUT`` names in any process (``RunOptions.without``: an unknown name is a
+    ValueError naming the valid ones)."""
     from sweeplab.study import RunOptions
 
     options = RunOptions(**kwargs)
-    return options.without_speedups() if active() else options
+    options = options.without_speedups() if active() else options
+    try:
+        return options.without(*cuts_off())
+    except ValueError as exc:
+        raise ValueError(f"{CUT_ENV}: {exc}") from exc
 
 
 def storage_options() -> Any:

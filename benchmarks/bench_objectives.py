@@ -45,3 +45,13 @@ def startup_probe(ctx):
     time.sleep(float(ctx.settings.options.get("seconds", 0.05)))
     ctx.reporter.report(1, {"score": float(ctx.params.get("x", 0.0))})
     return {"score": float(ctx.params.get("x", 0.0)), "t_start": t_start}
+
+
+def short_trial(ctx):
+    """The short workload of ``bench_service.py``: ``systems_loop.short_train``, the same function
+    the peer systems run (``options.seconds`` over the spec's epochs)."""
+    import systems_loop
+
+    seconds = float(ctx.settings.options.get("seconds", systems_loop.SHORT_SECONDS))
+    score = systems_loop.short_train(ctx.params, ctx.reporter.report, seconds=seconds, epochs=int(ctx.settings.epochs))
+    return {"score": score}

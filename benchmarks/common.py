@@ -202,3 +202,34 @@ def cli(main: Callable[[argparse.Namespace], list[dict[str, Any]]],
 def log(msg: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
     sys.stderr.flush()
+
+
+def first_report_time(tracking_uri: str, parent_run_id: str, metric: str) -> float:
+    """When the first trial of a sweeplab study reported its first epoch (epoch seconds): the
+    earliest step of ``metric`` among the parent run's child runs. sweeplab logs each epoch
+    with the time the worker reported it, so this is "the first trial was running" as seen
+    from the worker (plus one epoch)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=5000)
+    stamps = [m.timestamp for r in runs for m in client.get_metric_history(r.info.run_id, metric)]
+    if not stamps:
+        raise RuntimeError(f"no child run of {parent_run_id} logged {metric!r}")
+    return min(stamps) / 1000.0
+
+
+def probe_time(probe_dir: Path) -> float:
+    """The earliest time written by a peer system's first report (``systems_loop.PROBE_ENV``)."""
+    stamps = [float(p.read_text()) for p in Path(probe_dir).glob("*.first")]
+    if not stamps:
+        raise RuntimeError(f"no first-report probe in {probe_dir}")
+    return min(stamps)
+
+
+def load_text() -> str:
+    """The 1/5/15-minute load averages, for a figure measured on a shared machine."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}/{five:.2f}/{fifteen:.2f}"

@@ -6,15 +6,30 @@ the same model (``sweeplab.objectives.torch_mlp.build_model``) and a straightfor
 PyTorch training loop: shuffle, mini-batches of ``batch_size``, one validation pass per
 epoch. The trial's value is the validation accuracy of the epoch with the lowest
 validation loss (what sweeplab's objective returns: best weights by ``val_loss``).
+
+The short workload (``bench_service.py``): ``SHORT_TRIALS`` trials of
+:func:`short_train`, a fixed ``SHORT_SECONDS`` of sleep over ``SHORT_EPOCHS`` reported
+epochs, on a 2-D space (:func:`suggest_short`): what orchestration costs per trial.
+
+With ``$SYSTEMS_PROBE_DIR`` set, each process writes the time of its first report to a
+file there (``*.first``): when the first trial was running, for the peers' side of
+"command -> first trial".
 """
 
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 EPOCHS = 20
+SHORT_TRIALS = int(os.environ.get("SYSTEMS_SHORT_TRIALS", "100"))  # 100: bench_service; fewer for a smoke run
+SHORT_EPOCHS = 4
+SHORT_SECONDS = 0.2
+PROBE_ENV = "SYSTEMS_PROBE_DIR"
+_probed = False
 TRIALS = int(os.environ.get("SYSTEMS_TRIALS", "20"))  # 20: figure 2; more for a longer study by hand
 WORKERS = 2
 SEED = 42
@@ -40,6 +55,38 @@ def suggest(trial: Any) -> dict[str, Any]:
         "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
         "optimizer": trial.suggest_categorical("optimizer", ["sgd", "adam", "rmsprop", "adagrad"]),
     }
+
+
+def probe_first_report() -> None:
+    """Write this process's first report time to ``$SYSTEMS_PROBE_DIR`` (once per process)."""
+    global _probed
+    probe_dir = os.environ.get(PROBE_ENV)
+    if _probed or not probe_dir:
+        return
+    _probed = True
+    now = time.time()
+    with open(os.path.join(probe_dir, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.first"), "w") as fh:
+        fh.write(repr(now))
+
+
+def suggest_short(trial: Any) -> dict[str, Any]:
+    """The short workload's space (the same as sweeplab's short spec in ``bench_service.py``)."""
+    return {"x": trial.suggest_float("x", -1.0, 1.0), "y": trial.suggest_float("y", -1.0, 1.0)}
+
+
+def short_train(params: dict[str, Any], report: Callable[[int, dict[str, float]], None],
+                seconds: float = SHORT_SECONDS, epochs: int = SHORT_EPOCHS) -> float:
+    """A short trial: ``seconds`` of sleep over ``epochs``, a report each epoch; the value of a
+    2-D bowl (maximum 1.0 at x=0.3, y=-0.2) approached with the epochs."""
+    x, y = float(params["x"]), float(params["y"])
+    target = 1.0 - (x - 0.3) ** 2 - (y + 0.2) ** 2
+    score = 0.0
+    for epoch in range(1, epochs + 1):
+        time.sleep(seconds / epochs)
+        score = target * (1 - 0.5 ** epoch)
+        report(epoch, {"score": score})
+        probe_first_report()
+    return score
 
 
 def train(params: dict[str, Any], data: Any, report: Callable[[int, dict[str, float]], None],
@@ -86,4 +133,5 @@ def train(params: dict[str, Any], data: Any, report: Callable[[int, dict[str, fl
         if val_loss < best_loss:
             best_loss, best_acc = val_loss, val_acc
         report(epoch, {"val_accuracy": val_acc, "val_loss": val_loss})
+        probe_first_report()
     return best_acc

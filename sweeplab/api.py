@@ -49,8 +49,9 @@ if TYPE_CHECKING:
     import optuna
 
     from sweeplab.spec import StudySpec
+    from sweeplab.study.session import RunOptions
 
-__all__ = ["BestTrial", "LoadedStudy", "StudyStatus", "estimate_lines", "format_value", "load", "promote",
+__all__ = ["BestTrial", "LoadedStudy", "StudyStatus", "estimate_lines", "format_value", "load", "plan_run", "promote",
            "resolve_spec", "run", "summary_text"]
 
 SpecSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "StudySpec"]
@@ -109,6 +110,40 @@ def run(
     starts, and the other :class:`~sweeplab.core.errors.SweeplabError` s of a study
     (``StudyInterrupted`` after Ctrl-C: run it again to resume).
     """
+    from sweeplab.study.run import run_study
+
+    resolved, options = plan_run(spec, objective, study=study, trials=trials, workers=workers, timeout=timeout,
+                                 fork=fork, storage=storage, tracking_uri=tracking_uri, address=address,
+                                 fail_fast=fail_fast, progress=progress, log_model=log_model,
+                                 allow_local_stores=allow_local_stores, resume_command=resume_command,
+                                 speedups=speedups)
+    return run_study(resolved, options)
+
+
+def plan_run(
+    spec: SpecSource,
+    objective: Callable[..., Any] | None = None,
+    *,
+    study: str | None = None,
+    trials: int | None = None,
+    workers: int | None = None,
+    timeout: float | None = None,
+    fork: str | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    fail_fast: int = DEFAULT_FAIL_FAST,
+    progress: bool = True,
+    log_model: bool = True,
+    allow_local_stores: bool = False,
+    resume_command: str | None = None,
+    speedups: bool = True,
+) -> tuple[StudySpec, RunOptions]:
+    """Everything :func:`run` does before the study's first trial loop: the spec resolved and
+    checked against the stored study (a changed spec refused with its diff, a fork made), and
+    the :class:`~sweeplab.study.session.RunOptions` it runs with. Takes :func:`run`'s arguments
+    and raises its input errors; ``run_study(*plan_run(...))`` is :func:`run` (the service
+    runs it so, with its own stop event and fair-share gate in the options)."""
     if fork and study:
         raise UsageError("fork and study conflict: fork=NEW_NAME already names the new study; give only one of them")
     overrides = {k: v for k, v in (("study", study), ("trials", trials), ("workers", workers), ("timeout", timeout))
@@ -117,7 +152,7 @@ def run(
 
     from sweeplab.search.storage import resolve_storage_url
     from sweeplab.study.resume import spec_diff, stored_spec
-    from sweeplab.study.run import RunOptions, run_study
+    from sweeplab.study.run import RunOptions
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
     storage_url = resolve_storage_url(storage)
@@ -153,7 +188,7 @@ def run(
                 + "\nRevert the spec, or run it as a new study warm-started from this one with --fork NEW_NAME "
                   "(sweeplab.run(..., fork=NEW_NAME))."
             )
-    return run_study(resolved, options)
+    return resolved, options
 
 
 def resolve_spec(spec: SpecSource, objective: Callable[..., Any] | None = None,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sweeplab.api import estimate_lines, format_value, load, promote, run, summary_text
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
+from sweeplab.service.client import find_service
 
 if TYPE_CHECKING:
     from sweeplab.core.records import Promotion, StudySummary
@@ -53,6 +54,18 @@ def _int_at_least(minimum: int, rule: str) -> Callable[[str], int]:
 
 
 _positive_int = _int_at_least(1, "a positive integer")
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
 _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
@@ -120,14 +133,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", type=_non_negative_int, default=DEFAULT_FAIL_FAST, metavar="N",
                    help=f"stop (exit 1) when the study's first N trials all fail with the same error "
                         f"(default {DEFAULT_FAIL_FAST}; 0: never)")
+    p.add_argument("--detach", action="store_true",
+                   help="with a service up (`sweeplab up`): return once the study is accepted; it runs on without "
+                        "this terminal")
+    p.add_argument("--priority", type=_positive_float, metavar="W",
+                   help="the study's weight when several share the service's workers (overrides the spec's "
+                        "`priority`, default 1)")
+    p.add_argument("--no-service", action="store_true",
+                   help="run in this process (its own Ray) even when a service is up here")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    for name, text in (("status", "trial counts by state, best so far, running trials"),
-                       ("best", "best trial: value, params, MLflow run id, the model its function logged")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("study", metavar="STUDY")
-        _add_store_flags(p)
-        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p = sub.add_parser("status", help="trial counts by state, best so far, running trials; without STUDY: the "
+                                      "studies of the service")
+    p.add_argument("study", metavar="STUDY", nargs="?")
+    p.add_argument("--watch", action="store_true",
+                   help="follow a study the service runs with a progress bar until it ends, then show its status")
+    _add_store_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("best", help="best trial: value, params, MLflow run id, the model its function logged")
+    p.add_argument("study", metavar="STUDY")
+    _add_store_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("up", help="start the sweeplab service here: a long-lived Ray, a study supervisor with warm "
+                                  "workers, the MLflow UI (all on 127.0.0.1)")
+    p.add_argument("--address", help="attach to the Ray cluster at ADDR instead of starting a local Ray "
+                                     "(default: $RAY_ADDRESS; the cluster stays up at `down`)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="warm worker processes, the trials in flight across all studies (default: the CPU count)")
+    p.add_argument("--frameworks", metavar="LIST",
+                   help="frameworks the workers import ahead, comma-separated: torch, keras (default: torch when "
+                        "installed; '' for none)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI the UI shows (default: $MLFLOW_TRACKING_URI or "
+                                          "sqlite:///mlflow.db)")
+    p.add_argument("--no-ui", action="store_true", help="no MLflow UI")
+    p.add_argument("--ui-port", type=_positive_int, help="the MLflow UI's port on 127.0.0.1 (default 5000, or a "
+                                                         "free one when 5000 is taken)")
+    p.add_argument("--shared", action="store_true",
+                   help="let every local user submit studies (they run as you); default: you only")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("down", help="stop what `sweeplab up` started here (running studies are stopped cleanly)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("logs", help="the driver log of a study the service runs, failed trials' reasons included")
+    p.add_argument("study", metavar="STUDY")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    p = sub.add_parser("cancel", help="stop a study the service runs, cleanly (only its owner or the operator may)")
+    p.add_argument("study", metavar="STUDY")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     p = sub.add_parser("report", help="write the study's HTML dashboard")
     p.add_argument("study", metavar="STUDY")
@@ -269,13 +325,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         validate_model_name(args.promote)  # before the study runs
     resume = " ".join(shlex.quote(a) for a in ["sweeplab", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else ""
+    # the one place this variable is read
+    speedups = os.environ.get(SPEEDUPS_ENV, "").strip().lower() != "off"
+    client = None if args.no_service else find_service()
+    if client is not None:
+        from sweeplab.service.commands import submit
+
+        if args.promote is not None:
+            raise UsageError(f"--promote runs in this process after the study, not in the service: run "
+                             f"`sweeplab promote {args.study or '<STUDY>'} --model-name {args.promote}` once the "
+                             "study is done, or add --no-service")
+        return submit(args, client, _emit, resume or "the same sweeplab run command", speedups)
+    if args.detach:
+        raise UsageError("--detach needs a service: start one with `sweeplab up` (the study then runs on without "
+                         "this terminal), or leave out --detach")
+    if args.priority is not None:
+        raise UsageError("--priority weighs studies sharing a service's workers: start one with `sweeplab up`, or "
+                         "leave out --priority")
     summary = run(args.spec, study=args.study, trials=args.trials, workers=args.workers, timeout=args.timeout,
                   fork=args.fork, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
                   fail_fast=args.fail_fast, progress=not args.no_progress and not args.json,
                   log_model=not args.no_model, allow_local_stores=args.allow_local_stores,
-                  resume_command=resume or "the same sweeplab run command",
-                  # the one place this variable is read
-                  speedups=os.environ.get(SPEEDUPS_ENV, "").strip().lower() != "off")
+                  resume_command=resume or "the same sweeplab run command", speedups=speedups)
     if args.promote is None:
         _emit_summary(args, summary)
         return 0
@@ -296,8 +367,46 @@ def _load_summary(args: argparse.Namespace) -> StudySummary:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """A study's status from its stores; without STUDY, the service's studies; ``--watch``: follow
+    one the service runs."""
+    if args.study is None or args.watch:
+        from sweeplab.service import commands
+
+        client = find_service(required=True)
+        assert client is not None
+        if args.study is None:
+            if args.watch:
+                raise UsageError("--watch follows one study: `sweeplab status STUDY --watch`")
+            return commands.status_list(args, client, _emit)
+        return commands.watch(args, client, _emit)
     _emit_summary(args, _load_summary(args))
     return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the service (see sweeplab.service)."""
+    from sweeplab.service.commands import up
+
+    return up(args, _emit)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop what ``up`` started."""
+    from sweeplab.service.commands import down
+
+    return down(args, _emit)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from sweeplab.service.commands import logs
+
+    return logs(args, _emit)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from sweeplab.service.commands import cancel
+
+    return cancel(args, _emit)
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -380,11 +489,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
+    from sweeplab.tracking.mlflow_tracker import mlflow_ui_command, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]
+    cmd = mlflow_ui_command(uri, args.host, args.port)
     sys.stderr.write(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C stops it)\n")
     sys.stderr.flush()
     os.execv(sys.executable, cmd)
@@ -393,7 +501,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "best": cmd_best, "report": cmd_report, "validate": cmd_validate,
             "ui": cmd_ui, "promote": cmd_promote, "bench": cmd_bench, "audit": cmd_audit,
-            "bench-record": cmd_bench_record}
+            "bench-record": cmd_bench_record, "up": cmd_up, "down": cmd_down, "logs": cmd_logs, "cancel": cmd_cancel}
 
 
 def _bench_record(argv: Sequence[str]) -> list[str]:

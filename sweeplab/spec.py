@@ -33,6 +33,7 @@ from sweeplab.core.checks import (
     is_number,
     join,
 )
+from sweeplab.core.defaults import DEFAULT_PRIORITY
 from sweeplab.core.errors import Problem, SpecError
 from sweeplab.core.validation import (
     DEFAULT_REPEATS,
@@ -92,6 +93,7 @@ TOP_KEYS = (
     "max_retries",
     "constraints",
     "deterministic",
+    "priority",
 )
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = search_registry.sampler_names()
@@ -340,6 +342,10 @@ class StudySpec:
     earlier trials. ``deterministic_lag``: trial ``n`` is asked once trials up to
     ``n - lag`` were told (YAML ``deterministic: {lag: N}``, ``N >= workers``); None
     (``deterministic: true``) means ``workers``.
+
+    ``priority`` (> 0, default 1): the study's weight when several studies share the
+    service's workers (see :mod:`sweeplab.service`); a run-level setting, free to change
+    on resume.
     """
 
     study: str
@@ -359,6 +365,7 @@ class StudySpec:
     constraints: Mapping[str, int] = field(default_factory=dict)
     deterministic: bool = False
     deterministic_lag: int | None = None
+    priority: float = DEFAULT_PRIORITY
     source: str = "spec"
 
     @property
@@ -390,6 +397,8 @@ class StudySpec:
             out["constraints"] = dict(self.constraints)
         if self.deterministic:
             out["deterministic"] = True if self.deterministic_lag is None else {"lag": self.deterministic_lag}
+        if self.priority != DEFAULT_PRIORITY:
+            out["priority"] = self.priority
         return out
 
 
@@ -990,6 +999,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     seed = check_int(data.get("seed", 0), "seed", problems, minimum=0, maximum=_SEED_MAX)
     max_retries = check_int(data.get("max_retries", 2), "max_retries", problems, minimum=0)
     deterministic = _parse_deterministic(data.get("deterministic", False), workers, problems)
+    priority = check_number(data.get("priority", DEFAULT_PRIORITY), "priority", problems, gt=0)
     experiment = data.get("experiment")
     experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
     multi = direction is not None and len(direction) > 1
@@ -1050,7 +1060,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     assert study is not None and direction is not None and metric is not None and trials is not None
     assert workers is not None and resources is not None and seed is not None and max_retries is not None
     assert sampler is not None and pruner is not None and objective is not None and space is not None
-    assert timeout_ok and experiment_ok
+    assert timeout_ok and experiment_ok and priority is not None
     return StudySpec(
         study=study,
         direction=direction,
@@ -1069,6 +1079,7 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
         constraints=constraints or {},
         deterministic=deterministic is not None and deterministic[0],
         deterministic_lag=deterministic[1] if deterministic is not None else None,
+        priority=float(priority),
         source=source,
     )
 

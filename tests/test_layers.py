@@ -20,7 +20,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "sweeplab"
 
 LAYERS = ("core", "registry", "spaces", "spec", "objectives", "tracking", "search", "dashboards", "study", "bench",
-          "api", "cli")
+          "api", "service", "cli")
 """Lowest first. ``sweeplab/__init__.py`` (the version) sits below them all, but for its re-export of ``api``."""
 FACADE = "api"
 """The one layer the package's ``__init__`` re-exports."""

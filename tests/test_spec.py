@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -635,3 +636,15 @@ def test_mo_successive_halving_is_accepted_for_two_objectives_with_its_defaults(
                         pruner={"name": "mo_successive_halving", "reduction_factor": 2}))
     assert build_pruner(s) == ParetoHalving(min_resource=1, reduction_factor=2, min_early_stopping_rate=0,
                                             bootstrap_count=0)
+
+
+def test_priority_is_a_positive_run_level_weight():
+    from sweeplab.study.resume import spec_diff
+
+    assert parse_spec(spec(PYTHON)).priority == 1.0
+    assert "priority" not in parse_spec(spec(PYTHON)).to_dict()  # studies stored before the key diff as before
+    weighted = parse_spec(spec(PYTHON, priority=3))
+    assert weighted.priority == 3.0 and parse_spec(weighted.to_dict()) == dataclasses.replace(weighted, source="spec")
+    assert spec_diff(parse_spec(spec(PYTHON)).to_dict(), weighted.to_dict()) == []  # free to change on resume
+    with pytest.raises(SpecError, match=r"priority: must be > 0, got 0"):
+        parse_spec(spec(PYTHON, priority=0))

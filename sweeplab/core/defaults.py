@@ -13,3 +13,7 @@ CALLABLE_CHECK_TIMEOUT_S = 60.0
 CHECKPOINT_DIR = ".sweeplab/checkpoints"
 """Where a study's coordinator keeps trial checkpoints (``trial.checkpoint``): relative to the
 folder of a SQLite study database, else to the driver's working directory."""
+
+DEFAULT_PRIORITY = 1.0
+"""A study's weight when several share the service's workers (spec key ``priority``,
+``sweeplab run --priority W``): each gets workers in proportion to its weight."""

@@ -18,7 +18,8 @@ simulated time (simulated benchmarks).
 
 The coordinator is reached the same way: :class:`RemoteCoordinator` gives the coordinator
 actor the synchronous methods of :class:`~sweeplab.search.coordinator.StudyCoordinator`,
-so the loop is written once against :class:`Coordinator`.
+so the loop is written once against :class:`Coordinator` (a coordinator in the driver is
+called directly; its trials reach it through :mod:`sweeplab.search.channel`).
 """
 
 from __future__ import annotations
@@ -151,7 +152,9 @@ def lost_outcome(number: int, exc: BaseException) -> TrialOutcome:
 
 class RayExecutor:
     """Each trial is a Ray task (``max_retries=0``: the coordinator decides about retries),
-    spread over the cluster's nodes, reporting epochs to the coordinator actor.
+    spread over the cluster's nodes, reporting epochs to ``coordinator``: the coordinator
+    actor's handle, or the :class:`~sweeplab.search.channel.CoordinatorLink` of a
+    coordinator in the driver (a local Ray).
 
     ``custom``: the trial's custom Ray resources. ``user_fn_ref``: the study's function
     (framework python, ``sweeplab.run(spec, objective=fn)``) in Ray's object store, put
@@ -164,14 +167,14 @@ class RayExecutor:
     keep the device, and the memory, of the first trial it ran.
     """
 
-    def __init__(self, coordinator_actor: Any, dataset_ref: Any, settings: ObjectiveSpec, metric_names: list[str],
+    def __init__(self, coordinator: Any, dataset_ref: Any, settings: ObjectiveSpec, metric_names: list[str],
                  cpus: float, gpus: float, *, custom: Mapping[str, float] | None = None,
                  user_fn_ref: Any = None) -> None:
         import ray
 
         self._ray = ray
         self._task = ray.remote(max_retries=0, max_calls=1 if gpus > 0 else 0)(execute_trial)
-        self._args = (dataset_ref, settings, list(metric_names), coordinator_actor, cpus, gpus)
+        self._args = (dataset_ref, settings, list(metric_names), coordinator, cpus, gpus)
         self._options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "scheduling_strategy": "SPREAD"}
         if custom:
             self._options["resources"] = dict(custom)

@@ -48,6 +48,17 @@ from sweeplab.search.executor import Coordinator, TrialExecutor
 log = logging.getLogger("sweeplab.search")
 
 FINISHED, KILLED, FAILED = "FINISHED", "KILLED", "FAILED"
+GATE_RETRY_S = 0.2
+"""How soon a study with nothing in flight asks its gate again after a refusal."""
+
+
+class TrialGate(Protocol):
+    """Who may start a trial now, when several studies share one pool of workers (the
+    service's fair share). :meth:`try_acquire` never blocks: False means "not now, ask again
+    on the next pass"; every True is paired with one :meth:`release` when that trial ends."""
+
+    def try_acquire(self) -> bool: ...
+    def release(self) -> None: ...
 
 
 class TrialTracker(Protocol):
@@ -98,7 +109,8 @@ class TrialLoop:
                  on_record: Callable[[TrialRecord], None] | None = None, stop: threading.Event | None = None,
                  on_first_start: Callable[[int], None] | None = None,
                  on_outcome: Callable[[TrialOutcome], None] | None = None,
-                 on_failure: Callable[[TrialRecord], None] | None = None, succeeded: int = 0) -> None:
+                 on_failure: Callable[[TrialRecord], None] | None = None, succeeded: int = 0,
+                 gate: TrialGate | None = None) -> None:
         self.coordinator, self.executor, self.tracker, self.settings = coordinator, executor, tracker, settings
         self.finished = finished
         self.progress = progress
@@ -107,6 +119,8 @@ class TrialLoop:
         self.on_first_start = on_first_start
         self.on_outcome = on_outcome
         self.on_failure = on_failure
+        self.gate = gate
+        self._held_back = False  # the last fill left a due trial unstarted because the gate said no
         # the first failures of a study that never had a COMPLETE or PRUNED trial, by error;
         # None once a trial succeeded or two errors differed (fail-fast no longer applies)
         self._first_failures: list[str] | None = [] if succeeded == 0 and settings.fail_fast > 0 else None
@@ -124,7 +138,10 @@ class TrialLoop:
             while not self.stop.is_set():
                 self._fill()
                 if not self.executor.in_flight():
-                    break
+                    if not self._held_back:
+                        break
+                    self.stop.wait(GATE_RETRY_S)  # the pool is busy with other studies: ask again
+                    continue
                 for ticket, outcome in self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3)):
                     self._ended(ticket, outcome)
                 self._renew()
@@ -154,13 +171,21 @@ class TrialLoop:
 
     def _fill(self) -> None:
         settings = self.settings
+        self._held_back = False
         while self._untold() < self._lag() and self.executor.in_flight() < settings.workers and self._may_ask():
+            if self.gate is not None and not self.gate.try_acquire():
+                self._held_back = True  # a trial is due, but the gate gives its slot to another study
+                return
             try:
                 ticket = self.coordinator.ask()
             except ConstraintUnsatisfiable as exc:
                 log.error("%s", exc)
                 self.error = exc
+                self._release()
                 return
+            except BaseException:
+                self._release()
+                raise
             tags = {TAG_FRAMEWORK: ticket.framework, ATTR_ATTEMPT: str(ticket.attempt)}
             if ticket.retry_of is not None:
                 tags[ATTR_RETRY_OF] = str(ticket.retry_of)
@@ -190,13 +215,20 @@ class TrialLoop:
             self._finish(*self._held.pop(number))
             self._fill()
 
+    def _release(self) -> None:
+        if self.gate is not None:
+            self.gate.release()
+
     def _finish(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         # Link the trial to its MLflow run before it finishes (a finished trial's attrs are
         # frozen); during a tracking outage do not wait, the link goes to the study's attrs.
         run_id = self.tracker.run_id(ticket.number, timeout=0.0 if self.tracker.tracking_is_down() else 10.0)
-        record = self.coordinator.tell(outcome, run_id)
+        try:
+            record = self.coordinator.tell(outcome, run_id)
+        finally:
+            self._release()  # after the tell: a slot counts until its trial is recorded
         if self.settings.check_exhausted:
             self.exhausted = self.coordinator.is_exhausted()
         self.tracker.trial_finished(record)
@@ -258,5 +290,6 @@ class TrialLoop:
             if number in self._held:  # telling one may stop the study, which tells the rest
                 self._finish(*self._held.pop(number))
         for ticket in self.executor.cancel():
+            self._release()
             record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {}, reason=f"lost: {why}"))
             self.tracker.trial_finished(record)

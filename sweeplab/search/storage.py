@@ -14,36 +14,21 @@ held storage and SQLite's WAL mode off (benchmarks' "before" baseline).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeplab.core.errors import StorageError, StudyNotFoundError
+
+# the storage rule lives in core (the command line reads it without importing the search code)
+from sweeplab.core.stores import STORAGE_ENV
+from sweeplab.core.stores import resolve_storage_url as resolve_storage_url
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial, TrialState
-
-DEFAULT_STORAGE_FILE = "sweeplab.db"
-STORAGE_ENV = "SWEEPLAB_STORAGE"
-
-
-def resolve_storage_url(flag: str | None = None) -> str:
-    """Return the Optuna storage URL: ``flag``, else ``$SWEEPLAB_STORAGE``, else the default file.
-
-    SQLite paths are made absolute against the current directory.
-    """
-    url = flag or os.environ.get(STORAGE_ENV) or f"sqlite:///{DEFAULT_STORAGE_FILE}"
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        rel = url[len("sqlite:///") :]
-        if rel and rel != ":memory:":
-            url = "sqlite:///" + str(Path(rel).resolve())
-    return url
-
 
 def is_local_url(url: str) -> bool:
     """True for stores only reachable on this machine's filesystem (SQLite, plain files)."""

@@ -32,6 +32,7 @@ from sweeplab.core.records import COMPLETE, FAILED, PRUNED, TrialOutcome, TrialT
 from sweeplab.objectives.base import BaseObjective, check_metrics
 from sweeplab.objectives.trial import Trial, TrialHooks, TrialPruned
 from sweeplab.registry.names import FRAMEWORK_NAMES, FRAMEWORKS_BY_NAME, MLP_FRAMEWORKS
+from sweeplab.search.channel import CoordinatorChannel, open_channel
 
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
@@ -43,36 +44,30 @@ _OBJECTIVES: dict[tuple[str, str | None], BaseObjective] = {}
 class CoordinatorReporter:
     """Sends each epoch's metrics to the study coordinator and obeys its pruning decision.
 
-    With ``wait=False`` (a study whose pruner never prunes) a report does not wait for
-    the coordinator's answer, so training goes on at once; :meth:`finish` then waits
-    until every report was recorded, before the outcome goes back to the driver (which
-    tells the trial and logs its per-epoch history).
+    ``channel``: the way to the coordinator (:mod:`sweeplab.search.channel`: its actor, or
+    the driver's server). With ``wait=False`` (a study whose pruner never prunes) a report
+    does not wait for the coordinator's answer, so training goes on at once;
+    :meth:`finish` then waits until every report was recorded, before the outcome goes
+    back to the driver (which tells the trial and logs its per-epoch history).
     """
 
-    def __init__(self, coordinator: Any, number: int, wait: bool = True) -> None:
-        self._coordinator = coordinator
+    def __init__(self, channel: CoordinatorChannel, number: int, wait: bool = True) -> None:
+        self._channel = channel
         self._number = number
         self._wait = wait
-        self._unanswered: list[Any] = []
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        import ray
-
         clean = {str(k): float(v) for k, v in metrics.items()}
         # The epoch's time as the worker saw it: reports that do not wait may arrive out of order.
-        answer = self._coordinator.report.remote(self._number, epoch, clean, time.time())
+        args = (self._number, epoch, clean, time.time())
         if not self._wait:
-            self._unanswered.append(answer)
-        elif ray.get(answer):
+            self._channel.send("report", *args)
+        elif self._channel.call("report", *args):
             raise TrialPruned(epoch)
 
     def finish(self) -> None:
         """Wait until the coordinator has recorded every report sent so far."""
-        if self._unanswered:
-            import ray
-
-            refs, self._unanswered = self._unanswered, []
-            ray.get(refs)
+        self._channel.flush()
 
 
 def get_objective(framework: str, callable_path: str | None, *, user_fn: Callable[..., Any] | None = None
@@ -144,10 +139,11 @@ def trial_artifacts(framework: str, objective: Any, dataset: Dataset | None, met
     return out
 
 
-def trial_hooks(coordinator: Any, number: int) -> TrialHooks:
-    """How trial ``number`` reaches its study: checkpoints through ``coordinator`` (the actor,
-    a local :class:`~sweeplab.search.coordinator.StudyCoordinator`, or None: none kept, as
-    when packaging re-fits a trial), models saved by
+def trial_hooks(coordinator: Any, number: int, channel: CoordinatorChannel | None = None) -> TrialHooks:
+    """How trial ``number`` reaches its study: checkpoints through ``channel`` (to the actor or
+    the driver's coordinator) or, without one, ``coordinator`` itself (a local
+    :class:`~sweeplab.search.coordinator.StudyCoordinator`, or None: none kept, as when
+    packaging re-fits a trial); models saved by
     :func:`sweeplab.tracking.trial_models.save_model_files`."""
 
     def save_model(model: Any, input_example: Any, dataset: Any) -> dict[str, bytes]:
@@ -155,18 +151,16 @@ def trial_hooks(coordinator: Any, number: int) -> TrialHooks:
 
         return save_model_files(model, input_example, dataset)
 
-    if coordinator is None:
-        return TrialHooks(save_model=save_model)
-    if hasattr(coordinator.save_checkpoint, "remote"):  # a Ray actor handle
-        import ray
-
+    if channel is not None:
         def save_remote(data: bytes) -> None:
-            ray.get(coordinator.save_checkpoint.remote(number, data))
+            channel.call("save_checkpoint", number, data)
 
         def load_remote() -> bytes | None:
-            return ray.get(coordinator.load_checkpoint.remote(number))  # type: ignore[no-any-return]
+            return channel.call("load_checkpoint", number)  # type: ignore[no-any-return]
 
         return TrialHooks(save_checkpoint=save_remote, load_checkpoint=load_remote, save_model=save_model)
+    if coordinator is None:
+        return TrialHooks(save_model=save_model)
 
     def save_local(data: bytes) -> None:
         coordinator.save_checkpoint(number, data)
@@ -191,18 +185,24 @@ def execute_trial(
 ) -> TrialOutcome:
     """Run one trial and describe how it ended. Never raises for objective errors.
 
-    ``reporter``: where epochs go (default: the coordinator actor); ``user_fn``: the study's
-    function (framework python) instead of ``settings.callable``.
+    ``coordinator``: the study's coordinator as this process reaches it: a Ray actor handle
+    or a :class:`~sweeplab.search.channel.CoordinatorLink` (trials on Ray), a local
+    :class:`~sweeplab.search.coordinator.StudyCoordinator` (in-process) or None.
+    ``reporter``: where epochs go (default: the coordinator, through its channel);
+    ``user_fn``: the study's function (framework python) instead of ``settings.callable``.
     """
     started = time.time()
-    sender = None if reporter is not None else CoordinatorReporter(coordinator, ticket.number, wait=ticket.prunable)
+    channel = open_channel(coordinator)
+    if reporter is None:
+        if channel is None:
+            raise ValueError("execute_trial needs a reporter when its coordinator is local or None")
+        reporter = CoordinatorReporter(channel, ticket.number, wait=ticket.prunable)
     node = f"{node_name()} pid={os.getpid()}"
-    channel: Any = reporter if reporter is not None else sender
     trial = Trial(
         params=ticket.params,
         dataset=dataset,
         seed=ticket.seed,
-        reporter=channel,
+        reporter=reporter,
         settings=settings,
         cpus=cpus,
         gpus=gpus,
@@ -211,13 +211,16 @@ def execute_trial(
         attempt=ticket.attempt,
         metric_names=tuple(metric_names),
         prunable=ticket.prunable,
-        hooks=trial_hooks(coordinator, ticket.number),
+        hooks=trial_hooks(coordinator, ticket.number, channel),
     )
     try:
         outcome = _run_trial(ticket, trial, dataset, settings, metric_names, user_fn, started, node)
     finally:
-        if sender is not None:
-            sender.finish()  # every report recorded before the driver tells the trial
+        if channel is not None:
+            try:
+                channel.flush()  # every report recorded before the driver tells the trial
+            finally:
+                channel.close()
     extra = trial.artifacts
     # a failed trial still says what it reported wrong; "never reported" would only echo its failure
     warnings = trial.warnings(ended=outcome.state != FAILED)

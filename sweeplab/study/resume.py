@@ -1,7 +1,7 @@
 """Resume safety: a study may only be continued with the spec it was created with.
 
 Run-level settings (``trials``, ``workers``, ``timeout``, ``resources``,
-``max_retries``) may change between runs; anything that changes what a trial means
+``max_retries``, ``priority``) may change between runs; anything that changes what a trial means
 (space, objective, metric, direction, sampler, pruner, seed) is refused with a diff.
 """
 
@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-RUN_LEVEL_KEYS = ("trials", "workers", "timeout", "resources", "max_retries")
+RUN_LEVEL_KEYS = ("trials", "workers", "timeout", "resources", "max_retries", "priority")
 
 
 def spec_diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -57,7 +57,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
         progress=progress,
         on_record=options.on_record, stop=options.stop,
         on_first_start=phases.first_submit, on_outcome=phases.first_outcome,
-        on_failure=progress.failed, succeeded=session.succeeded,
+        on_failure=progress.failed, succeeded=session.succeeded, gate=options.gate,
     )
     try:
         result = loop.run()

@@ -5,21 +5,24 @@ executor, the MLflow tracker and the dataset, with the study resumed: trials a d
 driver left RUNNING reaped (and retried), MLflow repaired after an earlier crash, and the
 number of trials already finished. ``options.executor`` picks where trials run:
 
-- ``"ray"`` (studies): join or start Ray, run the coordinator as an actor on this node,
-  put the dataset in the object store once, run trials as Ray tasks. Starting a local Ray
-  is mostly waiting for its processes, so this process's own work (the dataset, the
-  Optuna storage, MLflow's import) is done on a thread meanwhile.
+- ``"ray"`` (studies): join or start Ray, put the dataset in the object store once, run
+  trials as Ray tasks. Starting a local Ray is mostly waiting for its processes, so this
+  process's own work (the dataset, the Optuna storage, MLflow's import) is done on a
+  thread meanwhile. The coordinator: in a Ray this call started (local, so every worker
+  is on this machine), an object of this process that trials reach through a
+  :class:`~sweeplab.search.channel.CoordinatorServer` on 127.0.0.1; in a Ray that was
+  joined (a cluster, or one the caller started), an actor pinned to this node.
 - ``"in-process"`` (tests, small local runs): the coordinator is an object here and
   trials run on threads; no Ray at all.
 
 Each start-up and storage speed-up has a switch in :class:`RunOptions`
-(``overlap_startup``, ``warm_workers``, ``storage_options``);
+(``overlap_startup``, ``warm_workers``, ``driver_coordinator``, ``storage_options``);
 :meth:`RunOptions.without_speedups` turns them all off, which is how benchmarks measure
 "before" against "after".
 
 :meth:`StudySession.release` gives back what the session started (the coordinator
-actor; a local Ray this call started, shut down in the background while the caller
-writes its report).
+actor or server; a local Ray this call started, shut down in the background while the
+caller writes its report).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_TRIALS_TARGET,
 )
 from sweeplab.core.records import TrialRecord
+from sweeplab.search.channel import CoordinatorServer
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
 from sweeplab.search.storage import StorageOptions
 
@@ -52,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sweeplab.search")
 
 EXECUTORS = ("ray", "in-process")
+START_UP_SPEEDUPS = ("overlap_startup", "warm_workers", "driver_coordinator")
+"""The boolean start-up switches of :class:`RunOptions` (each on by default; benchmarks turn
+them off one at a time, or all with :meth:`RunOptions.without_speedups`)."""
 
 
 class StudyInterrupted(SweeplabError):
@@ -80,17 +87,36 @@ class RunOptions:
     # The study's function (framework python), instead of the spec's objective.callable: sent to the
     # trials as it is (by value when defined in __main__, as in a notebook), once per study.
     objective_fn: Callable[..., Any] | None = None
+    # Several studies sharing one pool of workers (the service): a trial starts only when the gate
+    # lets it (sweeplab.search.loop.TrialGate); None: only `workers` bounds the study.
+    gate: Any = None
+    # Ray sessions: makes the study's coordinator actor from StudyCoordinator's arguments (the
+    # service hands out one it started ahead, its imports done); None: a new actor on this node.
+    coordinator_actor: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
+    driver_coordinator: bool = True  # in a Ray this run starts: the coordinator in this process, not an actor
     storage_options: StorageOptions = field(default_factory=StorageOptions)  # held storage, SQLite WAL
 
     def without_speedups(self) -> RunOptions:
         """These options with every start-up and storage speed-up off, as a study ran before them:
         dataset, storage and MLflow opened one after another before Ray starts, no worker warm-up,
-        Optuna's own storage, SQLite's default rollback journal. Benchmarks' "before" baseline."""
-        return dataclasses.replace(self, overlap_startup=False, warm_workers=False,
+        the coordinator always an actor, Optuna's own storage, SQLite's default rollback journal.
+        Benchmarks' "before" baseline."""
+        return dataclasses.replace(self.without(*START_UP_SPEEDUPS),
                                    storage_options=StorageOptions(held=False, wal=False))
+
+    def without(self, *speedups: str) -> RunOptions:
+        """These options with the named start-up speed-ups (of :data:`START_UP_SPEEDUPS`) off; an
+        unknown name is a ValueError naming the valid ones."""
+        unknown = [name for name in speedups if name not in START_UP_SPEEDUPS]
+        if unknown:
+            raise ValueError(f"unknown start-up speed-up(s) {unknown}; use some of {list(START_UP_SPEEDUPS)}")
+        options = self
+        for name in speedups:
+            options = dataclasses.replace(options, **{name: False})  # type: ignore[arg-type]
+        return options
 
 
 @dataclass
@@ -104,22 +130,29 @@ class StudySession:
     finished: int  # trials already finished that count toward `trials`
     succeeded: int = 0  # of those, COMPLETE or PRUNED (the objective has worked before)
     dataset_ref: Any = None  # the dataset in Ray's object store (Ray sessions)
-    actor: Any = None  # the coordinator actor (Ray sessions)
+    actor: Any = None  # the coordinator actor (Ray sessions on a Ray this session joined)
+    server: CoordinatorServer | None = None  # how trials reach a coordinator in this process (local Ray)
     owns_ray: bool = False  # this session started a local Ray: shut it down at the end
 
     def release(self) -> threading.Thread | None:
-        """Stop the coordinator actor and, if this session started it, Ray (in the background:
-        the returned thread, to join once the caller's other closing work is done)."""
+        """Stop the coordinator actor (or the coordinator's server) and, if this session started
+        it, Ray (in the background: the returned thread, to join once the caller's other closing
+        work is done; None when there is nothing to wait for, or on a second call)."""
         close = getattr(self.executor, "close", None)
         if close is not None:
             close()
-        if self.actor is None:
-            return None
-        import ray
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.actor is not None:
+            import ray
 
-        ray.kill(self.actor)
-        self.actor = None
-        return in_background(shutdown_own_ray, "sweeplab-ray-shutdown") if self.owns_ray else None
+            ray.kill(self.actor)
+            self.actor = None
+        if not self.owns_ray:
+            return None
+        self.owns_ray = False
+        return in_background(shutdown_own_ray, "sweeplab-ray-shutdown")
 
 
 def open_session(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
@@ -191,29 +224,55 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
         raise
     mark("dataset_storage_mlflow_import")
 
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
-    actor = actor_cls.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
-    ).remote(spec.to_dict(), options.storage_url, options.lease_seconds, storage_options=options.storage_options,
-             checkpoint_dir=str(checkpoint_root(options.storage_url)))
-    coordinator = RemoteCoordinator(actor)
-    try:
-        coordinator.study_attrs()
-    except ray.exceptions.RayActorError as exc:
-        raise StorageError(f"the study coordinator could not start: {exc}") from exc
+    coordinator: Coordinator
+    actor, server = None, None
+    checkpoint_dir = str(checkpoint_root(options.storage_url))
+    if options.driver_coordinator and owns_ray:
+        # Every worker of a Ray this call started is on this machine: no actor process to start.
+        try:
+            local = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
+                                     storage_options=options.storage_options, checkpoint_dir=checkpoint_dir)
+            server = CoordinatorServer(local)
+        except BaseException:
+            shutdown_own_ray()
+            raise
+        coordinator, reached_by = local, server.link
+    else:
+        actor = _coordinator_actor(spec, options, checkpoint_dir)
+        coordinator, reached_by = RemoteCoordinator(actor), actor
+        try:
+            coordinator.study_attrs()
+        except ray.exceptions.RayActorError as exc:
+            raise StorageError(f"the study coordinator could not start: {exc}") from exc
     mark("coordinator")
     tracker = _open_tracking(spec, options, coordinator, tracker)
     mark("mlflow_open")
     finished, succeeded = _resume(spec, coordinator, tracker, dataset)
     dataset_ref = ray.put(dataset)
-    executor = RayExecutor(actor, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu,
+    executor = RayExecutor(reached_by, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu,
                            spec.resources.gpu, custom=spec.resources.custom, user_fn_ref=objective_ref)
     mark("resume_checks_dataset_put")
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, dataset_ref=dataset_ref,
-                        actor=actor,
-                        owns_ray=owns_ray)
+                        actor=actor, server=server, owns_ray=owns_ray)
+
+
+def _coordinator_actor(spec: StudySpec, options: RunOptions, checkpoint_dir: str) -> Any:
+    """The study's coordinator as a Ray actor pinned to this node (its SQLite files and
+    checkpoints are this machine's), serving the driver and every trial's reports; made by
+    ``options.coordinator_actor`` when given (the service's spare actors)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from sweeplab.search.coordinator import StudyCoordinator
+
+    args = (spec.to_dict(), options.storage_url, options.lease_seconds)
+    kwargs = {"storage_options": options.storage_options, "checkpoint_dir": checkpoint_dir}
+    if options.coordinator_actor is not None:
+        return options.coordinator_actor(*args, **kwargs)
+    actor_cls = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=0)(StudyCoordinator)  # type: ignore[call-overload]
+    return actor_cls.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
+    ).remote(*args, **kwargs)
 
 
 def _ray_init_kwargs(spec: StudySpec, options: RunOptions, address: str | None) -> dict[str, Any]:

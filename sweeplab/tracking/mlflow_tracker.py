@@ -64,6 +64,15 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
     return uri
 
 
+def mlflow_ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    """The command that serves the MLflow UI of ``tracking_uri`` on ``host:port``
+    (``sweeplab ui`` runs it in place of itself; ``sweeplab up`` runs it in the background)."""
+    import sys
+
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
+            "--port", str(port)]
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
