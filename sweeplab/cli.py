@@ -316,6 +316,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if client is not None:
         from sweeplab.service.commands import submit
 
+        if args.address:
+            raise UsageError(f"--address and the service running here conflict: the service runs studies on its own "
+                             f"Ray ({client.state.ray_address}); add --no-service to run on {args.address} instead")
+
         return submit(args, client, _emit, resume or "the same sweeplab run command", speedups)
     if args.detach:
         raise UsageError("--detach needs a service: start one with `sweeplab up` (the study then runs on without "
