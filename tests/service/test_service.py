@@ -232,6 +232,7 @@ def _as_user(uid: int, argv: list[str], state_file: Path) -> tuple[int, str]:
     if pid == 0:  # pragma: no cover - the child
         try:
             os.dup2(write, 2)
+            sys.stderr = open(2, "w", closefd=False)  # not pytest's capture: the parent reads the pipe
             os.setgid(uid)
             os.setuid(uid)
             os.environ["SWEEPLAB_SERVICE"] = str(state_file)
