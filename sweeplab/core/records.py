@@ -176,6 +176,8 @@ class StudySummary:
     a model (``trial.log_model``), else None (a torch/keras study's model is packaged at the
     end of a run: the run's ``best_model``).
     ``failures``: the trials counted in ``n_failed``, grouped by error (most frequent first).
+    ``sampler`` / ``pruner``: the names the study runs with, as its stored spec holds them
+    (what ``auto`` resolved to when the spec said ``auto`` or named none).
     """
 
     study: str
@@ -201,6 +203,8 @@ class StudySummary:
     mlflow_experiment_id: str | None = None
     mlflow_parent_run_id: str | None = None
     failures: list[FailureGroup] = field(default_factory=list)
+    sampler: str | None = None
+    pruner: str | None = None
     run: RunDetails | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -222,6 +226,8 @@ class StudySummary:
             "trials_target": self.trials_target,
             "direction": list(self.direction),
             "metric": list(self.metric) if isinstance(self.metric, list) else self.metric,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
             "best_value": list(self.best_value) if isinstance(self.best_value, list) else self.best_value,
             "best_params": None if self.best_params is None else dict(self.best_params),
             "best_trial": self.best_trial,
