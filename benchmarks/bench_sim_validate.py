@@ -104,6 +104,18 @@ def real_cell(spec: Any, stores: dict[str, str], target: float) -> dict[str, Any
             "total_epochs": result.total_epochs, "pruned": result.count("PRUNED"), "wall_s": round(wall, 1)}
 
 
+def _read_log(path: str) -> dict[str, list[dict[str, Any]]]:
+    """The real results printed by a run (``CELL seed N: real {...}``), by cell."""
+    import ast
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for line in Path(path).read_text().splitlines():
+        label, sep, rest = line.partition(" seed ")
+        if sep and label in CELLS and ": real " in rest:
+            out.setdefault(label, []).append(ast.literal_eval(rest.split(": real ", 1)[1]))
+    return out
+
+
 def _shown(values: list[Any]) -> str:
     return ", ".join("n/r" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in values)
 
@@ -117,6 +129,9 @@ def _fmt(v: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=REAL_SEEDS, help=f"real seeds per cell (default {REAL_SEEDS})")
+    parser.add_argument("--real-log", help="reuse the real results in the stderr of a run stopped early (its "
+                                           "`CELL seed N: real {...}` lines); run only the missing ones")
+    parser.add_argument("--no-real", action="store_true", help="run no real study (with --real-log: report those)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for var in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "SWEEPLAB_STORAGE"):
@@ -139,33 +154,43 @@ def main() -> int:
     load_before = os.getloadavg()
     started = time.perf_counter()
     out: dict[str, Any] = {"table": TABLE, "target": target, "trials": TRIALS, "workers": WORKERS, "cells": {}}
+    logged = _read_log(args.real_log) if args.real_log else {}
+    real: dict[str, dict[int, dict[str, Any]]] = {label: {r["seed"]: r for r in logged.get(label, [])}
+                                                  for label in CELLS}
+    todo = [] if args.no_real else [(label, seed) for seed in range(args.seeds) for label in CELLS
+                                    if seed not in real[label]]  # cells interleaved: a stopped run has both
     with tempfile.TemporaryDirectory(prefix="sweeplab-simval-") as tmp:
         stores = {"storage": f"sqlite:///{tmp}/optuna.db", "tracking": f"sqlite:///{tmp}/mlflow.db"}
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        if todo:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
-            for label in CELLS:
-                real = []
-                for seed in range(args.seeds):
-                    r = real_cell(spec_of(label, seed, table, metric, direction), stores, target)
-                    print(f"{label} seed {seed}: real {r}", file=sys.stderr, flush=True)
-                    real.append(r)
-                sim = [{"seed": s, **run_cell(spec_of(label, s, table, metric, direction), table, target).to_dict()}
-                       for s in range(SIM_SEEDS)]
-                resolved = spec_of(label, 0, table, metric, direction)
-                out["cells"][label] = {"sampler": resolved.sampler.name, "pruner": resolved.pruner.name,
-                                       "real": real, "sim": sim}
+            for label, seed in todo:
+                r = real_cell(spec_of(label, seed, table, metric, direction), stores, target)
+                print(f"{label} seed {seed}: real {r!r}", file=sys.stderr, flush=True)
+                real[label][seed] = r
         finally:
-            ray.shutdown()
+            if todo:
+                ray.shutdown()
+    for label in CELLS:
+        if not real[label]:
+            continue
+        sim = [{"seed": s, **run_cell(spec_of(label, s, table, metric, direction), table, target).to_dict()}
+               for s in range(SIM_SEEDS)]
+        resolved = spec_of(label, 0, table, metric, direction)
+        out["cells"][label] = {"sampler": resolved.sampler.name, "pruner": resolved.pruner.name,
+                               "real": [real[label][k] for k in sorted(real[label])], "sim": sim}
     wall = time.perf_counter() - started
     load_after = os.getloadavg()
     stamp = time.strftime("%Y-%m-%d %H:%M")
     out["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, {stamp} (load average {load_before[0]:.2f} -> "
                       f"{load_after[0]:.2f})")
     out["wall_s"] = round(wall, 1)
+    real_seeds = "; ".join(f"{k}: seeds {', '.join(str(r['seed']) for r in c['real'])}"
+                           for k, c in out["cells"].items())
     lines = ["# Simulator validation: real studies against simulated ones", "",
              f"`benchmarks/bench_sim_validate.py`, {out['machine']}, {wall:.0f} s of wall time. Table `{TABLE}` "
              f"(target val_accuracy {target:.4g}: the top 3 % of its recorded trials), {TRIALS} trials, workers "
-             f"{WORKERS}; real: {args.seeds} seeds (Ray, PyTorch, MLflow), simulated: seeds 0-{SIM_SEEDS - 1}. "
+             f"{WORKERS}; real: {real_seeds} (Ray, PyTorch, MLflow), simulated: seeds 0-{SIM_SEEDS - 1}. "
              "Both on the table's data split (its `data_seed`). Agree: the real median lies within the simulated "
              "interquartile range.", "",
              "| cell | measure | real, per seed | real median | simulated, same seeds | simulated median (IQR), "
@@ -175,7 +200,7 @@ def main() -> int:
         for key, name in (("trials", "trials to target"), ("best", "best val_accuracy"),
                           ("total_epochs", "epochs trained")):
             real_v = [r[key] for r in c["real"]]
-            sim_same = [s[key] for s in c["sim"][: args.seeds]]
+            sim_same = [c["sim"][r["seed"]][key] for r in c["real"]]
             rs, ss = spread(real_v), spread([s[key] for s in c["sim"]])
             ok = ss["q25"] <= rs["median"] <= ss["q75"]
             agreements.append(ok)
