@@ -271,13 +271,13 @@ def _pt(v: float) -> str:
 
 
 def _missing_text(missing: Sequence[Sequence[Any]]) -> str:
-    """The jobs not run, grouped: ``workers 16: 120 of (table, sampler, pruner)``."""
+    """The jobs not run, per workers count: how many, of which tables, samplers and pruners."""
     by: dict[str, list[Sequence[Any]]] = {}
     for table, sampler, pruner, workers in missing:
-        by.setdefault(f"workers {workers}" if sampler != "gp" else f"GP, workers {workers}", []).append(
-            (table, sampler, pruner))
-    return "; ".join(f"{k}: {len(v)} (table, sampler, pruner) jobs" + (
-        f" ({', '.join(sorted({t for t, _, _ in v}))})" if len(v) < 36 else "") for k, v in by.items())
+        by.setdefault(f"workers {workers}", []).append((table, sampler, pruner))
+    return "; ".join(f"{k}: {len(v)} (table, sampler, pruner) of tables {', '.join(sorted({t for t, _, _ in v}))}, "
+                     f"samplers {', '.join(sorted({s for _, s, _ in v}))}, pruners "
+                     f"{', '.join(sorted({p for _, _, p in v}))}" for k, v in sorted(by.items()))
 
 
 def report(data: Mapping[str, Any]) -> str:
