@@ -340,9 +340,9 @@ def auto_sampler(context: Context) -> AutoChoice:
     where the target is rare) it reached the target in the fewest trials of the samplers
     run without pruning, at 1 and at 4 workers; univariate TPE learnt little on these
     categorical-heavy spaces, CMA-ES samples categorical parameters at random, QMC and
-    random search do not learn, GP was not better on the seeds it ran and costs about half
-    a second per ask. It does not depend on ``workers``, so resuming a study with other
-    ``--workers`` keeps its sampler. With several objectives TPE is kept: NSGA-II spends
+    random search do not learn; GP was not measured (about half a second per ask: its
+    subset of the grid did not fit the machine's time). It does not depend on ``workers``,
+    so resuming a study with other ``--workers`` keeps its sampler. With several objectives TPE is kept: NSGA-II spends
     its first ``population_size`` (50) trials at random, more than a typical budget.
     """
     if context.objectives > 1:
