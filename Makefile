@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.sweeplab-installed
 
-.PHONY: install demo test lint bench bench-service bench-cnn bench-simulated tables chaos clean
+.PHONY: install demo test lint bench bench-service bench-cnn bench-simulated bench-defaults bench-sim-validate tables chaos clean
 
 install: $(STAMP)
 
@@ -60,6 +60,19 @@ sweeplab/bench/tables/%.parquet: benchmarks/tables/%.yaml | install
 # simulated benchmarks (not a timed test): trials per second of wall time, in benchmarks/results/simulated.md
 bench-simulated: install
 	$(BIN)/python benchmarks/bench_simulated.py
+
+# the evidence behind `sampler: auto` / `pruner: auto` (not a timed test): 6 samplers x 6 pruners x 4 worker counts
+# x 20 seeds on every shipped table, simulated, on 2 processes at low priority, in benchmarks/results/defaults.{md,json,html}.
+# About 1 hour of CPU on a quiet machine (GP alone would take most of it: it runs on a subset).
+# BENCH_DEFAULTS_ARGS="--cache /tmp/defaults.jsonl" resumes a stopped run; "--from-cache" reports what it holds.
+BENCH_DEFAULTS_ARGS ?=
+bench-defaults: install
+	nice $(BIN)/python benchmarks/bench_defaults.py $(BENCH_DEFAULTS_ARGS)
+
+# the simulator against real studies (not a timed test): random search and the auto defaults on digits, real
+# (Ray, PyTorch, MLflow) and simulated with the same specs and seeds, in benchmarks/results/sim_validation.md
+bench-sim-validate: install
+	nice $(BIN)/python benchmarks/bench_sim_validate.py
 
 # chaos soak (not a timed test): one study of 200 trials on a two-node Ray cluster, PostgreSQL and an
 # MLflow server, while the driver, a Ray node, the database connections and MLflow are killed under it.

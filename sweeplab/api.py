@@ -151,7 +151,7 @@ def plan_run(
     resolved = resolve_spec(spec, objective, overrides)
 
     from sweeplab.search.storage import resolve_storage_url
-    from sweeplab.study.resume import spec_diff, stored_spec
+    from sweeplab.study.resume import keep_stored_choices, spec_diff, stored_spec
     from sweeplab.study.run import RunOptions
     from sweeplab.tracking.mlflow_tracker import resolve_tracking_uri
 
@@ -180,6 +180,7 @@ def plan_run(
         sys.stderr.write(f"forked {source!r} into {resolved.study!r}: {forked.copied} finished trials copied, "
                          f"{forked.skipped} not compatible with the new spec\n")
     if before:
+        resolved = keep_stored_choices(resolved, before)
         diff = spec_diff(before, resolved.to_dict())
         if diff:
             raise UsageError(

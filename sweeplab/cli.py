@@ -79,7 +79,7 @@ def _spec_names_text() -> str:
     from sweeplab.registry.datasets import DATASETS
     from sweeplab.registry.families import MODEL_FAMILIES
     from sweeplab.registry.names import FRAMEWORKS
-    from sweeplab.registry.search import PRUNERS, SAMPLERS
+    from sweeplab.registry.search import AUTO, AUTO_PRUNER_DOC, AUTO_SAMPLER_DOC, PRUNERS, SAMPLERS
 
     def block(title: str, rows: list[tuple[str, str]]) -> str:
         return title + ":\n" + "\n".join(f"  {name:<20} {doc}" for name, doc in rows)
@@ -99,8 +99,8 @@ def _spec_names_text() -> str:
                for n, rules in hyper.items()]),
         block("objective.dataset.name (or path: FILE.csv|.parquet, target: COLUMN; or path: FILE.npz of arrays X, y)",
               [(d.name, f"{d.task}: {d.doc}") for d in DATASETS.values()]),
-        block("sampler.name", [(e.name, e.doc) for e in SAMPLERS.values()]),
-        block("pruner.name", [(e.name, e.doc) for e in PRUNERS.values()]),
+        block("sampler.name", [(AUTO, AUTO_SAMPLER_DOC), *((e.name, e.doc) for e in SAMPLERS.values())]),
+        block("pruner.name", [(AUTO, AUTO_PRUNER_DOC), *((e.name, e.doc) for e in PRUNERS.values())]),
     ])
 
 
@@ -308,8 +308,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
                   "")
             return 2
         raise
-    _emit(args, {"valid": True, "study": spec.study, "trials": spec.trials},
-          f"{args.spec}: valid (study {spec.study}, {spec.trials} trials, {len(spec.space.names())} parameters)")
+    _emit(args, {"valid": True, "study": spec.study, "trials": spec.trials,
+                 "sampler": {"name": spec.sampler.name, "auto": spec.sampler.auto},
+                 "pruner": {"name": spec.pruner.name, "auto": spec.pruner.auto}},
+          f"{args.spec}: valid (study {spec.study}, {spec.trials} trials, {len(spec.space.names())} parameters; "
+          f"sampler {spec.sampler.shown}, pruner {spec.pruner.shown})")
     return 0
 
 

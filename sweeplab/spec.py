@@ -49,8 +49,9 @@ from sweeplab.registry import search as search_registry
 from sweeplab.registry.families import MODEL_FAMILIES, MODEL_NAMES
 from sweeplab.registry.names import FRAMEWORK_NAMES, MLP_FRAMEWORKS
 from sweeplab.registry.names import TASKS as _TASKS
-from sweeplab.registry.options import Context
+from sweeplab.registry.options import Context, SpaceShape
 from sweeplab.spaces import SearchSpace, parse_space
+from sweeplab.spaces.params import CategoricalParam, FixedParam
 from sweeplab.spaces.yaml_io import load_yaml
 
 __all__ = [
@@ -188,21 +189,37 @@ class Resources:
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """An Optuna sampler by name (one of :data:`SAMPLERS`) and its constructor options.
+    """An Optuna sampler by name (an entry of :mod:`sweeplab.registry.search`, never ``auto``)
+    and its constructor options.
 
-    ``options`` is plain data; the search package builds the sampler from it.
+    ``options`` is plain data; the search package builds the sampler from it. ``auto``:
+    ``sampler: auto`` (or no ``sampler``) chose it; it is where the choice came from, not
+    part of what the spec asks for (equal specs build the same sampler either way).
     """
 
-    name: str = "tpe"
+    name: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    auto: bool = field(default=False, compare=False)
+
+    @property
+    def shown(self) -> str:
+        """``tpe``, or ``tpe (auto)`` when ``auto`` chose it."""
+        return f"{self.name} (auto)" if self.auto else self.name
 
 
 @dataclass(frozen=True)
 class PrunerSpec:
-    """An Optuna pruner by name (one of :data:`PRUNERS`; ``none`` never prunes) and its options."""
+    """An Optuna pruner by name (an entry of :mod:`sweeplab.registry.search`, never ``auto``;
+    ``none`` never prunes) and its options; ``auto`` as :class:`SamplerSpec`'s."""
 
-    name: str = "none"
+    name: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    auto: bool = field(default=False, compare=False)
+
+    @property
+    def shown(self) -> str:
+        """``hyperband``, or ``hyperband (auto)`` when ``auto`` chose it."""
+        return f"{self.name} (auto)" if self.auto else self.name
 
 
 @dataclass(frozen=True)
@@ -590,17 +607,28 @@ def _parse_resources(value: Any, problems: list[Problem]) -> Resources | None:
 
 
 def _parse_component(
-    value: Any, path: str, names: tuple[str, ...], default: str, problems: list[Problem]
-) -> tuple[str, dict[str, Any]] | None:
-    """``name`` or ``{name: ..., **options}`` of a sampler or pruner; its options are checked by the caller."""
+    value: Any, path: str, names: tuple[str, ...], default: str, problems: list[Problem], context: Context
+) -> tuple[str, dict[str, Any], bool] | None:
+    """``(name, options, chosen by auto)`` of a sampler or pruner given as ``name`` or ``{name: ...,
+    **options}`` (``default`` when absent); ``auto`` is resolved for ``context`` here, other
+    names' options are checked by the caller."""
     if value is None:
-        return default, {}
+        value = default
     if isinstance(value, str):
         value = {"name": value}
     split = search_registry.split_component(value, path, problems, names, path)
     if split is None:
         return None
-    return split[0], copy.deepcopy(split[1])
+    if split[0] == search_registry.AUTO:
+        choice = search_registry.resolve_auto(path, split[1], path, problems, context)
+        return None if choice is None else (choice.name, dict(choice.options), True)
+    return split[0], copy.deepcopy(split[1]), False
+
+
+def _space_shape(space: SearchSpace) -> SpaceShape:
+    """What ``sampler: auto`` reads of ``space``: its searched parameters and how many are categorical."""
+    searched = [p for p in space.params if not isinstance(p, FixedParam)]
+    return SpaceShape(params=len(searched), categorical=sum(1 for p in searched if isinstance(p, CategoricalParam)))
 
 
 def _is_array_file(file: str | None) -> bool:
@@ -1004,20 +1032,40 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
     experiment_ok = experiment is None or check_str(experiment, "experiment", problems) is not None
     multi = direction is not None and len(direction) > 1
 
-    # what sampler and pruner defaults depend on (a bad value is reported where it is parsed)
+    objective = _parse_objective(data.get("objective"), problems, function_objective)
+    if objective is not None and metric is not None:
+        _check_metric_names(metric, objective, multi, problems)
+
+    space = None
+    if "space" not in data:
+        problems.append(Problem("space", "required: the parameters to search, or the name of a built-in space"))
+    else:
+        space = parse_space(data["space"], "space", _objective_framework(data.get("objective")), problems,
+                            model=_objective_model(data.get("objective")))
+        if objective is not None:
+            _check_transfer_space(objective, space, problems)
+
+    # what sampler and pruner defaults and `auto` depend on (a bad value is reported where it is parsed)
     context = Context(
         seed=seed if seed is not None else 0,
         workers=workers if workers is not None else 1,
         epochs=_raw_epochs(data.get("objective")),
+        objectives=len(direction) if direction is not None else 1,
+        space=_space_shape(space) if space is not None else None,
     )
-    sampler = _parse_component(data.get("sampler"), "sampler", SAMPLERS, "tpe", problems)
+    sampler = _parse_component(data.get("sampler"), "sampler", SAMPLERS, search_registry.DEFAULT_SAMPLER,
+                               problems, context)
     if sampler is not None:
         search_registry.check_sampler(sampler[0], sampler[1], "sampler", problems, context)
         if multi and not search_registry.SAMPLERS[sampler[0]].multi_objective:
             name = sampler[0]
             problems.append(Problem("sampler.name", f"sampler {name} supports single-objective studies only, "
                                                     f"got {name}"))
-    pruner = _parse_component(data.get("pruner"), "pruner", PRUNERS, "none", problems)
+        if space is not None and sampler[0] == "grid":
+            for name, why in space.grid_problems():
+                problems.append(Problem(join("space", name), why))
+    pruner = _parse_component(data.get("pruner"), "pruner", PRUNERS, search_registry.DEFAULT_PRUNER, problems,
+                              context)
     if pruner is not None:
         search_registry.check_pruner(pruner[0], pruner[1], "pruner", problems, context)
         entry = search_registry.PRUNERS[pruner[0]]
@@ -1033,22 +1081,6 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
                                        "two directions and two metrics; with one objective use successive_halving "
                                        f"(the same rule on one value), got {pruner[0]}")
             )
-
-    objective = _parse_objective(data.get("objective"), problems, function_objective)
-    if objective is not None and metric is not None:
-        _check_metric_names(metric, objective, multi, problems)
-
-    space = None
-    if "space" not in data:
-        problems.append(Problem("space", "required: the parameters to search, or the name of a built-in space"))
-    else:
-        space = parse_space(data["space"], "space", _objective_framework(data.get("objective")), problems,
-                            model=_objective_model(data.get("objective")))
-        if sampler is not None and sampler[0] == "grid":
-            for name, why in space.grid_problems():
-                problems.append(Problem(join("space", name), why))
-        if objective is not None:
-            _check_transfer_space(objective, space, problems)
 
     raw_objective = data.get("objective")
     raw_framework = raw_objective.get("framework", "torch") if isinstance(raw_objective, Mapping) else "torch"
@@ -1070,8 +1102,8 @@ def parse_spec(data: Mapping[str, Any], source: str = "spec", *, function_object
         workers=workers,
         resources=resources,
         seed=seed,
-        sampler=SamplerSpec(name=sampler[0], options=sampler[1]),
-        pruner=PrunerSpec(name=pruner[0], options=pruner[1]),
+        sampler=SamplerSpec(name=sampler[0], options=sampler[1], auto=sampler[2]),
+        pruner=PrunerSpec(name=pruner[0], options=pruner[1], auto=pruner[2]),
         objective=objective,
         space=space,
         experiment=experiment,

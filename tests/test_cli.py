@@ -158,7 +158,26 @@ def test_validate_help_lists_every_name_the_registries_hold(tmp_path):
     out = sweeplab("validate", "--help", cwd=tmp_path)
     assert out.returncode == 0
     listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ") and line.split()}
-    assert {*FRAMEWORK_NAMES, *DATASETS, *SAMPLERS, *PRUNERS} <= listed
+    assert {*FRAMEWORK_NAMES, *DATASETS, *SAMPLERS, *PRUNERS, "auto"} <= listed
+    assert "the default: multivariate TPE" in out.stdout and "the default: hyperband" in out.stdout
+
+
+def test_validate_shows_what_auto_chose(tmp_path):
+    import yaml
+
+    data = {"study": "auto", "metric": "score", "trials": 4, "workers": 2,
+            "objective": {"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 6},
+            "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}}}
+    spec = tmp_path / "auto.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = sweeplab("validate", spec, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "sampler tpe (auto), pruner hyperband (auto)" in out.stdout
+    as_json = json.loads(sweeplab("validate", spec, "--json", cwd=tmp_path).stdout)
+    assert as_json["sampler"] == {"name": "tpe", "auto": True}
+    assert as_json["pruner"] == {"name": "hyperband", "auto": True}
+    spec.write_text(yaml.safe_dump({**data, "sampler": "random", "pruner": {"name": "median"}}))
+    assert "sampler random, pruner median)" in sweeplab("validate", spec, cwd=tmp_path).stdout
 
 
 DESIGN_JSON_KEYS = ("study", "n_trials", "n_complete", "n_pruned", "n_failed", "best_value", "best_params",
@@ -198,6 +217,7 @@ def test_json_of_run_status_and_best_is_the_summary_record(stores, tmp_path):
     assert printed["run"]["best_model"]["packaged"] is False and printed["run"]["mlflow_delivered"] is True
     for payload in printed.values():
         assert set(DESIGN_JSON_KEYS) <= set(payload)
+        assert (payload["sampler"], payload["pruner"]) == ("tpe", "none")  # the names the study runs with
     assert record.n_trials == 3 and record.best_trial is not None and record.best_run_id
 
 

@@ -130,7 +130,9 @@ def test_defaults_of_a_minimal_spec():
     )
     assert s.direction == ("maximize",)
     assert (s.trials, s.timeout, s.workers, s.seed, s.max_retries) == (20, None, 1, 0, 2)
-    assert s.sampler == SamplerSpec() and s.pruner == PrunerSpec()
+    # no sampler or pruner: `auto` chooses (multivariate TPE; Hyperband over the 20 epochs)
+    assert s.sampler == SamplerSpec("tpe") and s.pruner == PrunerSpec("hyperband")
+    assert s.sampler.auto and s.pruner.auto
     assert s.objective == ObjectiveSpec(dataset=DatasetSpec(name="iris"))
     assert s.objective.framework == "torch" and s.objective.epochs == 20
     assert s.resources == Resources()

@@ -58,6 +58,7 @@ from sweeplab.core.checks import (
     join,
 )
 from sweeplab.core.errors import Problem, SpecError
+from sweeplab.registry.search import DEFAULT_PRUNER, DEFAULT_SAMPLER
 from sweeplab.spec import (
     FRAMEWORKS,
     PRUNERS,
@@ -376,11 +377,11 @@ def parse_bench_spec(data: Mapping[str, Any], source: str = "bench spec") -> Ben
     if "samplers" in factors:
         samplers = _parse_levels(factors["samplers"], "factors.samplers", SAMPLERS, problems)
     else:
-        samplers = [_study_level(data.get("sampler"), "tpe")]
+        samplers = [_study_level(data.get("sampler"), DEFAULT_SAMPLER)]
     if "pruners" in factors:
         pruners = _parse_levels(factors["pruners"], "factors.pruners", PRUNERS, problems)
     else:
-        pruners = [_study_level(data.get("pruner"), "none")]
+        pruners = [_study_level(data.get("pruner"), DEFAULT_PRUNER)]
     if "frameworks" in factors:
         frameworks = _parse_frameworks(factors["frameworks"], "factors.frameworks", problems)
     else:

@@ -178,6 +178,8 @@ class StudySummary:
     ``failures``: the trials counted in ``n_failed``, grouped by error (most frequent first).
     ``estimate``: the last ``promote``'s :class:`SelectionEstimate` (selected, re-seeded or
     cross-validated, and held-out values, and the optimism gap), None before any promote.
+    ``sampler`` / ``pruner``: the names the study runs with, as its stored spec holds them
+    (what ``auto`` resolved to when the spec said ``auto`` or named none).
     """
 
     study: str
@@ -203,6 +205,8 @@ class StudySummary:
     mlflow_experiment_id: str | None = None
     mlflow_parent_run_id: str | None = None
     failures: list[FailureGroup] = field(default_factory=list)
+    sampler: str | None = None
+    pruner: str | None = None
     run: RunDetails | None = None
     estimate: SelectionEstimate | None = None
 
@@ -225,6 +229,8 @@ class StudySummary:
             "trials_target": self.trials_target,
             "direction": list(self.direction),
             "metric": list(self.metric) if isinstance(self.metric, list) else self.metric,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
             "best_value": list(self.best_value) if isinstance(self.best_value, list) else self.best_value,
             "best_params": None if self.best_params is None else dict(self.best_params),
             "best_trial": self.best_trial,

@@ -37,6 +37,7 @@ __all__ = [
     "OptionKind",
     "Rule",
     "Schema",
+    "SpaceShape",
     "check_options",
     "resolve_options",
     "shown_value",
@@ -49,18 +50,31 @@ non-empty list of integers (layer widths); ``custom`` is checked by :attr:`Optio
 
 
 @dataclass(frozen=True)
+class SpaceShape:
+    """What ``sampler: auto`` reads of a search space: ``params`` searched parameters (fixed
+    ones aside), of which ``categorical`` are categorical."""
+
+    params: int = 0
+    categorical: int = 0
+
+
+@dataclass(frozen=True)
 class Context:
     """What defaults and builders may depend on besides the options themselves.
 
     ``seed``: the study's seed (or a trial's derived one); ``workers``: trials in flight;
     ``epochs``: the objective's epochs (a pruner's resource budget); ``grid``: the
-    grid sampler's values per parameter (only set when a grid sampler is built).
+    grid sampler's values per parameter (only set when a grid sampler is built);
+    ``objectives``: the study's number of objectives; ``space``: the space's shape (None
+    when unknown). ``sampler: auto`` and ``pruner: auto`` resolve from these.
     """
 
     seed: int = 0
     workers: int = 1
     epochs: int = 20
     grid: Mapping[str, list[Any]] | None = None
+    objectives: int = 1
+    space: SpaceShape | None = None
 
 
 Derive = Callable[[Mapping[str, Any], Context], Any]

@@ -80,6 +80,8 @@ def summarize(study: optuna.Study) -> StudySummary:
         trials_target=attrs.get(STUDY_ATTR_TRIALS_TARGET, spec.get("trials")),
         direction=[d.name.lower() for d in study.directions],
         metric=spec.get("metric"),
+        sampler=_component_name(spec.get("sampler")),
+        pruner=_component_name(spec.get("pruner")),
         running_trials=[t.number for t in trials if t.state == TrialState.RUNNING],
         mlflow_experiment_id=attrs.get(STUDY_ATTR_EXPERIMENT_ID),
         mlflow_parent_run_id=attrs.get(STUDY_ATTR_PARENT_RUN_ID),
@@ -115,3 +117,9 @@ def summarize(study: optuna.Study) -> StudySummary:
     return dataclasses.replace(summary, pareto_front=front, best_value=list(front[0].values),
                                best_params=dict(front[0].params), best_trial=front[0].trial,
                                best_run_id=first_run, best_model_uri=logged_model_uri(on_front[0], first_run))
+
+
+def _component_name(section: Any) -> str | None:
+    """The ``name`` of a stored spec's ``sampler`` / ``pruner`` section (None for a study without one)."""
+    name = section.get("name") if isinstance(section, dict) else None
+    return str(name) if name is not None else None

@@ -2,14 +2,19 @@
 
 Run-level settings (``trials``, ``workers``, ``timeout``, ``resources``,
 ``max_retries``, ``priority``) may change between runs; anything that changes what a trial means
-(space, objective, metric, direction, sampler, pruner, seed) is refused with a diff.
+(space, objective, metric, direction, sampler, pruner, seed) is refused with a diff, except
+a sampler or pruner left to ``auto``, which keeps the study's own (:func:`keep_stored_choices`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweeplab.spec import StudySpec
 
 RUN_LEVEL_KEYS = ("trials", "workers", "timeout", "resources", "max_retries", "priority")
 
@@ -51,3 +56,27 @@ def stored_spec(study_name: str, storage_url: str, wal: bool = True) -> dict[str
     attrs = storage.get_study_user_attrs(study_id)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return dict(attrs.get(STUDY_ATTR_SPEC, {}))
+
+
+def keep_stored_choices(spec: StudySpec, stored: dict[str, Any]) -> StudySpec:
+    """``spec`` with the sampler and pruner an existing study was created with, where ``spec``
+    left them to ``auto``.
+
+    ``auto`` chooses for new studies: a study created before (by an older rule, or when the
+    default was another sampler or pruner) resumes with what it ran, instead of being refused
+    with a diff for a choice its user never wrote. A sampler or pruner the spec names is
+    compared as usual.
+    """
+    from sweeplab.spec import parse_spec
+
+    current = spec.to_dict()
+    kept = {key: stored[key] for key in ("sampler", "pruner")
+            if getattr(spec, key).auto and isinstance(stored.get(key), dict) and stored[key] != current[key]}
+    if not kept:
+        return spec
+    again = parse_spec({**current, **kept}, source=spec.source)
+    return dataclasses.replace(
+        again,
+        sampler=dataclasses.replace(again.sampler, auto=spec.sampler.auto),
+        pruner=dataclasses.replace(again.pruner, auto=spec.pruner.auto),
+    )

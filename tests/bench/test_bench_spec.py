@@ -64,12 +64,14 @@ def test_cells_are_the_cross_product_seed_major_with_study_names():
 
 def test_missing_factors_take_the_study_keys_and_labels_tell_levels_apart():
     bench = parse_bench_spec(spec(factors=None, sampler={"name": "random"}, seed=5))
-    assert [c.study for c in bench.cells] == ["bw.random.none.python.s5"]
+    # no pruner anywhere: the level is `auto`, each cell's spec holds what it resolved to
+    assert [c.study for c in bench.cells] == ["bw.random.auto.python.s5"]
+    assert bench.cells[0].spec.pruner.name == "hyperband" and bench.cells[0].spec.pruner.auto
     bench = parse_bench_spec(spec(factors={"samplers": [{"name": "tpe", "label": "tpe-mv", "multivariate": True},
                                                         {"name": "tpe", "label": "tpe-uni", "multivariate": False}],
                                            "seeds": [3, 7]}, experiment="shared"))
-    assert [c.study for c in bench.cells] == ["bw.tpe-mv.none.python.s3", "bw.tpe-uni.none.python.s3",
-                                              "bw.tpe-mv.none.python.s7", "bw.tpe-uni.none.python.s7"]
+    assert [c.study for c in bench.cells] == ["bw.tpe-mv.auto.python.s3", "bw.tpe-uni.auto.python.s3",
+                                              "bw.tpe-mv.auto.python.s7", "bw.tpe-uni.auto.python.s7"]
     assert dict(bench.cells[1].spec.sampler.options) == {"multivariate": False}
     assert all(c.spec.experiment == "shared" for c in bench.cells)
 

@@ -23,6 +23,7 @@ SPEC = {
     "workers": 2,
     "seed": 5,
     "sampler": "random",
+    "pruner": "none",  # every trial runs to its end (a pruned one would not be COMPLETE)
     "objective": {"framework": "python", "callable": "sweeplab_test_objectives:sleepy", "epochs": 5,
                   "options": {"seconds": 4.0}},
     "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},

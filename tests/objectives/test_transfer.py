@@ -42,6 +42,7 @@ def study_spec(framework: str = "torch", dataset=None, **over):
         "workers": 2,
         "seed": 3,
         "sampler": {"name": "random"},
+        "pruner": {"name": "none"},
         "objective": {"framework": framework, "dataset": dataset or TARGET_DATA, "epochs": 3,
                       "init_from": f"models:/src-{framework}@champion"},
         "space": TARGET_SPACE,

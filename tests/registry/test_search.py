@@ -16,8 +16,16 @@ from hypothesis import strategies as st
 
 from sweeplab.core.errors import SpecError
 from sweeplab.core.pareto import ParetoHalving
-from sweeplab.registry.options import Context
-from sweeplab.registry.search import PRUNERS, SAMPLERS, resolve_pruner_options, resolve_sampler_options
+from sweeplab.registry.options import Context, SpaceShape
+from sweeplab.registry.search import (
+    MIN_PRUNED_EPOCHS,
+    PRUNERS,
+    SAMPLERS,
+    auto_pruner,
+    auto_sampler,
+    resolve_pruner_options,
+    resolve_sampler_options,
+)
 from sweeplab.search.samplers import build_pruner, build_sampler
 from sweeplab.spec import PrunerSpec, SamplerSpec, parse_spec
 
@@ -71,8 +79,9 @@ def test_registry_names_are_the_specs_and_the_builders():
     import sweeplab.search.samplers as samplers
     import sweeplab.spec as spec
 
-    assert spec.SAMPLERS == samplers.SAMPLERS == bench_spec.SAMPLERS == tuple(SAMPLER_CLASSES)
-    assert spec.PRUNERS == samplers.PRUNERS == bench_spec.PRUNERS == tuple(PRUNER_CLASSES)
+    # `auto` first (it resolves to one of the others), then every entry
+    assert spec.SAMPLERS == samplers.SAMPLERS == bench_spec.SAMPLERS == ("auto", *SAMPLER_CLASSES)
+    assert spec.PRUNERS == samplers.PRUNERS == bench_spec.PRUNERS == ("auto", *PRUNER_CLASSES)
 
 
 def test_validate_stays_light(tmp_path):
@@ -310,3 +319,58 @@ def test_every_registered_name_is_drawn():
     assert set(_PRUNER_OPTIONS) == set(PRUNERS)
     # gp imports torch and fits a Gaussian process: checked by the class test above, not drawn
     assert set(_SAMPLER_OPTIONS) == set(SAMPLERS) - {"gp"}
+
+
+# ---------------------------------------------------------------------- auto
+MLP_GRID = SpaceShape(params=8, categorical=6)
+
+
+@pytest.mark.parametrize("workers", [1, 4, 16, 64])
+def test_auto_is_multivariate_tpe_and_hyperband_for_a_single_objective(workers):
+    ctx = Context(workers=workers, epochs=10, objectives=1, space=MLP_GRID)
+    assert (auto_sampler(ctx).name, dict(auto_sampler(ctx).options)) == ("tpe", {})
+    assert (auto_pruner(ctx).name, dict(auto_pruner(ctx).options)) == ("hyperband", {})
+    built = build_sampler(parse_spec(_data(workers=workers)))  # no sampler, no pruner: auto
+    assert isinstance(built, optuna.samplers.TPESampler)
+    assert built._multivariate and built._constant_liar == (workers > 1)
+
+
+def test_auto_never_prunes_multi_objective_studies_nor_objectives_of_one_epoch():
+    multi = Context(workers=2, epochs=10, objectives=2, space=MLP_GRID)
+    assert auto_sampler(multi).name == "tpe" and auto_pruner(multi).name == "none"
+    assert auto_pruner(Context(epochs=MIN_PRUNED_EPOCHS - 1)).name == "none"
+    assert auto_pruner(Context(epochs=MIN_PRUNED_EPOCHS)).name == "hyperband"
+    spec = parse_spec(_data(direction=["minimize", "minimize"], metric=["score", "score2"],
+                            objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl",
+                                       "epochs": EPOCHS}))
+    assert (spec.sampler.name, spec.pruner.name) == ("tpe", "none") and spec.sampler.auto and spec.pruner.auto
+
+
+def test_a_spec_without_sampler_or_pruner_gets_auto_and_builds_what_it_resolved_to():
+    spec = parse_spec(_data())
+    assert spec.sampler == SamplerSpec("tpe") and spec.sampler.auto and spec.sampler.shown == "tpe (auto)"
+    assert spec.pruner == PrunerSpec("hyperband") and spec.pruner.auto and spec.pruner.shown == "hyperband (auto)"
+    pruner = build_pruner(spec)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner) and pruner._max_resource == EPOCHS
+    # `auto` named is the same as left out; the spec records the resolved names, so it round-trips
+    named = parse_spec(_data(sampler="auto", pruner={"name": "auto"}))
+    assert named == spec and named.to_dict()["sampler"] == {"name": "tpe"}
+    assert named.to_dict()["pruner"] == {"name": "hyperband"}
+    assert parse_spec(spec.to_dict()) == spec
+    # a name given is kept as given
+    given = parse_spec(_data(sampler="random", pruner="none"))
+    assert (given.sampler.name, given.sampler.auto, given.pruner.name, given.pruner.auto) == \
+        ("random", False, "none", False)
+
+
+def test_auto_takes_no_options():
+    with pytest.raises(SpecError) as info:
+        parse_spec(_data(sampler={"name": "auto", "multivariate": False}, pruner={"name": "auto", "min_resource": 2}))
+    problems = {p.path: p.message for p in info.value.problems}
+    assert "`auto` takes no options" in problems["sampler"] and "multivariate" in problems["sampler"]
+    assert "name the pruner to set options" in problems["pruner"] and "min_resource" in problems["pruner"]
+
+
+def test_patient_cannot_wrap_auto():
+    with pytest.raises(SpecError, match=r"pruner\.wrapped: unknown pruner `auto`; allowed: none, median"):
+        parse_spec(_data(pruner={"name": "patient", "wrapped": "auto"}))

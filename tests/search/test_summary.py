@@ -12,9 +12,9 @@ from sweeplab.core.records import RunDetails, StudySummary
 from sweeplab.search.summary import summarize
 
 BASE_KEYS = ["study", "n_trials", "n_complete", "n_pruned", "n_failed", "n_retried", "n_rejected", "n_running",
-             "n_waiting", "trials_target", "direction", "metric", "best_value", "best_params", "best_trial",
-             "best_metrics", "best_run_id", "best_model_uri", "pareto_front", "running_trials", "mlflow_experiment_id",
-             "mlflow_parent_run_id", "failures", "estimate"]
+             "n_waiting", "trials_target", "direction", "metric", "sampler", "pruner", "best_value", "best_params",
+             "best_trial", "best_metrics", "best_run_id", "best_model_uri", "pareto_front", "running_trials",
+             "mlflow_experiment_id", "mlflow_parent_run_id", "failures", "estimate"]
 RUN_KEYS = ["best_model", "elapsed_s", "startup_s", "mlflow_delivered", "mlflow_requests", "storage", "tracking_uri"]
 
 
@@ -22,7 +22,8 @@ def _single(logged: tuple[int, ...] = ()) -> optuna.Study:
     """Trials 0 and 1 COMPLETE (1 best), 2 PRUNED, 3 FAILED, 4 RUNNING; ``logged``: those whose function logged a
     model."""
     study = optuna.create_study(study_name="one", direction="maximize")
-    study.set_user_attr("sweeplab.spec", {"trials": 5, "metric": "score"})
+    study.set_user_attr("sweeplab.spec", {"trials": 5, "metric": "score", "sampler": {"name": "tpe"},
+                                          "pruner": {"name": "hyperband", "min_resource": 2}})
     study.set_user_attr("mlflow_experiment_id", "7")
     study.set_user_attr("mlflow_parent_run_id", "parent")
     study.set_user_attr("sweeplab.run_ids", {"1": "run-of-1"})
@@ -51,6 +52,7 @@ def test_single_objective_summary_and_its_json():
     assert list(payload) == BASE_KEYS
     assert json.loads(json.dumps(payload)) == payload  # plain JSON values
     assert payload["direction"] == ["maximize"] and payload["metric"] == "score" and payload["pareto_front"] is None
+    assert (payload["sampler"], payload["pruner"]) == ("tpe", "hyperband")  # the names the stored spec holds
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.n_trials = 0  # type: ignore[misc]
 
@@ -93,6 +95,7 @@ def test_an_empty_study_has_no_best():
     assert list(payload) == BASE_KEYS
     assert payload["best_trial"] is None and payload["best_value"] is None and payload["n_trials"] == 0
     assert payload["trials_target"] is None and payload["metric"] is None
+    assert payload["sampler"] is None and payload["pruner"] is None  # no spec stored
 
 
 def test_failures_are_grouped_by_error_most_frequent_first_and_superseded_attempts_left_out():

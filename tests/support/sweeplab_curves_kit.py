@@ -22,7 +22,8 @@ Curve = tuple[list[float], list[float], str]
 def sim_spec(**keys: Any) -> StudySpec:
     """A study spec over :data:`SPACE` (val_accuracy, maximize); ``keys`` replace its keys."""
     data: dict[str, Any] = {"study": "sim", "metric": "val_accuracy", "direction": "maximize", "trials": 12,
-                            "workers": 2, "sampler": {"name": "random"}, "objective": copy.deepcopy(OBJECTIVE),
+                            "workers": 2, "sampler": {"name": "random"}, "pruner": {"name": "none"},
+                            "objective": copy.deepcopy(OBJECTIVE),
                             "space": copy.deepcopy(SPACE)}
     data.update(keys)
     return parse_spec(data)
