@@ -156,7 +156,9 @@ def test_best_names_the_torch_examples_logged_model_and_promote_registers_the_ch
     assert out.returncode == 0, out.stderr[-3000:]
     payload = json.loads(out.stdout)
     assert set(payload) == {"study", "model_name", "version", "alias", "model_uri", "run_id", "tracking_uri", "metric",
-                            "winner", "winner_seed", "model_metrics", "candidates", "elapsed_s"}
+                            "winner", "winner_seed", "model_metrics", "candidates", "elapsed_s", "refit", "estimate",
+                            "baselines"}
+    assert payload["refit"] is None  # a function decides what it trains on: never refit
     assert payload["model_uri"] == "models:/digits-torch@champion" and payload["version"] == 1
 
     # the same function re-trained: seed 0 of each config is its trial's seed and gives the trial's value
