@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 COMPLETE = "COMPLETE"
@@ -17,6 +17,12 @@ stopped (SIGKILL, Ctrl-C, an expired lease) or its Ray node was lost. Failed and
 without spending ``max_retries``, up to the separate bound
 :data:`sweeplab.search.coordinator.MAX_INTERRUPTIONS`."""
 LOSSES = (LOST, INTERRUPTED)
+
+
+def _fields_from(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data``'s value (None when missing) for each field of the flat record class ``cls``:
+    what its ``to_json`` wrote, read back."""
+    return {f.name: data.get(f.name) for f in fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -383,8 +389,7 @@ class SelectionEstimate:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SelectionEstimate:
         """Read back what :meth:`to_json` wrote (the study attr ``sweeplab.estimate``)."""
-        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
-        return cls(**values)
+        return cls(**_fields_from(cls, data))
 
 
 @dataclass(frozen=True)
@@ -472,8 +477,7 @@ class AuditedTrial:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuditedTrial:
-        fields: dict[str, Any] = {f: data.get(f) for f in cls.__dataclass_fields__}
-        return cls(**fields)
+        return cls(**_fields_from(cls, data))
 
 
 @dataclass(frozen=True)
@@ -531,6 +535,6 @@ class AuditResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuditResult:
         """Read a stored ``audit.json``; raises KeyError or TypeError when it is not one."""
-        fields = {f: data[f] for f in cls.__dataclass_fields__ if f not in ("trials", "artifact")}
-        return cls(**fields, trials=tuple(AuditedTrial.from_json(t) for t in data["trials"]),
+        values = {f: data[f] for f in cls.__dataclass_fields__ if f not in ("trials", "artifact")}
+        return cls(**values, trials=tuple(AuditedTrial.from_json(t) for t in data["trials"]),
                    artifact=data.get("artifact"))

@@ -218,6 +218,16 @@ def _step_options(n_startup_trials: int) -> tuple[Option, ...]:
     )
 
 
+def _halving_options(reduction_factor: int) -> tuple[Option, ...]:
+    """The options successive halving shares with its two-objective form (Optuna's names)."""
+    return (
+        Option("min_resource", "int", "steps before the first rung", default=1, minimum=1),
+        Option("reduction_factor", "int", "1 / fraction promoted per rung", default=reduction_factor, minimum=2),
+        Option("min_early_stopping_rate", "int", "rungs skipped at the start", default=0, minimum=0),
+        Option("bootstrap_count", "int", "trials a rung needs before it promotes", default=0, minimum=0),
+    )
+
+
 def _hyperband_rules(resolved: Mapping[str, Any], given: Mapping[str, Any]) -> list[Problem]:
     # Optuna computes floor(log(max / min)) + 1 brackets: with max < min it has none and never prunes.
     if resolved["min_resource"] > resolved["max_resource"]:
@@ -292,25 +302,13 @@ _PRUNER_LIST = (
         ),
         rules=_hyperband_rules,
     ), "Hyperband: successive halving over several brackets"),
-    PrunerEntry("successive_halving", "SuccessiveHalvingPruner", Schema(
-        options=(
-            Option("min_resource", "int", "steps before the first rung", default=1, minimum=1),
-            Option("reduction_factor", "int", "1 / fraction promoted per rung", default=4, minimum=2),
-            Option("min_early_stopping_rate", "int", "rungs skipped at the start", default=0, minimum=0),
-            Option("bootstrap_count", "int", "trials a rung needs before it promotes", default=0, minimum=0),
-        ),
-    ), "asynchronous successive halving"),
-    PrunerEntry("mo_successive_halving", "", Schema(
-        options=(
-            Option("min_resource", "int", "steps before the first rung", default=1, minimum=1),
-            # 2, not successive_halving's 4: on the simulator keeping a third lost 18 % of the
-            # hypervolume, keeping half 6 % (benchmarks/results/mo_pruning.md)
-            Option("reduction_factor", "int", "1 / fraction promoted per rung", default=2, minimum=2),
-            Option("min_early_stopping_rate", "int", "rungs skipped at the start", default=0, minimum=0),
-            Option("bootstrap_count", "int", "trials a rung needs before it promotes", default=0, minimum=0),
-        ),
-    ), "successive halving on the non-dominated rank of both objectives (two-objective studies only)",
-        multi_objective=True, single_objective=False, builder=_build_pareto_halving),
+    PrunerEntry("successive_halving", "SuccessiveHalvingPruner", Schema(_halving_options(reduction_factor=4)),
+                "asynchronous successive halving"),
+    # reduction_factor 2, not successive_halving's 4: on the simulator keeping a third lost 18 %
+    # of the hypervolume, keeping half 6 % (benchmarks/results/mo_pruning.md)
+    PrunerEntry("mo_successive_halving", "", Schema(_halving_options(reduction_factor=2)),
+                "successive halving on the non-dominated rank of both objectives (two-objective studies only)",
+                multi_objective=True, single_objective=False, builder=_build_pareto_halving),
     PrunerEntry("wilcoxon", "WilcoxonPruner", Schema(
         options=(
             Option("p_threshold", "number", "p-value below which the trial is pruned", default=0.1,
