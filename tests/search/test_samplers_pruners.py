@@ -164,7 +164,9 @@ def _good_then_bad(pruner, steps, n_good=6, direction="maximize"):
     (the steps at which good trials were told to prune, the first step the bad trial was
     told to prune, or None).
     """
-    study = optuna.create_study(direction=direction, pruner=pruner)
+    # a fixed name: Hyperband puts a trial in a bracket by hashing the study's name with its
+    # number, and an unnamed study's random name left the bad trial alone in its bracket now and then
+    study = optuna.create_study(study_name="good-then-bad", direction=direction, pruner=pruner)
     sign = 1.0 if direction == "maximize" else -1.0
     good_pruned = []
     for k in range(n_good):
