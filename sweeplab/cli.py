@@ -338,9 +338,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--promote runs in this process after the study, not in the service: run "
                              f"`sweeplab promote {args.study or '<STUDY>'} --model-name {args.promote}` once the "
                              "study is done, or add --no-service")
-        if args.address:
-            raise UsageError(f"--address and the service running here conflict: the service runs studies on its own "
-                             f"Ray ({client.state.ray_address}); add --no-service to run on {args.address} instead")
+        if args.address and args.address != client.ray_address:
+            raise UsageError(f"--address and the service found ({client.where}) conflict: the service runs studies "
+                             f"on its own Ray ({client.ray_address}); add --no-service to run on {args.address} "
+                             "instead")
 
         return submit(args, client, _emit, resume or "the same sweeplab run command", speedups)
     if args.detach:
