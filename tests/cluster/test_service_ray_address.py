@@ -78,13 +78,14 @@ def cluster_service(ray_cluster, tmp_path_factory):
 
 def test_without_a_supervisor_run_runs_as_before_and_service_commands_say_how_to_start_one(client_env, ray_cluster,
                                                                                             tmp_path):
-    for args in (["status"], ["logs", "nothing"], ["cancel", "nothing"]):
+    spec = write_spec(tmp_path, "rayaddr-plain", trials=2)
+    for args in (["status"], ["logs", "nothing"], ["cancel", "nothing"], ["run", spec, "--detach"]):
         out = run_cli(args, client_env, tmp_path)
         assert out.returncode == 2, (args, out.stderr[-4000:])
-        assert f"nor on the Ray cluster at {ray_cluster.address}" in out.stderr
-        assert f"`sweeplab up --address {ray_cluster.address}`" in out.stderr
+        assert f"`sweeplab up --address {ray_cluster.address}`" in out.stderr, (args, out.stderr[-4000:])
+        if args[0] != "run":
+            assert f"nor on the Ray cluster at {ray_cluster.address}" in out.stderr
 
-    spec = write_spec(tmp_path, "rayaddr-plain", trials=2)
     out = run_cli(["run", spec, "--json", "--no-progress", "--no-model"], client_env, tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     summary = json.loads(out.stdout)
