@@ -211,8 +211,8 @@ def submit(args: argparse.Namespace, client: ServiceConnection, emit: Emit, resu
 def refuse_local_stores(storage: str, tracking_uri: str, client: ServiceConnection) -> None:
     """A study sent to a service found through ``$RAY_ADDRESS`` runs on that cluster, maybe on
     another machine than this one: refuse (exit 2) stores that are files here (SQLite, paths)."""
-    local = [f"the Optuna storage {url}" if name == "storage" else f"the MLflow tracking store {url}"
-             for name, url in (("storage", storage), ("tracking", tracking_uri)) if is_local_url(url)]
+    local = [f"the {what} {url}" for what, url in (("Optuna storage", storage), ("MLflow tracking store", tracking_uri))
+             if is_local_url(url)]
     if local:
         raise UsageError(
             f"{' and '.join(local)} {'is a local file' if len(local) == 1 else 'are local files'}, but this study "
