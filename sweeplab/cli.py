@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sweeplab.api import estimate_lines, format_value, load, promote, run, summary_text
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
 from sweeplab.core.errors import SpecError, SweeplabError, UsageError
-from sweeplab.service.client import find_service
+from sweeplab.service.client import cluster_address, find_service
 
 if TYPE_CHECKING:
     from sweeplab.core.records import Promotion, StudySummary
@@ -338,14 +338,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--promote runs in this process after the study, not in the service: run "
                              f"`sweeplab promote {args.study or '<STUDY>'} --model-name {args.promote}` once the "
                              "study is done, or add --no-service")
-        if args.address:
-            raise UsageError(f"--address and the service running here conflict: the service runs studies on its own "
-                             f"Ray ({client.state.ray_address}); add --no-service to run on {args.address} instead")
+        if args.address and args.address != client.ray_address:
+            raise UsageError(f"--address and the service found ({client.where}) conflict: the service runs studies "
+                             f"on its own Ray ({client.ray_address}); add --no-service to run on {args.address} "
+                             "instead")
 
         return submit(args, client, _emit, resume or "the same sweeplab run command", speedups)
     if args.detach:
-        raise UsageError("--detach needs a service: start one with `sweeplab up` (the study then runs on without "
-                         "this terminal), or leave out --detach")
+        cluster = None if args.no_service else cluster_address()
+        raise UsageError("--detach needs a service: start one with `sweeplab up"
+                         + (f" --address {cluster}` (none runs on the cluster $RAY_ADDRESS names)" if cluster else "`")
+                         + " (the study then runs on without this terminal), or leave out --detach")
     if args.priority is not None:
         raise UsageError("--priority weighs studies sharing a service's workers: start one with `sweeplab up`, or "
                          "leave out --priority")

@@ -24,3 +24,9 @@ def resolve_storage_url(flag: str | None = None) -> str:
         if rel and rel != ":memory:":
             url = "sqlite:///" + str(Path(rel).resolve())
     return url
+
+
+def is_local_url(url: str) -> bool:
+    """True for stores only reachable on this machine's filesystem (SQLite, plain files): an
+    Optuna storage URL or an MLflow tracking URI that a process on another machine cannot open."""
+    return url.startswith(("sqlite:", "file:", "/", ".")) or "://" not in url

@@ -23,16 +23,13 @@ from sweeplab.core.errors import StorageError, StudyNotFoundError
 
 # the storage rule lives in core (the command line reads it without importing the search code)
 from sweeplab.core.stores import STORAGE_ENV
+from sweeplab.core.stores import is_local_url as is_local_url
 from sweeplab.core.stores import resolve_storage_url as resolve_storage_url
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial, TrialState
-
-def is_local_url(url: str) -> bool:
-    """True for stores only reachable on this machine's filesystem (SQLite, plain files)."""
-    return url.startswith(("sqlite:", "file:", "/", ".")) or "://" not in url
 
 
 def open_storage(url: str, wal: bool = True) -> optuna.storages.RDBStorage:

@@ -1,8 +1,10 @@
 """The service's commands: ``up``, ``down``, and ``run`` / ``status`` / ``logs`` / ``cancel`` through a service.
 
 Each function takes the command's parsed flags and an ``emit(args, payload, text)`` that
-prints the result (one JSON object with ``--json``), and returns the exit code. None of
-them imports Ray: the client side is a state file and a Unix socket.
+prints the result (one JSON object with ``--json``), and returns the exit code. They talk
+to the service through a :class:`~sweeplab.service.client.ServiceConnection` (a Unix socket
+found by the state file, with no Ray import; or, found by ``$RAY_ADDRESS``, the supervisor
+actor itself).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.core.errors import SweeplabError, UsageError
-from sweeplab.service.client import ServiceClient, ServiceError, find_service
+from sweeplab.core.stores import is_local_url
+from sweeplab.service.client import ServiceClient, ServiceConnection, ServiceError, find_service
 from sweeplab.service.state import pid_alive, read_state, socket_path, state_path, token_file
 
 Emit = Callable[[argparse.Namespace, dict[str, Any], str], None]
@@ -175,7 +178,7 @@ def _free_ui_port(wanted: int | None) -> int:
 
 
 # ---------------------------------------------------------------------------- studies
-def submit(args: argparse.Namespace, client: ServiceClient, emit: Emit, resume_command: str, speedups: bool) -> int:
+def submit(args: argparse.Namespace, client: ServiceConnection, emit: Emit, resume_command: str, speedups: bool) -> int:
     """``sweeplab run`` through the service: check the spec here (exit 2 on a bad one), submit it,
     then return at once (``--detach``) or follow it to its summary."""
     from sweeplab.api import resolve_spec
@@ -185,16 +188,18 @@ def submit(args: argparse.Namespace, client: ServiceClient, emit: Emit, resume_c
     overrides = {k: v for k, v in (("study", args.study), ("trials", args.trials), ("workers", args.workers),
                                    ("timeout", args.timeout)) if v is not None}
     spec = resolve_spec(args.spec, None, overrides)
+    storage, tracking_uri = resolve_storage_url(args.storage), resolve_tracking_uri(args.tracking_uri)
+    if client.through_ray:
+        refuse_local_stores(storage, tracking_uri, client)
     answer = client.call("submit", spec=spec.to_dict(), source=spec.source, fork=args.fork,
-                         storage=resolve_storage_url(args.storage),
-                         tracking_uri=resolve_tracking_uri(args.tracking_uri),
+                         storage=storage, tracking_uri=tracking_uri,
                          fail_fast=args.fail_fast, log_model=not args.no_model,
                          allow_local_stores=args.allow_local_stores, resume_command=resume_command, speedups=speedups,
                          priority=args.priority)
     name = answer["study"]
     if args.detach:
         watch = f"sweeplab status {name} --watch"
-        emit(args, {"study": name, "state": answer["state"], "service": str(client.path), "watch": watch,
+        emit(args, {"study": name, "state": answer["state"], "service": client.service, "watch": watch,
                     "logs": f"sweeplab logs {name}", "cancel": f"sweeplab cancel {name}"},
              f"study {name} accepted by the service ({answer['trials']} trials, priority {answer['priority']:g}); "
              f"it runs on without this terminal.\n  follow it:  {watch}\n  its log:    sweeplab logs {name}\n"
@@ -203,12 +208,25 @@ def submit(args: argparse.Namespace, client: ServiceClient, emit: Emit, resume_c
     return _follow_to_end(args, client, name, emit, progress=not args.no_progress and not args.json)
 
 
-def watch(args: argparse.Namespace, client: ServiceClient, emit: Emit) -> int:
+def refuse_local_stores(storage: str, tracking_uri: str, client: ServiceConnection) -> None:
+    """A study sent to a service found through ``$RAY_ADDRESS`` runs on that cluster, maybe on
+    another machine than this one: refuse (exit 2) stores that are files here (SQLite, paths)."""
+    local = [f"the {what} {url}" for what, url in (("Optuna storage", storage), ("MLflow tracking store", tracking_uri))
+             if is_local_url(url)]
+    if local:
+        raise UsageError(
+            f"{' and '.join(local)} {'is a local file' if len(local) == 1 else 'are local files'}, but this study "
+            f"goes to {client.where}, which runs it on the cluster, maybe on another machine. Give it stores the "
+            "cluster reaches: --storage postgresql://USER@HOST/DB (or $SWEEPLAB_STORAGE) and --tracking-uri "
+            "http://MLFLOW_HOST:5000 (or $MLFLOW_TRACKING_URI); or run it in this process with --no-service")
+
+
+def watch(args: argparse.Namespace, client: ServiceConnection, emit: Emit) -> int:
     """``sweeplab status STUDY --watch``: a progress bar until the study ends, then its status."""
     return _follow_to_end(args, client, args.study, emit, progress=not args.json)
 
 
-def _follow_to_end(args: argparse.Namespace, client: ServiceClient, name: str, emit: Emit, progress: bool) -> int:
+def _follow_to_end(args: argparse.Namespace, client: ServiceConnection, name: str, emit: Emit, progress: bool) -> int:
     try:
         view = follow(client, name, progress)
     except KeyboardInterrupt:
@@ -232,7 +250,7 @@ def _follow_to_end(args: argparse.Namespace, client: ServiceClient, name: str, e
     return 0
 
 
-def follow(client: ServiceClient, name: str, progress: bool) -> dict[str, Any]:
+def follow(client: ServiceConnection, name: str, progress: bool) -> dict[str, Any]:
     """Poll the study until it is no longer queued or running (a bar on stderr with ``progress``); its last view."""
     bar = None
     shown = 0
@@ -272,7 +290,7 @@ def follow(client: ServiceClient, name: str, progress: bool) -> dict[str, Any]:
             bar.close()
 
 
-def status_list(args: argparse.Namespace, client: ServiceClient, emit: Emit) -> int:
+def status_list(args: argparse.Namespace, client: ServiceConnection, emit: Emit) -> int:
     """``sweeplab status`` without a study: every study the service knows."""
     answer = client.call("list")
     studies = answer["studies"]
@@ -282,8 +300,8 @@ def status_list(args: argparse.Namespace, client: ServiceClient, emit: Emit) -> 
         rows.append(f"{s['study']:<24} {s['state']:<10} {str(s['done']) + '/' + str(s['trials']):<10} "
                     f"{s['priority']:>8g} {s['in_flight']:>7}  {s['owner']:<10} {best}")
     text = "\n".join(rows) if studies else "the service runs no study yet (`sweeplab run SPEC --detach` submits one)"
-    emit(args, {"studies": studies, "workers": answer["workers"], "service": str(client.path)},
-         f"{text}\n({answer['workers']} workers; state file {client.path})")
+    emit(args, {"studies": studies, "workers": answer["workers"], "service": client.service},
+         f"{text}\n({answer['workers']} workers; {client.where})")
     return 0
 
 

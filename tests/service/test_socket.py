@@ -46,3 +46,30 @@ def test_the_socket_admits_only_its_operator_unless_shared(tmp_path):
         server.shutdown()
         server.server_close()
         shutil.rmtree(folder)
+
+
+def test_a_state_file_wins_over_ray_address_and_the_local_path_imports_no_ray(tmp_path):
+    """With a state file here, `find_service` returns the socket client without joining the
+    cluster $RAY_ADDRESS names (nor importing Ray); RAY_ADDRESS=local names no cluster to search."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from sweeplab.service.state import ServiceState, write_state
+
+    home = tmp_path / "home"
+    write_state(home / ".sweeplab" / "service.json", ServiceState(
+        home=str(home), daemon_pid=os.getpid(), ray_address="127.0.0.1:1", owns_ray=False, socket="/nowhere.sock",
+        operator_uid=os.getuid(), workers=1, frameworks=()))
+    (tmp_path / "empty").mkdir()
+    code = ("import json, sys; from sweeplab.service.client import find_service; s = find_service();"
+            "print(json.dumps([type(s).__name__, s and s.service, s and s.through_ray, 'ray' in sys.modules]))")
+    env = {k: v for k, v in os.environ.items() if k != "SWEEPLAB_SERVICE"}
+    for folder, address, expected in ((home, "127.0.0.1:1", ["ServiceClient", str(home / ".sweeplab" / "service.json"),
+                                                              False, False]),
+                                      (tmp_path / "empty", "local", ["NoneType", None, None, False])):
+        out = subprocess.run([sys.executable, "-c", code], cwd=folder, env={**env, "RAY_ADDRESS": address},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == expected
