@@ -69,6 +69,9 @@ space:
   y: {{type: float, low: -1.0, high: 1.0}}
 """
 SPECS = {"seed": bench_systems.SPEC, "short": SHORT_SPEC}
+# The short workload's trials sleep a fixed time, so no system can finish before the total
+# sleep spread over the workers: its wall time's floor (the seed study's trials train: none).
+FLOOR_S = {"seed": None, "short": systems_loop.SHORT_TRIALS * systems_loop.SHORT_SECONDS / systems_loop.WORKERS}
 
 TARGETS = {  # the issue's targets
     "service_first_s": 1.0,  # the first trial runs within 1 s of `sweeplab run` (service up)
@@ -177,7 +180,9 @@ def _fmt(value: float | None, unit: str = "") -> str:
 def summarize(results: dict[str, dict[str, list[dict[str, Any]]]], missing: str | None) -> list[dict[str, Any]]:
     rows = []
     for workload in WORKLOADS:
-        runs = results[workload]
+        runs = results.get(workload)
+        if not runs or not any(runs.values()):
+            continue
         wall = {s: common.median(r["wall"] for r in runs[s]) if runs[s] else None for s in SYSTEMS}
         first = {s: common.median(r["first"] for r in runs[s]) if runs[s] else None for s in SYSTEMS}
         per = "; ".join(
@@ -209,20 +214,33 @@ def summarize(results: dict[str, dict[str, list[dict[str, Any]]]], missing: str 
                        f">= {TARGETS['tune_vs_service']:g}x",
                        None if tune_vs_svc is None else tune_vs_svc >= TARGETS["tune_vs_service"], per),
         ]
+        floor = FLOOR_S[workload]
+        if floor is not None and wall["optuna"]:
+            above = " / ".join("not available" if wall[s] is None else f"{wall[s] - floor:.1f} s"
+                               for s in ("service", "cold", "optuna"))
+            rows += [
+                common.row(f"{label}: floor (the trials' own sleep / {systems_loop.WORKERS} workers) / plain Optuna",
+                           f"{floor:.1f} s / {wall['optuna']:.1f} s = {floor / wall['optuna']:.2f}x", "", "", None,
+                           "no system can take less than the floor: a wall-time ratio to plain Optuna below this "
+                           "one cannot be reached on this workload"),
+                common.row(f"{label}: wall time above the floor, service / cold / Optuna", above, "", "", None,
+                           "what orchestration (start-up, per-trial work, end of study) costs each system"),
+            ]
     return rows
 
 
-def write_results(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+def write_results(rows: list[dict[str, Any]], meta: dict[str, Any],
+                  runs: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (common.RESULTS_DIR / "service.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2,
-                                                                default=str))
+    (common.RESULTS_DIR / "service.json").write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs},
+                                                                indent=2, default=str))
     lines = [f"# sweeplab service vs cold vs plain Optuna vs Ray Tune ({meta['when']})", "",
              f"{meta['machine']}, {meta['elapsed_s']:.0f} s, load average {meta['load_before']} -> "
              f"{meta['load_after']}; medians of {meta['reps']} alternating repetitions. "
              "Produced by `make bench-service` (benchmarks/bench_service.py).", "",
              common.table(rows, markdown=True), ""]
     for key, value in meta.items():
-        if key.startswith("service_"):
+        if key.startswith("service_") or key == "kept_from_earlier_run":
             lines.append(f"- {key}: {value}")
     lines.append("")
     lines += [f"- **{r['figure']}**: {r['details']}" for r in rows if r["figure"].endswith("Ray Tune")]
@@ -239,6 +257,7 @@ def main(args: Any) -> list[dict[str, Any]]:
     load_before = common.load_text()
     t0 = time.time()
     meta: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M"), "reps": reps,
+                            "workloads": list(args.workloads or WORKLOADS),
                             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_before": load_before}
     service = None
     if missing is None:
@@ -249,11 +268,12 @@ def main(args: Any) -> list[dict[str, Any]]:
                                                 "(2 short trials, right after `sweeplab up`; not in the medians)")
         common.log(f"service up in {service.up_s:.1f} s; warm-up study: first trial {warm['first']:.2f} s")
     systems = [s for s in SYSTEMS if s != "service" or service is not None]
+    workloads = [w for w in WORKLOADS if w in (args.workloads or WORKLOADS)]
     results: dict[str, dict[str, list[dict[str, Any]]]] = {w: {s: [] for s in SYSTEMS} for w in WORKLOADS}
     try:
         for rep in range(reps):
             order = systems if rep % 2 == 0 else list(reversed(systems))
-            for workload in WORKLOADS:
+            for workload in workloads:
                 for system in order:
                     r = run_system(system, workload, 42 + rep, service)
                     if r["trials"] != TRIALS[workload]:
@@ -266,8 +286,16 @@ def main(args: Any) -> list[dict[str, Any]]:
             service.down()
     rows = summarize(results, missing)
     meta.update(elapsed_s=time.time() - t0, load_after=common.load_text())
+    kept = [w for w in WORKLOADS if w not in workloads]
+    if kept and (common.RESULTS_DIR / "service.json").exists():
+        # a run of some workloads keeps the others' rows (and runs) from the file's previous run, and says so
+        old = json.loads((common.RESULTS_DIR / "service.json").read_text())
+        rows += [r for r in old["rows"] if any(r["figure"].startswith(f"{w} (") for w in kept)]
+        for w in kept:
+            results[w] = old.get("runs", {}).get(w, {})
+        meta["kept_from_earlier_run"] = f"{', '.join(kept)}: rows of the run of {old['meta']['when']}"
     if not args.no_write:
-        write_results(rows, meta)
+        write_results(rows, meta, results)
     return rows
 
 
@@ -275,5 +303,7 @@ if __name__ == "__main__":
     def _args(p: Any) -> None:
         p.add_argument("--reps", type=int, default=0, help="repetitions (default 3; --quick: 1)")
         p.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/service.*")
+        p.add_argument("--workloads", nargs="+", choices=WORKLOADS,
+                       help="run only these workloads (default: both; the files then hold only these)")
 
     common.cli(main, _args)
