@@ -24,15 +24,23 @@ pruning, in points (accuracy: 100 x the difference; ``val_mae``: the difference 
 the no-pruning best; positive is better). Across tables: the median of the per-table
 ratios, with the range over tables.
 
+Variants (``VARIANT_SAMPLERS``, ``VARIANT_PRUNERS``, ``VARIANT_CELLS``): labelled options of
+TPE and the pruners, run on ``VARIANT_TABLES`` (where the target is rare) at
+``VARIANT_WORKERS`` (1 and 4), every seed; auto's options were chosen among them. Because a
+choice among many cells on one set of seeds favours a lucky one, ``HOLDOUT_CELLS`` run again
+on seeds ``HOLDOUT_SEEDS`` (20-39), summarized apart.
+
 ``sampler: auto`` / ``pruner: auto`` (:mod:`sweeplab.registry.search`) are resolved for
-each workers count and their cells checked against issue 14's targets: trials to target
-<= 0.6x random search, compute (epochs) to target <= 0.4x with pruning, best value within
-0.5 points of no pruning (medians over seeds, across tables).
+each workers count (the cell whose options resolve to the same as auto's) and their cells
+checked against issue 14's targets: trials to target <= 0.6x random search, compute
+(epochs) to target <= 0.4x with pruning, best value within 0.5 points of no pruning
+(medians over seeds, across tables).
 
 Writes ``benchmarks/results/defaults.md``, ``defaults.json`` (every cell's per-seed
 figures) and ``defaults.html`` (plots). ``make bench-defaults`` or
-``nice python benchmarks/bench_defaults.py [--processes 2] [--quick] [--from-json]``
-(``--from-json`` rebuilds the report from ``defaults.json`` without simulating).
+``nice python benchmarks/bench_defaults.py [--processes 2] [--quick] [--from-json] [--extend]``
+(``--from-json`` rebuilds the report from ``defaults.json`` without simulating; ``--extend``
+keeps its cells and simulates only the jobs it lacks, and the report lists both runs).
 """
 
 from __future__ import annotations
