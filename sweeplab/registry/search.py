@@ -394,10 +394,10 @@ def auto_sampler(context: Context) -> AutoChoice:
     where the target is rare) it reached the target in 0.51x the trials of random search at
     1 worker (range over tables 0.31x - 0.74x) and 0.54x at 4 (0.52x - 0.67x), against 0.61x
     and 0.67x with Optuna's 10 random trials (4: 0.46x / 0.54x but 1.07x on ``diabetes``;
-    6: 0.49x / 0.56x; 8: 0.58x / 0.59x). CMA-ES (0.49x at 1 worker) samples categorical
-    parameters at random and fell to 0.77x at 4 workers. The evidence covers a budget of 40
-    trials; the rule does not depend on the budget nor on ``workers`` (resuming with other
-    ``--workers`` keeps the sampler). With several objectives TPE keeps Optuna's defaults
+    6: 0.49x / 0.56x; 8: 0.58x / 0.59x); on held-out seeds 20-39, 0.48x and 0.49x. CMA-ES
+    (0.49x at 1 worker) samples categorical parameters at random and fell to 0.77x at 4
+    workers. The evidence covers a budget of 40 trials; the rule does not depend on the
+    budget nor on ``workers`` (resuming with other ``--workers`` keeps the sampler). With several objectives TPE keeps Optuna's defaults
     (nothing measured there): NSGA-II spends its first ``population_size`` (50) trials at
     random, more than a typical budget.
     """
@@ -419,10 +419,10 @@ def auto_pruner(context: Context) -> AutoChoice:
     worker (range over tables 0.26x - 0.38x) at a best value 0.1 points below no pruning
     (-0.1 - +0.0): issue 14's targets (0.4x, within 0.5 points) met; on held-out seeds
     20-39, 0.33x at -0.3 points. At 4 workers 0.45x (0.36x - 0.81x) at +0.1 points: not
-    met, and none of the 18 pruner variants tried met it there. With Optuna's defaults the
-    pruners decide from the first epoch and stop trials whose learning curves would have
-    crossed (a slow learning rate that ends best): Hyperband with its defaults, the earlier
-    choice, gave 0.53x at -0.3 points with the same TPE, successive halving 0.35x at -0.5.
+    met, and no pruner tried (3 with their defaults, 18 variants) met it there. With
+    Optuna's defaults the pruners decide from the first epoch and stop trials whose learning
+    curves would have crossed (a slow learning rate that ends best): with the same TPE,
+    Hyperband with its defaults gave 0.53x at -0.3 points, successive halving 0.35x at -0.5.
     Like the sampler, it does not depend on ``workers``.
     """
     if context.objectives > 1:
