@@ -397,9 +397,9 @@ def auto_sampler(context: Context) -> AutoChoice:
     6: 0.49x / 0.56x; 8: 0.58x / 0.59x); on held-out seeds 20-39, 0.48x and 0.49x. CMA-ES
     (0.49x at 1 worker) samples categorical parameters at random and fell to 0.77x at 4
     workers. The evidence covers a budget of 40 trials; the rule does not depend on the
-    budget nor on ``workers`` (resuming with other ``--workers`` keeps the sampler). With several objectives TPE keeps Optuna's defaults
-    (nothing measured there): NSGA-II spends its first ``population_size`` (50) trials at
-    random, more than a typical budget.
+    budget nor on ``workers`` (resuming with other ``--workers`` keeps the sampler). With
+    several objectives TPE keeps Optuna's defaults (nothing measured there): NSGA-II spends
+    its first ``population_size`` (50) trials at random, more than a typical budget.
     """
     if context.objectives > 1:
         return AutoChoice("tpe", {}, "multi-objective: TPE models every objective; NSGA-II's first generation "
