@@ -62,9 +62,11 @@ bench-simulated: install
 	$(BIN)/python benchmarks/bench_simulated.py
 
 # the evidence behind `sampler: auto` / `pruner: auto` (not a timed test): 6 samplers x 6 pruners x 4 worker counts
-# x 20 seeds on every shipped table, simulated, on 2 processes at low priority, in benchmarks/results/defaults.{md,json,html}.
-# About 1 hour of CPU on a quiet machine (GP alone would take most of it: it runs on a subset).
-# BENCH_DEFAULTS_ARGS="--cache /tmp/defaults.jsonl" resumes a stopped run; "--from-cache" reports what it holds.
+# x 20 seeds on every shipped table, simulated, on 2 processes at low priority, in benchmarks/results/defaults.{md,json,html},
+# with the variants auto was chosen from (TPE and pruner options; 3 tables, workers 1 and 4) and held-out seeds 20-39.
+# About 1.5 hours of CPU on a quiet machine (GP alone would take most of it: it runs on a subset).
+# BENCH_DEFAULTS_ARGS="--cache /tmp/defaults.jsonl" resumes a stopped run; "--from-cache" reports what it holds;
+# "--extend" keeps defaults.json's cells and simulates only those it lacks (new variants).
 BENCH_DEFAULTS_ARGS ?=
 bench-defaults: install
 	nice $(BIN)/python benchmarks/bench_defaults.py $(BENCH_DEFAULTS_ARGS)

@@ -24,15 +24,23 @@ pruning, in points (accuracy: 100 x the difference; ``val_mae``: the difference 
 the no-pruning best; positive is better). Across tables: the median of the per-table
 ratios, with the range over tables.
 
+Variants (``VARIANT_SAMPLERS``, ``VARIANT_PRUNERS``, ``VARIANT_CELLS``): labelled options of
+TPE and the pruners, run on ``VARIANT_TABLES`` (where the target is rare) at
+``VARIANT_WORKERS`` (1 and 4), every seed; auto's options were chosen among them. Because a
+choice among many cells on one set of seeds favours a lucky one, ``HOLDOUT_CELLS`` run again
+on seeds ``HOLDOUT_SEEDS`` (20-39), summarized apart.
+
 ``sampler: auto`` / ``pruner: auto`` (:mod:`sweeplab.registry.search`) are resolved for
-each workers count and their cells checked against issue 14's targets: trials to target
-<= 0.6x random search, compute (epochs) to target <= 0.4x with pruning, best value within
-0.5 points of no pruning (medians over seeds, across tables).
+each workers count (the cell whose options resolve to the same as auto's) and their cells
+checked against issue 14's targets: trials to target <= 0.6x random search, compute
+(epochs) to target <= 0.4x with pruning, best value within 0.5 points of no pruning
+(medians over seeds, across tables).
 
 Writes ``benchmarks/results/defaults.md``, ``defaults.json`` (every cell's per-seed
 figures) and ``defaults.html`` (plots). ``make bench-defaults`` or
-``nice python benchmarks/bench_defaults.py [--processes 2] [--quick] [--from-json]``
-(``--from-json`` rebuilds the report from ``defaults.json`` without simulating).
+``nice python benchmarks/bench_defaults.py [--processes 2] [--quick] [--from-json] [--extend]``
+(``--from-json`` rebuilds the report from ``defaults.json`` without simulating; ``--extend``
+keeps its cells and simulates only the jobs it lacks, and the report lists both runs).
 """
 
 from __future__ import annotations
@@ -82,6 +90,56 @@ WILCOXON_SEEDS = 5
 # the lead's question for issue 12: epochs hyperband saves against no pruning with TPE, 2 workers
 EXTRA_TABLES = ("digits", "make_classification")
 EXTRA_WORKERS = 2
+# Variants: the grid's samplers and pruners with other options, to choose auto's options against issue
+# 14's targets. They run on the tables where the target is rare and at workers 1 (where the targets are
+# judged) and 4 only (VARIANT_TABLES, VARIANT_WORKERS), every seed; VARIANT_CELLS lists the (sampler,
+# pruner) pairs, each sampler with `none` too (a pruner's best value is compared with its sampler unpruned),
+# and the workers they run at.
+VARIANT_SAMPLERS: dict[str, dict[str, Any]] = {
+    f"tpe-multi-s{n}": {"name": "tpe", "multivariate": True, "n_startup_trials": n} for n in (4, 5, 6, 8)
+}
+VARIANT_PRUNERS: dict[str, dict[str, Any]] = {
+    "median-s10": {"name": "median", "n_startup_trials": 10},
+    "median-w2": {"name": "median", "n_warmup_steps": 2},
+    "median-w3": {"name": "median", "n_warmup_steps": 3},
+    "median-w4": {"name": "median", "n_warmup_steps": 4},
+    "median-s10-w2": {"name": "median", "n_startup_trials": 10, "n_warmup_steps": 2},
+    "median-w3-s10": {"name": "median", "n_warmup_steps": 3, "n_startup_trials": 10},
+    "percentile-s10-w2": {"name": "percentile", "n_startup_trials": 10, "n_warmup_steps": 2},
+    "hyperband-min2": {"name": "hyperband", "min_resource": 2},
+    "hyperband-min3": {"name": "hyperband", "min_resource": 3},
+    "hyperband-rf2": {"name": "hyperband", "reduction_factor": 2},
+    "hyperband-rf4": {"name": "hyperband", "reduction_factor": 4},
+    "sh-min2": {"name": "successive_halving", "min_resource": 2},
+    "sh-min3": {"name": "successive_halving", "min_resource": 3},
+    "sh-esr1": {"name": "successive_halving", "min_early_stopping_rate": 1},
+    "sh-min2-esr1": {"name": "successive_halving", "min_resource": 2, "min_early_stopping_rate": 1},
+    "sh-rf3-esr1": {"name": "successive_halving", "reduction_factor": 3, "min_early_stopping_rate": 1},
+    "sh-rf3-min2": {"name": "successive_halving", "reduction_factor": 3, "min_resource": 2},
+    "sh-rf2-esr2": {"name": "successive_halving", "reduction_factor": 2, "min_early_stopping_rate": 2},
+}
+VARIANT_TABLES = ("diabetes", "digits", "make_classification")
+VARIANT_WORKERS = (1, 4)
+_BOTH_TPE = ("median", "hyperband", "successive_halving", "median-s10", "median-w2", "median-w3", "median-w4",
+             "median-s10-w2", "percentile-s10-w2", "hyperband-min2", "hyperband-min3", "hyperband-rf2",
+             "hyperband-rf4", "sh-min2", "sh-min3", "sh-esr1", "sh-min2-esr1", "sh-rf3-esr1")
+VARIANT_CELLS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
+    *((s, "none", VARIANT_WORKERS) for s in VARIANT_SAMPLERS),
+    *((s, p, VARIANT_WORKERS) for s in ("tpe-multi-s5", "tpe-multi-s6") for p in _BOTH_TPE),
+    *(("tpe-multi-s5", p, VARIANT_WORKERS) for p in ("sh-rf3-min2", "sh-rf2-esr2", "median-w3-s10")),
+    # what auto resolves to, at the grid's other worker counts too (the report's auto table)
+    ("tpe-multi-s5", "none", (16, 64)), ("tpe-multi-s5", "sh-esr1", (16, 64)),
+)
+ALL_SAMPLERS = {**SAMPLERS, **VARIANT_SAMPLERS}
+ALL_PRUNERS = {**PRUNERS, **VARIANT_PRUNERS}
+# Held-out seeds: the variants were chosen on seeds 0-19, so the finalists, auto's choice and the
+# references run again on seeds 20-39 (HOLDOUT_SEEDS, a half-open range) of the same tables and workers:
+# a check that the choice is not one lucky draw of seeds. Reported apart, never mixed into the medians.
+HOLDOUT_SEEDS = (20, 40)
+HOLDOUT_CELLS = (("random", "none"), ("tpe-multi", "none"), ("tpe-multi", "hyperband"), ("tpe-multi-s5", "none"),
+                 ("tpe-multi-s6", "none"), ("tpe-multi-s5", "median-w3"), ("tpe-multi-s5", "median-w4"),
+                 ("tpe-multi-s5", "sh-esr1"), ("tpe-multi-s5", "sh-min3"), ("tpe-multi-s5", "hyperband-min2"),
+                 ("tpe-multi-s5", "sh-rf2-esr2"), ("tpe-multi-s6", "median-w3"))
 TRIALS_TARGET, COMPUTE_TARGET, POINTS_TARGET = 0.6, 0.4, 0.5
 RARE_SHARE = 0.1  # tables whose target more than this share of random trials reach are left out of the medians
 
@@ -132,7 +190,7 @@ def run_job(job: Job) -> dict[str, Any]:
     for seed in seeds:
         spec = parse_spec({"study": f"{name}.{sampler}.{pruner}.w{workers}.s{seed}", "metric": t["metric"],
                            "direction": t["direction"], "trials": TRIALS, "workers": workers, "seed": seed,
-                           "sampler": SAMPLERS[sampler], "pruner": PRUNERS[pruner],
+                           "sampler": ALL_SAMPLERS[sampler], "pruner": ALL_PRUNERS[pruner],
                            "objective": dict(table.info.objective), "space": dict(table.info.space)})
         outcomes.append(run_cell(spec, table, t["target"]).to_dict())
     keys = ("trials", "epochs", "time_s", "best", "total_epochs", "total_time_s", "pruned", "failed")
@@ -156,6 +214,12 @@ def jobs_of(tables: Sequence[str], seeds: int, gp_seeds: int) -> list[Job]:
     for name in EXTRA_TABLES:
         if name in tables:
             jobs.extend((name, "tpe-multi", p, EXTRA_WORKERS, tuple(range(seeds))) for p in ("none", "hyperband"))
+    jobs.extend((name, sampler, pruner, workers, tuple(range(seeds))) for sampler, pruner, at in VARIANT_CELLS
+                for workers in at for name in VARIANT_TABLES if name in tables
+                and (name, sampler, pruner, workers, tuple(range(seeds))) not in jobs)
+    if seeds == SEEDS:
+        jobs.extend((name, sampler, pruner, workers, tuple(range(*HOLDOUT_SEEDS))) for sampler, pruner in HOLDOUT_CELLS
+                    for workers in VARIANT_WORKERS for name in VARIANT_TABLES if name in tables)
     # the most telling cells first, so that a run stopped early (a busy machine) has them: the
     # tables where the target is rare, the worker count of most studies (4), the lead's question
     # (2 workers), 1 worker, then 16 and 64; the tables where random search reaches the target at
@@ -163,7 +227,7 @@ def jobs_of(tables: Sequence[str], seeds: int, gp_seeds: int) -> list[Job]:
     rare = ("digits", "make_classification", "diabetes")
     order_w = {w: i for i, w in enumerate((4, EXTRA_WORKERS, 1, 16, 64))}
     jobs.sort(key=lambda j: (j[1] == "gp", j[0] not in rare, j[2] == "wilcoxon", order_w[j[3]],
-                             rare.index(j[0]) if j[0] in rare else 0, list(SAMPLERS).index(j[1])))
+                             rare.index(j[0]) if j[0] in rare else 0, list(ALL_SAMPLERS).index(j[1])))
     return jobs
 
 
@@ -224,7 +288,7 @@ def summarize(cells: Sequence[Mapping[str, Any]], targets: Mapping[str, Mapping[
         per_table.setdefault(name, []).append(row)
     across: list[dict[str, Any]] = []
     keys = sorted({(r["sampler"], r["pruner"], r["workers"]) for rows in per_table.values() for r in rows},
-                  key=lambda k: (list(SAMPLERS).index(k[0]), list(PRUNERS).index(k[1]), k[2]))
+                  key=lambda k: (list(ALL_SAMPLERS).index(k[0]), list(ALL_PRUNERS).index(k[1]), k[2]))
     for sampler, pruner, workers in keys:
         rows = {name: r for name, rs in per_table.items() for r in rs
                 if (r["sampler"], r["pruner"], r["workers"]) == (sampler, pruner, workers)}
@@ -237,19 +301,25 @@ def summarize(cells: Sequence[Mapping[str, Any]], targets: Mapping[str, Mapping[
     return {"per_table": per_table, "across": across}
 
 
+def _label_of(choice: Any, labels: Mapping[str, Mapping[str, Any]], resolve: Any, ctx: Any) -> str | None:
+    """The label whose entry resolves (options over the registry's defaults, for ``ctx``) as ``choice`` does."""
+    want = resolve(choice.name, choice.options, ctx)
+    return next((k for k, v in labels.items() if v["name"] == choice.name
+                 and resolve(v["name"], {o: x for o, x in v.items() if o != "name"}, ctx) == want), None)
+
+
 def _auto_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The cells ``sampler: auto`` / ``pruner: auto`` resolve to, per workers count, with the targets checked."""
     from sweeplab.registry.options import Context, SpaceShape
-    from sweeplab.registry.search import auto_pruner, auto_sampler
+    from sweeplab.registry.search import auto_pruner, auto_sampler, resolve_pruner_options, resolve_sampler_options
 
     shape = SpaceShape(params=8, categorical=6)  # mlp-grid: 2 stepped numbers, 6 categoricals
     out = []
     for workers in WORKERS:
         ctx = Context(workers=workers, epochs=10, objectives=1, space=shape)
         sampler, pruner = auto_sampler(ctx), auto_pruner(ctx)
-        s_label = next((k for k, v in SAMPLERS.items() if v["name"] == sampler.name
-                        and v.get("multivariate", True) == sampler.options.get("multivariate", True)), None)
-        p_label = next((k for k, v in PRUNERS.items() if v["name"] == pruner.name), None)
+        s_label = _label_of(sampler, ALL_SAMPLERS, resolve_sampler_options, ctx)
+        p_label = _label_of(pruner, ALL_PRUNERS, resolve_pruner_options, ctx)
         row = next((r for r in summary["across"] if (r["sampler"], r["pruner"], r["workers"])
                     == (s_label, p_label, workers)), None)
         nop = next((r for r in summary["across"] if (r["sampler"], r["pruner"], r["workers"])
@@ -284,9 +354,10 @@ def _missing_text(missing: Sequence[Sequence[Any]]) -> str:
 def report(data: Mapping[str, Any]) -> str:
     summary, targets = data["summary"], data["targets"]
     lines = ["# Defaults chosen by evidence (simulated)", "",
-             f"`benchmarks/bench_defaults.py`, {data['machine']}; {data['n_cells']} simulated studies of {TRIALS} "
-             f"trials ({data['n_trials']} trials) in {data['wall_s']:.0f} s of wall time on {data['processes']} "
-             "processes.", "",
+             f"`benchmarks/bench_defaults.py`, {data['n_cells']} simulated studies of {TRIALS} trials "
+             f"({data['n_trials']} trials) in {len(data['runs'])} run(s):", "",
+             *[f"- {r['what']}: {r['machine']}; {r['n_cells']} studies in {r['wall_s']:.0f} s of wall time on "
+               f"{r['processes']} processes." for r in data["runs"]], "",
              *([f"**Not run** (the machine was shared with other work; cells listed in `defaults.json`, key "
                 f"`missing`): {_missing_text(data['missing'])}.", ""] if data.get("missing") else []),
              f"Grid: samplers {', '.join(SAMPLERS)} x pruners {', '.join(PRUNERS)} x workers "
@@ -296,6 +367,11 @@ def report(data: Mapping[str, Any]) -> str:
              f"{', '.join(map(str, WILCOXON_WORKERS))} and seeds 0-{WILCOXON_SEEDS - 1} only (each of its decisions "
              "runs scipy's exact test: about 4 CPU s per study). "
              "Every pruner with the registry's defaults. Fail-fast off.", "",
+             *([f"Variants (other options of a sampler or pruner, labelled; on tables {', '.join(VARIANT_TABLES)} "
+                f"only, {data['seeds']} seeds): "
+                + "; ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in {**VARIANT_SAMPLERS, **VARIANT_PRUNERS}.items())
+                + ". Pairs run: " + "; ".join(f"{s} / {p} (workers {', '.join(map(str, w))})"
+                                              for s, p, w in VARIANT_CELLS) + ".", ""] if VARIANT_CELLS else []),
              "## Targets", "",
              "The target of a table is the value of rank ceil(3 % x n) among its n recorded trials, best first (a "
              "failed trial is worst): a random trial of the simulated study draws one of them uniformly, so it reaches "
@@ -324,6 +400,21 @@ def report(data: Mapping[str, Any]) -> str:
         lines.append(f"| {a['workers']} | {a['sampler']} / {a['pruner']} | {_x(t0['median'])} ({_x(t0['min'])} - "
                      f"{_x(t0['max'])}) / {_x(t['median'])} | {_x(e['median'])} ({_x(e['min'])} - {_x(e['max'])}) | "
                      f"{_pt(p['median'])} ({_pt(p['min'])} - {_pt(p['max'])}) | {'yes' if met else 'NO'} |")
+    if data.get("holdout"):
+        auto = {(a["sampler"], a["pruner"]) for a in data["auto"]}
+        lines += ["", f"## Held-out seeds {HOLDOUT_SEEDS[0]}-{HOLDOUT_SEEDS[1] - 1}", "",
+                  f"The variants were chosen on seeds 0-{data['seeds'] - 1}; these cells ran again on seeds "
+                  f"{HOLDOUT_SEEDS[0]}-{HOLDOUT_SEEDS[1] - 1} of the same tables ({', '.join(VARIANT_TABLES)}), "
+                  "ratios against random search without pruning on the same seeds (medians over seeds, median "
+                  "over tables, range over tables). `auto` marks what auto resolves to.", "",
+                  "| sampler | pruner | workers | trials to target | epochs to target | best vs no pruning (pt) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in data["holdout"]:
+            t, e, p = r["trials_ratio"], r["epochs_ratio"], r["points_vs_none"]
+            mark = " (`auto`)" if (r["sampler"], r["pruner"]) in auto else ""
+            lines.append(f"| {r['sampler']}{mark} | {r['pruner']} | {r['workers']} | {_x(t['median'])} "
+                         f"({_x(t['min'])} - {_x(t['max'])}) | {_x(e['median'])} ({_x(e['min'])} - {_x(e['max'])}) | "
+                         f"{_pt(p['median'])} ({_pt(p['min'])} - {_pt(p['max'])}) |")
     lines += ["", f"## Across tables ({', '.join(data['rare'])})", "",
               "Per (sampler, pruner, workers): the median over tables of the per-table ratio to random search "
               "without pruning (same workers), range over tables in brackets; best value vs the same sampler "
@@ -417,6 +508,14 @@ def plots(data: Mapping[str, Any], path: Path) -> None:
     fig.write_html(path, include_plotlyjs="cdn")
 
 
+def _runs_of(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The runs a ``defaults.json`` came from (one written before runs were listed: the grid's)."""
+    if "runs" in data:
+        return list(data["runs"])
+    return [{"what": "the grid", "n_cells": data["n_cells"],
+             **{k: data[k] for k in ("machine", "wall_s", "processes")}}]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=2, help="processes simulating cells at once (default 2)")
@@ -424,6 +523,9 @@ def main() -> int:
                                                              "nothing under benchmarks/results)")
     parser.add_argument("--from-json", action="store_true", help="rebuild the report from defaults.json")
     parser.add_argument("--cache", help="a JSON-lines file of finished jobs: read first, appended as jobs finish")
+    parser.add_argument("--extend", action="store_true", help="keep the cells of defaults.json and simulate only "
+                                                              "the jobs it lacks (e.g. new variants); the report "
+                                                              "names both runs")
     parser.add_argument("--from-cache", action="store_true", help="simulate nothing: report the jobs of --cache "
                                                                   "(a run stopped early), saying which are missing")
     args = parser.parse_args()
@@ -431,12 +533,20 @@ def main() -> int:
 
     if args.from_json:
         data = json.loads((RESULTS / "defaults.json").read_text())
+        data["runs"] = _runs_of(data)
         cells = data["cells"]
     else:
         tables = ["digits", "diabetes"] if args.quick else shipped_tables()
         seeds, gp_seeds = (3, 1) if args.quick else (SEEDS, GP_SEEDS)
         jobs = jobs_of(tables, seeds, gp_seeds)
         done: dict[tuple[Any, ...], dict[str, Any]] = {}
+        runs: list[dict[str, Any]] = []
+        if args.extend:
+            prior = json.loads((RESULTS / "defaults.json").read_text())
+            runs = _runs_of(prior)
+            for c in prior["cells"]:
+                done[(c["table"], c["sampler"], c["pruner"], c["workers"], tuple(c["seeds"]))] = c
+        before = set(done)
         cache = Path(args.cache) if args.cache else None
         if cache is not None and cache.exists():
             for line in cache.read_text().splitlines():
@@ -459,14 +569,20 @@ def main() -> int:
         missing = [j for j in jobs if j not in done]
         load_after = os.getloadavg()
         stamp = time.strftime("%Y-%m-%d %H:%M")
-        data = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {stamp} (load average "
-                           f"{load_before[0]:.2f} -> {load_after[0]:.2f})",
-                "wall_s": sum(c["wall_s"] for c in cells) / args.processes if args.from_cache else wall,
-                "processes": args.processes, "seeds": seeds, "gp_seeds": gp_seeds,
+        new = [c for j, c in done.items() if j not in before]
+        runs.append({"what": "variants added to the grid (--extend)" if args.extend else "the grid",
+                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, {stamp} (load average "
+                                f"{load_before[0]:.2f} -> {load_after[0]:.2f})",
+                     "wall_s": sum(c["wall_s"] for c in new) / args.processes if args.from_cache or cache else wall,
+                     "processes": args.processes, "n_cells": sum(len(c["seeds"]) for c in new)})
+        data = {"runs": runs, "processes": args.processes, "seeds": seeds, "gp_seeds": gp_seeds,
                 "missing": [list(j[:4]) for j in missing],
                 "targets": {n: target_of(n) for n in tables}, "cells": cells}
     data["n_cells"] = sum(len(c["seeds"]) for c in cells)
     data["n_trials"] = data["n_cells"] * TRIALS
+    held = [c for c in cells if c["seeds"][0] >= HOLDOUT_SEEDS[0]]
+    data["holdout"] = summarize(held, data["targets"])["across"] if held else []
+    cells = [c for c in cells if c["seeds"][0] < HOLDOUT_SEEDS[0]]
     data["summary"] = summarize([c for c in cells if c["workers"] in WORKERS], data["targets"])
     # across tables: those where the target is rare; where a tenth of random trials reach it, every
     # search reaches it at once and the ratios are 1 whatever the sampler
@@ -481,7 +597,7 @@ def main() -> int:
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "defaults.md").write_text(text)
-        slim = {k: v for k, v in data.items() if k not in ("summary", "auto", "across")}
+        slim = {k: v for k, v in data.items() if k not in ("summary", "auto", "across", "holdout")}
         (RESULTS / "defaults.json").write_text(json.dumps(slim, default=str) + "\n")
         plots(data, RESULTS / "defaults.html")
     return 0

@@ -159,7 +159,7 @@ def test_validate_help_lists_every_name_the_registries_hold(tmp_path):
     assert out.returncode == 0
     listed = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("  ") and line.split()}
     assert {*FRAMEWORK_NAMES, *DATASETS, *SAMPLERS, *PRUNERS, "auto"} <= listed
-    assert "the default: multivariate TPE" in out.stdout and "the default: hyperband" in out.stdout
+    assert "the default: multivariate TPE" in out.stdout and "the default: successive_halving" in out.stdout
 
 
 def test_validate_shows_what_auto_chose(tmp_path):
@@ -172,10 +172,10 @@ def test_validate_shows_what_auto_chose(tmp_path):
     spec.write_text(yaml.safe_dump(data))
     out = sweeplab("validate", spec, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "sampler tpe (auto), pruner hyperband (auto)" in out.stdout
+    assert "sampler tpe (auto), pruner successive_halving (auto)" in out.stdout
     as_json = json.loads(sweeplab("validate", spec, "--json", cwd=tmp_path).stdout)
     assert as_json["sampler"] == {"name": "tpe", "auto": True}
-    assert as_json["pruner"] == {"name": "hyperband", "auto": True}
+    assert as_json["pruner"] == {"name": "successive_halving", "auto": True}
     spec.write_text(yaml.safe_dump({**data, "sampler": "random", "pruner": {"name": "median"}}))
     assert "sampler random, pruner median)" in sweeplab("validate", spec, cwd=tmp_path).stdout
 

@@ -130,8 +130,9 @@ def test_defaults_of_a_minimal_spec():
     )
     assert s.direction == ("maximize",)
     assert (s.trials, s.timeout, s.workers, s.seed, s.max_retries) == (20, None, 1, 0, 2)
-    # no sampler or pruner: `auto` chooses (multivariate TPE; Hyperband over the 20 epochs)
-    assert s.sampler == SamplerSpec("tpe") and s.pruner == PrunerSpec("hyperband")
+    # no sampler or pruner: `auto` chooses (multivariate TPE after 5 random trials; successive halving from epoch 4)
+    assert s.sampler == SamplerSpec("tpe", {"n_startup_trials": 5})
+    assert s.pruner == PrunerSpec("successive_halving", {"min_early_stopping_rate": 1})
     assert s.sampler.auto and s.pruner.auto
     assert s.objective == ObjectiveSpec(dataset=DatasetSpec(name="iris"))
     assert s.objective.framework == "torch" and s.objective.epochs == 20

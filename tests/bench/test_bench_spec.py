@@ -66,7 +66,7 @@ def test_missing_factors_take_the_study_keys_and_labels_tell_levels_apart():
     bench = parse_bench_spec(spec(factors=None, sampler={"name": "random"}, seed=5))
     # no pruner anywhere: the level is `auto`, each cell's spec holds what it resolved to
     assert [c.study for c in bench.cells] == ["bw.random.auto.python.s5"]
-    assert bench.cells[0].spec.pruner.name == "hyperband" and bench.cells[0].spec.pruner.auto
+    assert bench.cells[0].spec.pruner.name == "successive_halving" and bench.cells[0].spec.pruner.auto
     bench = parse_bench_spec(spec(factors={"samplers": [{"name": "tpe", "label": "tpe-mv", "multivariate": True},
                                                         {"name": "tpe", "label": "tpe-uni", "multivariate": False}],
                                            "seeds": [3, 7]}, experiment="shared"))

@@ -18,6 +18,7 @@ from sweeplab.core.errors import SpecError
 from sweeplab.core.pareto import ParetoHalving
 from sweeplab.registry.options import Context, SpaceShape
 from sweeplab.registry.search import (
+    AUTO_FIRST_DECISION,
     MIN_PRUNED_EPOCHS,
     PRUNERS,
     SAMPLERS,
@@ -326,20 +327,45 @@ MLP_GRID = SpaceShape(params=8, categorical=6)
 
 
 @pytest.mark.parametrize("workers", [1, 4, 16, 64])
-def test_auto_is_multivariate_tpe_and_hyperband_for_a_single_objective(workers):
+def test_auto_is_multivariate_tpe_after_5_random_trials_and_successive_halving_for_a_single_objective(workers):
     ctx = Context(workers=workers, epochs=10, objectives=1, space=MLP_GRID)
-    assert (auto_sampler(ctx).name, dict(auto_sampler(ctx).options)) == ("tpe", {})
-    assert (auto_pruner(ctx).name, dict(auto_pruner(ctx).options)) == ("hyperband", {})
-    built = build_sampler(parse_spec(_data(workers=workers)))  # no sampler, no pruner: auto
+    assert (auto_sampler(ctx).name, dict(auto_sampler(ctx).options)) == ("tpe", {"n_startup_trials": 5})
+    assert (auto_pruner(ctx).name, dict(auto_pruner(ctx).options)) == ("successive_halving",
+                                                                       {"min_early_stopping_rate": 1})
+    spec = parse_spec(_data(workers=workers))  # no sampler, no pruner: auto
+    built = build_sampler(spec)
     assert isinstance(built, optuna.samplers.TPESampler)
-    assert built._multivariate and built._constant_liar == (workers > 1)
+    assert built._multivariate and built._constant_liar == (workers > 1) and built._n_startup_trials == 5
+    pruner = build_pruner(spec)
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    assert (pruner._min_resource, pruner._reduction_factor, pruner._min_early_stopping_rate) == (1, 4, 1)
+
+
+def test_auto_pruner_first_decides_after_epoch_4():
+    # AUTO_FIRST_DECISION: no trial is stopped before epoch 4, however far behind it is; at epoch 4 one
+    # below the best quarter of the trials that reached epoch 4 is
+    assert AUTO_FIRST_DECISION == 4 and MIN_PRUNED_EPOCHS == 5
+    pruner = build_pruner(parse_spec(_data(objective={"framework": "python",
+                                                      "callable": "sweeplab_test_objectives:bowl", "epochs": 10})))
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    good = study.ask()
+    for epoch in range(1, 11):
+        good.report(1.0, epoch)
+        assert not good.should_prune()
+    study.tell(good, 1.0)
+    bad = study.ask()
+    decisions = []
+    for epoch in range(1, 5):
+        bad.report(0.0, epoch)
+        decisions.append(bad.should_prune())
+    assert decisions == [False, False, False, True]
 
 
 def test_auto_never_prunes_multi_objective_studies_nor_objectives_of_one_epoch():
     multi = Context(workers=2, epochs=10, objectives=2, space=MLP_GRID)
     assert auto_sampler(multi).name == "tpe" and auto_pruner(multi).name == "none"
     assert auto_pruner(Context(epochs=MIN_PRUNED_EPOCHS - 1)).name == "none"
-    assert auto_pruner(Context(epochs=MIN_PRUNED_EPOCHS)).name == "hyperband"
+    assert auto_pruner(Context(epochs=MIN_PRUNED_EPOCHS)).name == "successive_halving"
     spec = parse_spec(_data(direction=["minimize", "minimize"], metric=["score", "score2"],
                             objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl",
                                        "epochs": EPOCHS}))
@@ -348,14 +374,16 @@ def test_auto_never_prunes_multi_objective_studies_nor_objectives_of_one_epoch()
 
 def test_a_spec_without_sampler_or_pruner_gets_auto_and_builds_what_it_resolved_to():
     spec = parse_spec(_data())
-    assert spec.sampler == SamplerSpec("tpe") and spec.sampler.auto and spec.sampler.shown == "tpe (auto)"
-    assert spec.pruner == PrunerSpec("hyperband") and spec.pruner.auto and spec.pruner.shown == "hyperband (auto)"
+    assert spec.sampler == SamplerSpec("tpe", {"n_startup_trials": 5}) and spec.sampler.auto
+    assert spec.sampler.shown == "tpe (auto)"
+    assert spec.pruner == PrunerSpec("successive_halving", {"min_early_stopping_rate": 1}) and spec.pruner.auto
+    assert spec.pruner.shown == "successive_halving (auto)"
     pruner = build_pruner(spec)
-    assert isinstance(pruner, optuna.pruners.HyperbandPruner) and pruner._max_resource == EPOCHS
-    # `auto` named is the same as left out; the spec records the resolved names, so it round-trips
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner) and pruner._min_early_stopping_rate == 1
+    # `auto` named is the same as left out; the spec records the resolved choice, so it round-trips
     named = parse_spec(_data(sampler="auto", pruner={"name": "auto"}))
-    assert named == spec and named.to_dict()["sampler"] == {"name": "tpe"}
-    assert named.to_dict()["pruner"] == {"name": "hyperband"}
+    assert named == spec and named.to_dict()["sampler"] == {"name": "tpe", "n_startup_trials": 5}
+    assert named.to_dict()["pruner"] == {"name": "successive_halving", "min_early_stopping_rate": 1}
     assert parse_spec(spec.to_dict()) == spec
     # a name given is kept as given
     given = parse_spec(_data(sampler="random", pruner="none"))

@@ -14,7 +14,7 @@ def spec_dict(**over):
     data = {
         "study": "made-before-auto", "direction": "maximize", "metric": "score", "trials": 2, "workers": 1,
         "seed": 3, "objective": {"framework": "python", "callable": "sweeplab_user_functions:never_reports",
-                                 "epochs": 3},
+                                 "epochs": 6},
         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
     }
     data.update(over)
@@ -25,7 +25,7 @@ def test_a_study_resumes_with_its_own_sampler_and_pruner_where_the_spec_says_aut
     # a study created when no pruner meant none, and with another sampler than auto's
     run(parse_spec(spec_dict(sampler={"name": "random"}, pruner={"name": "none"})), stores, executor="in-process")
     fresh = parse_spec(spec_dict())
-    assert (fresh.sampler.name, fresh.pruner.name) == ("tpe", "hyperband")  # what auto picks for a new study
+    assert (fresh.sampler.name, fresh.pruner.name) == ("tpe", "successive_halving")  # auto's pick for a new study
 
     resumed, _ = plan_run(spec_dict(), storage=stores["storage"], tracking_uri=stores["tracking"])
     assert (resumed.sampler.name, resumed.pruner.name) == ("random", "none")
@@ -37,4 +37,4 @@ def test_a_study_resumes_with_its_own_sampler_and_pruner_where_the_spec_says_aut
     # a new study from the same spec gets auto's choice
     other, _ = plan_run(spec_dict(study="made-after-auto"), storage=stores["storage"],
                         tracking_uri=stores["tracking"])
-    assert (other.sampler.name, other.pruner.name) == ("tpe", "hyperband")
+    assert (other.sampler.name, other.pruner.name) == ("tpe", "successive_halving")

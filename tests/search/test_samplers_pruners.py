@@ -73,7 +73,7 @@ PRUNER_CASES = [
     ({"name": "percentile", "percentile": 40, "n_startup_trials": 0},
      ("PercentilePruner", {**_PERCENTILE[1], "percentile": 40, "n_startup_trials": 0})),
     ({"name": "hyperband"}, _HYPERBAND),
-    ("auto", _HYPERBAND),  # what `auto` resolves to for one objective over 4 epochs
+    ("auto", ("NopPruner", {})),  # what `auto` resolves to for one objective over 4 epochs (under MIN_PRUNED_EPOCHS)
     ({"name": "hyperband", "min_resource": 2, "max_resource": 27, "reduction_factor": 2, "bootstrap_count": 1},
      ("HyperbandPruner", {"min_resource": 2, "max_resource": 27, "reduction_factor": 2, "bootstrap_count": 1})),
     ({"name": "successive_halving"},
