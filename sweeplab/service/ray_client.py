@@ -69,8 +69,16 @@ def connect(address: str) -> RayServiceClient | None:
     with its own options)."""
     import ray
 
+    from sweeplab.core.errors import StorageError
+    from sweeplab.search.preflight import check_ray_address
+
     joined = not ray.is_initialized()
     if joined:
+        try:  # at once, where ray.init would retry an address that does not answer for minutes
+            check_ray_address(address)
+        except StorageError as exc:
+            raise ServiceError(f"{exc} (sweeplab looked there for a service: ${RAY_ADDRESS_ENV} is set and no state "
+                               f"file is here; unset ${RAY_ADDRESS_ENV} to run on a Ray of your own)") from exc
         try:
             ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:

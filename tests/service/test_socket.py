@@ -73,3 +73,31 @@ def test_a_state_file_wins_over_ray_address_and_the_local_path_imports_no_ray(tm
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout) == expected
+
+
+def test_a_ray_address_that_does_not_answer_is_refused_at_once_naming_it(tmp_path):
+    """No state file, and $RAY_ADDRESS names a port where nothing listens: `status` and `run --detach`
+    say at once (not after Ray's minutes of retries) that the cluster does not answer, name the
+    variable and how to run without it, and exit 1."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    sweeplab = str(Path(sys.executable).with_name("sweeplab"))
+    env = {**{k: v for k, v in os.environ.items() if k != "SWEEPLAB_SERVICE"}, "RAY_ADDRESS": address}
+    (tmp_path / "spec.yaml").write_text(
+        "study: s\nmetric: value\ntrials: 1\nobjective: {framework: python, callable: 'x:y'}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\n")
+    for cmd in (["status"], ["run", "spec.yaml", "--detach"]):
+        started = time.monotonic()
+        out = subprocess.run([sweeplab, *cmd], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1, (cmd, out.stdout, out.stderr)
+        assert f"the Ray cluster at '{address}' does not answer" in out.stderr, out.stderr
+        assert "$RAY_ADDRESS" in out.stderr and "unset" in out.stderr, out.stderr
+        assert time.monotonic() - started < 30, "the refusal must not wait out Ray's retries"
