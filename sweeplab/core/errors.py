@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+RAY_TOKEN_HINT = ("if the cluster uses Ray's token authentication, this shell needs RAY_AUTH_MODE=token and the "
+                  "cluster's token (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token)")
+"""What a driver refused by a cluster needs when token authentication is on (Ray's own error
+only says it failed to connect; its log lines say ``InvalidAuthToken``)."""
+
 
 class SweeplabError(Exception):
     """Base of every error sweeplab raises on purpose."""

@@ -69,7 +69,7 @@ def connect(address: str) -> RayServiceClient | None:
     with its own options)."""
     import ray
 
-    from sweeplab.core.errors import StorageError
+    from sweeplab.core.errors import RAY_TOKEN_HINT, StorageError
     from sweeplab.search.preflight import check_ray_address
 
     joined = not ray.is_initialized()
@@ -84,8 +84,7 @@ def connect(address: str) -> RayServiceClient | None:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ServiceError(
                 f"cannot join the Ray cluster at {address} (${RAY_ADDRESS_ENV}) to look for a sweeplab service "
-                f"there: {exc}. Check ${RAY_ADDRESS_ENV} and the cluster's token (RAY_AUTH_TOKEN or "
-                f"~/.ray/auth_token), or unset ${RAY_ADDRESS_ENV}") from exc
+                f"there: {exc}. Check ${RAY_ADDRESS_ENV} and, {RAY_TOKEN_HINT}; or unset ${RAY_ADDRESS_ENV}") from exc
     try:
         actor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
     except ValueError:  # no actor of that name: no service on this cluster

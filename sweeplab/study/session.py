@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.compat import private_ray_shutdown_usable
 from sweeplab.core.defaults import DEFAULT_FAIL_FAST
-from sweeplab.core.errors import StorageError, SweeplabError, UsageError
+from sweeplab.core.errors import RAY_TOKEN_HINT, StorageError, SweeplabError, UsageError
 from sweeplab.core.keys import (
     STUDY_ATTR_EXPERIMENT_ID,
     STUDY_ATTR_PARENT_RUN_ID,
@@ -348,7 +348,8 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise StorageError(
             f"cannot connect to the Ray cluster at {address!r}: {exc}. "
-            "Check --address / $RAY_ADDRESS (e.g. 127.0.0.1:6379) and that `ray start --head` runs there."
+            f"Check --address / $RAY_ADDRESS (e.g. 127.0.0.1:6379), that `ray start --head` runs there and, "
+            f"{RAY_TOKEN_HINT}."
         ) from exc
 
 

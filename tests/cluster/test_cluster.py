@@ -157,3 +157,20 @@ def test_preflight_refuses_ray_address_that_does_not_answer(tmp_path):
     assert out.returncode == 1
     assert f"the Ray cluster at '127.0.0.1:{port}' does not answer" in out.stderr
     assert not (tmp_path / "sweeplab.db").exists()
+
+
+def test_a_driver_without_the_clusters_token_is_told_how_to_give_it(ray_cluster, tmp_path):
+    """The cluster has token authentication on; a shell without RAY_AUTH_MODE=token and the token
+    is refused by Ray, and sweeplab's message names both (Ray's own says only that it failed to
+    connect), exit 1, before any store is created."""
+    import os
+
+    spec = write_spec(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    out = run_cli(["run", spec, "--address", ray_cluster.address, "--allow-local-stores", "--no-service"], env,
+                  tmp_path, timeout=300)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert f"cannot connect to the Ray cluster at '{ray_cluster.address}'" in out.stderr
+    assert "RAY_AUTH_MODE=token" in out.stderr and "RAY_AUTH_TOKEN" in out.stderr
+    assert not (tmp_path / "sweeplab.db").exists() and not (tmp_path / "mlflow.db").exists()
