@@ -34,7 +34,9 @@ def fresh_cluster(tmp_path):
 def test_lost_ray_node_reschedules_its_trials_on_the_head(fresh_cluster, postgres, mlflow_server, tmp_path):
     storage = postgres("sweeplab_nodeloss")
     spec = {"study": "nodeloss", "metric": "score", "trials": 6, "workers": 3, "max_retries": 3, "seed": 2,
-            "sampler": "random", "pruner": "none", "objective": SLEEPY,
+            # 6 s trials: the node is killed 1 s after 3 trials are seen reporting, and on a loaded
+            # machine seeing them lags; with 3 s trials those on the worker sometimes ended first
+            "sampler": "random", "pruner": "none", "objective": {**SLEEPY, "options": {"seconds": 6.0}},
             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
