@@ -120,13 +120,12 @@ VARIANT_PRUNERS: dict[str, dict[str, Any]] = {
 }
 VARIANT_TABLES = ("diabetes", "digits", "make_classification")
 VARIANT_WORKERS = (1, 4)
-_BOTH_TPE = ("median", "hyperband", "successive_halving", "median-s10", "median-w2", "median-w3", "median-w4",
-             "median-s10-w2", "percentile-s10-w2", "hyperband-min2", "hyperband-min3", "hyperband-rf2",
-             "hyperband-rf4", "sh-min2", "sh-min3", "sh-esr1", "sh-min2-esr1", "sh-rf3-esr1")
+_S5_ONLY = ("sh-rf3-min2", "sh-rf2-esr2", "median-w3-s10")  # tried with TPE-5 alone, late in the search
+_BOTH_TPE = ("median", "hyperband", "successive_halving", *(p for p in VARIANT_PRUNERS if p not in _S5_ONLY))
 VARIANT_CELLS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     *((s, "none", VARIANT_WORKERS) for s in VARIANT_SAMPLERS),
     *((s, p, VARIANT_WORKERS) for s in ("tpe-multi-s5", "tpe-multi-s6") for p in _BOTH_TPE),
-    *(("tpe-multi-s5", p, VARIANT_WORKERS) for p in ("sh-rf3-min2", "sh-rf2-esr2", "median-w3-s10")),
+    *(("tpe-multi-s5", p, VARIANT_WORKERS) for p in _S5_ONLY),
     # what auto resolves to, at the grid's other worker counts too (the report's auto table)
     ("tpe-multi-s5", "none", (16, 64)), ("tpe-multi-s5", "sh-esr1", (16, 64)),
 )

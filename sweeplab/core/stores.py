@@ -30,3 +30,20 @@ def is_local_url(url: str) -> bool:
     """True for stores only reachable on this machine's filesystem (SQLite, plain files): an
     Optuna storage URL or an MLflow tracking URI that a process on another machine cannot open."""
     return url.startswith(("sqlite:", "file:", "/", ".")) or "://" not in url
+
+
+def local_stores(storage_url: str, tracking_uri: str) -> list[tuple[str, str]]:
+    """The study's stores that are files on this machine, each as (what it is, its URL):
+    ``Optuna storage`` and/or ``MLflow tracking store``, in that order."""
+    return [(what, url) for what, url in (("Optuna storage", storage_url), ("MLflow tracking store", tracking_uri))
+            if is_local_url(url)]
+
+
+SHARED_STORES_FIX = ("--storage postgresql://USER@HOST/DB (or $SWEEPLAB_STORAGE) and --tracking-uri "
+                     "http://MLFLOW_HOST:5000 (or $MLFLOW_TRACKING_URI)")
+"""The stores a study needs when it runs where this machine's files are not: what the messages that
+refuse a local store tell the user to give instead."""
+
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+"""Ray's own variable: the cluster a driver joins (``--address`` overrides it; ``local`` or unset: a
+Ray of the driver's own). Read by ``run`` and by the service's look-up."""

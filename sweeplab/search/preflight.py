@@ -18,7 +18,8 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import Problem, ResourceError, StorageError
-from sweeplab.search.storage import is_local_url, redact
+from sweeplab.core.stores import SHARED_STORES_FIX, local_stores
+from sweeplab.search.storage import redact
 
 if TYPE_CHECKING:
     from sweeplab.spec import Resources
@@ -79,15 +80,14 @@ def check_stores_reach_cluster(storage_url: str, tracking_uri: str, address: str
     ``nodes`` is ``ray.nodes()`` (alive nodes are considered) and ``driver_ip`` this
     process's node IP; both are read from Ray when omitted.
     """
-    local = [(name, url) for name, url in (("Optuna storage", storage_url), ("MLflow tracking store", tracking_uri))
-             if is_local_url(url)]
+    local = local_stores(storage_url, tracking_uri)
     if not local:
         return
     if address and address.startswith("ray://"):
         name, url = local[0]
         raise StorageError(
             f"the {name} {url} is a local file, but with a Ray Client address ({address}) the driver runs on the "
-            "cluster, not here. Use --storage postgresql://USER@HOST/DB and --tracking-uri http://MLFLOW:5000."
+            f"cluster, not here. Use {SHARED_STORES_FIX}."
         )
     if nodes is None or driver_ip is None:
         import ray
@@ -100,8 +100,7 @@ def check_stores_reach_cluster(storage_url: str, tracking_uri: str, address: str
         raise StorageError(
             f"the {name} {url} is a local file on this machine, but the Ray cluster has workers on other "
             f"machines ({', '.join(others)}): the study must live where every node, the MLflow UI and a restarted "
-            "driver can reach it. Use --storage postgresql://USER@HOST/DB (or $SWEEPLAB_STORAGE) and "
-            "--tracking-uri http://MLFLOW_HOST:5000 (an `mlflow server` backed by PostgreSQL)."
+            f"driver can reach it. Use {SHARED_STORES_FIX}: an `mlflow server` backed by PostgreSQL."
         )
 
 

@@ -23,7 +23,6 @@ from sweeplab.core.errors import StorageError, StudyNotFoundError
 
 # the storage rule lives in core (the command line reads it without importing the search code)
 from sweeplab.core.stores import STORAGE_ENV
-from sweeplab.core.stores import is_local_url as is_local_url
 from sweeplab.core.stores import resolve_storage_url as resolve_storage_url
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sweeplab.core.errors import SweeplabError, UsageError
+from sweeplab.core.stores import RAY_ADDRESS_ENV
 from sweeplab.service.state import SERVICE_ENV, ServiceState, read_state, state_path
 
 CONNECT_TIMEOUT_S = 5.0
@@ -35,10 +36,6 @@ class ServiceError(SweeplabError):
         super().__init__(message)
         self.exit_code = exit_code
         self.unreachable = unreachable  # no answer at all (the supervisor is down or restarting)
-
-
-RAY_ADDRESS_ENV = "RAY_ADDRESS"
-"""Ray's own variable: the cluster a driver joins; a service is looked for there when there is no state file."""
 
 
 class ServiceConnection(Protocol):

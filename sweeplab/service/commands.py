@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.core.errors import SweeplabError, UsageError
-from sweeplab.core.stores import is_local_url
+from sweeplab.core.stores import RAY_ADDRESS_ENV, SHARED_STORES_FIX, local_stores
 from sweeplab.service.client import ServiceClient, ServiceConnection, ServiceError, find_service
 from sweeplab.service.state import pid_alive, read_state, socket_path, state_path, token_file
 
@@ -60,7 +60,7 @@ def up(args: argparse.Namespace, emit: Emit) -> int:
     if unknown:
         raise UsageError(f"--frameworks: {', '.join(unknown)} is not a framework the pool can import ahead; use a "
                          f"comma-separated list of {', '.join(MLP_FRAMEWORKS)} (or '' for none)")
-    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    address = args.address or os.environ.get(RAY_ADDRESS_ENV) or None
     workers = args.workers or os.cpu_count() or 1
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     ui_port = None if args.no_ui or address else _free_ui_port(args.ui_port)
@@ -211,14 +211,12 @@ def submit(args: argparse.Namespace, client: ServiceConnection, emit: Emit, resu
 def refuse_local_stores(storage: str, tracking_uri: str, client: ServiceConnection) -> None:
     """A study sent to a service found through ``$RAY_ADDRESS`` runs on that cluster, maybe on
     another machine than this one: refuse (exit 2) stores that are files here (SQLite, paths)."""
-    local = [f"the {what} {url}" for what, url in (("Optuna storage", storage), ("MLflow tracking store", tracking_uri))
-             if is_local_url(url)]
+    local = [f"the {what} {url}" for what, url in local_stores(storage, tracking_uri)]
     if local:
         raise UsageError(
             f"{' and '.join(local)} {'is a local file' if len(local) == 1 else 'are local files'}, but this study "
             f"goes to {client.where}, which runs it on the cluster, maybe on another machine. Give it stores the "
-            "cluster reaches: --storage postgresql://USER@HOST/DB (or $SWEEPLAB_STORAGE) and --tracking-uri "
-            "http://MLFLOW_HOST:5000 (or $MLFLOW_TRACKING_URI); or run it in this process with --no-service")
+            f"cluster reaches: {SHARED_STORES_FIX}; or run it in this process with --no-service")
 
 
 def watch(args: argparse.Namespace, client: ServiceConnection, emit: Emit) -> int:

@@ -21,7 +21,8 @@ import logging
 import os
 from typing import Any
 
-from sweeplab.service.client import ANSWER_TIMEOUT_S, RAY_ADDRESS_ENV, ServiceError, answer_or_raise
+from sweeplab.core.stores import RAY_ADDRESS_ENV
+from sweeplab.service.client import ANSWER_TIMEOUT_S, ServiceError, answer_or_raise
 from sweeplab.service.state import NAMESPACE, SUPERVISOR_NAME
 
 

@@ -45,6 +45,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_TRIALS_TARGET,
 )
 from sweeplab.core.records import TrialRecord
+from sweeplab.core.stores import RAY_ADDRESS_ENV
 from sweeplab.search.channel import CoordinatorServer
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
 from sweeplab.search.storage import StorageOptions
@@ -193,7 +194,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     from sweeplab.search.checkpoints import checkpoint_root
     from sweeplab.search.coordinator import StudyCoordinator
 
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    address = options.address or os.environ.get(RAY_ADDRESS_ENV) or None
     preflight.check_ray_address(address)
     preflight.check_tracking_server(options.tracking_uri)
     init_kwargs = _ray_init_kwargs(spec, options, address)
@@ -340,7 +341,7 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
         return
     # "local" starts a private instance; plain None would attach to whatever cluster
     # `ray start` last left in /tmp/ray, which is not what "no --address" means here.
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    address = address or os.environ.get(RAY_ADDRESS_ENV) or "local"
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
     options.update(kwargs)
     try:
