@@ -7,9 +7,12 @@ PyTorch training loop: shuffle, mini-batches of ``batch_size``, one validation p
 epoch. The trial's value is the validation accuracy of the epoch with the lowest
 validation loss (what sweeplab's objective returns: best weights by ``val_loss``).
 
-The short workload (``bench_service.py``): ``SHORT_TRIALS`` trials of
-:func:`short_train`, a fixed ``SHORT_SECONDS`` of sleep over ``SHORT_EPOCHS`` reported
-epochs, on a 2-D space (:func:`suggest_short`): what orchestration costs per trial.
+The short workloads (``bench_service.py``), ``SHORT_TRIALS`` trials each:
+
+- ``short``: :func:`short_train`, a fixed ``SHORT_SECONDS`` of sleep over ``SHORT_EPOCHS``
+  reported epochs, on a 2-D space (:func:`suggest_short`): what orchestration costs per trial;
+- ``short_train``: the seed's study as above, :func:`train` for ``SHORT_TRAIN_EPOCHS`` epochs:
+  short trials that train.
 
 With ``$SYSTEMS_PROBE_DIR`` set, each process writes the time of its first report to a
 file there (``*.first``): when the first trial was running, for the peers' side of
@@ -28,9 +31,12 @@ EPOCHS = 20
 SHORT_TRIALS = int(os.environ.get("SYSTEMS_SHORT_TRIALS", "100"))  # 100: bench_service; fewer for a smoke run
 SHORT_EPOCHS = 4
 SHORT_SECONDS = 0.2
+SHORT_TRAIN_EPOCHS = 2
 PROBE_ENV = "SYSTEMS_PROBE_DIR"
 _probed = False
 TRIALS = int(os.environ.get("SYSTEMS_TRIALS", "20"))  # 20: figure 2; more for a longer study by hand
+# The workloads that train the seed's MLP: (trials, epochs per trial).
+TRAINING_WORKLOADS = {"seed": (TRIALS, EPOCHS), "short_train": (SHORT_TRIALS, SHORT_TRAIN_EPOCHS)}
 WORKERS = 2
 SEED = 42
 

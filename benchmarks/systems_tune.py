@@ -2,8 +2,9 @@
 MLflowLoggerCallback, 20 trials, 2 at a time, 20 epochs, one report per epoch.
 
 Usage: python systems_tune.py WORKDIR [SEED] [WORKLOAD]  (SEED: the split, the sampler and
-training; WORKLOAD: ``seed``, the default, or ``short``: ``systems_loop.SHORT_TRIALS`` trials of
-``systems_loop.short_train``). Prints one JSON line: best value, trials.
+training; WORKLOAD: ``seed``, the default, ``short_train`` (``systems_loop.SHORT_TRIALS`` trials of
+the same MLP, ``SHORT_TRAIN_EPOCHS`` epochs each) or ``short``: ``systems_loop.SHORT_TRIALS`` trials
+of ``systems_loop.short_train``). Prints one JSON line: best value, trials.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def define_space(trial: optuna.Trial) -> None:
     loop.suggest(trial)
 
 
-def train_mlp(config: dict, data=None, seed: int = loop.SEED) -> None:
-    best = loop.train(config, data, lambda epoch, metrics: tune.report(metrics), seed=seed)
+def train_mlp(config: dict, data=None, seed: int = loop.SEED, epochs: int = loop.EPOCHS) -> None:
+    best = loop.train(config, data, lambda epoch, metrics: tune.report(metrics), epochs=epochs, seed=seed)
     tune.report({"val_accuracy": best, "done": True})
 
 
@@ -39,14 +40,16 @@ def train_short(config: dict) -> None:
 
 def main(workdir: str, seed: int, workload: str = "seed") -> None:
     short = workload == "short"
+    trials, epochs = (loop.SHORT_TRIALS, loop.SHORT_EPOCHS) if short else loop.TRAINING_WORKLOADS[workload]
     metric = "score" if short else "val_accuracy"
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     search = OptunaSearch(space=define_short_space if short else define_space, metric=metric, mode="max",
                           sampler=sampler)
-    trainable = train_short if short else tune.with_parameters(train_mlp, data=loop.load_data(seed), seed=seed)
+    trainable = train_short if short else tune.with_parameters(train_mlp, data=loop.load_data(seed), seed=seed,
+                                                                 epochs=epochs)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
-        tune_config=tune.TuneConfig(search_alg=search, num_samples=loop.SHORT_TRIALS if short else loop.TRIALS,
+        tune_config=tune.TuneConfig(search_alg=search, num_samples=trials,
                                     max_concurrent_trials=loop.WORKERS),
         run_config=tune.RunConfig(
             name="tune-mlp", storage_path=os.path.join(workdir, "ray_results"), verbose=0,

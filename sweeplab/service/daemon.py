@@ -69,10 +69,14 @@ def main(argv: list[str]) -> int:
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(),
                                                            soft=False),
     ).remote(config["home"], str(state_file.parent), config["socket"], config["workers"], config["frameworks"],
-             config["shared"])
+             config["shared"], _warm_stores(config["tracking_uri"], attached=bool(address)))
     ui = None
     try:
         ray.get(actor.ready.remote(), timeout=READY_TIMEOUT_S)  # type: ignore[attr-defined]
+        # Ready once warm: a study submitted right after `up` returns must not pay the imports.
+        if not ray.get(actor.warmed.remote(READY_TIMEOUT_S), timeout=READY_TIMEOUT_S + 30):  # type: ignore[attr-defined]
+            log.warning("the worker pool was not warm within %.0f s; the service starts without waiting",
+                        READY_TIMEOUT_S)
         ui_url = None
         if config.get("ui_port"):
             ui_url = f"http://127.0.0.1:{config['ui_port']}"
@@ -93,6 +97,17 @@ def main(argv: list[str]) -> int:
     finally:
         _stop(actor, ui, state_file)
     return 0
+
+
+def _warm_stores(tracking_uri: str, attached: bool) -> tuple[str | None, str | None]:
+    """The stores studies default to (``$SWEEPLAB_STORAGE`` or the default file here, and the
+    service's tracking URI), to open before the first study; on an attached cluster, whose
+    studies must use shared stores, local files are left alone (None) rather than created."""
+    from sweeplab.core.stores import is_local_url, resolve_storage_url
+
+    storage_url, tracking_uri = (None if attached and is_local_url(url) else url
+                                 for url in (resolve_storage_url(), tracking_uri))
+    return storage_url, tracking_uri
 
 
 def _stop(actor: Any, ui: subprocess.Popen[bytes] | None, state_file: Path) -> None:

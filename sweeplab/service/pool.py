@@ -2,7 +2,7 @@
 
 Ray reuses a job's worker processes from task to task, so the supervisor runs one
 :func:`warm_pool_worker` task per pool slot at start: each process imports the
-frameworks (torch, TensorFlow) and the trial code once, and every later trial of every
+frameworks (torch, TensorFlow), the trial code and the data stack once, and every later trial of every
 study the service runs starts in a process that has them.
 """
 
@@ -19,8 +19,11 @@ def default_frameworks() -> list[str]:
 
 
 def warm_pool_worker(frameworks: list[str]) -> int:
-    """Import each of ``frameworks``' objective (and warm it up) in this worker process, and the
-    trial code; return the process id. Never raises: a trial reports a broken framework itself."""
+    """Import each of ``frameworks``' objective (and warm it up) in this worker process, the
+    trial code and the data stack (a study's dataset arrives pickled with its scikit-learn
+    scaler, and unpickling it imports scikit-learn: over a second); return the process id.
+    Never raises: a trial reports a broken framework itself."""
+    import sweeplab.objectives.data  # noqa: F401 - the import is the point
     from sweeplab.search.worker import warm_worker
 
     for framework in frameworks:

@@ -20,7 +20,6 @@ through the study's own resume path (trials lost in flight are failed and retrie
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -112,11 +111,13 @@ class Supervisor:
     ``home``: its working directory (where ``up`` ran); ``state_dir``: the folder of the
     state file (``studies.json`` and ``logs/`` go there); ``socket_path``: where it listens;
     ``workers``: the pool's trial slots; ``frameworks``: imported in the pool's worker
-    processes at start; ``shared``: let every local user connect (else its operator only).
+    processes at start; ``shared``: let every local user connect (else its operator only);
+    ``warm_stores``: the Optuna storage URL and MLflow tracking URI that studies default to,
+    opened ahead of the first study (None: not opened, only imported).
     """
 
     def __init__(self, home: str, state_dir: str, socket_path: str, workers: int, frameworks: list[str],
-                 shared: bool = False) -> None:
+                 shared: bool = False, warm_stores: tuple[str | None, str | None] = (None, None)) -> None:
         os.chdir(home)
         self.home, self.state_dir, self.socket_path = home, Path(state_dir), socket_path
         self.logs_dir = self.state_dir / "logs"
@@ -124,6 +125,8 @@ class Supervisor:
         self.operator_uid = os.getuid()
         self.pool = FairShare(workers)
         self.workers, self.frameworks, self.shared = workers, list(frameworks), shared
+        self.warm_stores = warm_stores
+        self._warm = threading.Event()
         self._lock = threading.RLock()
         self.studies: dict[str, _Study] = {}
         self._registry = self.state_dir / "studies.json"
@@ -139,6 +142,11 @@ class Supervisor:
     def ready(self) -> dict[str, Any]:
         """Where it listens and its process (``up`` waits on this)."""
         return {"pid": os.getpid(), "socket": self.socket_path, "node_id": _node_id()}
+
+    def warmed(self, timeout: float) -> bool:
+        """Wait until the pool and the driver side are warm (see :meth:`_warm_pool`); True when
+        they are, False after ``timeout`` seconds (``up`` waits on this before saying ready)."""
+        return self._warm.wait(timeout)
 
     def shutdown(self, timeout: float = CANCEL_WAIT_S) -> list[str]:
         """Stop every running study cleanly (as ``cancel`` does, state ``stopped``: resumed by
@@ -164,7 +172,8 @@ class Supervisor:
         op = request.get("op")
         try:
             if op == "ping":
-                return {"ok": True, "pid": os.getpid(), "workers": self.workers, "frameworks": self.frameworks}
+                return {"ok": True, "pid": os.getpid(), "workers": self.workers, "frameworks": self.frameworks,
+                        "warm": self._warm.is_set()}
             if op == "submit":
                 return {"ok": True, **self.submit(request, uid)}
             if op == "list":
@@ -346,21 +355,26 @@ class Supervisor:
 
     def _warm_pool(self) -> None:
         """Import the frameworks (and the study code) in ``workers`` worker processes of this job,
-        so the first trials of every study start warm; import the driver side here meanwhile."""
+        so the first trials of every study start warm, and meanwhile pay the driver side's
+        one-time costs here (:func:`~sweeplab.study.session.warm_driver`); then set ``_warm``."""
         try:
             import ray
 
             from sweeplab.service.pool import warm_pool_worker
+            from sweeplab.study.session import warm_driver
 
             task = ray.remote(num_cpus=1, max_retries=0)(warm_pool_worker)
             refs = [task.remote(self.frameworks) for _ in range(self.workers)]
-            for module in ("sweeplab.api", "sweeplab.study.run", "sweeplab.tracking.mlflow_tracker", "optuna"):
-                importlib.import_module(module)  # what a study's driver side imports, done before one comes
-
+            try:
+                warm_driver(*self.warm_stores)
+            except Exception as exc:  # the first study reports a store it cannot open, with its context
+                log.warning("could not open the stores ahead of the first study: %s", exc)
             pids = ray.get(refs, timeout=600)
             log.info("warm pool: %d worker processes with %s imported", len(set(pids)), self.frameworks)
         except Exception as exc:  # only an optimization: trials import what they need anyway
             log.warning("could not warm the worker pool: %s", exc)
+        finally:
+            self._warm.set()
 
     # ------------------------------------------------------------------ socket server
     def _serve(self) -> socketserver.ThreadingUnixStreamServer:

@@ -457,6 +457,27 @@ class _Preparation:
         return self.dataset, self.tracker
 
 
+def warm_driver(storage_url: str | None, tracking_uri: str | None) -> None:
+    """Pay, in this process, the one-time costs a study's driver side has before its first
+    trial, so that a long-lived process (the service's supervisor) does not pay them in its
+    first study: the data stack's imports (a small built-in dataset is split and scaled),
+    Optuna's storage and MLflow's imports, and, for each store given, its opening (the
+    Optuna storage's engine, and its schema when new; MLflow's store, which MLflow keeps
+    per URI). Creates no study, experiment or run. Raises what opening a store raises."""
+    import optuna.storages  # noqa: F401 - the import is the point
+    from mlflow.tracking import MlflowClient
+
+    from sweeplab.objectives.data import load_dataset
+    from sweeplab.search.storage import open_storage
+
+    load_dataset(task="classification", name="make_classification", options={"n_samples": 60},
+                 validation_split=0.2, test_split=0.2, seed=0)
+    if storage_url is not None:
+        open_storage(storage_url).engine.dispose()
+    if tracking_uri is not None:
+        MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+
+
 def shutdown_own_ray(ray_version: str | None = None) -> None:
     """``ray.shutdown()`` of the local Ray this process started, minus a second of waiting.
 

@@ -82,6 +82,13 @@ def test_up_writes_its_state_and_twice_is_idempotent(service):
     assert state["owns_ray"] is True and state["already_running"] is False
     assert Path(state["state_file"]) == home / ".sweeplab" / "service.json"
     assert (home / ".sweeplab" / "ray_token").stat().st_mode & 0o777 == 0o600  # the local Ray's own token
+    # `up` returns once warm, so the first study does not pay the imports: the pool and the
+    # driver side are, and the stores studies default to here are open (the Optuna one created)
+    from sweeplab.service.client import ServiceClient
+    from sweeplab.service.state import read_state
+
+    assert ServiceClient(read_state(Path(state["state_file"])), Path(state["state_file"])).call("ping")["warm"] is True
+    assert (home / "sweeplab.db").exists()
     again = sweeplab("up", "--json", cwd=home)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["already_running"] is True
