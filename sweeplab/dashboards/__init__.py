@@ -10,11 +10,12 @@ tensorflow or ray.
 from __future__ import annotations
 
 from sweeplab.dashboards.figures import FIGURE_IDS, FigureSection, study_figures, study_sections
-from sweeplab.dashboards.report import study_report_html, write_study_report
+from sweeplab.dashboards.report import import_report_dependencies, study_report_html, write_study_report
 
 __all__ = [
     "FIGURE_IDS",
     "FigureSection",
+    "import_report_dependencies",
     "study_figures",
     "study_report_html",
     "study_sections",

@@ -202,6 +202,15 @@ def study_report_html(study_name: str, study: optuna.Study, summary: StudySummar
     )
 
 
+def import_report_dependencies() -> None:
+    """Import what writing a report needs beyond this package's own imports (plotly): the
+    fANOVA importances' scikit-learn forests. For a long-lived process that writes reports
+    later (the service's supervisor): at the end of a study these imports cost a second or
+    more that nothing else overlaps."""
+    import optuna.importance  # noqa: F401 - the imports are the point
+    import sklearn.ensemble  # noqa: F401
+
+
 def write_study_report(study_name: str, summary: StudySummary | None = None, *,
                        study: optuna.Study | None = None, storage_url: str | None = None,
                        path: str | Path | None = None, refresh_seconds: int | None = None) -> Path:

@@ -105,9 +105,10 @@ def _warm_stores(tracking_uri: str, attached: bool) -> tuple[str | None, str | N
     studies must use shared stores, local files are left alone (None) rather than created."""
     from sweeplab.core.stores import is_local_url, resolve_storage_url
 
-    storage_url, tracking_uri = (None if attached and is_local_url(url) else url
-                                 for url in (resolve_storage_url(), tracking_uri))
-    return storage_url, tracking_uri
+    def kept(url: str) -> str | None:
+        return None if attached and is_local_url(url) else url
+
+    return kept(resolve_storage_url()), kept(tracking_uri)
 
 
 def _stop(actor: Any, ui: subprocess.Popen[bytes] | None, state_file: Path) -> None:

@@ -8,6 +8,7 @@ study the service runs starts in a process that has them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 
@@ -20,12 +21,12 @@ def default_frameworks() -> list[str]:
 
 def warm_pool_worker(frameworks: list[str]) -> int:
     """Import each of ``frameworks``' objective (and warm it up) in this worker process, the
-    trial code and the data stack (a study's dataset arrives pickled with its scikit-learn
-    scaler, and unpickling it imports scikit-learn: over a second); return the process id.
-    Never raises: a trial reports a broken framework itself."""
-    import sweeplab.objectives.data  # noqa: F401 - the import is the point
-    from sweeplab.search.worker import warm_worker
+    trial code and the data stack (:func:`~sweeplab.search.worker.import_data_stack`); return the
+    process id. Never raises: a trial reports a broken framework itself."""
+    from sweeplab.search.worker import import_data_stack, warm_worker
 
+    with contextlib.suppress(Exception):  # the first trial reports a broken install with its context
+        import_data_stack()
     for framework in frameworks:
         warm_worker(framework, None)
     return os.getpid()

@@ -458,18 +458,20 @@ class _Preparation:
 
 
 def warm_driver(storage_url: str | None, tracking_uri: str | None) -> None:
-    """Pay, in this process, the one-time costs a study's driver side has before its first
-    trial, so that a long-lived process (the service's supervisor) does not pay them in its
-    first study: the data stack's imports (a small built-in dataset is split and scaled),
-    Optuna's storage and MLflow's imports, and, for each store given, its opening (the
-    Optuna storage's engine, and its schema when new; MLflow's store, which MLflow keeps
-    per URI). Creates no study, experiment or run. Raises what opening a store raises."""
+    """Pay, in this process, the one-time costs of a study's driver side, so that a long-lived
+    process (the service's supervisor) does not pay them in its first study: the imports of
+    the data stack (a small built-in dataset is split and scaled), the end-of-study report,
+    Optuna's storage and MLflow, and, for each store given, its opening (the Optuna
+    storage's engine, and its schema when new; MLflow's store, which MLflow keeps per URI).
+    Creates no study, experiment or run. Raises what opening a store raises."""
     import optuna.storages  # noqa: F401 - the import is the point
     from mlflow.tracking import MlflowClient
 
+    from sweeplab.dashboards import import_report_dependencies
     from sweeplab.objectives.data import load_dataset
     from sweeplab.search.storage import open_storage
 
+    import_report_dependencies()
     load_dataset(task="classification", name="make_classification", options={"n_samples": 60},
                  validation_split=0.2, test_split=0.2, seed=0)
     if storage_url is not None:
