@@ -34,8 +34,9 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 # sweeplab with the service up, sweeplab cold, plain Optuna and Ray Tune side by side (not a timed test): the seed
-# study and 100 short trials, wall time and time to the first trial, in benchmarks/results/service.md.
-# SERVICE_ARGS="--reps 5" for more repetitions. About 15 minutes on a quiet 2-core machine.
+# study, 100 short trials that train and 100 that sleep, wall time and time to the first trial, in
+# benchmarks/results/service.md. SERVICE_ARGS="--reps 5" for more repetitions, "--workloads short_train" for one.
+# About 40 minutes on a quiet 2-core machine (Ray Tune's runs are most of it).
 SERVICE_ARGS ?=
 bench-service: install
 	$(PIP_INSTALL) "ray[tune]" optuna-integration
