@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeplab.core.checks import did_you_mean
 from sweeplab.core.errors import SweeplabError
 from sweeplab.core.records import FAILED as TRIAL_FAILED
 from sweeplab.core.records import TrialRecord, failure_key
@@ -203,10 +204,11 @@ class Supervisor:
         name = str(request.get("study", ""))
         with self._lock:
             study = self.studies.get(name)
+            known = list(self.studies)
         if study is None:
             raise ServiceRequestError(
-                f"the service knows no study {name!r} (`sweeplab status` lists the studies it runs; a study run "
-                "without the service is read with `sweeplab status STUDY` from its stores)", 1)
+                f"the service knows no study {name!r}{did_you_mean(name, known)} (`sweeplab status` lists the studies "
+                "it runs; a study run without the service is read with `sweeplab status STUDY` from its stores)", 1)
         return study
 
     def _view(self, study: _Study) -> dict[str, Any]:

@@ -114,6 +114,9 @@ def test_a_detached_study_outlives_the_terminal_that_submitted_it(service):
     assert row["state"] == "finished" and row["done"] == 4 and row["priority"] == 1
     log = sweeplab("logs", "detached", cwd=home)
     assert "submitted by" in log.stdout and "finished: 4 trials" in log.stdout
+    typo = sweeplab("logs", "detachd", cwd=home)  # a misspelt study: named, with the closest the service knows
+    assert typo.returncode == 1
+    assert "knows no study 'detachd' (did you mean `detached`?)" in typo.stderr
 
 
 def test_run_without_detach_follows_and_prints_the_summary(service):
