@@ -137,7 +137,7 @@ class Supervisor:
         self.spares = Spares(_node_id())
         self._resume_known()  # before listening: a client never sees a restarted supervisor without its studies
         self._server = self._serve()
-        threading.Thread(target=self._warm_pool, name="sweeplab-warm-pool", daemon=True).start()
+        threading.Thread(target=self._warm_up, name="sweeplab-warm-up", daemon=True).start()
 
     # ------------------------------------------------------------------ actor methods
     def ready(self) -> dict[str, Any]:
@@ -145,7 +145,7 @@ class Supervisor:
         return {"pid": os.getpid(), "socket": self.socket_path, "node_id": _node_id()}
 
     def warmed(self, timeout: float) -> bool:
-        """Wait until the pool and the driver side are warm (see :meth:`_warm_pool`); True when
+        """Wait until the pool and the driver side are warm (see :meth:`_warm_up`); True when
         they are, False after ``timeout`` seconds (``up`` waits on this before saying ready)."""
         return self._warm.wait(timeout)
 
@@ -355,7 +355,7 @@ class Supervisor:
                                                 priority=float(entry["priority"]), state=entry["state"],
                                                 error=entry.get("error"), submitted_at=entry.get("submitted_at", 0))
 
-    def _warm_pool(self) -> None:
+    def _warm_up(self) -> None:
         """Import the frameworks (and the study code) in ``workers`` worker processes of this job,
         so the first trials of every study start warm, and meanwhile pay the driver side's
         one-time costs here (:func:`~sweeplab.study.session.warm_driver`); then set ``_warm``."""
