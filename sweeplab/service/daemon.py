@@ -1,7 +1,7 @@
 """The service's background process (``python -m sweeplab.service.daemon CONFIG_JSON``), started by ``sweeplab up``.
 
 It holds what must outlive the ``up`` command: the Ray driver whose job the supervisor's
-trials run in (and, for a local service, the Ray instance itself, bound to 127.0.0.1),
+trials run in (and, for a local service, the Ray instance itself, with a token of its own),
 the supervisor actor, and the MLflow UI. It writes the state file once all of them are
 ready, then waits. On SIGTERM (``sweeplab down``) it stops the supervisor's studies
 cleanly, kills the supervisor, stops the UI, disconnects from (or, when it started it,
@@ -47,8 +47,9 @@ def main(argv: list[str]) -> int:
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(address="local", num_cpus=config["workers"], include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **common)
+        # No bind address to give: Ray turns 127.0.0.1 into the machine's reachable address and its
+        # gRPC ports listen on every interface, so the local Ray keeps token authentication on.
+        ray.init(address="local", num_cpus=config["workers"], include_dashboard=False, **common)
     ray_address = address or ray.get_runtime_context().gcs_address
     try:
         ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
