@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,9 @@ def test_the_guides_grid_search_is_its_param_grid():
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
-def test_study_example_runs_and_writes_its_report(path, ray_local, stores, monkeypatch):
+def test_study_example_runs_and_writes_its_report(path, ray_local, stores, monkeypatch, tmp_path):
     monkeypatch.chdir(stores["dir"])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the report is written before it is logged
     spec = load_spec(path, tiny(path, bench=False))
     summary = run_study(spec, RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"],
                                          progress=False))
@@ -86,6 +88,7 @@ def test_study_example_runs_and_writes_its_report(path, ray_local, stores, monke
     assert summary.n_complete >= 1 and summary.best_value is not None
     artifacts = {a.path for a in MlflowClient(stores["tracking"]).list_artifacts(summary.mlflow_parent_run_id)}
     assert f"{spec.study}-report.html" in artifacts
+    assert not list(tmp_path.glob("sweeplab-report-*")), "the report's temp copy outlived its logging"
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -88,6 +90,8 @@ def finish_study(spec: StudySpec, options: RunOptions, session: StudySession, re
     html = _write_report(spec, summary, options.storage_url)
     delivered = tracker.close(summary, status="FAILED" if result.status == FAILED else result.status,
                               html_report=html)
+    if html is not None and delivered:  # it is the parent run's artifact now; each report is megabytes
+        shutil.rmtree(os.path.dirname(html), ignore_errors=True)
     summary = dataclasses.replace(summary, run=RunDetails(
         elapsed_s=elapsed, startup_s=startup, mlflow_delivered=delivered, mlflow_requests=tracker.writer.requests,
         storage=options.storage_url, tracking_uri=options.tracking_uri, best_model=best_model))
@@ -173,7 +177,8 @@ class _Phases:
 
 
 def _write_report(spec: StudySpec, summary: StudySummary, storage_url: str) -> str | None:
-    """Write the study's HTML dashboard to a private temp file for the parent run, if available."""
+    """Write the study's HTML dashboard to a private temp folder for the parent run, if available
+    (:func:`finish_study` removes the folder once the run has it)."""
     try:
         from sweeplab.dashboards import write_study_report
 
