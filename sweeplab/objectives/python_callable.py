@@ -46,6 +46,11 @@ SHIP_EXCLUDES = (".git", "__pycache__", "*.pyc", ".venv", "venv", "*.db", "*.db-
 MLflow's local stores (``.gitignore`` is honoured too)."""
 
 
+RAY_SESSION_LINK = "session_latest"
+"""What every Ray temp dir holds (the link to its newest session): how a shipped folder that
+holds one is recognised."""
+
+
 def _message(exc: callable_probe.CallableRefError) -> str:
     return exc.message + (did_you_mean(exc.misspelt, exc.candidates) if exc.misspelt else "") + exc.detail
 
@@ -142,10 +147,18 @@ def check_objective_callable(objective: ObjectiveSpec, source: str = "spec",
 def code_runtime_env(ref: str | None) -> dict[str, Any] | None:
     """Ray job ``runtime_env`` (for ``ray.init``) that ships a file callable's folder to the
     cluster's workers (as their ``working_dir``, minus :data:`SHIP_EXCLUDES`); None for
-    ``package.module`` (it must be installed on every node) and for no callable."""
+    ``package.module`` (it must be installed on every node) and for no callable. A folder
+    that holds a Ray temp dir (``/tmp`` itself, say) is a SpecError."""
     if not ref or not callable_probe.is_file_ref(ref):
         return None
     folder = os.path.dirname(os.path.abspath(ref.rpartition(":")[0]))
+    ray_dirs = sorted(str(p.parent) for p in Path(folder).glob(f"*/{RAY_SESSION_LINK}"))
+    if ray_dirs:
+        # Ray would zip its own session files, and the package it writes there, into the package
+        raise SpecError([Problem("objective.callable", (
+            f"{ref!r}: its folder {folder} is shipped whole to the cluster's workers, and it holds a Ray temp "
+            f"dir ({', '.join(ray_dirs)}), which grows while Ray packs it. Move the file into a folder of its "
+            "own (with the modules it imports), or give Ray another --temp-dir"))])
     return {"working_dir": folder, "excludes": list(SHIP_EXCLUDES), "env_vars": {CODE_DIR_ENV: folder}}
 
 

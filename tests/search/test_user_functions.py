@@ -172,6 +172,19 @@ def test_a_file_callable_relative_to_its_spec_imports_its_neighbours_and_ships_t
     assert Path(shipped["file"]).parent == Path(shipped["cwd"]) and "runtime_resources" in shipped["cwd"]
     assert (Path(shipped["cwd"]) / "own_helpers.py").read_text() == (code / "own_helpers.py").read_text()
 
+    # a folder that holds a Ray temp dir (as /tmp does) is refused before anything starts: Ray would pack
+    # its own growing package into itself
+    (code / "ray" / "session_1").mkdir(parents=True)
+    (code / "ray" / "session_latest").symlink_to(code / "ray" / "session_1")
+    refused = subprocess.run([sys.executable, "-m", "sweeplab.cli", "run", str(specs / "study.yaml"), "--study",
+                              "not-shipped", "--address", address, "--storage", stores["storage"], "--tracking-uri",
+                              stores["tracking"], "--no-model"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2, refused.stderr
+    assert f"holds a Ray temp dir ({code / 'ray'})" in refused.stderr
+    assert "Move the file into a folder of its own" in refused.stderr
+    assert "not-shipped" not in optuna.get_all_study_names(stores["storage"])
+
 
 def test_a_logged_keras_model_loads_with_pyfunc_and_predicts(ray_local, stores, tmp_path, monkeypatch):
     pytest.importorskip("tensorflow", reason="the keras extra is part of `make test`")
