@@ -190,15 +190,34 @@ class RayCluster:
         return ip
 
     def wait_nodes(self, count: int, timeout: float = 120.0) -> None:
-        code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
-                "print(sum(1 for n in ray.nodes() if n['Alive']))")
+        """Return once exactly ``count`` nodes are alive.
+
+        One client process joins the cluster and polls ``ray.nodes()`` (a process that
+        imports Ray and joins costs seconds of CPU, too much to pay for every look); a
+        client that cannot join yet (the head still starting) is started again.
+        """
+        code = ("import ray,sys,time\n"
+                "count, deadline = int(sys.argv[2]), float(sys.argv[3])\n"
+                "ray.init(address=sys.argv[1], logging_level='ERROR')\n"
+                "while True:\n"
+                "    alive = sum(1 for n in ray.nodes() if n['Alive'])\n"
+                "    if alive == count or time.time() > deadline:\n"
+                "        break\n"
+                "    time.sleep(0.25)\n"
+                "print(alive)\n")
         deadline = time.time() + timeout
         while time.time() < deadline:
-            out = subprocess.run([sys.executable, "-c", code, self.address], env=self.env, capture_output=True,
-                                 text=True, timeout=120)
+            try:
+                out = subprocess.run([sys.executable, "-c", code, self.address, str(count), str(deadline)],
+                                     env=self.env, capture_output=True, text=True,
+                                     timeout=max(deadline - time.time(), 0.0) + 60)
+            except subprocess.TimeoutExpired:
+                break
             if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
                 return
-            time.sleep(2)
+            if out.returncode == 0:
+                break  # the client saw the cluster until the deadline, never with `count` nodes
+            time.sleep(1)
         raise RuntimeError(f"Ray cluster did not reach {count} nodes in {timeout}s")
 
     def stop_node(self, name: str) -> None:
