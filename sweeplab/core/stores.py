@@ -46,4 +46,10 @@ refuse a local store tell the user to give instead."""
 
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 """Ray's own variable: the cluster a driver joins (``--address`` overrides it; ``local`` or unset: a
-Ray of the driver's own). Read by ``run`` and by the service's look-up."""
+Ray of the driver's own). Read by :func:`ray_address` only; messages name it."""
+
+
+def ray_address(flag: str | None = None) -> str | None:
+    """The Ray address a command was given: ``flag`` (``--address``), else ``$RAY_ADDRESS``; None
+    when neither is set. ``local`` is returned as given (a Ray of the caller's own)."""
+    return flag or os.environ.get(RAY_ADDRESS_ENV, "").strip() or None

@@ -13,13 +13,12 @@ message and exit code.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any, Protocol
 
 from sweeplab.core.errors import SweeplabError, UsageError
-from sweeplab.core.stores import RAY_ADDRESS_ENV
+from sweeplab.core.stores import RAY_ADDRESS_ENV, ray_address
 from sweeplab.service.state import SERVICE_ENV, ServiceState, read_state, state_path
 
 CONNECT_TIMEOUT_S = 5.0
@@ -129,8 +128,8 @@ class ServiceClient:
 
 def cluster_address() -> str | None:
     """The Ray cluster ``$RAY_ADDRESS`` names, or None (unset, empty, or ``local``: a Ray of this process's own)."""
-    address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
-    return address if address and address != "local" else None
+    address = ray_address()
+    return address if address != "local" else None
 
 
 def find_service(required: bool = False) -> ServiceConnection | None:

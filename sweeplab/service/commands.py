@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.core.errors import SweeplabError, UsageError
-from sweeplab.core.stores import RAY_ADDRESS_ENV, SHARED_STORES_FIX, local_stores
+from sweeplab.core.stores import SHARED_STORES_FIX, local_stores, ray_address
 from sweeplab.service.client import ServiceClient, ServiceConnection, ServiceError, find_service
 from sweeplab.service.state import pid_alive, read_state, socket_path, state_path, token_file
 
@@ -60,7 +60,7 @@ def up(args: argparse.Namespace, emit: Emit) -> int:
     if unknown:
         raise UsageError(f"--frameworks: {', '.join(unknown)} is not a framework the pool can import ahead; use a "
                          f"comma-separated list of {', '.join(MLP_FRAMEWORKS)} (or '' for none)")
-    address = args.address or os.environ.get(RAY_ADDRESS_ENV) or None
+    address = ray_address(args.address)
     workers = args.workers or os.cpu_count() or 1
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     ui_port = None if args.no_ui or address else _free_ui_port(args.ui_port)

@@ -88,7 +88,7 @@ from sweeplab.core.records import (
     TrialTicket,
     heldout_metric,
 )
-from sweeplab.core.stores import RAY_ADDRESS_ENV
+from sweeplab.core.stores import ray_address
 
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
@@ -242,7 +242,7 @@ def promote_study(
     from sweeplab.study.session import init_ray, load_study_dataset, put_objective, shutdown_own_ray
 
     dataset = load_study_dataset(spec, uri)  # an init_from study's source model comes from there too
-    address = address or os.environ.get(RAY_ADDRESS_ENV) or None
+    address = ray_address(address)
     env = code_runtime_env(spec.objective.callable) if address and objective is None else None
     owns_ray = not ray.is_initialized()
     init_ray(address, **({"runtime_env": env} if env else {}))  # a file callable's folder goes to the workers

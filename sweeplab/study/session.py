@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_TRIALS_TARGET,
 )
 from sweeplab.core.records import TrialRecord
-from sweeplab.core.stores import RAY_ADDRESS_ENV
+from sweeplab.core.stores import RAY_ADDRESS_ENV, ray_address
 from sweeplab.search.channel import CoordinatorServer
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
 from sweeplab.search.storage import StorageOptions
@@ -194,7 +193,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     from sweeplab.search.checkpoints import checkpoint_root
     from sweeplab.search.coordinator import StudyCoordinator
 
-    address = options.address or os.environ.get(RAY_ADDRESS_ENV) or None
+    address = ray_address(options.address)
     preflight.check_ray_address(address)
     preflight.check_tracking_server(options.tracking_uri)
     init_kwargs = _ray_init_kwargs(spec, options, address)
@@ -341,7 +340,7 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
         return
     # "local" starts a private instance; plain None would attach to whatever cluster
     # `ray start` last left in /tmp/ray, which is not what "no --address" means here.
-    address = address or os.environ.get(RAY_ADDRESS_ENV) or "local"
+    address = ray_address(address) or "local"
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
     options.update(kwargs)
     try:
@@ -349,7 +348,7 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise StorageError(
             f"cannot connect to the Ray cluster at {address!r}: {exc}. "
-            f"Check --address / $RAY_ADDRESS (e.g. 127.0.0.1:6379), that `ray start --head` runs there and, "
+            f"Check --address / ${RAY_ADDRESS_ENV} (e.g. 127.0.0.1:6379), that `ray start --head` runs there and, "
             f"{RAY_TOKEN_HINT}."
         ) from exc
 
