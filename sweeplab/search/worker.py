@@ -110,10 +110,9 @@ def warm_worker(framework: str, callable_path: str | None) -> int:
 
 def node_name() -> str:
     """Where this trial runs: the Ray node's IP when inside Ray, else the host name."""
+    ray = sys.modules.get("ray")  # a worker process outside Ray need not import it to know
     try:
-        import ray
-
-        if ray.is_initialized():
+        if ray is not None and ray.is_initialized():
             node_id = ray.get_runtime_context().get_node_id() or ""
             return f"{ray.util.get_node_ip_address()}/{node_id[:8]}"
     except Exception:  # pragma: no cover - outside Ray

@@ -1,9 +1,9 @@
-"""Package the best trial: a deterministic re-fit on a Ray worker, evaluated and saved as a model.
+"""Package the best trial: a deterministic re-fit on one of the study's workers, evaluated and saved as a model.
 
 Trials do not keep their models: a study of hundreds of trials would ship hundreds of
 networks back to the driver for one to be kept. Training is seeded and deterministic on
 CPU (same params, seed, data and thread count -> identical weights and metrics), so at the
-end of a study the driver runs ONE extra Ray task, :func:`fit_and_package`, that trains the
+end of a study the driver runs ONE extra task on a worker, :func:`fit_and_package`, that trains the
 best trial's config again with the trial's own seed and returns, as bytes:
 
 - the evaluation artifacts of the guide's ``evaluate_model_performance`` and
@@ -51,6 +51,7 @@ from sweeplab.search.coordinator import ticket_for_trial
 if TYPE_CHECKING:
     from sweeplab.objectives.dataset import Dataset
     from sweeplab.spec import ObjectiveSpec, StudySpec
+    from sweeplab.study.session import StudySession
 
 log = logging.getLogger("sweeplab.tracking")
 
@@ -211,10 +212,10 @@ def package_best_trial(
     summary: StudySummary,
     *,
     storage_url: str,
-    dataset_ref: Any,
-    tracker: Any,
+    session: StudySession,
 ) -> dict[str, Any]:
-    """Re-fit the study's best trial on a Ray worker and log its model and evaluation.
+    """Re-fit the study's best trial on one of the study's workers (``session.on_worker``) and
+    log its model and evaluation.
 
     Skipped (``{"packaged": False, "reason": ...}``) for multi-objective studies, studies
     without a COMPLETE trial, python objectives (``model_uri`` and ``logged_by_function``
@@ -227,6 +228,7 @@ def package_best_trial(
     """
     number = summary.best_trial
     run_id = summary.best_run_id
+    tracker = session.tracker
     if spec.multi_objective:
         return {"packaged": False, "reason": "multi-objective study: no single best trial"}
     if number is None:
@@ -234,8 +236,6 @@ def package_best_trial(
     if not run_id:
         return {"packaged": False, "reason": f"the MLflow run of trial {number} is unknown"}
     try:
-        import ray
-
         from sweeplab.search.storage import load_existing_study
 
         run = tracker.client.get_run(run_id)
@@ -248,12 +248,10 @@ def package_best_trial(
         if ticket.framework not in MODEL_FRAMEWORKS:
             return _logged_by_function(tracker, run_id, ticket.framework)
         rows = raw_example(spec)
-        task = ray.remote(max_retries=0)(fit_and_package)
-        ref = task.options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu).remote(
-            ticket, dataset_ref, spec.objective, list(spec.metric), spec.resources.cpu, spec.resources.gpu, rows,
-            title=f"{spec.study} trial {number}", metadata={"study": spec.study},
-        )
-        packaged: Packaged = ray.get(ref)
+        packaged: Packaged = session.on_worker(
+            fit_and_package, ticket, session.worker_dataset, spec.objective, list(spec.metric), spec.resources.cpu,
+            spec.resources.gpu, rows, title=f"{spec.study} trial {number}", metadata={"study": spec.study},
+            cpus=spec.resources.cpu, gpus=spec.resources.gpu)
     except Exception as exc:  # packaging must never fail a finished study
         reason = f"{type(exc).__name__}: {str(exc)[:1000]}"
         log.warning("could not package the best trial %s: %s", number, reason)

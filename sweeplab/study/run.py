@@ -77,11 +77,10 @@ def finish_study(spec: StudySpec, options: RunOptions, session: StudySession, re
     if summary.best_trial is not None and not summary.best_run_id:
         summary = dataclasses.replace(summary, best_run_id=tracker.run_id(summary.best_trial, timeout=30.0))
     best_model = None
-    if result.status == FINISHED and options.package_best and session.dataset_ref is not None:
+    if result.status == FINISHED and options.package_best and session.worker_dataset is not None:
         from sweeplab.study.packaging import package_best_trial
 
-        best_model = package_best_trial(spec, summary, storage_url=options.storage_url,
-                                        dataset_ref=session.dataset_ref, tracker=tracker)
+        best_model = package_best_trial(spec, summary, storage_url=options.storage_url, session=session)
     elapsed = round(time.time() - started, 3)
     # Once every trial's run is created and linked (the links go through the coordinator),
     # Ray is no longer needed: it shuts down while the report is written and the parent

@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sweeplab.search")
 
-EXECUTORS = ("ray", "in-process")
+EXECUTORS = ("auto", "ray", "processes", "in-process")
+"""Where a study's trials run (``RunOptions.executor``); ``auto`` picks with :func:`pick_executor`."""
 START_UP_SPEEDUPS = ("overlap_startup", "warm_workers", "driver_coordinator")
 """The boolean start-up switches of :class:`RunOptions` (each on by default; benchmarks turn
 them off one at a time, or all with :meth:`RunOptions.without_speedups`)."""
@@ -81,7 +82,7 @@ class RunOptions:
     allow_local_stores: bool = False
     package_best: bool = True  # re-fit the best torch/keras trial and log its model + evaluation (Ray only)
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
-    executor: str = "ray"  # one of EXECUTORS
+    executor: str = "auto"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
     fail_fast: int = DEFAULT_FAIL_FAST  # stop when a study's first N trials fail alike (0: never)
     # The study's function (framework python), instead of the spec's objective.callable: sent to the
@@ -134,6 +135,26 @@ class StudySession:
     server: CoordinatorServer | None = None  # how trials reach a coordinator in this process (local Ray)
     owns_ray: bool = False  # this session started a local Ray: shut it down at the end
 
+    @property
+    def worker_dataset(self) -> Any:
+        """The dataset as an argument of :meth:`on_worker` (on Ray, its object-store reference)."""
+        return self.dataset_ref if self.dataset_ref is not None else self.dataset
+
+    def on_worker(self, fn: Callable[..., Any], *args: Any, cpus: float, gpus: float, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` run on one of the study's workers (a Ray task with ``cpus`` and
+        ``gpus``, or an idle worker process), with its value returned; raises what it raised
+        (a :class:`SweeplabError` naming it, from a worker process)."""
+        from sweeplab.search.processes import ProcessExecutor
+
+        if isinstance(self.executor, ProcessExecutor):
+            return self.executor.pool.call(fn, *args, **kwargs)
+        if self.dataset_ref is None:
+            raise SweeplabError("this study's trials run in this process: it has no worker to run a call on")
+        import ray
+
+        task = ray.remote(max_retries=0)(fn).options(num_cpus=cpus, num_gpus=gpus)
+        return ray.get(task.remote(*args, **kwargs))
+
     def release(self) -> threading.Thread | None:
         """Stop the coordinator actor (or the coordinator's server) and, if this session started
         it, Ray (in the background: the returned thread, to join once the caller's other closing
@@ -159,11 +180,33 @@ def open_session(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     """Open the study of ``spec`` on ``options.executor``; ``mark(phase)`` times start-up."""
     # Decided here, so that a warning about an untested Optuna is printed once, by this process.
     options = dataclasses.replace(options, storage_options=options.storage_options.resolved())
-    if options.executor == "in-process":
+    executor = pick_executor(spec, options)
+    if executor == "in-process":
         return _open_in_process(spec, options, mark)
-    if options.executor != "ray":
-        raise SweeplabError(f"RunOptions.executor must be one of {list(EXECUTORS)}, got {options.executor!r}")
+    if executor == "processes":
+        return _open_processes(spec, options, mark)
     return _open_on_ray(spec, options, mark)
+
+
+def pick_executor(spec: StudySpec, options: RunOptions) -> str:
+    """Where the trials of ``spec`` run: ``options.executor``, or for ``auto``, worker processes
+    of this machine (``processes``: no Ray to start) when nothing asks for Ray, else ``ray``.
+
+    Ray is asked for by: a cluster address (``--address`` / ``$RAY_ADDRESS``), a Ray this
+    process already started, ``ray_init_kwargs``, a shared worker pool (the service's gate),
+    GPU trials (Ray gives each its device) or custom resources (Ray's to count).
+    A name not in :data:`EXECUTORS` is a UsageError naming them.
+    """
+    if options.executor not in EXECUTORS:
+        raise UsageError(f"executor must be one of {list(EXECUTORS)}, got {options.executor!r}")
+    if options.executor != "auto":
+        return options.executor
+    import sys
+
+    ray_started_here = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    wants_ray = (ray_address(options.address) or ray_started_here or options.ray_init_kwargs
+                 or options.gate is not None or spec.resources.gpu > 0 or spec.resources.custom)
+    return "ray" if wants_ray else "processes"
 
 
 def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
@@ -184,6 +227,44 @@ def _open_in_process(spec: StudySpec, options: RunOptions, mark: Callable[[str],
                                  spec.resources.cpu, user_fn=options.objective_fn)
     mark("resume_checks")
     return StudySession(coordinator, executor, tracker, dataset, finished, succeeded)
+
+
+def _open_processes(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
+    """Trials in worker processes of this machine (:mod:`sweeplab.search.processes`). The
+    workers start first, so that their imports run while this process opens the study."""
+    from sweeplab.search import preflight
+    from sweeplab.search.checkpoints import checkpoint_root
+    from sweeplab.search.coordinator import StudyCoordinator
+    from sweeplab.search.processes import ProcessExecutor, WorkerPool, parallel_trials, this_machine
+
+    preflight.check_tracking_server(options.tracking_uri)
+    preflight.check_trial_resources(spec.resources, [this_machine()], source=spec.source)
+    check_sendable(options.objective_fn)
+    mark("preflight")
+    warm = (spec.objective.framework, getattr(spec.objective, "callable", None)) \
+        if _worth_warming(spec, options) else None
+    pool = WorkerPool(parallel_trials(spec.workers, spec.resources.cpu), warm)
+    server = None
+    try:
+        dataset, tracker = _Preparation(spec, options).result()
+        mark("dataset_storage_mlflow_import")
+        coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
+                                       storage_options=options.storage_options,
+                                       checkpoint_dir=str(checkpoint_root(options.storage_url)))
+        server = CoordinatorServer(coordinator)
+        mark("coordinator")
+        tracker = _open_tracking(spec, options, coordinator, tracker)
+        mark("mlflow_open")
+        finished, succeeded = _resume(spec, coordinator, tracker, dataset)
+        executor = ProcessExecutor(pool, server.link, dataset, spec.objective, list(spec.metric), spec.resources.cpu,
+                                   user_fn=options.objective_fn)
+        mark("resume_checks")
+    except BaseException:
+        pool.close()
+        if server is not None:
+            server.close()
+        raise
+    return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, server=server)
 
 
 def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
@@ -476,6 +557,9 @@ def warm_driver(storage_url: str | None, tracking_uri: str | None) -> None:
     if storage_url is not None:
         open_storage(storage_url).engine.dispose()
     if tracking_uri is not None:
+        from sweeplab.tracking.store_template import seed_sqlite_store
+
+        seed_sqlite_store(tracking_uri)
         MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
 
 
@@ -517,17 +601,30 @@ def put_objective(fn: Callable[..., Any] | None) -> Any:
     try:
         return ray.put(fn)
     except Exception as exc:
-        name = getattr(fn, "__qualname__", None) or repr(fn)
-        try:  # Ray's own report spans a page; cloudpickle's names the object in one line
-            ray.cloudpickle.dumps(fn)
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-        except Exception as pickling:
-            reason = f"{type(pickling).__name__}: {pickling}"
-        raise UsageError(
-            f"objective= {name} cannot be sent to Ray's workers: {reason}. A function of a "
-            "notebook or of __main__ travels by value with everything it refers to: create what cannot be pickled "
-            "(open files, locks, clients, connections) inside the function instead"
-        ) from exc
+        check_sendable(fn)  # Ray's own report spans a page; cloudpickle's names the object in one line
+        raise _unsendable(fn, f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+
+
+def check_sendable(fn: Callable[..., Any] | None) -> None:
+    """Raise UsageError when the study's function ``fn`` cannot be pickled (cloudpickle: by value
+    when defined in ``__main__``) for its workers, before the study is created."""
+    if fn is None:
+        return
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(fn)
+    except Exception as exc:
+        raise _unsendable(fn, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _unsendable(fn: Callable[..., Any], reason: str) -> UsageError:
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return UsageError(
+        f"objective= {name} cannot be sent to the study's workers: {reason}. A function of a "
+        "notebook or of __main__ travels by value with everything it refers to: create what cannot be pickled "
+        "(open files, locks, clients, connections) inside the function instead"
+    )
 
 
 def _worth_warming(spec: StudySpec, options: RunOptions) -> bool:

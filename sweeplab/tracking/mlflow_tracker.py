@@ -87,8 +87,10 @@ class StudyTracker:
     def __init__(self, tracking_uri: str, experiment_name: str, study_name: str) -> None:
         from mlflow.tracking import MlflowClient
 
+        from sweeplab.tracking.store_template import seed_sqlite_store
         from sweeplab.tracking.writer import TrackingWriter
 
+        seed_sqlite_store(tracking_uri)  # a new SQLite store: a copy, not MLflow's migrations one by one
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.study_name = study_name
