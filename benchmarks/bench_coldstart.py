@@ -12,10 +12,11 @@ the first epoch reported by any trial, as logged in MLflow with the worker's clo
   launch and the first report once those are subtracted (it includes the first epoch, a few
   tens of milliseconds). Also ``sweeplab validate`` of the spec in-process (the CLI's import
   and spec load alone).
-- Before/after of the coordinator in the driver: the same study run by a small driver script
-  (``DRIVER``: ``load_spec`` + ``run_study`` with :func:`baseline.run_options`), alternating a
-  process with ``SWEEPLAB_BENCH_CUT=driver_coordinator`` (the coordinator an actor, as before)
-  and one without; medians of the time to the first report and of the whole run.
+- Before/after of this round's cut (:data:`CUT`: trials in worker processes of this machine
+  instead of a local Ray): the same study run by a small driver script (``DRIVER``:
+  ``load_spec`` + ``run_study`` with :func:`baseline.run_options`), alternating a process
+  with ``SWEEPLAB_BENCH_CUT=local_processes`` (a local Ray, as before) and one without;
+  medians of the time to the first report and of the whole run.
 
 Every run prints the load average, since the machine may be shared.
 """
@@ -39,7 +40,10 @@ SPEC = common.ROOT / "examples" / "seed_mlp_torch.yaml"
 SWEEPLAB = str(Path(sys.executable).with_name("sweeplab"))
 METRIC = "val_accuracy"
 PHASES = ("preflight", "ray_init", "dataset_storage_mlflow_import", "coordinator", "mlflow_open",
-          "resume_checks_dataset_put", "first_dispatch", "first_trial_start")
+          "resume_checks", "resume_checks_dataset_put", "first_dispatch", "first_trial_start")
+CUT = "local_processes"
+"""This round's cut (a start-up speed-up of sweeplab.study.session): measured before/after."""
+LABELS = {"before": "a local Ray (before)", "after": "worker processes (after)"}
 
 DRIVER = r"""
 import json, sys
@@ -114,18 +118,18 @@ def main(args: Any) -> list[dict[str, Any]]:
     before: list[dict[str, Any]] = []
     after: list[dict[str, Any]] = []
     for rep in range(args.pairs or (1 if args.quick else 3)):
-        for cut in (("driver_coordinator", None) if rep % 2 == 0 else (None, "driver_coordinator")):
+        for cut in ((CUT, None) if rep % 2 == 0 else (None, CUT)):
             r = driver_run(trials, cut)
             (before if cut else after).append(r)
-            common.log(f"pair {rep} {'actor (before)' if cut else 'in driver (after)'}: first report "
+            common.log(f"pair {rep} {LABELS['before'] if cut else LABELS['after']}: first report "
                        f"{r['to_first_report']:.2f} s, wall {r['wall']:.1f} s, coordinator phase "
                        f"{r['startup'].get('coordinator', 0.0):.2f} s, load {r['load']}")
     for key, label in (("to_first_report", "to the first report"), ("wall", "whole study")):
         b = common.median(r[key] for r in before)
         a = common.median(r[key] for r in after)
-        rows.append(common.row(f"before/after: coordinator in the driver, {label}", f"{b:.2f} -> {a:.2f} s", "", "",
-                               None, f"medians of {len(before)} alternating pairs; actor "
-                               + ", ".join(f"{r[key]:.2f}" for r in before) + "; in driver "
+        rows.append(common.row(f"before/after: {LABELS['after']}, {label}", f"{b:.2f} -> {a:.2f} s", "", "",
+                               None, f"medians of {len(before)} alternating pairs; {LABELS['before']} "
+                               + ", ".join(f"{r[key]:.2f}" for r in before) + f"; {LABELS['after']} "
                                + ", ".join(f"{r[key]:.2f}" for r in after) + "; load "
                                + ", ".join(r["load"] for r in before + after)))
     return rows

@@ -95,10 +95,12 @@ def run(
     ``timeout`` override the spec; ``storage`` (Optuna, default ``$SWEEPLAB_STORAGE`` or
     ``sqlite:///sweeplab.db`` here), ``tracking_uri`` (MLflow, default
     ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` here), ``address`` (Ray, default
-    ``$RAY_ADDRESS`` or a local Ray; a Ray this process already started with
-    ``ray.init`` is used as it is), ``fail_fast`` (stop when the first N trials fail
-    alike; 0: never), ``progress`` (a progress bar: the widget in Jupyter, text on
-    stderr in a terminal), ``log_model`` (re-fit and log the best torch/keras model),
+    ``$RAY_ADDRESS``; ``local``: a Ray instance of the run's own; neither: worker
+    processes of this machine, no Ray, unless the trials need Ray for GPUs or custom
+    resources; a Ray this process already started with ``ray.init`` is used as it is),
+    ``fail_fast`` (stop when the first N trials fail alike; 0: never), ``progress`` (a
+    progress bar: the widget in Jupyter, text on stderr in a terminal), ``log_model``
+    (re-fit and log the best torch/keras model),
     ``allow_local_stores``. ``resume_command``: what an interrupted run tells you to run
     again. ``speedups=False`` runs without the start-up and storage speed-ups (what
     benchmarks compare against).

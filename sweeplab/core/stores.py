@@ -49,7 +49,11 @@ RAY_ADDRESS_ENV = "RAY_ADDRESS"
 Ray of the driver's own). Read by :func:`ray_address` only; messages name it."""
 
 
+LOCAL_RAY = "local"
+"""The Ray address (Ray's own word) of a Ray instance a process starts for itself, not a cluster."""
+
+
 def ray_address(flag: str | None = None) -> str | None:
     """The Ray address a command was given: ``flag`` (``--address``), else ``$RAY_ADDRESS``; None
-    when neither is set. ``local`` is returned as given (a Ray of the caller's own)."""
+    when neither is set. :data:`LOCAL_RAY` is returned as given (a Ray of the caller's own)."""
     return flag or os.environ.get(RAY_ADDRESS_ENV, "").strip() or None

@@ -2,7 +2,9 @@
 
 Never imports torch or tensorflow. Public surface: :class:`StudyCoordinator` (ask,
 report, tell, leases), :class:`TrialLoop` with the executor seam
-(:class:`TrialExecutor`: :class:`RayExecutor`, :class:`InProcessExecutor`, and
+(:class:`TrialExecutor`: :class:`RayExecutor`,
+:class:`~sweeplab.search.processes.ProcessExecutor` (worker processes of this machine),
+:class:`InProcessExecutor`, and
 :class:`~sweeplab.search.simulated.SimulatedExecutor`, which replays recorded learning
 curves in simulated time) and :func:`summarize`. Running a whole study (stores, Ray, MLflow, reports) is
 :mod:`sweeplab.study`'s job.

@@ -18,7 +18,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import Problem, ResourceError, StorageError
-from sweeplab.core.stores import SHARED_STORES_FIX, local_stores
+from sweeplab.core.stores import LOCAL_RAY, SHARED_STORES_FIX, local_stores
 from sweeplab.search.storage import redact
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def _host_port(address: str, default_port: int) -> tuple[str, int]:
 
 def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
     """Refuse a Ray address (``host:port`` or ``ray://host:port``) that does not accept connections."""
-    if not address or address in ("auto", "local"):
+    if not address or address in ("auto", LOCAL_RAY):
         return
     host, port = _host_port(address, 10001 if address.startswith("ray://") else 6379)
     try:

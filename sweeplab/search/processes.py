@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -76,6 +77,20 @@ def death_reason(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
+def _forward(pipe: Any, stream: str) -> None:
+    """Copy a worker's output, line by line, to this process's ``sys.stdout`` or ``sys.stderr``
+    as they are at each line: what a trial prints shows where the driver's own prints do (a
+    notebook's cell, a terminal; ``sweeplab run --json`` keeps its stdout for the JSON)."""
+    with pipe:
+        for line in iter(pipe.readline, b""):
+            out = getattr(sys, stream)
+            try:
+                out.write(line.decode(errors="replace"))
+                out.flush()
+            except (OSError, ValueError):  # the driver's stream is closed: the line is dropped
+                pass
+
+
 @dataclass(eq=False)
 class _Worker:
     process: subprocess.Popen[bytes]
@@ -121,13 +136,15 @@ class WorkerPool:
                 [sys.executable, "-m", "sweeplab.search.pool_worker", str(theirs.fileno()), framework,
                  callable_path or ""],
                 pass_fds=(theirs.fileno(),), start_new_session=True,
-                stdout=2,  # what trials print goes to stderr: stdout is the driver's (``run --json``)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         except OSError as exc:
             ours.close()
             raise SweeplabError(f"cannot start a trial worker process ({exc})") from exc
         finally:
             theirs.close()
+        for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+            threading.Thread(target=_forward, args=(pipe, name), name=f"sweeplab-worker-{name}", daemon=True).start()
         return _Worker(process, Connection(ours.detach()))
 
     def setup(self, sys_path: list[str], blob: bytes) -> None:

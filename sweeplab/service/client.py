@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sweeplab.core.errors import SweeplabError, UsageError
-from sweeplab.core.stores import RAY_ADDRESS_ENV, ray_address
+from sweeplab.core.stores import LOCAL_RAY, RAY_ADDRESS_ENV, ray_address
 from sweeplab.service.state import SERVICE_ENV, ServiceState, read_state, state_path
 
 CONNECT_TIMEOUT_S = 5.0
@@ -129,7 +129,7 @@ class ServiceClient:
 def cluster_address() -> str | None:
     """The Ray cluster ``$RAY_ADDRESS`` names, or None (unset, empty, or ``local``: a Ray of this process's own)."""
     address = ray_address()
-    return address if address != "local" else None
+    return address if address != LOCAL_RAY else None
 
 
 def find_service(required: bool = False) -> ServiceConnection | None:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweeplab.core.stores import LOCAL_RAY
 from sweeplab.service.state import NAMESPACE, SUPERVISOR_NAME, ServiceState, write_state
 
 log = logging.getLogger("sweeplab.service")
@@ -49,7 +50,7 @@ def main(argv: list[str]) -> int:
     else:
         # No bind address to give: Ray turns 127.0.0.1 into the machine's reachable address and its
         # gRPC ports listen on every interface, so the local Ray keeps token authentication on.
-        ray.init(address="local", num_cpus=config["workers"], include_dashboard=False, **common)
+        ray.init(address=LOCAL_RAY, num_cpus=config["workers"], include_dashboard=False, **common)
     ray_address = address or ray.get_runtime_context().gcs_address
     try:
         ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)

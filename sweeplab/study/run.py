@@ -77,7 +77,7 @@ def finish_study(spec: StudySpec, options: RunOptions, session: StudySession, re
     if summary.best_trial is not None and not summary.best_run_id:
         summary = dataclasses.replace(summary, best_run_id=tracker.run_id(summary.best_trial, timeout=30.0))
     best_model = None
-    if result.status == FINISHED and options.package_best and session.worker_dataset is not None:
+    if result.status == FINISHED and options.package_best and session.has_workers:
         from sweeplab.study.packaging import package_best_trial
 
         best_model = package_best_trial(spec, summary, storage_url=options.storage_url, session=session)

@@ -3,9 +3,16 @@
 :func:`open_session` returns a :class:`StudySession` holding the coordinator, the
 executor, the MLflow tracker and the dataset, with the study resumed: trials a dead
 driver left RUNNING reaped (and retried), MLflow repaired after an earlier crash, and the
-number of trials already finished. ``options.executor`` picks where trials run:
+number of trials already finished. ``options.executor`` picks where trials run (``"auto"``,
+the default: :func:`pick_executor`):
 
-- ``"ray"`` (studies): join or start Ray, put the dataset in the object store once, run
+- ``"processes"`` (a study on this machine alone): worker processes this call starts
+  (:mod:`sweeplab.search.processes`), first, so that they import the objective's
+  framework while this process opens the dataset, the stores and MLflow; the coordinator
+  is an object of this process, reached through a
+  :class:`~sweeplab.search.channel.CoordinatorServer`. No Ray: on a small machine its
+  own processes took the CPU that this start-up needs.
+- ``"ray"`` (clusters, the service, GPU trials): join or start Ray, put the dataset in the object store once, run
   trials as Ray tasks. Starting a local Ray is mostly waiting for its processes, so this
   process's own work (the dataset, the Optuna storage, MLflow's import) is done on a
   thread meanwhile. The coordinator: in a Ray this call started (local, so every worker
@@ -44,7 +51,7 @@ from sweeplab.core.keys import (
     STUDY_ATTR_TRIALS_TARGET,
 )
 from sweeplab.core.records import TrialRecord
-from sweeplab.core.stores import RAY_ADDRESS_ENV, ray_address
+from sweeplab.core.stores import LOCAL_RAY, RAY_ADDRESS_ENV, ray_address
 from sweeplab.search.channel import CoordinatorServer
 from sweeplab.search.executor import Coordinator, InProcessExecutor, RayExecutor, RemoteCoordinator, TrialExecutor
 from sweeplab.search.storage import StorageOptions
@@ -57,7 +64,7 @@ log = logging.getLogger("sweeplab.search")
 
 EXECUTORS = ("auto", "ray", "processes", "in-process")
 """Where a study's trials run (``RunOptions.executor``); ``auto`` picks with :func:`pick_executor`."""
-START_UP_SPEEDUPS = ("overlap_startup", "warm_workers", "driver_coordinator")
+START_UP_SPEEDUPS = ("local_processes", "overlap_startup", "warm_workers", "driver_coordinator")
 """The boolean start-up switches of :class:`RunOptions` (each on by default; benchmarks turn
 them off one at a time, or all with :meth:`RunOptions.without_speedups`)."""
 
@@ -95,6 +102,7 @@ class RunOptions:
     # service hands out one it started ahead, its imports done); None: a new actor on this node.
     coordinator_actor: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
+    local_processes: bool = True  # executor "auto": a study on this machine alone runs in worker processes, no Ray
     overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
     driver_coordinator: bool = True  # in a Ray this run starts: the coordinator in this process, not an actor
@@ -102,7 +110,8 @@ class RunOptions:
 
     def without_speedups(self) -> RunOptions:
         """These options with every start-up and storage speed-up off, as a study ran before them:
-        dataset, storage and MLflow opened one after another before Ray starts, no worker warm-up,
+        a local study on a Ray of its own, dataset, storage and MLflow opened one after another
+        before Ray starts, no worker warm-up,
         the coordinator always an actor, Optuna's own storage, SQLite's default rollback journal.
         Benchmarks' "before" baseline."""
         return dataclasses.replace(self.without(*START_UP_SPEEDUPS),
@@ -136,6 +145,14 @@ class StudySession:
     owns_ray: bool = False  # this session started a local Ray: shut it down at the end
 
     @property
+    def has_workers(self) -> bool:
+        """Whether the study's trials run in other processes (Ray's, or worker processes), which
+        :meth:`on_worker` can also run a call on; not for an in-process session."""
+        from sweeplab.search.processes import ProcessExecutor
+
+        return self.dataset_ref is not None or isinstance(self.executor, ProcessExecutor)
+
+    @property
     def worker_dataset(self) -> Any:
         """The dataset as an argument of :meth:`on_worker` (on Ray, its object-store reference)."""
         return self.dataset_ref if self.dataset_ref is not None else self.dataset
@@ -148,7 +165,7 @@ class StudySession:
 
         if isinstance(self.executor, ProcessExecutor):
             return self.executor.pool.call(fn, *args, **kwargs)
-        if self.dataset_ref is None:
+        if not self.has_workers:
             raise SweeplabError("this study's trials run in this process: it has no worker to run a call on")
         import ray
 
@@ -192,9 +209,10 @@ def pick_executor(spec: StudySpec, options: RunOptions) -> str:
     """Where the trials of ``spec`` run: ``options.executor``, or for ``auto``, worker processes
     of this machine (``processes``: no Ray to start) when nothing asks for Ray, else ``ray``.
 
-    Ray is asked for by: a cluster address (``--address`` / ``$RAY_ADDRESS``), a Ray this
-    process already started, ``ray_init_kwargs``, a shared worker pool (the service's gate),
-    GPU trials (Ray gives each its device) or custom resources (Ray's to count).
+    Ray is asked for by: a cluster address (``--address`` / ``$RAY_ADDRESS``; ``local``: a
+    Ray of the run's own), a Ray this process already started, ``ray_init_kwargs``, a shared
+    worker pool (the service's gate), GPU trials (Ray gives each its device), custom
+    resources (Ray's to count), or ``options.local_processes`` off (a benchmark's "before").
     A name not in :data:`EXECUTORS` is a UsageError naming them.
     """
     if options.executor not in EXECUTORS:
@@ -204,8 +222,9 @@ def pick_executor(spec: StudySpec, options: RunOptions) -> str:
     import sys
 
     ray_started_here = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-    wants_ray = (ray_address(options.address) or ray_started_here or options.ray_init_kwargs
-                 or options.gate is not None or spec.resources.gpu > 0 or spec.resources.custom)
+    wants_ray = (not options.local_processes or ray_address(options.address) or ray_started_here
+                 or options.ray_init_kwargs or options.gate is not None or spec.resources.gpu > 0
+                 or spec.resources.custom)
     return "ray" if wants_ray else "processes"
 
 
@@ -275,10 +294,11 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     from sweeplab.search.coordinator import StudyCoordinator
 
     address = ray_address(options.address)
+    joins = address not in (None, LOCAL_RAY)  # a cluster; "local" is a Ray of this run's own, as no address
     preflight.check_ray_address(address)
     preflight.check_tracking_server(options.tracking_uri)
-    init_kwargs = _ray_init_kwargs(spec, options, address)
-    if address:
+    init_kwargs = _ray_init_kwargs(spec, options, address if joins else None)
+    if joins:
         init_ray(address, **init_kwargs)
         if not options.allow_local_stores:
             preflight.check_stores_reach_cluster(options.storage_url, options.tracking_uri, address)
@@ -421,7 +441,7 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
         return
     # "local" starts a private instance; plain None would attach to whatever cluster
     # `ray start` last left in /tmp/ray, which is not what "no --address" means here.
-    address = ray_address(address) or "local"
+    address = ray_address(address) or LOCAL_RAY
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
     options.update(kwargs)
     try:

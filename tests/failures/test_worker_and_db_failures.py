@@ -24,15 +24,20 @@ def pg_storage():
     drop_database(url)
 
 
-def test_worker_killed_mid_trial_is_failed_and_retried(ray_local, stores, tmp_path):
-    """kill_once dies on its first attempt only; kill dies every time and exhausts max_retries."""
+@pytest.mark.parametrize("executor", ["ray", "processes"])
+def test_worker_killed_mid_trial_is_failed_and_retried(executor, request, stores, tmp_path):
+    """kill_once dies on its first attempt only; kill dies every time and exhausts max_retries.
+    On Ray and in worker processes of this machine alike: only the trial whose worker died
+    spends a retry, and the others go on."""
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
     spec = bowl_spec(
         trials=3, workers=2, max_retries=2, sampler={"name": "grid"},
         objective={"framework": "python", "callable": "sweeplab_test_objectives:faulty", "epochs": 1,
                    "options": {"marker_dir": str(tmp_path)}},
         space={"mode": {"type": "categorical", "choices": ["ok", "kill_once", "kill"]}},
     )
-    summary = run(spec, stores)
+    summary = run(spec, stores, executor=executor)
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     retries = study.user_attrs["sweeplab.retries"]
     by_mode: dict[str, list] = {}
@@ -42,6 +47,8 @@ def test_worker_killed_mid_trial_is_failed_and_retried(ray_local, stores, tmp_pa
     once = sorted(by_mode["kill_once"], key=lambda t: t.number)
     assert [t.state.name for t in once] == ["FAIL", "COMPLETE"]
     assert "worker died" in once[0].user_attrs["sweeplab.fail_reason"]
+    if executor == "processes":
+        assert "killed by SIGKILL" in once[0].user_attrs["sweeplab.fail_reason"]
     assert retries[str(once[0].number)] == once[1].number
     assert once[1].user_attrs["sweeplab.retry_of"] == once[0].number
     always = sorted(by_mode["kill"], key=lambda t: t.number)

@@ -86,9 +86,9 @@ spec = dict(trials=12, workers=2, sampler={"name": "random"},
             pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
             objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 8})
 out = {"pid": os.getpid()}
-s = run(bowl_spec(study="in-driver", **spec), stores)
+s = run(bowl_spec(study="in-driver", **spec), stores, address="local")  # the documented way to a local Ray
 out["in_driver"] = [s.n_trials, s.n_pruned, s.mlflow_parent_run_id, ray.is_initialized()]
-s = run(bowl_spec(study="as-actor", **spec), stores, driver_coordinator=False)
+s = run(bowl_spec(study="as-actor", **spec), stores, executor="ray", driver_coordinator=False)
 out["as_actor"] = [s.n_trials, s.n_pruned, s.mlflow_parent_run_id, ray.is_initialized()]
 print(json.dumps(out))
 """

@@ -26,6 +26,20 @@ def bowl(ctx):
     return {"score": score, "loss": 1 - score}
 
 
+def chatty(ctx):
+    """The bowl, saying so on stdout first (what a user's print does in a trial)."""
+    print(f"chatty trial {ctx.trial_number} says hello", flush=True)
+    return bowl(ctx)
+
+
+def napping(ctx):
+    """Leaves ``started-<trial number>`` in ``options.marker_dir``, then sleeps ``options.seconds``
+    without reporting (a trial busy in its own code); value from x."""
+    open(os.path.join(ctx.settings.options["marker_dir"], f"started-{ctx.trial_number}"), "w").close()
+    time.sleep(float(ctx.settings.options["seconds"]))
+    return {"score": float(ctx.params["x"])}
+
+
 def sleepy(ctx):
     """Fixed cost: sleeps ``options.seconds`` split over the epochs; value from x."""
     seconds = float(ctx.settings.options.get("seconds", 0.1))

@@ -1,0 +1,153 @@
+"""Trials in worker processes of this machine, without Ray (sweeplab.search.processes):
+which runs get them, and that they keep Ray's contract (pruning through the driver's
+coordinator, a killed study resumed, nothing left running)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from sweeplab_testkit import bowl_spec, child_runs, run
+
+from sweeplab.core.errors import UsageError
+from sweeplab.search.processes import death_reason, parallel_trials
+from sweeplab.study.session import RunOptions, StudyInterrupted, pick_executor
+
+POOL_WORKER = "sweeplab.search.pool_worker"
+
+
+def _pool_workers(cwd: Path | None = None) -> dict[int, int]:
+    """This machine's pool worker processes (those working in ``cwd``, when given): pid -> parent pid."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+            if cwd is not None and os.readlink(entry / "cwd") != str(cwd):
+                continue
+        except OSError:
+            continue
+        if POOL_WORKER.encode() in cmdline:
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def test_auto_runs_local_cpu_studies_in_processes_and_anything_asking_for_ray_on_ray(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    options = RunOptions(storage_url="sqlite:///x.db", tracking_uri="sqlite:///m.db")
+    spec = bowl_spec()
+    ray_here = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    assert pick_executor(spec, options) == ("ray" if ray_here else "processes")
+    if ray_here:
+        return  # the rest needs a process without Ray (another test of this session started it)
+    assert pick_executor(spec, RunOptions(storage_url="s", tracking_uri="t", address="127.0.0.1:6379")) == "ray"
+    assert pick_executor(spec, RunOptions(storage_url="s", tracking_uri="t", address="local")) == "ray"
+    assert pick_executor(spec, options.without("local_processes")) == "ray"  # a benchmark's "before"
+    assert pick_executor(spec, options.without_speedups()) == "ray"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert pick_executor(spec, options) == "ray"
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert pick_executor(bowl_spec(resources={"cpu": 1, "gpu": 1}), options) == "ray"
+    assert pick_executor(bowl_spec(resources={"cpu": 1, "custom": {"big_memory": 1}}), options) == "ray"
+    assert pick_executor(spec, RunOptions(storage_url="s", tracking_uri="t", gate=object())) == "ray"
+    assert pick_executor(spec, RunOptions(storage_url="s", tracking_uri="t", executor="ray")) == "ray"
+    with pytest.raises(UsageError, match=r"executor must be one of \['auto', 'ray', 'processes', 'in-process'\]"):
+        pick_executor(spec, RunOptions(storage_url="s", tracking_uri="t", executor="threads"))
+
+
+def test_parallel_trials_follow_workers_and_the_cpus_a_trial_takes():
+    assert parallel_trials(2, 1.0, cpus=2) == 2
+    assert parallel_trials(4, 1.0, cpus=2) == 2  # a local Ray would also run 2 at a time
+    assert parallel_trials(4, 0.5, cpus=2) == 4
+    assert parallel_trials(2, 4.0, cpus=2) == 1
+    assert death_reason(-signal.SIGKILL) == "killed by SIGKILL" and death_reason(3) == "exit code 3"
+
+
+def test_a_cli_study_runs_without_ray_prunes_through_the_driver_and_keeps_stdout_for_json(tmp_path):
+    """`sweeplab run` with no address: no Ray is started, trials reach the driver's coordinator
+    (pruned ones too), what a trial prints goes to stderr, and no worker outlives the run."""
+    spec = bowl_spec(study="local", trials=10, sampler={"name": "random"},
+                     pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+                     objective={"framework": "python", "callable": "sweeplab_test_objectives:chatty", "epochs": 6})
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec.to_dict()))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "SWEEPLAB_STORAGE")}
+    proc = subprocess.run([sys.executable, "-m", "sweeplab.cli", "run", "spec.yaml", "--json", "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # stdout holds the JSON alone
+    assert "chatty trial 0 says hello" in proc.stderr
+    assert "ray_init" not in summary["startup_s"]
+    assert summary["n_trials"] == 10 and summary["n_pruned"] >= 1
+    study = optuna.load_study(study_name="local", storage=f"sqlite:///{tmp_path / 'sweeplab.db'}")
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.PRUNED:
+            assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["sweeplab.pruned_at_epoch"] + 1))
+    runs = child_runs({"tracking": f"sqlite:///{tmp_path / 'mlflow.db'}"}, summary["mlflow_parent_run_id"])
+    assert len(runs) == 10 and sum(r.info.status == "KILLED" for r in runs) == summary["n_pruned"]
+    assert not _pool_workers(tmp_path)
+
+
+def test_what_a_trial_prints_shows_where_the_callers_prints_do(stores, capsys):
+    """From Python (a notebook), a trial's print lands in the caller's sys.stdout, as Ray's
+    log_to_driver does, not only in the process's file descriptor."""
+    spec = bowl_spec(trials=2, objective={"framework": "python", "callable": "sweeplab_test_objectives:chatty",
+                                          "epochs": 1})
+    run(spec, stores, executor="processes")
+    out = capsys.readouterr().out
+    assert "chatty trial 0 says hello" in out and "chatty trial 1 says hello" in out
+
+
+def test_a_stopped_study_kills_its_trials_and_resumes_to_the_end(stores):
+    """Stopped mid-study (Ctrl-C's path): the trials in flight are killed and told INTERRUPTED
+    (retried without spending max_retries), no worker is left, and the next run finishes."""
+    spec = bowl_spec(trials=6, workers=2, max_retries=0,
+                     objective={"framework": "python", "callable": "sweeplab_test_objectives:sleepy", "epochs": 4,
+                                "options": {"seconds": 2.0}})
+    stop = threading.Event()
+    threading.Timer(6.0, stop.set).start()  # the workers' start-up, then mid-trial
+    here = Path.cwd()
+    before = set(_pool_workers(here))
+    with pytest.raises(StudyInterrupted, match="nothing is lost"):
+        run(spec, stores, executor="processes", stop=stop)
+    assert not set(_pool_workers(here)) - before
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert interrupted and all("interrupted" in t.user_attrs["sweeplab.fail_reason"] or
+                               "stopped" in t.user_attrs["sweeplab.fail_reason"] for t in interrupted)
+    summary = run(spec, stores, executor="processes")
+    assert summary.n_complete == 6
+
+
+def test_workers_exit_when_their_driver_is_killed(tmp_path):
+    """A driver killed with SIGKILL cannot stop its workers: busy in their trials, they notice
+    their parent is gone and exit by themselves."""
+    spec = bowl_spec(study="orphans", trials=4, objective={
+        "framework": "python", "callable": "sweeplab_test_objectives:napping", "epochs": 1,
+        "options": {"seconds": 120.0, "marker_dir": str(tmp_path)}})
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec.to_dict()))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "SWEEPLAB_STORAGE")}
+    driver = subprocess.Popen([sys.executable, "-m", "sweeplab.cli", "run", "spec.yaml", "--no-progress"],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while len(list(tmp_path.glob("started-*"))) < 2:  # both workers are inside a trial
+            assert time.time() < deadline and driver.poll() is None, "the trials never started"
+            time.sleep(0.2)
+        assert len(_pool_workers(tmp_path)) == 2
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    deadline = time.time() + 10
+    while _pool_workers(tmp_path):
+        assert time.time() < deadline, f"workers {_pool_workers(tmp_path)} outlived their driver"
+        time.sleep(0.2)
