@@ -167,8 +167,8 @@ def test_a_function_that_cannot_be_pickled_is_refused_before_the_study_is_create
         with lock:
             return 1.0
 
-    with pytest.raises(UsageError, match=r"objective= .*locked cannot be sent to the study's workers: TypeError: cannot "
-                                         r"pickle '_thread.lock' object\. .*inside the function instead$"):
+    with pytest.raises(UsageError, match=r"objective= .*locked cannot be sent to the study's workers: TypeError: "
+                                         r"cannot pickle '_thread.lock' object\. .*inside the function instead$"):
         sweeplab.run(api_spec(tmp_path / "log", study="api-unpicklable"), objective=locked, **stores_kw(stores))
     assert optuna.get_all_study_summaries(stores["storage"], include_best_trial=False) == []
     assert MlflowClient(stores["tracking"]).get_experiment_by_name("api-unpicklable") is None

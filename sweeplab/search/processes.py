@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.core.errors import SweeplabError
+from sweeplab.core.errors import Problem, ResourceError, SweeplabError
 from sweeplab.core.records import LOST, TrialOutcome, TrialTicket
 
 if TYPE_CHECKING:
@@ -51,10 +51,15 @@ def local_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def this_machine() -> dict[str, Any]:
-    """This machine as one node in ``ray.nodes()``'s shape (what resource checks read)."""
-    return {"Alive": True, "NodeManagerAddress": f"this machine ({socket.gethostname()})",
-            "Resources": {"CPU": float(local_cpus())}}
+def check_fits_here(cpus_per_trial: float, source: str = "spec", cpus: int | None = None) -> None:
+    """Refuse a trial that asks for more CPUs than this machine has (it could never start),
+    with :class:`~sweeplab.core.errors.ResourceError` naming ``resources.cpu`` and the fix."""
+    cpus = local_cpus() if cpus is None else cpus
+    if cpus_per_trial > cpus + 1e-9:
+        raise ResourceError([Problem("resources.cpu", f"a trial asks for {cpus_per_trial:g} CPUs, but this machine "
+                                                      f"has {cpus}. Lower resources.cpu to at most {cpus}, or run "
+                                                      "the study on a Ray cluster with a node that large "
+                                                      "(--address)")], source)
 
 
 def parallel_trials(workers: int, cpus_per_trial: float, cpus: int | None = None) -> int:

@@ -254,10 +254,10 @@ def _open_processes(spec: StudySpec, options: RunOptions, mark: Callable[[str], 
     from sweeplab.search import preflight
     from sweeplab.search.checkpoints import checkpoint_root
     from sweeplab.search.coordinator import StudyCoordinator
-    from sweeplab.search.processes import ProcessExecutor, WorkerPool, parallel_trials, this_machine
+    from sweeplab.search.processes import ProcessExecutor, WorkerPool, check_fits_here, parallel_trials
 
     preflight.check_tracking_server(options.tracking_uri)
-    preflight.check_trial_resources(spec.resources, [this_machine()], source=spec.source)
+    check_fits_here(spec.resources.cpu, spec.source)  # GPUs and custom resources go to Ray (pick_executor)
     check_sendable(options.objective_fn)
     mark("preflight")
     warm = (spec.objective.framework, getattr(spec.objective, "callable", None)) \

@@ -17,8 +17,8 @@ import optuna
 import pytest
 from sweeplab_testkit import bowl_spec, child_runs, run
 
-from sweeplab.core.errors import UsageError
-from sweeplab.search.processes import death_reason, parallel_trials
+from sweeplab.core.errors import ResourceError, UsageError
+from sweeplab.search.processes import check_fits_here, death_reason, parallel_trials
 from sweeplab.study.session import RunOptions, StudyInterrupted, pick_executor
 
 POOL_WORKER = "sweeplab.search.pool_worker"
@@ -71,6 +71,10 @@ def test_parallel_trials_follow_workers_and_the_cpus_a_trial_takes():
     assert parallel_trials(4, 0.5, cpus=2) == 4
     assert parallel_trials(2, 4.0, cpus=2) == 1
     assert death_reason(-signal.SIGKILL) == "killed by SIGKILL" and death_reason(3) == "exit code 3"
+    check_fits_here(2.0, cpus=2)
+    with pytest.raises(ResourceError, match=r"resources.cpu: a trial asks for 3 CPUs, but this machine has 2\. "
+                                            r"Lower resources.cpu to at most 2"):
+        check_fits_here(3.0, "spec.yaml", cpus=2)
 
 
 def test_a_cli_study_runs_without_ray_prunes_through_the_driver_and_keeps_stdout_for_json(tmp_path):
