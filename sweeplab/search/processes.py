@@ -15,6 +15,10 @@ report to the coordinator in the driver through its
   pool, with Ray's semantics: tickets beyond the free workers wait, in order; a worker that
   dies mid-trial makes that trial LOST (one retry spent), and only that one; ``cancel``
   kills the workers running trials (as Ray's forced cancel does) and returns every ticket.
+
+Each worker holds its own copy of the study's dataset (Ray's object store shares one
+between the workers of a node): for a dataset of several GB, run on Ray (``--address
+local``).
 """
 
 from __future__ import annotations
@@ -153,7 +157,8 @@ class WorkerPool:
         return _Worker(process, Connection(ours.detach()))
 
     def setup(self, sys_path: list[str], blob: bytes) -> None:
-        """Send the study's trial arguments (cloudpickled) to every worker, now and when replaced."""
+        """Keep the study's trial arguments (cloudpickled) for each worker: sent with its first job
+        (a worker still importing would block the send until it reads), and to replacements."""
         self._setup = ("setup", list(sys_path), blob)
 
     def _ready(self, worker: _Worker) -> None:
