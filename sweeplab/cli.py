@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the spec as a new study NEW_NAME, warm-started from the compatible finished trials "
                         "of the spec's existing study (use when the spec changed)")
     _add_store_flags(p)
-    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS; neither: trials in worker "
+                                     "processes of this machine, no Ray; 'local': a Ray of the run's own)")
     p.add_argument("--allow-local-stores", action="store_true",
                    help="use SQLite/file stores even when Ray has nodes on other machines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
