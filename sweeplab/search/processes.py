@@ -221,11 +221,12 @@ class WorkerPool:
         return value
 
     def close(self) -> None:
-        """Stop every worker: idle ones are asked to exit, the rest (and the slow) killed."""
+        """Stop every worker: idle ones that served the study are asked to exit; the rest (busy,
+        never used: a study that did not start, or still importing) and the slow are killed."""
         self._closed = True
         for worker in self._workers:
             try:
-                if worker.job is None:
+                if worker.job is None and worker.setup_sent:
                     worker.conn.send(("stop",))
                 else:
                     worker.process.kill()

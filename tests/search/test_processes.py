@@ -17,7 +17,7 @@ import optuna
 import pytest
 from sweeplab_testkit import bowl_spec, child_runs, run
 
-from sweeplab.core.errors import ResourceError, UsageError
+from sweeplab.core.errors import ResourceError, SpecError, UsageError
 from sweeplab.search.processes import check_fits_here, death_reason, parallel_trials
 from sweeplab.study.session import RunOptions, StudyInterrupted, pick_executor
 
@@ -109,6 +109,20 @@ def test_what_a_trial_prints_shows_where_the_callers_prints_do(stores, capsys):
     run(spec, stores, executor="processes")
     out = capsys.readouterr().out
     assert "chatty trial 0 says hello" in out and "chatty trial 1 says hello" in out
+
+
+def test_a_bad_spec_leaves_no_worker_and_no_study(stores):
+    """The workers start before the spec's callable is checked: a typo stops them at once, and
+    creates no study."""
+    spec = bowl_spec(objective={"framework": "python", "callable": "sweeplab_test_objectives:bowel", "epochs": 1})
+    here = Path.cwd()
+    before = set(_pool_workers(here))
+    started = time.time()
+    with pytest.raises(SpecError, match="bowel"):
+        run(spec, stores, executor="processes")
+    assert time.time() - started < 10
+    assert not set(_pool_workers(here)) - before
+    assert optuna.study.get_all_study_names(stores["storage"]) == []
 
 
 def test_a_stopped_study_kills_its_trials_and_resumes_to_the_end(stores):
