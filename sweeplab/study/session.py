@@ -262,7 +262,8 @@ def _open_processes(spec: StudySpec, options: RunOptions, mark: Callable[[str], 
     mark("preflight")
     warm = (spec.objective.framework, getattr(spec.objective, "callable", None)) \
         if _worth_warming(spec, options) else None
-    pool = WorkerPool(parallel_trials(spec.workers, spec.resources.cpu), warm)
+    pool = WorkerPool(parallel_trials(spec.workers, spec.resources.cpu), warm,
+                      data_stack=getattr(spec.objective, "dataset", None) is not None)
     server = None
     try:
         dataset, tracker = _Preparation(spec, options).result()
