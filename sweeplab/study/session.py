@@ -12,8 +12,8 @@ the default: :func:`pick_executor`):
   is an object of this process, reached through a
   :class:`~sweeplab.search.channel.CoordinatorServer`. No Ray: on a small machine its
   own processes took the CPU that this start-up needs.
-- ``"ray"`` (clusters, the service, GPU trials): join or start Ray, put the dataset in the object store once, run
-  trials as Ray tasks. Starting a local Ray is mostly waiting for its processes, so this
+- ``"ray"`` (clusters, the service, GPU trials): join or start Ray, put the dataset in the
+  object store once, run trials as Ray tasks. Starting a local Ray is mostly waiting for its processes, so this
   process's own work (the dataset, the Optuna storage, MLflow's import) is done on a
   thread meanwhile. The coordinator: in a Ray this call started (local, so every worker
   is on this machine), an object of this process that trials reach through a
@@ -87,7 +87,7 @@ class RunOptions:
     resume_command: str = ""
     on_record: Callable[[TrialRecord], None] | None = None
     allow_local_stores: bool = False
-    package_best: bool = True  # re-fit the best torch/keras trial and log its model + evaluation (Ray only)
+    package_best: bool = True  # re-fit the best torch/keras trial on a worker, log its model + evaluation
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
     executor: str = "auto"  # one of EXECUTORS
     stop: threading.Event | None = None  # set it to stop the study like Ctrl-C (from another thread)
