@@ -26,6 +26,16 @@ def resolve_storage_url(flag: str | None = None) -> str:
     return url
 
 
+def sqlite_path(url: str) -> str | None:
+    """The database file of a ``sqlite:///`` URL as written (relative or absolute, its query
+    dropped); None for another kind of URL or an in-memory database."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    file = url[len(prefix):].split("?", 1)[0]
+    return file if file and file != ":memory:" else None
+
+
 def is_local_url(url: str) -> bool:
     """True for stores only reachable on this machine's filesystem (SQLite, plain files): an
     Optuna storage URL or an MLflow tracking URI that a process on another machine cannot open."""

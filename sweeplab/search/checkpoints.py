@@ -18,15 +18,15 @@ import tempfile
 from pathlib import Path
 
 from sweeplab.core.defaults import CHECKPOINT_DIR
+from sweeplab.core.stores import sqlite_path
 
 
 def checkpoint_root(storage_url: str, cwd: str | None = None) -> Path:
     """The folder holding every study's checkpoints for the Optuna storage at ``storage_url``."""
     base = Path(cwd or os.getcwd())
-    if storage_url.startswith("sqlite:///"):
-        file = storage_url[len("sqlite:///"):].split("?", 1)[0]
-        if file and file != ":memory:":
-            base = Path(file).parent if Path(file).is_absolute() else base / Path(file).parent
+    file = sqlite_path(storage_url)
+    if file is not None:
+        base = Path(file).parent if Path(file).is_absolute() else base / Path(file).parent
     return base / CHECKPOINT_DIR
 
 

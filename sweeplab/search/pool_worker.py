@@ -5,7 +5,8 @@ Started by the pool with one end of a private socket pair as its only way to the
 objective's framework and, for a study with a dataset, the data stack at once (while the driver still
 opens the study), then serves, one at a time and in order:
 
-- ``("setup", sys_path, blob)``: the study's trial arguments, cloudpickled (a function of
+- ``("setup", sys_path, blob)``: ``(execute_trial's arguments after the ticket, the study's
+  function or None)``, cloudpickled (a function of
   the driver's ``__main__``, a notebook's, travels by value); ``sys_path``: the driver's
   import path, added first so that what the blob refers to by name imports here too;
 - ``("trial", ticket)``: runs :func:`~sweeplab.search.worker.execute_trial`, answers
@@ -66,8 +67,7 @@ def serve(conn: Connection, warm: tuple[str, str | None] | None, data_stack: boo
             for entry in message[1]:
                 if entry not in sys.path:
                     sys.path.append(entry)
-            *arguments, user_fn = cloudpickle.loads(message[2])
-            setup = tuple(arguments)
+            setup, user_fn = cloudpickle.loads(message[2])
         elif kind == "trial":
             if setup is None:
                 raise RuntimeError("a trial arrived before the study's setup")

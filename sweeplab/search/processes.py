@@ -70,8 +70,7 @@ def parallel_trials(workers: int, cpus_per_trial: float, cpus: int | None = None
     """How many trials run at once on this machine: ``workers``, but no more than its CPUs hold
     at ``cpus_per_trial`` each (what a local Ray would schedule); at least one."""
     cpus = local_cpus() if cpus is None else cpus
-    fit = int(cpus // cpus_per_trial + 1e-9) if cpus_per_trial > 0 else workers
-    return max(1, min(workers, fit))
+    return max(1, min(workers, int(cpus / cpus_per_trial + 1e-9)))  # the spec keeps resources.cpu > 0
 
 
 def death_reason(returncode: int | None) -> str:
@@ -256,8 +255,9 @@ class ProcessExecutor:
         import cloudpickle
 
         self.pool = pool
-        pool.setup(sys.path, cloudpickle.dumps((dataset, settings, list(metric_names), coordinator, cpus, 0.0,
-                                                None, user_fn)))
+        # execute_trial's arguments after the ticket (no GPU, the default reporter), and the function apart
+        arguments = (dataset, settings, list(metric_names), coordinator, cpus, 0.0, None)
+        pool.setup(sys.path, cloudpickle.dumps((arguments, user_fn)))
         self._waiting: deque[TrialTicket] = deque()
 
     def start(self, ticket: TrialTicket) -> None:

@@ -23,6 +23,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from sweeplab.core.stores import sqlite_path
+
 log = logging.getLogger("sweeplab.tracking")
 
 CACHE_ENV = "SWEEPLAB_CACHE"
@@ -38,11 +40,8 @@ def cache_dir() -> Path:
 
 def sqlite_file(tracking_uri: str) -> Path | None:
     """The file of an absolute ``sqlite:////...`` URI (None for anything else, or in memory)."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix + "/"):
-        return None
-    path = tracking_uri[len(prefix):].split("?", 1)[0]
-    return Path(path) if path and path != "/:memory:" else None
+    path = sqlite_path(tracking_uri)
+    return Path(path) if path is not None and os.path.isabs(path) else None
 
 
 def seed_sqlite_store(tracking_uri: str) -> bool:
