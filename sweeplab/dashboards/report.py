@@ -203,11 +203,13 @@ def study_report_html(study_name: str, study: optuna.Study, summary: StudySummar
 
 
 def import_report_dependencies() -> None:
-    """Import what writing a report needs beyond this package's own imports (plotly): the
-    fANOVA importances' scikit-learn forests. For a long-lived process that writes reports
-    later (the service's supervisor): at the end of a study these imports cost a second or
-    more that nothing else overlaps."""
-    import optuna.importance  # noqa: F401 - the imports are the point
+    """Import what writing a report needs: Optuna's figures (plotly) and the fANOVA
+    importances' scikit-learn forests. For a process that writes a report later (the
+    service's supervisor; a run's driver while its workers train): at the end of a study
+    these imports cost a second or more that nothing else overlaps."""
+    # the imports are the point
+    import optuna.importance
+    import optuna.visualization  # noqa: F401
     import sklearn.ensemble  # noqa: F401
 
 

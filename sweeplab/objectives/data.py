@@ -26,7 +26,7 @@ spec that validates loads.
 :func:`load_raw` gives the features and target as they are in the source (a DataFrame and
 a Series, checked but neither split nor scaled); :func:`load_dataset` also splits them into
 train / validation / test (stratified for classification), fits a scaler on
-the training part only (``StandardScaler`` per feature for rows, :class:`ImageScaler` per
+the training part only (:mod:`sweeplab.objectives.scaling`: per feature for rows, per
 channel for images), and encodes classification labels. Every problem with the data
 raises :class:`~sweeplab.core.errors.DataError` with a message that names the spec key or the
 file and says how to fix it.
@@ -44,11 +44,11 @@ import numpy as np
 import pandas as pd
 from sklearn import datasets as skdatasets
 from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from sweeplab.core.errors import DataError, Problem
 from sweeplab.core.validation import HOLDOUT, KFOLD, Validation
 from sweeplab.objectives.dataset import Dataset
+from sweeplab.objectives.scaling import ImageScaler, RowScaler
 from sweeplab.registry.datasets import (
     ARRAY_SUFFIXES,
     DATASETS,
@@ -76,51 +76,6 @@ _KEY = "objective.dataset"
 
 _CSV_SUFFIXES = (".csv",)
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-# --------------------------------------------------------------------------- image scaling
-
-
-class ImageScaler:
-    """The one scaling rule for images ``(n, H, W, C)``: standardized per channel.
-
-    :meth:`fit` takes, per channel ``c``, the mean and standard deviation of every
-    training pixel of that channel (over images, height and width), in float64;
-    :meth:`transform` is ``(x - mean_[c]) / scale_[c]``. A constant channel gets
-    ``scale_`` 1 (as ``StandardScaler`` does for a constant feature). ``mean_`` and
-    ``scale_`` have one value per channel and broadcast over the last axis, so the
-    arithmetic is ``StandardScaler``'s, and a saved model repeats it from the two
-    vectors alone.
-    """
-
-    def __init__(self) -> None:
-        self.mean_: np.ndarray | None = None
-        self.scale_: np.ndarray | None = None
-
-    def fit(self, X: np.ndarray) -> ImageScaler:
-        """Learn ``mean_`` and ``scale_`` per channel from the training images ``X``."""
-        x = np.asarray(X, dtype=np.float64)
-        if x.ndim != 4:
-            raise ValueError(f"ImageScaler fits images (n, H, W, C), got shape {x.shape}")
-        self.mean_ = x.mean(axis=(0, 1, 2))
-        std = x.std(axis=(0, 1, 2))
-        self.scale_ = np.where(std > 10 * np.finfo(np.float64).eps, std, 1.0)
-        return self
-
-    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.mean_ is None or self.scale_ is None:
-            raise ValueError("ImageScaler is not fitted; call fit(training_images) first")
-        return self.mean_, self.scale_
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """``(X - mean_) / scale_`` per channel (float64)."""
-        mean, scale = self._fitted()
-        return (np.asarray(X, dtype=np.float64) - mean) / scale
-
-    def inverse_transform(self, X: np.ndarray) -> np.ndarray:
-        """Undo :meth:`transform`: ``X * scale_ + mean_`` per channel (float64)."""
-        mean, scale = self._fitted()
-        return np.asarray(X, dtype=np.float64) * scale + mean
 
 
 # --------------------------------------------------------------------------- public API
@@ -218,12 +173,13 @@ def load_dataset(
     are in none. Every class needs at least K rows left after the test split, else
     :class:`DataError` naming ``objective.validation.kfold``.
 
-    Preprocessing: a ``StandardScaler`` is fitted on the raw (float64) training rows only
+    Preprocessing: a :class:`~sweeplab.objectives.scaling.RowScaler` (``StandardScaler``'s
+    rule, in numpy) is fitted on the raw (float64) training rows only
     and applied to all three parts (with K-fold: on every row left after the test split,
     so a fold's validation rows share the feature means and scales, never the test rows');
     features are float32. For a family that trains on
     images the features are images ``(n, H, W, C)`` instead, scaled by an
-    :class:`ImageScaler` (per channel) fitted on the training images only; ``info`` then
+    :class:`~sweeplab.objectives.scaling.ImageScaler` (per channel) fitted on the training images only; ``info`` then
     holds ``image_shape``. Classification targets are int64
     indices ``0..k-1`` into ``class_labels``, the original labels in sorted order (as
     Python scalars). Regression targets are float32 of shape ``(n,)`` and are not scaled.
@@ -299,7 +255,7 @@ def load_dataset(
 
     if merge_validation:  # a refit trains on every row left after the test part: no validation rows, no folds
         train_idx, val_idx, folds = np.concatenate([train_idx, val_idx]), idx[:0], ()
-    scaler: StandardScaler | ImageScaler = StandardScaler() if image_shape is None else ImageScaler()
+    scaler: RowScaler | ImageScaler = RowScaler() if image_shape is None else ImageScaler()
     scaler.fit(features[train_idx])
 
     def part(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

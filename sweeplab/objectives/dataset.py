@@ -22,9 +22,10 @@ class Dataset:
     ``(n, H, W, C)`` for one that trains on images (``input_shape`` tells them apart).
     Classification targets are int64 class indices ``0..n_classes-1``;
     ``class_labels[i]`` is the original label of index ``i``. Regression targets are
-    float32 of shape ``(n,)``. ``scaler`` is fitted (a scikit-learn ``StandardScaler``
-    for rows, a per-channel :class:`~sweeplab.objectives.data.ImageScaler` for images)
-    with ``mean_`` and ``scale_``; applying ``scaler.transform`` to raw feature rows
+    float32 of shape ``(n,)``. ``scaler`` is fitted (:mod:`sweeplab.objectives.scaling`:
+    a per-feature :class:`~sweeplab.objectives.scaling.RowScaler` for rows, a per-channel
+    :class:`~sweeplab.objectives.scaling.ImageScaler` for images; a user's own Dataset may
+    hold any scaler with ``transform``) with ``mean_`` and ``scale_``; applying ``scaler.transform`` to raw feature rows
     (raw images) gives the model's inputs. ``feature_names`` name the raw values of one
     example in order (an image's pixels in (height, width, channel) order).
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "EVALUATION_FILE",
     "FOLDS_FILE",
+    "classification_report",
+    "confusion_matrix",
     "evaluate_objective",
     "evaluate_predictions",
     "evaluation_files",
@@ -87,8 +89,9 @@ def evaluate_predictions(
     Classification (``y_true``/``y_pred`` are class indices into ``class_labels``):
     ``accuracy``, ``confusion_matrix`` (``labels`` and ``matrix``, rows = actual, columns
     = predicted, every class listed even when absent from the split) and
-    ``classification_report`` (scikit-learn's ``output_dict`` form, plus ``text``, the
-    report the guide prints). Regression: ``mae``, ``rmse`` and ``r2`` (``r2`` is None
+    ``classification_report`` (scikit-learn's ``output_dict`` form, plus
+    ``classification_report_text``, the report the guide prints; see
+    :func:`classification_report`). Regression: ``mae``, ``rmse`` and ``r2`` (``r2`` is None
     with fewer than two rows). Always: ``task``, ``split``, ``n_rows`` and ``metrics``
     (the objective's own final metrics, passed through, e.g. ``test_loss``).
     """
@@ -103,23 +106,13 @@ def evaluate_predictions(
         "metrics": {str(k): float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))},
     }
     if task == "classification":
-        from sklearn.metrics import classification_report, confusion_matrix
-
         n_classes = len(class_labels) or int(max(y_true.max(initial=-1), y_pred.max(initial=-1)) + 1)
         labels = list(class_labels) if class_labels else list(range(n_classes))
-        names = [_label_text(lab) for lab in labels]
-        indices = list(range(n_classes))
-        cm = confusion_matrix(y_true, y_pred, labels=indices) if len(y_true) else np.zeros((n_classes, n_classes))
+        cm = confusion_matrix(y_true, y_pred, n_classes)
         out["accuracy"] = float(np.mean(y_true == y_pred)) if len(y_true) else None
-        out["confusion_matrix"] = {"labels": labels, "matrix": np.asarray(cm, dtype=np.int64).tolist()}
-        if len(y_true):
-            report = classification_report(
-                y_true, y_pred, labels=indices, target_names=names, output_dict=True, zero_division=0
-            )
-            text = classification_report(y_true, y_pred, labels=indices, target_names=names, zero_division=0)
-        else:
-            report, text = {}, ""
-        out["classification_report"] = _jsonable(report)
+        out["confusion_matrix"] = {"labels": labels, "matrix": cm.tolist()}
+        report, text = classification_report(cm, [_label_text(lab) for lab in labels]) if len(y_true) else ({}, "")
+        out["classification_report"] = report
         out["classification_report_text"] = text
     elif task == "regression":
         err = y_pred.astype(np.float64) - y_true.astype(np.float64)
@@ -133,6 +126,60 @@ def evaluate_predictions(
     else:
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     return out
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of class indices: rows = actual, columns = predicted, ``n_classes`` x ``n_classes``
+    (int64; a class absent from both still has its row and column)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if len(y) and (y.min() < 0 or y.max() >= n_classes):
+            raise ValueError(f"{name} holds class indices outside 0..{n_classes - 1}: {sorted(set(y.tolist()))[:10]}")
+    pairs = y_true * n_classes + y_pred
+    return np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def classification_report(cm: np.ndarray, names: Sequence[str], digits: int = 2) -> tuple[dict[str, Any], str]:
+    """scikit-learn's ``classification_report`` of a confusion matrix, every class listed,
+    ``zero_division=0``: its ``output_dict`` form and its text, the same numbers and layout.
+
+    Computed here in numpy because every completed trial gets one on its worker, and
+    importing scikit-learn's metrics there would cost each worker process over a CPU-second
+    (a test holds this to scikit-learn's own output).
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        den = np.asarray(den, dtype=np.float64)
+        return np.divide(num, den, out=np.zeros_like(tp), where=den > 0)
+
+    precision, recall = ratio(tp, predicted), ratio(tp, support)
+    f1 = ratio(2 * tp, support + predicted)
+    total = int(support.sum())
+    headers = ("precision", "recall", "f1-score", "support")
+    rows = [(name, float(p), float(r), float(f), int(s))
+            for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)]
+    accuracy = float(tp.sum() / total) if total else 0.0
+    macro = [float(np.average(v)) for v in (precision, recall, f1)]
+    weighted = [float(np.average(v, weights=support)) if total else 0.0 for v in (precision, recall, f1)]
+
+    report: dict[str, Any] = {name: dict(zip(headers, (p, r, f, float(s)), strict=True)) for name, p, r, f, s in rows}
+    report["accuracy"] = accuracy
+    report["macro avg"] = dict(zip(headers, (*macro, float(total)), strict=True))
+    report["weighted avg"] = dict(zip(headers, (*weighted, float(total)), strict=True))
+
+    width = max(*(len(name) for name in names), len("weighted avg"), digits)
+    row_fmt = "{:>{width}s} " + " {:>9.{digits}f}" * 3 + " {:>9}\n"
+    text = ("{:>{width}s} " + " {:>9}" * len(headers)).format("", *headers, width=width) + "\n\n"
+    text += "".join(row_fmt.format(*row, width=width, digits=digits) for row in rows) + "\n"
+    text += ("{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f} {:>9}\n").format(
+        "accuracy", "", "", accuracy, total, width=width, digits=digits)
+    text += row_fmt.format("macro avg", *macro, total, width=width, digits=digits)
+    text += row_fmt.format("weighted avg", *weighted, total, width=width, digits=digits)
+    return report, text
 
 
 def evaluate_objective(
@@ -283,13 +330,3 @@ def evaluation_files(
         files["classification_report.json"] = json.dumps(evaluation.get("classification_report", {}),
                                                           indent=2).encode()
     return files
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -1,9 +1,8 @@
 """One worker process of a :class:`~sweeplab.search.processes.WorkerPool` (``python -m``).
 
 Started by the pool with one end of a private socket pair as its only way to the driver
-(``python -m sweeplab.search.pool_worker FD FRAMEWORK CALLABLE data|""``). It imports the
-objective's framework and, for a study with a dataset, the data stack at once (while the driver still
-opens the study), then serves, one at a time and in order:
+(``python -m sweeplab.search.pool_worker FD FRAMEWORK CALLABLE``). It imports the
+objective's framework at once (while the driver still opens the study), then serves, one at a time and in order:
 
 - ``("setup", sys_path, blob)``: ``(execute_trial's arguments after the ticket, the study's
   function or None)``, cloudpickled (a function of
@@ -42,15 +41,12 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="sweeplab-parent-watch", daemon=True).start()
 
 
-def serve(conn: Connection, warm: tuple[str, str | None] | None, data_stack: bool = True) -> None:
-    """Warm up (``data_stack``: with what unpickling a dataset imports), then serve the
-    driver's messages until it says stop or goes away."""
+def serve(conn: Connection, warm: tuple[str, str | None] | None) -> None:
+    """Warm up, then serve the driver's messages until it says stop or goes away."""
     import cloudpickle
 
-    from sweeplab.search.worker import execute_trial, import_data_stack, warm_worker
+    from sweeplab.search.worker import execute_trial, warm_worker
 
-    if data_stack:
-        import_data_stack()
     if warm is not None:
         warm_worker(*warm)
     setup: tuple[Any, ...] | None = None
@@ -81,10 +77,10 @@ def serve(conn: Connection, warm: tuple[str, str | None] | None, data_stack: boo
 
 
 def main(argv: list[str]) -> None:
-    fd, framework, callable_path, data_stack = int(argv[0]), argv[1], argv[2], argv[3] == "data"
+    fd, framework, callable_path = int(argv[0]), argv[1], argv[2]
     _exit_with_parent(os.getppid())
     warm = (framework, callable_path or None) if framework else None
-    serve(Connection(fd), warm, data_stack)
+    serve(Connection(fd), warm)
     # Nothing of a worker's needs finalizing (its trials' results went back with them), and the
     # interpreter's own shutdown with torch or TensorFlow loaded takes a second the driver waits for.
     sys.stdout.flush()

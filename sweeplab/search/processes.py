@@ -121,13 +121,11 @@ class WorkerPool:
     """``size`` worker processes of this machine; see the module docstring.
 
     ``warm``: ``(framework, callable_path)`` of the objective the workers import at start
-    (None: import it with the first trial); ``data_stack``: whether they also import what
-    unpickling a dataset imports (scikit-learn, pandas; not for a study without a dataset).
+    (None: import it with the first trial).
     """
 
     size: int
     warm: tuple[str, str | None] | None = None
-    data_stack: bool = True
     _workers: list[_Worker] = field(default_factory=list, init=False)
     _setup: tuple[Any, ...] | None = field(default=None, init=False)
     _closed: bool = field(default=False, init=False)
@@ -144,7 +142,7 @@ class WorkerPool:
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "sweeplab.search.pool_worker", str(theirs.fileno()), framework,
-                 callable_path or "", "data" if self.data_stack else ""],
+                 callable_path or ""],
                 pass_fds=(theirs.fileno(),), start_new_session=True,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )

@@ -93,12 +93,6 @@ def get_objective(framework: str, callable_path: str | None, *, user_fn: Callabl
     return objective
 
 
-def import_data_stack() -> None:
-    """Import what unpickling a study's dataset imports: it arrives with its scikit-learn
-    scaler, and importing scikit-learn in a trial would cost that trial over a second."""
-    import sweeplab.objectives.data  # noqa: F401 - the import is the point
-
-
 def warm_worker(framework: str, callable_path: str | None) -> int:
     """Import (and cache) this process's objective and warm it up before its first trial; never raises."""
     try:

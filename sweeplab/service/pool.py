@@ -8,7 +8,6 @@ trial of every study the service runs starts in a process that has them.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 
@@ -20,13 +19,10 @@ def default_frameworks() -> list[str]:
 
 
 def warm_pool_worker(frameworks: list[str]) -> int:
-    """Import each of ``frameworks``' objective (and warm it up) in this worker process, the
-    trial code and the data stack (:func:`~sweeplab.search.worker.import_data_stack`); return the
-    process id. Never raises: a trial reports a broken framework itself."""
-    from sweeplab.search.worker import import_data_stack, warm_worker
+    """Import each of ``frameworks``' objective (and warm it up) in this worker process and
+    the trial code; return the process id. Never raises: a trial reports a broken framework itself."""
+    from sweeplab.search.worker import warm_worker
 
-    with contextlib.suppress(Exception):  # the first trial reports a broken install with its context
-        import_data_stack()
     for framework in frameworks:
         warm_worker(framework, None)
     return os.getpid()

@@ -24,6 +24,7 @@ from sweeplab.study.session import (
     RunOptions,
     StudyInterrupted,
     StudySession,
+    in_background,
     init_ray,
     load_study_dataset,
     open_session,
@@ -46,6 +47,8 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
     phases = _Phases()
     started = time.time()
     session = open_session(spec, options, phases.mark)
+    if options.overlap_startup and session.has_workers:  # this process mostly waits while the workers train
+        in_background(_import_report_dependencies, "sweeplab-report-imports")
     progress = _Progress(options.progress, spec.trials, session.finished, spec.study)
     loop = TrialLoop(
         session.coordinator, session.executor, session.tracker,
@@ -173,6 +176,15 @@ class _Phases:
             self.phases["first_trial_start"] = round(max(0.0, outcome.started_at - self.submitted[1]), 4)
             self.phases["total"] = round(outcome.started_at - self.t0, 4)
         log.info("start-up: %s", ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))
+
+
+def _import_report_dependencies() -> None:
+    try:
+        from sweeplab.dashboards import import_report_dependencies
+
+        import_report_dependencies()
+    except Exception as exc:  # only an optimization: the report says what it lacks itself
+        log.debug("could not import the report's libraries ahead: %s", exc)
 
 
 def _write_report(spec: StudySpec, summary: StudySummary, storage_url: str) -> str | None:

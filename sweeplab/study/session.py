@@ -103,7 +103,9 @@ class RunOptions:
     coordinator_actor: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
     local_processes: bool = True  # executor "auto": a study on this machine alone runs in worker processes, no Ray
-    overlap_startup: bool = True  # dataset, Optuna storage and MLflow opened on a thread while Ray starts
+    # dataset, Optuna storage and MLflow opened on a thread while the workers start; the report's imports
+    # while they train
+    overlap_startup: bool = True
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
     driver_coordinator: bool = True  # in a Ray this run starts: the coordinator in this process, not an actor
     storage_options: StorageOptions = field(default_factory=StorageOptions)  # held storage, SQLite WAL
@@ -262,8 +264,7 @@ def _open_processes(spec: StudySpec, options: RunOptions, mark: Callable[[str], 
     mark("preflight")
     warm = (spec.objective.framework, getattr(spec.objective, "callable", None)) \
         if _worth_warming(spec, options) else None
-    pool = WorkerPool(parallel_trials(spec.workers, spec.resources.cpu), warm,
-                      data_stack=getattr(spec.objective, "dataset", None) is not None)
+    pool = WorkerPool(parallel_trials(spec.workers, spec.resources.cpu), warm)
     server = None
     try:
         dataset, tracker = _Preparation(spec, options).result()

@@ -332,3 +332,20 @@ def test_unstratifiable_split_is_a_data_error(tmp_path: Path) -> None:
 def test_regression_target_must_be_numeric(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"regression needs a numeric target.*'label'.*task: classification"):
         load_dataset(task="regression", path=_csv(tmp_path, _table()), target="label")
+
+
+def test_the_row_scaler_is_scikit_learns_standard_scaler() -> None:
+    from sweeplab.objectives.scaling import RowScaler
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(5.0, 3.0, (200, 6))
+    X[:, 2] = 7.25  # a constant feature: scale 1, as StandardScaler has it
+    X[:, 4] = 1e9 + rng.normal(0, 1e-7, 200)  # constant within float64's error bound
+    ours, theirs = RowScaler().fit(X[:150]), StandardScaler().fit(X[:150])
+    np.testing.assert_allclose(ours.mean_, theirs.mean_, rtol=1e-14)
+    np.testing.assert_array_equal(ours.scale_ == 1.0, theirs.scale_ == 1.0)
+    np.testing.assert_allclose(ours.scale_, theirs.scale_, rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(X[150:]), theirs.transform(X[150:]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.inverse_transform(ours.transform(X)), X, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"RowScaler fits rows \(n, features\)"):
+        RowScaler().fit(X[:, 0])

@@ -169,3 +169,34 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path):
     while _pool_workers(tmp_path):
         assert time.time() < deadline, f"workers {_pool_workers(tmp_path)} outlived their driver"
         time.sleep(0.2)
+
+
+WORKER_TRIAL = """
+import pickle, sys
+from sweeplab.core.records import TrialTicket
+from sweeplab.objectives.trial import NullReporter
+from sweeplab.search.worker import execute_trial
+dataset, settings, space = pickle.loads(sys.stdin.buffer.read())
+params = {"n_layers": 1, "units": 8, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 32}
+outcome = execute_trial(TrialTicket(0, params, space.resolve(params), 1, "torch", prunable=False), dataset,
+                        settings, ["val_accuracy"], None, 1.0, 0.0, NullReporter())
+print(outcome.state, sorted(outcome.artifacts), sorted(m for m in ("sklearn", "scipy", "pandas") if m in sys.modules))
+"""
+
+
+def test_a_worker_runs_an_mlp_trial_with_its_evaluation_without_importing_scikit_learn() -> None:
+    """What a study's dataset and a trial's evaluation need on a worker is numpy: scikit-learn,
+    SciPy and pandas (about 2 CPU-seconds of imports in every worker process) stay in the driver."""
+    import pickle
+
+    from sweeplab.spec import parse_spec
+    from sweeplab.study.session import load_study_dataset
+
+    spec = parse_spec({"study": "x", "metric": "val_accuracy", "direction": "maximize", "seed": 3,
+                       "objective": {"framework": "torch", "epochs": 2, "dataset": {"name": "iris"}},
+                       "space": {"n_layers": {"type": "int", "low": 1, "high": 2}, "units": 8,
+                                 "learning_rate": 0.01, "optimizer": "adam", "batch_size": 32}})
+    blob = pickle.dumps((load_study_dataset(spec), spec.objective, spec.space))
+    out = subprocess.run([sys.executable, "-c", WORKER_TRIAL], input=blob, capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    assert out.stdout.decode().split("\n")[-2] == "COMPLETE ['evaluation.json'] []"
