@@ -2,7 +2,7 @@
 
 Ray reuses a job's worker processes from task to task, so the supervisor runs one
 :func:`warm_pool_worker` task per pool slot at start: each process imports the
-frameworks (torch, TensorFlow), the trial code and the data stack once, and every later
+frameworks (torch, TensorFlow) and the trial code once, and every later
 trial of every study the service runs starts in a process that has them.
 """
 
