@@ -174,15 +174,15 @@ def load_dataset(
     :class:`DataError` naming ``objective.validation.kfold``.
 
     Preprocessing: a :class:`~sweeplab.objectives.scaling.RowScaler` (``StandardScaler``'s
-    rule, in numpy) is fitted on the raw (float64) training rows only
-    and applied to all three parts (with K-fold: on every row left after the test split,
-    so a fold's validation rows share the feature means and scales, never the test rows');
-    features are float32. For a family that trains on
-    images the features are images ``(n, H, W, C)`` instead, scaled by an
-    :class:`~sweeplab.objectives.scaling.ImageScaler` (per channel) fitted on the training images only; ``info`` then
-    holds ``image_shape``. Classification targets are int64
-    indices ``0..k-1`` into ``class_labels``, the original labels in sorted order (as
-    Python scalars). Regression targets are float32 of shape ``(n,)`` and are not scaled.
+    rule, in numpy) is fitted on the raw (float64) training rows only and applied to all
+    three parts (with K-fold: on every row left after the test split, so a fold's
+    validation rows share the feature means and scales, never the test rows'); features
+    are float32. For a family that trains on images the features are images
+    ``(n, H, W, C)`` instead, scaled by an :class:`~sweeplab.objectives.scaling.ImageScaler`
+    (per channel) fitted on the training images only; ``info`` then holds
+    ``image_shape``. Classification targets are int64 indices ``0..k-1`` into
+    ``class_labels``, the original labels in sorted order (as Python scalars). Regression
+    targets are float32 of shape ``(n,)`` and are not scaled.
 
     ``feature_names`` are the column names (``x0, x1, ...`` for synthetic sets); ``name``
     is the dataset's name or the file's stem. ``info`` is JSON-friendly and holds at least

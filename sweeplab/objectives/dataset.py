@@ -25,9 +25,10 @@ class Dataset:
     float32 of shape ``(n,)``. ``scaler`` is fitted (:mod:`sweeplab.objectives.scaling`:
     a per-feature :class:`~sweeplab.objectives.scaling.RowScaler` for rows, a per-channel
     :class:`~sweeplab.objectives.scaling.ImageScaler` for images; a user's own Dataset may
-    hold any scaler with ``transform``) with ``mean_`` and ``scale_``; applying ``scaler.transform`` to raw feature rows
-    (raw images) gives the model's inputs. ``feature_names`` name the raw values of one
-    example in order (an image's pixels in (height, width, channel) order).
+    hold any scaler with ``transform``) with ``mean_`` and ``scale_``; applying
+    ``scaler.transform`` to raw feature rows (raw images) gives the model's inputs.
+    ``feature_names`` name the raw values of one example in order (an image's pixels in
+    (height, width, channel) order).
 
     ``folds`` (K-fold cross-validation, ``objective.validation``): the ``(train,
     validation)`` index pairs into ``X_train`` / ``y_train`` of every fold (``K * repeats``

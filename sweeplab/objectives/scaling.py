@@ -13,16 +13,19 @@ broadcast over the last axis, so a saved model repeats the scaling from the two 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["ImageScaler", "RowScaler"]
 
 
 class _Standardizer:
-    """Standardize each feature of the last axis of ``ndim``-dimensional arrays."""
+    """Standardize each feature of the last axis of ``ndim``-dimensional arrays (``what``
+    names them in errors); the subclasses below set both."""
 
-    ndim = 2
-    what = "rows (n, features)"
+    ndim: int
+    what: str
 
     def __init__(self) -> None:
         self.mean_: np.ndarray | None = None
@@ -34,7 +37,7 @@ class _Standardizer:
         if x.ndim != self.ndim:
             raise ValueError(f"{type(self).__name__} fits {self.what}, got shape {x.shape}")
         axes = tuple(range(self.ndim - 1))
-        n = int(np.prod([x.shape[a] for a in axes]))
+        n = math.prod(x.shape[:-1])
         mean = x.mean(axis=axes)
         var = x.var(axis=axes)
         eps = np.finfo(np.float64).eps

@@ -2,7 +2,8 @@
 
 Started by the pool with one end of a private socket pair as its only way to the driver
 (``python -m sweeplab.search.pool_worker FD FRAMEWORK CALLABLE``). It imports the
-objective's framework at once (while the driver still opens the study), then serves, one at a time and in order:
+objective's framework at once (while the driver still opens the study), then serves, one
+at a time and in order:
 
 - ``("setup", sys_path, blob)``: ``(execute_trial's arguments after the ticket, the study's
   function or None)``, cloudpickled (a function of

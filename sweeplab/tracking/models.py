@@ -121,8 +121,9 @@ def _to_matrix(meta: Mapping[str, Any], model_input: Any) -> np.ndarray:
 def predict_raw(meta: Mapping[str, Any], model: Any, model_input: Any) -> np.ndarray:
     """Scale raw rows as training did, predict, decode: labels (classification) or values.
 
-    Scaling is the study's scaler's arithmetic (:mod:`sweeplab.objectives.scaling`) on float64, then float32, so the
-    network sees bit-identical inputs to the ones it was trained and evaluated on.
+    Scaling is the study's scaler's arithmetic (:mod:`sweeplab.objectives.scaling`) on
+    float64, then float32, so the network sees bit-identical inputs to the ones it was
+    trained and evaluated on.
     """
     from sweeplab.objectives.evaluation import predict_indices
 
