@@ -39,8 +39,8 @@ from baseline import CUT_ENV
 SPEC = common.ROOT / "examples" / "seed_mlp_torch.yaml"
 SWEEPLAB = str(Path(sys.executable).with_name("sweeplab"))
 METRIC = "val_accuracy"
-PHASES = ("preflight", "ray_init", "dataset_storage_mlflow_import", "coordinator", "mlflow_open",
-          "resume_checks", "resume_checks_dataset_put", "first_dispatch", "first_trial_start")
+PHASES = ("preflight", "ray_init", "dataset_storage_mlflow_import", "dataset_storage", "coordinator", "mlflow_import",
+          "mlflow_open", "resume_checks", "resume_checks_dataset_put", "first_dispatch", "first_trial_start")
 CUT = "local_processes"
 """This round's cut (a start-up speed-up of sweeplab.study.session): measured before/after."""
 LABELS = {"before": "a local Ray (before)", "after": "worker processes (after)"}

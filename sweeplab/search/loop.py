@@ -5,9 +5,10 @@ on the executor), collect the trials that ended, tell each (linking its MLflow r
 a finished trial's attrs are frozen), log it, count it. The loop ends when the target is
 reached, the timeout passed, the sampler has nothing left to propose (a covered grid),
 the constraints reject every proposal, the study's first ``fail_fast`` trials all failed
-with the same error (a bug in the objective or the data, not bad luck of the params), or
-it is stopped (Ctrl-C or ``stop``). Then the trials in flight are cancelled and told
-INTERRUPTED, so they are retried on resume without spending ``max_retries``. Each
+with the same error (a bug in the objective or the data, not bad luck of the params),
+it is stopped (Ctrl-C or ``stop``), or ``check`` raises (a failure outside the loop, such
+as an MLflow store that could not be opened; the loop then re-raises it). Then the trials
+in flight are cancelled and told INTERRUPTED, so they are retried on resume without spending ``max_retries``. Each
 trial that fails for good is passed to ``on_failure`` as it happens; each distinct
 warning a trial brings back (a user function's mistake, see ``TrialOutcome.warnings``)
 is logged once per run.
@@ -110,7 +111,7 @@ class TrialLoop:
                  on_first_start: Callable[[int], None] | None = None,
                  on_outcome: Callable[[TrialOutcome], None] | None = None,
                  on_failure: Callable[[TrialRecord], None] | None = None, succeeded: int = 0,
-                 gate: TrialGate | None = None) -> None:
+                 gate: TrialGate | None = None, check: Callable[[], None] | None = None) -> None:
         self.coordinator, self.executor, self.tracker, self.settings = coordinator, executor, tracker, settings
         self.finished = finished
         self.progress = progress
@@ -120,6 +121,7 @@ class TrialLoop:
         self.on_outcome = on_outcome
         self.on_failure = on_failure
         self.gate = gate
+        self.check = check
         self._held_back = False  # the last fill left a due trial unstarted because the gate said no
         # the first failures of a study that never had a COMPLETE or PRUNED trial, by error;
         # None once a trial succeeded or two errors differed (fail-fast no longer applies)
@@ -134,8 +136,12 @@ class TrialLoop:
         self._held: dict[int, tuple[TrialTicket, TrialOutcome]] = {}  # deterministic: ended, waiting for their turn
 
     def run(self) -> LoopResult:
+        """Drive the study to its end. ``check`` (when given) runs once per pass; what it
+        raises stops the study: the trials in flight are told as lost (retried on resume),
+        then it propagates."""
         try:
             while not self.stop.is_set():
+                self._checked()
                 self._fill()
                 if not self.executor.in_flight():
                     if not self._held_back:
@@ -154,6 +160,15 @@ class TrialLoop:
         return LoopResult(FAILED if self.error else FINISHED, self.finished, self.error)
 
     # ------------------------------------------------------------------ steps
+    def _checked(self) -> None:
+        if self.check is None:
+            return
+        try:
+            self.check()
+        except BaseException as exc:
+            self._interrupt(f"the study stopped: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            raise
+
     def _untold(self) -> int:
         """Trials started and not told yet: in flight, or ended and waiting for their turn (a
         trial the executor returned is no longer in flight before it is held)."""

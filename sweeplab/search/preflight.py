@@ -2,23 +2,25 @@
 
 Each check raises an error with a message that names the problem and the fix. They
 run before any trial is dispatched. :class:`~sweeplab.core.errors.StorageError` (exit 1):
-a Ray address that does not answer, an MLflow tracking server that does not answer,
-and a SQLite or local-file store used with a cluster whose workers run on other
-machines (that store would live on one machine only: the MLflow UI, ``sweeplab
-status`` and a driver restarted elsewhere could not see it, so resume could lose work).
+a Ray address that does not answer, an MLflow tracking server that does not answer
+or a tracking SQLite file that is a folder, and a SQLite or local-file store used with
+a cluster whose workers run on other machines (that store would live on one machine
+only: the MLflow UI, ``sweeplab status`` and a driver restarted elsewhere could not see
+it, so resume could lose work).
 :class:`~sweeplab.core.errors.ResourceError` (exit 2, bad input): per-trial resources
 that no node of the cluster has, which Ray would otherwise queue forever.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.core.errors import Problem, ResourceError, StorageError
-from sweeplab.core.stores import LOCAL_RAY, SHARED_STORES_FIX, local_stores
+from sweeplab.core.stores import LOCAL_RAY, SHARED_STORES_FIX, local_stores, sqlite_path
 from sweeplab.search.storage import redact
 
 if TYPE_CHECKING:
@@ -51,8 +53,16 @@ def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
         ) from exc
 
 
-def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
-    """Refuse an http(s) MLflow tracking URI whose server does not answer ``/health``."""
+def check_tracking_store(uri: str, timeout: float = 10.0) -> None:
+    """Refuse an MLflow tracking store that cannot work: an http(s) server that does not
+    answer ``/health``, or a SQLite file that is a folder (MLflow would retry opening it
+    for hours)."""
+    file = sqlite_path(uri)
+    if file is not None and os.path.isdir(file):
+        raise StorageError(
+            f"the MLflow tracking store {uri} names a folder, not a database file. "
+            f"Give --tracking-uri / $MLFLOW_TRACKING_URI a file, e.g. sqlite:///{os.path.join(file, 'mlflow.db')}"
+        )
     if not uri.startswith(("http://", "https://")):
         return
     url = uri.rstrip("/") + "/health"

@@ -48,7 +48,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
     started = time.time()
     session = open_session(spec, options, phases.mark)
     if options.overlap_startup and session.has_workers:  # this process mostly waits while the workers train
-        in_background(_import_report_dependencies, "sweeplab-report-imports")
+        in_background(lambda: _import_report_dependencies(session), "sweeplab-report-imports")
     progress = _Progress(options.progress, spec.trials, session.finished, spec.study)
     loop = TrialLoop(
         session.coordinator, session.executor, session.tracker,
@@ -63,11 +63,16 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
         on_record=options.on_record, stop=options.stop,
         on_first_start=phases.first_submit, on_outcome=phases.first_outcome,
         on_failure=progress.failed, succeeded=session.succeeded, gate=options.gate,
+        check=session.check_tracking,
     )
     try:
         result = loop.run()
+    except BaseException:
+        session.wait_tracking()  # an MLflow store that could not be opened: cleaned up, raised here
+        raise
     finally:
         loop.progress.close()
+    session.wait_tracking()
     return finish_study(spec, options, session, result, started, phases.phases)
 
 
@@ -178,8 +183,11 @@ class _Phases:
         log.info("start-up: %s", ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))
 
 
-def _import_report_dependencies() -> None:
+def _import_report_dependencies(session: StudySession) -> None:
+    """The report's imports, after the MLflow side is open (both are this process's CPU)."""
     try:
+        if session.opening is not None:
+            session.opening.thread.join()
         from sweeplab.dashboards import import_report_dependencies
 
         import_report_dependencies()

@@ -145,6 +145,7 @@ class StudySession:
     actor: Any = None  # the coordinator actor (Ray sessions on a Ray this session joined)
     server: CoordinatorServer | None = None  # how trials reach a coordinator in this process (local Ray)
     owns_ray: bool = False  # this session started a local Ray: shut it down at the end
+    opening: _TrackingOpening | None = None  # a new study's MLflow side, opening while its first trials run
 
     @property
     def has_workers(self) -> bool:
@@ -173,6 +174,32 @@ class StudySession:
 
         task = ray.remote(max_retries=0)(fn).options(num_cpus=cpus, num_gpus=gpus)
         return ray.get(task.remote(*args, **kwargs))
+
+    def check_tracking(self) -> None:
+        """Raise why the study's MLflow side could not be opened, once that has failed (see
+        :class:`_TrackingOpening`); nothing while it opens, or once it is open."""
+        if self.opening is not None:
+            self.opening.check()
+
+    def wait_tracking(self) -> None:
+        """Wait until the study's MLflow side is open (a new study's opens while its first
+        trials run). When opening it failed: drop the MLflow requests queued meanwhile, give
+        back what the session started and raise why (the trials are in Optuna; resuming the
+        study creates their runs, as after a crash)."""
+        if self.opening is None:
+            return
+        try:
+            self.opening.wait()
+        except BaseException as exc:
+            self.tracker.writer.discard()
+            stopping = self.release()
+            if stopping is not None:
+                stopping.join()
+            if isinstance(exc, StorageError):
+                raise StorageError(
+                    f"{exc} The trials that ran meanwhile are kept: once the store works, run the same command "
+                    "again to resume the study (their MLflow runs are created then).") from exc
+            raise
 
     def release(self) -> threading.Thread | None:
         """Stop the coordinator actor (or the coordinator's server) and, if this session started
@@ -258,7 +285,7 @@ def _open_processes(spec: StudySpec, options: RunOptions, mark: Callable[[str], 
     from sweeplab.search.coordinator import StudyCoordinator
     from sweeplab.search.processes import ProcessExecutor, WorkerPool, check_fits_here, parallel_trials
 
-    preflight.check_tracking_server(options.tracking_uri)
+    preflight.check_tracking_store(options.tracking_uri)
     check_fits_here(spec.resources.cpu, spec.source)  # GPUs and custom resources go to Ray (pick_executor)
     check_sendable(options.objective_fn)
     mark("preflight")
@@ -266,26 +293,43 @@ def _open_processes(spec: StudySpec, options: RunOptions, mark: Callable[[str], 
         if _worth_warming(spec, options) else None
     pool = WorkerPool(parallel_trials(spec.workers, spec.resources.cpu), warm)
     server = None
+    preparing = _Preparation(spec, options)
     try:
-        dataset, tracker = _Preparation(spec, options).result()
-        mark("dataset_storage_mlflow_import")
+        dataset = preparing.for_trials()
+        mark("dataset_storage")
         coordinator = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
                                        storage_options=options.storage_options,
                                        checkpoint_dir=str(checkpoint_root(options.storage_url)))
         server = CoordinatorServer(coordinator)
         mark("coordinator")
-        tracker = _open_tracking(spec, options, coordinator, tracker)
-        mark("mlflow_open")
-        finished, succeeded = _resume(spec, coordinator, tracker, dataset)
+        opening = None
+        if options.overlap_startup and _is_new(coordinator):
+            opening = _TrackingOpening(spec, options, coordinator, preparing)  # while the first trials run
+            tracker = preparing.tracker
+        else:
+            _, tracker = preparing.result()
+            mark("mlflow_import")
+            tracker = _open_tracking(spec, options, coordinator, tracker)
+            mark("mlflow_open")
+        finished, succeeded = _resume(spec, coordinator, tracker if opening is None else None, dataset)
         executor = ProcessExecutor(pool, server.link, dataset, spec.objective, list(spec.metric), spec.resources.cpu,
                                    user_fn=options.objective_fn)
         mark("resume_checks")
     except BaseException:
+        preparing.abandon()
         pool.close()
         if server is not None:
             server.close()
         raise
-    return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, server=server)
+    return StudySession(coordinator, executor, tracker, dataset, finished, succeeded, server=server,
+                        opening=opening)
+
+
+def _is_new(coordinator: Coordinator) -> bool:
+    """Whether the study has no trial and no MLflow parent run yet (nothing to resume)."""
+    counts = coordinator.counts()
+    return (STUDY_ATTR_PARENT_RUN_ID not in coordinator.study_attrs()
+            and not any(counts[state] for state in ("finished", "RUNNING", "WAITING", "retried", "rejected")))
 
 
 def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], None]) -> StudySession:
@@ -298,7 +342,7 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     address = ray_address(options.address)
     joins = address not in (None, LOCAL_RAY)  # a cluster; "local" is a Ray of this run's own, as no address
     preflight.check_ray_address(address)
-    preflight.check_tracking_server(options.tracking_uri)
+    preflight.check_tracking_store(options.tracking_uri)
     init_kwargs = _ray_init_kwargs(spec, options, address if joins else None)
     if joins:
         init_ray(address, **init_kwargs)
@@ -406,23 +450,24 @@ def _open_tracking(spec: StudySpec, options: RunOptions, coordinator: Coordinato
     from sweeplab.tracking.mlflow_tracker import StudyTracker
 
     tracker = tracker or StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
+    tracker.on_run_created = coordinator.link_run  # before open: trials' runs queued meanwhile are created then
     experiment_id, parent_run_id = tracker.open(spec.to_dict(), coordinator.study_attrs().get(STUDY_ATTR_PARENT_RUN_ID))
     for key, value in ((STUDY_ATTR_TRIALS_TARGET, spec.trials),  # what status shows as "of N"
                        (STUDY_ATTR_EXPERIMENT_ID, experiment_id), (STUDY_ATTR_PARENT_RUN_ID, parent_run_id),
                        (STUDY_ATTR_TRACKING_URI, options.tracking_uri)):
         coordinator.set_study_attr(key, value)
-    tracker.on_run_created = coordinator.link_run
     return tracker
 
 
 def _resume(spec: StudySpec, coordinator: Coordinator, tracker: Any, dataset: Dataset | None) -> tuple[int, int]:
-    """Reap what a dead driver left RUNNING, repair MLflow, tell the coordinator the data's
-    shape (what constraints count with); return the trials already finished."""
+    """Reap what a dead driver left RUNNING, repair MLflow (``tracker`` None: a new study,
+    nothing to repair), tell the coordinator the data's shape (what constraints count
+    with); return the trials already finished."""
     for record in coordinator.reap_stale():
         log.warning("trial %d was left RUNNING by a dead driver: failed%s", record.number,
                     f", retried as trial {record.retried_by}" if record.retried_by is not None else "")
     try:
-        repaired = tracker.reconcile(coordinator.finished_digest(), spec.metric[0])
+        repaired = tracker.reconcile(coordinator.finished_digest(), spec.metric[0]) if tracker is not None else {}
         if any(repaired.values()):
             log.warning("MLflow repaired after an earlier crash: %s", repaired)
     except Exception as exc:  # tracking must never stop a study; the repair runs again next time
@@ -490,25 +535,29 @@ def load_study_dataset(spec: StudySpec, tracking_uri: str | None = None, *,
 
 
 class _Preparation:
-    """The study's own start-up work, on a thread while Ray starts (here and now, before Ray
-    starts, without ``options.overlap_startup``).
+    """The study's own start-up work, on a thread while Ray or the workers start (here and
+    now, before Ray starts, without ``options.overlap_startup``).
 
     In order: import a python objective's callable in a subprocess (a SpecError for a
     typo), load the dataset (a DataError here touches no store), check that the
     constraints can hold, create or open the Optuna storage (its schema exists before
-    any worker starts), then import MLflow and open its store. :meth:`result` waits and
-    returns ``(dataset, tracker)``, re-raising the first error. The tracker is None when
-    opening MLflow failed: the caller builds it again so that the failure surfaces
-    where it always did (``StudyTracker.open``).
+    any worker starts), then import MLflow and open its store. :meth:`for_trials` waits
+    for the steps up to the Optuna storage and returns the dataset; :meth:`result` waits
+    for all and returns ``(dataset, tracker)``; both re-raise the first error. The tracker
+    (made here, unopened) has its store opened when that succeeded; when it failed, the
+    caller's ``StudyTracker.open`` fails again and says why, where it always did.
     """
 
     def __init__(self, spec: StudySpec, options: RunOptions) -> None:
+        from sweeplab.tracking.mlflow_tracker import StudyTracker
+
         self.spec, self.options = spec, options
         self.dataset: Dataset | None = None
-        self.tracker: Any = None
+        self.tracker = StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
         self.abandoned = threading.Event()
+        self.trials_can_start = threading.Event()  # the steps before MLflow's are done (or one failed)
         if options.overlap_startup:
             self.thread = in_background(self._run, "sweeplab-prepare")
         else:
@@ -534,14 +583,12 @@ class _Preparation:
         except BaseException as exc:  # re-raised on the caller's thread
             self.error = exc
             return
+        finally:
+            self.trials_can_start.set()
         if self.abandoned.is_set():
             return
         try:
-            from sweeplab.tracking.mlflow_tracker import StudyTracker
-
-            tracker = StudyTracker(options.tracking_uri, spec.experiment or spec.study, spec.study)
-            tracker.client.get_experiment_by_name(spec.experiment or spec.study)  # opens the store
-            self.tracker = tracker
+            self.tracker.client.get_experiment_by_name(spec.experiment or spec.study)  # imports MLflow, opens the store
         except Exception as exc:  # reported by the synchronous open
             log.debug("opening the MLflow store in the background failed: %s", exc)
 
@@ -551,12 +598,53 @@ class _Preparation:
         if self.thread is not None:
             self.thread.join()
 
+    def for_trials(self) -> Dataset | None:
+        """The dataset, once the Optuna storage exists too (MLflow may still be opening)."""
+        self.trials_can_start.wait()
+        if self.error is not None:
+            raise self.error
+        return self.dataset
+
     def result(self) -> tuple[Dataset | None, Any]:
         if self.thread is not None:
             self.thread.join()
         if self.error is not None:
             raise self.error
         return self.dataset, self.tracker
+
+
+class _TrackingOpening:
+    """A new study's MLflow side opened on a thread while its first trials run: the MLflow
+    import and store (:class:`_Preparation`), then the parent run and its links
+    (:func:`_open_tracking`). Until then the tracker queues the trials' runs and counts as
+    down, so the loop does not wait for their run ids (their links go through the study's
+    attrs, as during an outage). Only for a study with no trial yet: a resumed study's
+    repair (:meth:`StudyTracker.reconcile`) runs before any new trial, synchronously.
+
+    :meth:`check` raises the opening's error once it failed (the loop then stops, its trials
+    in flight told as lost); :meth:`wait` waits for the end and raises it too.
+    """
+
+    def __init__(self, spec: StudySpec, options: RunOptions, coordinator: Coordinator,
+                 preparing: _Preparation) -> None:
+        self.spec, self.options, self.coordinator, self.preparing = spec, options, coordinator, preparing
+        self.error: BaseException | None = None
+        self.thread = in_background(self._run, "sweeplab-mlflow-open")
+
+    def _run(self) -> None:
+        try:
+            _, tracker = self.preparing.result()
+            _open_tracking(self.spec, self.options, self.coordinator, tracker)
+        except BaseException as exc:  # re-raised on the loop's thread
+            self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def wait(self) -> None:
+        self.thread.join()
+        self.check()
 
 
 def warm_driver(storage_url: str | None, tracking_uri: str | None) -> None:

@@ -19,6 +19,7 @@ one ``log_batch`` of tags; see :mod:`sweeplab.study.packaging`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -82,29 +83,45 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
 
 
 class StudyTracker:
-    """Logs a study to MLflow. All writes after :meth:`open` are asynchronous."""
+    """Logs a study to MLflow. All writes after :meth:`open` are asynchronous.
+
+    Making one imports nothing of MLflow (its import is a large part of a study's start-up);
+    :attr:`client` does, on first use. Trial operations may be queued before :meth:`open`:
+    they wait, in order, until it has found or created the parent run.
+    """
 
     def __init__(self, tracking_uri: str, experiment_name: str, study_name: str) -> None:
-        from mlflow.tracking import MlflowClient
-
-        from sweeplab.tracking.store_template import seed_sqlite_store
         from sweeplab.tracking.writer import TrackingWriter
 
-        seed_sqlite_store(tracking_uri)  # a new SQLite store: a copy, not MLflow's migrations one by one
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.study_name = study_name
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        self.writer = TrackingWriter()
+        self.writer = TrackingWriter(held=True)
         self.experiment_id = ""
         self.parent_run_id = ""
         self._run_ids: dict[int, str] = {}
         self._run_ready = threading.Condition()
         self.on_run_created: Callable[[int, str], None] | None = None
 
+    @functools.cached_property
+    def client(self) -> Any:
+        """The ``MlflowClient`` of the tracking store (MLflow is imported here, once)."""
+        from mlflow.tracking import MlflowClient
+
+        from sweeplab.tracking.store_template import seed_sqlite_store
+
+        seed_sqlite_store(self.tracking_uri)  # a new SQLite store: a copy, not MLflow's migrations one by one
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` has succeeded (queued trial operations are being delivered)."""
+        return not self.writer.held
+
     # ------------------------------------------------------------ parent run
     def open(self, spec_dict: Mapping[str, Any], parent_run_id: str | None = None) -> tuple[str, str]:
-        """Find or create the experiment and the study's parent run (synchronously).
+        """Find or create the experiment and the study's parent run (synchronously), then
+        deliver the trial operations queued meanwhile.
 
         Raises StorageError naming the URI when the tracking store cannot be reached.
         """
@@ -144,6 +161,7 @@ class StudyTracker:
                 f"cannot use the MLflow tracking store {self.tracking_uri}: {type(exc).__name__}: {exc}. "
                 "Check --tracking-uri / $MLFLOW_TRACKING_URI and that the server is running."
             ) from exc
+        self.writer.release()
         return self.experiment_id, self.parent_run_id
 
     def _find_parent(self) -> str | None:
@@ -207,8 +225,10 @@ class StudyTracker:
     def tracking_is_down(self) -> bool:
         """True while an MLflow request is failing and being retried, or has been stuck for
         over a few seconds (MLflow's HTTP client retries inside one call during an outage):
-        callers should not wait on the tracker then."""
-        return self.writer.retrying or self.writer.stalled(after=2.0)
+        callers should not wait on the tracker then. So it counts before :meth:`open` (MLflow
+        is still being imported, or its store opened), and while the requests queued until
+        then are delivered."""
+        return self.writer.held or self.writer.catching_up or self.writer.retrying or self.writer.stalled(after=2.0)
 
     def run_id(self, number: int, timeout: float = 0.0) -> str | None:
         """The child run id of trial ``number``, waiting up to ``timeout`` seconds."""

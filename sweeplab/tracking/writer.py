@@ -40,10 +40,18 @@ class TrackingWriter:
     ``max_backoff`` caps the wait between retries. ``retry_until`` (epoch seconds,
     set by :meth:`close`) bounds retries at shutdown; operations still undelivered
     then are counted in :attr:`undelivered` and reported by the caller.
+
+    ``held``: operations are queued but none runs until :meth:`release` (what they need,
+    such as the parent run, does not exist yet); :meth:`discard` drops them instead.
     """
 
-    def __init__(self, max_backoff: float = 5.0) -> None:
+    def __init__(self, max_backoff: float = 5.0, *, held: bool = False) -> None:
         self._queue: queue.Queue[_Op | None] = queue.Queue()
+        self._released = threading.Event()
+        self._catching_up = False
+        self._discarded = False
+        if not held:
+            self._released.set()
         self._max_backoff = max_backoff
         self.max_permanent_attempts = 3
         self._deadline: float | None = None
@@ -59,6 +67,30 @@ class TrackingWriter:
     def submit(self, name: str, fn: Callable[[], None]) -> None:
         """Queue ``fn`` (one MLflow request or a few) to run after every earlier op."""
         self._queue.put(_Op(name, fn))
+
+    @property
+    def held(self) -> bool:
+        """True until :meth:`release`: queued operations wait."""
+        return not self._released.is_set()
+
+    @property
+    def catching_up(self) -> bool:
+        """True from a :meth:`release` that found operations queued until the queue first
+        empties: the backlog of a held writer is being delivered."""
+        return self._catching_up
+
+    def release(self) -> None:
+        """Let the queued operations run, in order (no-op when not held)."""
+        if not self._released.is_set():
+            self._catching_up = self._queue.qsize() > 0
+            self._released.set()
+
+    def discard(self) -> None:
+        """Drop every operation queued and still to come, and stop the thread: what they
+        were for will not exist (the study stopped before its MLflow run could be opened)."""
+        self._discarded = True
+        self._queue.put(None)
+        self._released.set()
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -78,15 +110,19 @@ class TrackingWriter:
             return done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout=timeout)
 
     def _loop(self) -> None:
+        self._released.wait()
         while True:
             op = self._queue.get()
             if op is None:
                 self._queue.task_done()
                 return
             try:
-                self._perform(op)
+                if not self._discarded:
+                    self._perform(op)
             finally:
                 self._queue.task_done()
+                if self._catching_up and self._queue.empty():
+                    self._catching_up = False
 
     def _perform(self, op: _Op) -> None:
         """Run ``op``, retrying it until it is delivered or given up (then named in ``undelivered``)."""
@@ -119,7 +155,14 @@ class TrackingWriter:
         self._attempt_started = None
 
     def close(self, timeout: float = 60.0) -> bool:
-        """Deliver what is queued (retrying up to ``timeout`` s), then stop. True if all delivered."""
+        """Deliver what is queued (retrying up to ``timeout`` s), then stop. True if all delivered.
+        A writer still held delivers nothing: every queued operation is undelivered."""
+        if self.held:
+            with self._queue.mutex:
+                self.undelivered.extend(op.name for op in self._queue.queue if op is not None)
+            self.discard()
+            self._thread.join(timeout)
+            return False
         self._deadline = time.time() + timeout
         self._queue.put(None)
         self._thread.join(timeout + 5.0)

@@ -4,6 +4,8 @@ channel its trials reach it through (sweeplab.search.channel)."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -74,6 +76,42 @@ def test_channel_carries_reports_pruning_decisions_and_checkpoints(stores):
             channel.call("load_checkpoint", second.number)
         with pytest.raises(CoordinatorUnreachable, match="cannot reach the study's coordinator"):
             server.link.connect().call("load_checkpoint", second.number)
+    finally:
+        server.close()
+
+
+def _sends_at_once(conn) -> bool:
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_the_trials_of_a_worker_process_take_turns_on_one_connection_that_sends_at_once(stores):
+    """A connection per trial (TCP, both key challenges, a server thread) cost more than a
+    short trial's reports, and with Nagle's algorithm a small message waited for the peer's
+    delayed acknowledgement (40 ms): a trial that ends hands its connection to the next one
+    of its process, and both ends send at once. (White-box: the connections are private.)"""
+    coordinator = _coordinator(stores)
+    server = CoordinatorServer(coordinator)
+    try:
+        trial = coordinator.ask()
+        first = server.link.connect()
+        first.send("report", trial.number, 1, {"score": 0.5}, None)
+        first.flush()
+        conn = first._conn
+        assert _sends_at_once(conn)
+        assert all(_sends_at_once(c) for c in server._connections) and len(server._connections) == 1
+        first.close()
+        with pytest.raises(CoordinatorUnreachable, match="the trial has ended"):
+            first.call("load_checkpoint", trial.number)  # a late call of an ended trial
+        second = server.link.connect()
+        assert second.call("report", trial.number, 2, {"score": 0.5}, None) is False
+        assert second._conn is conn and len(server._connections) == 1  # taken over, not opened again
+        assert coordinator.study.get_trials(deepcopy=False)[trial.number].intermediate_values == {1: 0.5, 2: 0.5}
+        second.close()
+        # the server is gone: its idle connection is not handed to the next trial, which connects anew
+        server.close()
+        with pytest.raises(CoordinatorUnreachable, match="cannot reach the study's coordinator"):
+            server.link.connect().call("load_checkpoint", trial.number)
     finally:
         server.close()
 

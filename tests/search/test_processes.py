@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -200,3 +201,86 @@ def test_a_worker_runs_an_mlp_trial_with_its_evaluation_without_importing_scikit
     out = subprocess.run([sys.executable, "-c", WORKER_TRIAL], input=blob, capture_output=True, timeout=300)
     assert out.returncode == 0, out.stderr.decode()[-3000:]
     assert out.stdout.decode().split("\n")[-2] == "COMPLETE ['evaluation.json'] []"
+
+
+def _cli_run(tmp_path: Path, tracking_uri: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "SWEEPLAB_STORAGE")}
+    return subprocess.run([sys.executable, "-m", "sweeplab.cli", "run", "spec.yaml", "--json", "--no-progress",
+                           "--tracking-uri", tracking_uri], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def _run_links(study: optuna.Study) -> dict[int, str]:
+    """Each trial's MLflow run as the study records it: a trial attr, or (a trial that
+    finished before its run existed) the study's attr."""
+    from sweeplab.core.keys import ATTR_RUN_ID, STUDY_ATTR_RUN_IDS
+
+    links = {int(k): v for k, v in study.user_attrs.get(STUDY_ATTR_RUN_IDS, {}).items()}
+    links.update({t.number: t.user_attrs[ATTR_RUN_ID] for t in study.trials if ATTR_RUN_ID in t.user_attrs})
+    return links
+
+
+def test_a_new_studys_first_trials_run_while_mlflow_opens_and_each_still_gets_one_linked_run(tmp_path):
+    """Importing MLflow and opening its store is the largest part of a cold start: for a new
+    study it happens while the first trials run. The trials start before the parent run
+    exists, yet every trial gets exactly one child run, linked from the study; a resumed
+    study (something to repair) opens MLflow first, as before."""
+    spec = bowl_spec(study="early", trials=12, sampler={"name": "random"},
+                     objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 3})
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec.to_dict()))
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = _cli_run(tmp_path, tracking)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert "mlflow_open" not in summary["startup_s"] and "dataset_storage" in summary["startup_s"]
+    study = optuna.load_study(study_name="early", storage=f"sqlite:///{tmp_path / 'sweeplab.db'}")
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowClient(tracking).get_run(summary["mlflow_parent_run_id"])
+    first_start_ms = min(t.datetime_start for t in study.trials).timestamp() * 1000
+    assert first_start_ms < parent.info.start_time  # the first trial started before MLflow was open
+    runs = child_runs({"tracking": tracking}, summary["mlflow_parent_run_id"])
+    by_trial = {int(r.data.tags["sweeplab.trial_number"]): r for r in runs}
+    assert len(runs) == len(by_trial) == 12 and {r.info.status for r in runs} == {"FINISHED"}
+    assert _run_links(study) == {n: r.info.run_id for n, r in by_trial.items()}
+
+    (tmp_path / "spec.yaml").write_text(json.dumps(dict(spec.to_dict(), trials=14)))
+    proc = _cli_run(tmp_path, tracking)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mlflow_open" in json.loads(proc.stdout)["startup_s"]  # a resumed study: MLflow first
+    assert len(child_runs({"tracking": tracking}, summary["mlflow_parent_run_id"])) == 14
+
+
+def test_an_mlflow_store_that_fails_to_open_stops_the_study_and_keeps_its_trials_for_the_resume(tmp_path):
+    """The store fails only once trials run (a SQLite file at a schema MLflow does not know):
+    the run exits 1 naming the store and the way on, nothing is left RUNNING, the finished
+    trials stay; resumed with a store that works, each trial gets its one run (the repair)."""
+    spec = bowl_spec(study="broken-store", trials=200, sampler={"name": "random"},
+                     objective={"framework": "python", "callable": "sweeplab_test_objectives:bowl", "epochs": 3})
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec.to_dict()))
+    bad = tmp_path / "unknown-schema.db"
+    with sqlite3.connect(bad) as db:
+        db.execute("create table alembic_version (version_num varchar(32) not null primary key)")
+        db.execute("insert into alembic_version values ('0000notmlflow')")
+        db.execute("create table experiments (experiment_id integer primary key)")
+    proc = _cli_run(tmp_path, f"sqlite:///{bad}")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"cannot use the MLflow tracking store sqlite:///{bad}" in proc.stderr
+    assert "The trials that ran meanwhile are kept" in proc.stderr and "run the same command again" in proc.stderr
+    study = optuna.load_study(study_name="broken-store", storage=f"sqlite:///{tmp_path / 'sweeplab.db'}")
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.COMPLETE in states
+    kept = {t.number: t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert not _pool_workers(tmp_path)
+
+    (tmp_path / "spec.yaml").write_text(json.dumps(dict(spec.to_dict(), trials=len(kept) + 2)))
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = _cli_run(tmp_path, tracking)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="broken-store", storage=f"sqlite:///{tmp_path / 'sweeplab.db'}")
+    assert {t.number: t.value for t in study.trials if t.number in kept} == kept  # no finished trial changed
+    runs = child_runs({"tracking": tracking}, json.loads(proc.stdout)["mlflow_parent_run_id"])
+    numbers = [int(r.data.tags["sweeplab.trial_number"]) for r in runs]
+    assert sorted(numbers) == [t.number for t in study.trials]  # one run per trial, the kept ones repaired
+    repaired = {int(r.data.tags["sweeplab.trial_number"]) for r in runs if r.data.tags.get("sweeplab.repaired")}
+    assert repaired >= set(kept)
