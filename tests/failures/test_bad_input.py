@@ -48,6 +48,18 @@ def test_conflicting_and_bad_flags_exit_2(tmp_path):
     assert not (tmp_path / "sweeplab.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+def test_a_tracking_uri_naming_a_folder_is_refused_before_anything_starts(tmp_path):
+    """MLflow would retry opening a folder as SQLite for hours; the run says so at once."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(bowl_spec().to_dict()))
+    (tmp_path / "runs").mkdir()
+    out = cli("run", spec, "--tracking-uri", f"sqlite:///{tmp_path / 'runs'}", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert f"the MLflow tracking store sqlite:///{tmp_path / 'runs'} names a folder, not a database file" in out.stderr
+    assert f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}" in out.stderr  # the fix
+    assert not (tmp_path / "sweeplab.db").exists()
+
+
 def test_changed_spec_can_be_forked_into_a_warm_started_study(ray_local, stores, tmp_path):
     run(bowl_spec(trials=4, workers=2), stores)
     changed = bowl_spec(trials=6).to_dict()
