@@ -90,10 +90,12 @@ def finish_study(spec: StudySpec, options: RunOptions, session: StudySession, re
 
         best_model = package_best_trial(spec, summary, storage_url=options.storage_url, session=session)
     elapsed = round(time.time() - started, 3)
-    # Once every trial's run is created and linked (the links go through the coordinator),
-    # Ray is no longer needed: it shuts down while the report is written and the parent
-    # run closed.
-    stopping = session.release() if tracker.writer.wait_idle(timeout=30.0) else None
+    # Ray and the workers are no longer needed once every trial's run is linked: they stop
+    # while the report is written and the parent run closed. Links to a coordinator in this
+    # process need neither, so the MLflow requests still queued are delivered meanwhile too;
+    # links to a coordinator actor go through Ray, which waits for them.
+    links_here = session.actor is None
+    stopping = session.release() if links_here or tracker.writer.wait_idle(timeout=30.0) else None
     html = _write_report(spec, summary, options.storage_url)
     delivered = tracker.close(summary, status="FAILED" if result.status == FAILED else result.status,
                               html_report=html)

@@ -394,3 +394,32 @@ def test_the_gap_is_signed_for_the_direction():
     assert abs(e.optimism_gap - 0.15) < 1e-12  # a loss lower on validation than on held-out rows: optimistic
     assert abs(e.estimate_gap - 0.05) < 1e-12  # the cross-validated mean is preferred to the re-seeded one
     assert SelectionEstimate.from_json(e.to_json()) == e
+
+
+def test_warming_the_report_draws_quietly_and_leaves_optunas_logging_as_it_was(caplog):
+    """A driver warms the report up while its workers train, by drawing every figure once on a
+    study made up in memory: the user's log must not hear of that study, Optuna's loggers keep
+    no filter of ours, and the figures drawn next are the study's own."""
+    import logging
+
+    import optuna
+
+    from sweeplab.dashboards import import_report_dependencies
+    from sweeplab.dashboards.figures import study_sections
+
+    storage_log = logging.getLogger(optuna.storages.InMemoryStorage.__module__)
+    filters_before = list(storage_log.filters)
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.INFO, logger="optuna"):
+            import_report_dependencies()
+            mine = optuna.create_study(study_name="users-own", storage=optuna.storages.InMemoryStorage())
+    finally:
+        optuna.logging.disable_propagation()
+    assert "sweeplab-report-warm-up" not in caplog.text
+    assert "users-own" in caplog.text  # the user's own studies are still announced
+    assert storage_log.filters == filters_before
+    mine.add_trial(optuna.trial.create_trial(params={"z": 0.5}, distributions={
+        "z": optuna.distributions.FloatDistribution(0.0, 1.0)}, value=1.0))
+    sections = study_sections(mine)
+    assert sections[0].figure is not None and "sweeplab-report-warm-up" not in repr(sections[0].figure.to_dict())
