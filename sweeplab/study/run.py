@@ -10,6 +10,7 @@ report, and closes the MLflow runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -31,6 +32,8 @@ from sweeplab.study.session import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sweeplab.spec import StudySpec
 
 __all__ = ["RunOptions", "StudyInterrupted", "finish_study", "init_ray", "load_study_dataset", "run_study"]
@@ -66,7 +69,8 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
         check=session.check_tracking,
     )
     try:
-        result = loop.run()
+        with _quick_thread_switches(session.has_workers):
+            result = loop.run()
     except BaseException:
         session.wait_tracking()  # an MLflow store that could not be opened: cleaned up, raised here
         raise
@@ -116,6 +120,25 @@ def finish_study(spec: StudySpec, options: RunOptions, session: StudySession, re
             f"nothing is lost. Resume with: {options.resume_command or 'the same sweeplab run command'}"
         )
     return summary
+
+
+DISPATCH_SWITCH_INTERVAL_S = 0.001
+"""The interpreter's thread switch interval while a driver dispatches trials to workers (Python's
+default: 5 ms). A worker's report or result waits until the thread that answers it gets the
+GIL from the driver's other threads (the loop, the MLflow writer); with 1 ms, 100 trials of
+0.2 s on 2 workers took 0.2 s less, in three pairs of runs out of three."""
+
+
+@contextlib.contextmanager
+def _quick_thread_switches(enabled: bool) -> Iterator[None]:
+    """:data:`DISPATCH_SWITCH_INTERVAL_S` for the block when ``enabled``, then the interval as it was."""
+    before = sys.getswitchinterval()
+    if enabled:
+        sys.setswitchinterval(DISPATCH_SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 class _Progress:

@@ -284,3 +284,21 @@ def test_an_mlflow_store_that_fails_to_open_stops_the_study_and_keeps_its_trials
     assert sorted(numbers) == [t.number for t in study.trials]  # one run per trial, the kept ones repaired
     repaired = {int(r.data.tags["sweeplab.trial_number"]) for r in runs if r.data.tags.get("sweeplab.repaired")}
     assert repaired >= set(kept)
+
+
+def test_the_driver_switches_threads_quickly_while_it_dispatches_and_restores_the_interval(stores):
+    """While trials run in worker processes, the driver's threads (the loop, the server that
+    answers the workers, the MLflow writer) switch every millisecond; the interpreter's own
+    interval comes back when the run ends (a notebook keeps its setting)."""
+    from sweeplab.study.run import DISPATCH_SWITCH_INTERVAL_S
+
+    seen: list[float] = []
+    before = sys.getswitchinterval()
+    spec = bowl_spec(study="switches", trials=3, objective={"framework": "python",
+                                                           "callable": "sweeplab_test_objectives:bowl", "epochs": 1})
+    run(spec, stores, executor="processes", on_record=lambda record: seen.append(sys.getswitchinterval()))
+    assert seen == [DISPATCH_SWITCH_INTERVAL_S] * 3
+    assert sys.getswitchinterval() == before != DISPATCH_SWITCH_INTERVAL_S
+    run(bowl_spec(study="switches-here", trials=2), stores, executor="in-process",
+        on_record=lambda record: seen.append(sys.getswitchinterval()))
+    assert seen[3:] == [before] * 2  # trials on this process's threads: Python's interval
