@@ -123,7 +123,7 @@ def _take_idle(link: CoordinatorLink) -> Connection | None:
 
 def _keep_idle(link: CoordinatorLink, conn: Connection) -> None:
     with _idle_lock:
-        others = [c for k, c in _idle.items() if k != link]  # another study's server: not needed any more
+        others = [c for c in _idle.values() if c is not conn]  # another study's server, or a second trial's
         _idle.clear()
         _idle[link] = conn
     for other in others:

@@ -11,7 +11,9 @@ the default: :func:`pick_executor`):
   framework while this process opens the dataset, the stores and MLflow; the coordinator
   is an object of this process, reached through a
   :class:`~sweeplab.search.channel.CoordinatorServer`. No Ray: on a small machine its
-  own processes took the CPU that this start-up needs.
+  own processes took the CPU that this start-up needs. A new study does not wait for
+  MLflow: its parent run is opened on a thread while the first trials run
+  (:class:`_TrackingOpening`, :attr:`StudySession.opening`).
 - ``"ray"`` (clusters, the service, GPU trials): join or start Ray, put the dataset in the
   object store once, run trials as Ray tasks. Starting a local Ray is mostly waiting for its processes, so this
   process's own work (the dataset, the Optuna storage, MLflow's import) is done on a
@@ -103,8 +105,8 @@ class RunOptions:
     coordinator_actor: Callable[..., Any] | None = None
     # Speed-ups, each on by default (see without_speedups):
     local_processes: bool = True  # executor "auto": a study on this machine alone runs in worker processes, no Ray
-    # dataset, Optuna storage and MLflow opened on a thread while the workers start; the report's imports
-    # while they train
+    # dataset, Optuna storage and MLflow opened on a thread while the workers start (a new study's MLflow
+    # parent run while its first trials run, with worker processes); the report's imports while they train
     overlap_startup: bool = True
     warm_workers: bool = True  # Ray workers import the objective's framework while the coordinator starts
     driver_coordinator: bool = True  # in a Ray this run starts: the coordinator in this process, not an actor

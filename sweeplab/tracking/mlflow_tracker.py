@@ -113,11 +113,6 @@ class StudyTracker:
         seed_sqlite_store(self.tracking_uri)  # a new SQLite store: a copy, not MLflow's migrations one by one
         return MlflowClient(tracking_uri=self.tracking_uri)
 
-    @property
-    def is_open(self) -> bool:
-        """Whether :meth:`open` has succeeded (queued trial operations are being delivered)."""
-        return not self.writer.held
-
     # ------------------------------------------------------------ parent run
     def open(self, spec_dict: Mapping[str, Any], parent_run_id: str | None = None) -> tuple[str, str]:
         """Find or create the experiment and the study's parent run (synchronously), then
