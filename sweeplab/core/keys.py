@@ -29,6 +29,9 @@ ATTR_LOGGED_MODEL = "sweeplab.logged_model"  # artifact path of the model the tr
 ATTR_CV_FOLDS = "sweeplab.cv_folds"  # models a cross-validated trial trained (kfold * repeats)
 ATTR_CV_STD = "sweeplab.cv_std"  # {metric: its standard deviation across the folds, at the best epoch}
 
+# ---------------------------------------------------------------- Optuna's own trial system attrs (read, never written)
+OPTUNA_ENQUEUED_PARAMS = "fixed_params"  # what Study.enqueue_trial stores for the trial that pops it
+
 # ---------------------------------------------------------------- metric names (final metrics of a trial)
 METRIC_N_FOLDS = "n_folds"  # a cross-validated network trial: how many fold models it trained
 METRIC_STD_SUFFIX = "_std"  # `val_accuracy_std`: the spread across folds of `val_accuracy` at the best epoch

@@ -65,6 +65,7 @@ from sweeplab.core.keys import (
     ATTR_RUN_ID,
     METRIC_N_FOLDS,
     METRIC_STD_SUFFIX,
+    OPTUNA_ENQUEUED_PARAMS,
     STUDY_ATTR_RETRIES,
     STUDY_ATTR_RUN_IDS,
     STUDY_ATTR_SPEC,
@@ -121,8 +122,13 @@ def ticket_for_trial(spec: StudySpec, trial: optuna.trial.FrozenTrial, seed: int
     its original's seed) unless ``seed`` is given; ``attempt`` and ``retry_of`` are the
     trial's. What re-trains a stored trial (packaging, promotion, the pruning audit) and
     what fails a stale one starts here.
+
+    A trial claimed from the queue whose driver died before its params were written (the
+    claim commits at once, the params with the lease at the end of ``ask``'s batch) has
+    no params yet: its enqueued ones (Optuna's ``fixed_params`` system attr) are what it
+    was about to run, so a retry of it repeats them.
     """
-    raw = dict(trial.params)
+    raw = dict(trial.params) or dict(trial.system_attrs.get(OPTUNA_ENQUEUED_PARAMS, {}))
     params = spec.space.resolve(raw)
     attrs = trial.user_attrs
     root = int(attrs.get(ATTR_ROOT, trial.number))

@@ -86,6 +86,32 @@ def test_two_drivers_reaping_one_stale_trial_make_one_transition_and_one_retry(p
     assert study.user_attrs["sweeplab.retries"] == {str(ticket.number): waiting[0].number}
 
 
+def test_a_retry_claimed_by_a_driver_that_died_before_writing_its_params_is_retried_with_them(tmp_path):
+    """Claiming an enqueued retry commits RUNNING at once; its params and lease follow at the end
+    of ask's batch. A driver killed between the two leaves a RUNNING trial with no params: the
+    reaper's retry of it must still repeat the lineage's params, not sample new ones."""
+    from sweeplab.search.coordinator import StudyCoordinator
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    spec = bowl_spec(trials=5).to_dict()
+    first = StudyCoordinator(spec, storage, lease_seconds=0.5).ask()
+    time.sleep(1.0)  # its lease expires: nobody renews it
+    assert [r.number for r in StudyCoordinator(spec, storage).reap_stale()] == [first.number]
+    study = optuna.load_study(study_name="bowl", storage=storage)
+    (retry,) = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    # the dying driver's claim: the state is written, nothing else is
+    optuna.storages.RDBStorage(storage).set_trial_state_values(retry._trial_id, optuna.trial.TrialState.RUNNING)
+    study = optuna.load_study(study_name="bowl", storage=storage)
+    assert study.trials[retry.number].params == {}
+
+    reaper = StudyCoordinator(spec, storage)
+    (record,) = reaper.reap_stale()
+    assert record.number == retry.number and record.raw_params == first.raw_params
+    again = reaper.ask()
+    assert again.retry_of == retry.number and again.raw_params == first.raw_params
+    assert again.seed == first.seed  # the lineage's seed too
+
+
 def _kill_backends(storage: str, stop: threading.Event, kills: list[int]) -> None:
     import psycopg
 

@@ -293,12 +293,37 @@ def test_the_driver_switches_threads_quickly_while_it_dispatches_and_restores_th
     from sweeplab.study.run import DISPATCH_SWITCH_INTERVAL_S
 
     seen: list[float] = []
-    before = sys.getswitchinterval()
-    spec = bowl_spec(study="switches", trials=3, objective={"framework": "python",
-                                                           "callable": "sweeplab_test_objectives:bowl", "epochs": 1})
-    run(spec, stores, executor="processes", on_record=lambda record: seen.append(sys.getswitchinterval()))
-    assert seen == [DISPATCH_SWITCH_INTERVAL_S] * 3
-    assert sys.getswitchinterval() == before != DISPATCH_SWITCH_INTERVAL_S
-    run(bowl_spec(study="switches-here", trials=2), stores, executor="in-process",
-        on_record=lambda record: seen.append(sys.getswitchinterval()))
-    assert seen[3:] == [before] * 2  # trials on this process's threads: Python's interval
+    outer = sys.getswitchinterval()
+    before = 0.004  # a notebook's own setting, not Python's default nor ours
+    sys.setswitchinterval(before)
+    try:
+        spec = bowl_spec(study="switches", trials=3, objective={"framework": "python",
+                                                               "callable": "sweeplab_test_objectives:bowl",
+                                                               "epochs": 1})
+        run(spec, stores, executor="processes", on_record=lambda record: seen.append(sys.getswitchinterval()))
+        assert seen == [DISPATCH_SWITCH_INTERVAL_S] * 3
+        assert sys.getswitchinterval() == before
+        run(bowl_spec(study="switches-here", trials=2), stores, executor="in-process",
+            on_record=lambda record: seen.append(sys.getswitchinterval()))
+        assert seen[3:] == [before] * 2  # trials on this process's threads: the interval as it was
+    finally:
+        sys.setswitchinterval(outer)
+
+
+def test_overlapping_studies_in_one_process_restore_the_interval_when_the_last_ends():
+    """Two studies dispatching at once in one process (a supervisor's threads): the one that
+    ends first leaves the quick interval to the other; the last one out restores the first's."""
+    from sweeplab.study.run import DISPATCH_SWITCH_INTERVAL_S, _quick_thread_switches
+
+    outer = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    try:
+        first, second = _quick_thread_switches(True), _quick_thread_switches(True)
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # ends while the second still dispatches
+        assert sys.getswitchinterval() == DISPATCH_SWITCH_INTERVAL_S
+        second.__exit__(None, None, None)
+        assert sys.getswitchinterval() == 0.004
+    finally:
+        sys.setswitchinterval(outer)
