@@ -13,6 +13,16 @@ trial that fails for good is passed to ``on_failure`` as it happens; each distin
 warning a trial brings back (a user function's mistake, see ``TrialOutcome.warnings``)
 is logged once per run.
 
+Asking ahead (``LoopSettings.ask_ahead``, when the trials run in other processes): while
+every worker is busy, the loop asks the next trial, so a worker whose trial ends gets it at
+once and the tell of the ended trial and the next ask happen while the workers run, not
+between their trials (an ask and a tell are 20-30 ms of the driver's time each trial). The
+price: that trial is sampled without the result of the one it follows, as if one more
+worker ran. It is a trial of the study like any other (RUNNING, leased); a stop tells it
+INTERRUPTED with the trials in flight, so it is retried on resume. Not done where it could
+change what a study runs: deterministic studies, grid samplers (the next point may not
+exist), a deadline (no trial starts after it), a gate (the slot is another study's).
+
 Deterministic studies (``LoopSettings.deterministic``): the sampler sees the trials in the
 order of their numbers, whatever order they finish in. A trial that ends is held until
 every trial asked before it was told; trials are told in the order they were asked (their
@@ -86,6 +96,7 @@ class LoopSettings:
     fail_fast: int = 0  # stop once the study's first N trials failed with one error (0: never)
     deterministic: bool = False  # tell in number order, ask once the trial `lag` numbers before was told
     lag: int = 0  # deterministic: at most this many trials asked and not told (0: workers)
+    ask_ahead: bool = False  # the trials run elsewhere: the driver may ask the next one while they run
 
 
 class TrialsKeepFailing(SweeplabError):
@@ -134,6 +145,9 @@ class TrialLoop:
         self._order: deque[tuple[int, int]] = deque()  # deterministic: (number, ask position) not told yet
         self._asked = 0  # deterministic: trials asked by this loop
         self._held: dict[int, tuple[TrialTicket, TrialOutcome]] = {}  # deterministic: ended, waiting for their turn
+        self._ready: deque[TrialTicket] = deque()  # asked ahead of a free worker (at most one)
+        self._asks_ahead = (settings.ask_ahead and not settings.deterministic and not settings.check_exhausted
+                            and settings.deadline is None and gate is None)
 
     def run(self) -> LoopResult:
         """Drive the study to its end. ``check`` (when given) runs once per pass; what it
@@ -157,6 +171,9 @@ class TrialLoop:
         except KeyboardInterrupt:
             self._interrupt("interrupted by the user (Ctrl-C)")
             return LoopResult(KILLED, self.finished)
+        if self._ready:  # the study stopped on an error while a trial waited for a worker
+            self._drop_ready(f"the study stopped: {str(self.error).splitlines()[0]}" if self.error
+                             else "the study stopped")
         return LoopResult(FAILED if self.error else FINISHED, self.finished, self.error)
 
     # ------------------------------------------------------------------ steps
@@ -172,7 +189,7 @@ class TrialLoop:
     def _untold(self) -> int:
         """Trials started and not told yet: in flight, or ended and waiting for their turn (a
         trial the executor returned is no longer in flight before it is held)."""
-        return len(self._order) if self.settings.deterministic else self.executor.in_flight()
+        return len(self._order) if self.settings.deterministic else self.executor.in_flight() + len(self._ready)
 
     def _lag(self) -> int:
         return (self.settings.lag or self.settings.workers) if self.settings.deterministic else self.settings.workers
@@ -185,38 +202,67 @@ class TrialLoop:
                 and self.finished + self._untold() < settings.trials)
 
     def _fill(self) -> None:
+        """Start trials in the free slots (a trial asked ahead first), then ask one ahead."""
         settings = self.settings
         self._held_back = False
-        while self._untold() < self._lag() and self.executor.in_flight() < settings.workers and self._may_ask():
+        while self.executor.in_flight() < settings.workers and (
+                self._ready_to_start() or (self._untold() < self._lag() and self._may_ask())):
             if self.gate is not None and not self.gate.try_acquire():
                 self._held_back = True  # a trial is due, but the gate gives its slot to another study
                 return
-            try:
-                ticket = self.coordinator.ask()
-            except ConstraintUnsatisfiable as exc:
-                log.error("%s", exc)
-                self.error = exc
-                self._release()
+            ticket = self._ready.popleft() if self._ready else self._ask(acquired=True)
+            if ticket is None:
                 return
-            except BaseException:
+            self._start(ticket)
+        if self._asks_ahead and not self._ready and self._may_ask():
+            ticket = self._ask(acquired=False)
+            if ticket is not None:
+                self._ready.append(ticket)
+
+    def _ready_to_start(self) -> bool:
+        """A trial asked ahead waits, and the study goes on (a stop tells it with those in flight)."""
+        return bool(self._ready) and self.error is None and not self.stop.is_set()
+
+    def _ask(self, acquired: bool) -> TrialTicket | None:
+        """The coordinator's next trial; None when the constraints reject every proposal (the
+        study's error). ``acquired``: a gate slot was taken for it, given back if none comes."""
+        try:
+            return self.coordinator.ask()
+        except ConstraintUnsatisfiable as exc:
+            log.error("%s", exc)
+            self.error = exc
+            if acquired:
                 self._release()
-                raise
-            tags = {TAG_FRAMEWORK: ticket.framework, ATTR_ATTEMPT: str(ticket.attempt)}
-            if ticket.retry_of is not None:
-                tags[ATTR_RETRY_OF] = str(ticket.retry_of)
-            self.tracker.trial_started(ticket.number, ticket.raw_params, tags)
-            self.executor.start(ticket)
-            if settings.deterministic:
-                self._order.append((ticket.number, self._asked))
-                self._asked += 1
-            if self.on_first_start is not None:
-                self.on_first_start(ticket.number)
+            return None
+        except BaseException:
+            if acquired:
+                self._release()
+            raise
+
+    def _start(self, ticket: TrialTicket) -> None:
+        """Open the trial's MLflow run and start it on the executor."""
+        self._open_run(ticket)
+        self.executor.start(ticket)
+        if self.settings.deterministic:
+            self._order.append((ticket.number, self._asked))
+            self._asked += 1
+        if self.on_first_start is not None:
+            self.on_first_start(ticket.number)
+
+    def _open_run(self, ticket: TrialTicket) -> None:
+        tags = {TAG_FRAMEWORK: ticket.framework, ATTR_ATTEMPT: str(ticket.attempt)}
+        if ticket.retry_of is not None:
+            tags[ATTR_RETRY_OF] = str(ticket.retry_of)
+        self.tracker.trial_started(ticket.number, ticket.raw_params, tags)
 
     def _ended(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
         """Tell a trial that ended; in a deterministic study, tell every trial whose turn has
         come, in number order, filling the freed slot after each."""
         if not self.settings.deterministic:
+            if self._ready_to_start() and self.executor.in_flight() < self.settings.workers:
+                self._start(self._ready.popleft())  # the freed worker goes on before the tell
             self._finish(ticket, outcome)
+            self._fill()
             return
         self._held[ticket.number] = (ticket, outcome)
         self._fill()  # a worker is free: with lag > workers the next trial may be due already
@@ -307,4 +353,15 @@ class TrialLoop:
         for ticket in self.executor.cancel():
             self._release()
             record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {}, reason=f"lost: {why}"))
+            self.tracker.trial_finished(record)
+        self._drop_ready(why)
+
+    def _drop_ready(self, why: str) -> None:
+        """Tell the trials asked ahead INTERRUPTED: never started, they are retried on resume;
+        each is a trial of the study all the same, with its MLflow run."""
+        while self._ready:
+            ticket = self._ready.popleft()
+            self._open_run(ticket)
+            record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {},
+                                                        reason=f"lost: {why} (asked ahead, not started yet)"))
             self.tracker.trial_finished(record)

@@ -61,7 +61,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
                      lease_seconds=options.lease_seconds, check_exhausted=spec.sampler.name == "grid",
                      maximize=None if spec.multi_objective else spec.direction[0] == "maximize",
                      study=spec.study, fail_fast=options.fail_fast, deterministic=spec.deterministic,
-                     lag=spec.deterministic_lag or 0),
+                     lag=spec.deterministic_lag or 0, ask_ahead=session.has_workers),
         session.finished,
         progress=progress,
         on_record=options.on_record, stop=options.stop,

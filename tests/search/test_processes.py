@@ -129,22 +129,59 @@ def test_a_bad_spec_leaves_no_worker_and_no_study(stores):
 def test_a_stopped_study_kills_its_trials_and_resumes_to_the_end(stores):
     """Stopped mid-study (Ctrl-C's path): the trials in flight are killed and told INTERRUPTED
     (retried without spending max_retries), no worker is left, and the next run finishes."""
-    spec = bowl_spec(trials=6, workers=2, max_retries=0,
+    spec = bowl_spec(trials=10, workers=2, max_retries=0,
                      objective={"framework": "python", "callable": "sweeplab_test_objectives:sleepy", "epochs": 4,
-                                "options": {"seconds": 2.0}})
+                                "options": {"seconds": 1.0}})
     stop = threading.Event()
-    threading.Timer(6.0, stop.set).start()  # the workers' start-up, then mid-trial
+    told: list[int] = []
+
+    def stop_mid_trial(record) -> None:  # 0.3 s into the trials that follow the second one told
+        told.append(record.number)
+        if len(told) == 2:
+            threading.Timer(0.3, stop.set).start()
+
     here = Path.cwd()
     before = set(_pool_workers(here))
     with pytest.raises(StudyInterrupted, match="nothing is lost"):
-        run(spec, stores, executor="processes", stop=stop)
+        run(spec, stores, executor="processes", stop=stop, on_record=stop_mid_trial)
     assert not set(_pool_workers(here)) - before
     study = optuna.load_study(study_name="bowl", storage=stores["storage"])
     interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert interrupted and all("interrupted" in t.user_attrs["sweeplab.fail_reason"] or
                                "stopped" in t.user_attrs["sweeplab.fail_reason"] for t in interrupted)
+    ahead = [t for t in interrupted if "asked ahead, not started yet" in t.user_attrs["sweeplab.fail_reason"]]
+    assert len(ahead) == 1  # both workers were busy: the next trial was asked, and told with the others
     summary = run(spec, stores, executor="processes")
-    assert summary.n_complete == 6
+    assert summary.n_complete == 10
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    retry = study.trials[study.user_attrs["sweeplab.retries"][str(ahead[0].number)]]
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == ahead[0].params
+    runs = child_runs(stores, summary.mlflow_parent_run_id)
+    numbers = sorted(int(r.data.tags["sweeplab.trial_number"]) for r in runs)
+    assert numbers == [t.number for t in study.trials]  # the trial asked ahead has its run too
+
+
+def _most_asked_and_not_told(trials: list) -> int:
+    """The most trials of the study that were asked (RUNNING) and not told when another was asked."""
+    return max(sum(1 for other in trials if other is not t and other.datetime_start <= t.datetime_start
+                   < other.datetime_complete) for t in trials)
+
+
+def test_the_driver_asks_the_next_trial_while_its_workers_run_and_never_more_than_one_ahead(stores):
+    """Trials in worker processes: while both workers run, the driver asks one trial ahead, so a
+    worker whose trial ends starts the next at once (its tell and the next ask overlap the
+    workers). On this process's threads, no trial is asked before a worker is free."""
+    sleepy = {"framework": "python", "callable": "sweeplab_test_objectives:sleepy", "epochs": 2,
+              "options": {"seconds": 0.4}}
+    spec = bowl_spec(trials=8, workers=2, objective=sleepy)
+    run(spec, stores, executor="processes")
+    trials = optuna.load_study(study_name="bowl", storage=stores["storage"]).trials
+    assert len(trials) == 8 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert _most_asked_and_not_told(trials) == 2  # the two running, and never a second one ahead
+
+    run(bowl_spec(study="threads", trials=6, workers=2), stores, executor="in-process")
+    trials = optuna.load_study(study_name="threads", storage=stores["storage"]).trials
+    assert _most_asked_and_not_told(trials) == 1
 
 
 def test_workers_exit_when_their_driver_is_killed(tmp_path):
