@@ -51,8 +51,9 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
     phases = _Phases()
     started = time.time()
     session = open_session(spec, options, phases.mark)
+    report_imports = None
     if options.overlap_startup and session.has_workers:  # this process mostly waits while the workers train
-        in_background(lambda: _import_report_dependencies(session), "sweeplab-report-imports")
+        report_imports = in_background(lambda: _import_report_dependencies(session), "sweeplab-report-imports")
     progress = _Progress(options.progress, spec.trials, session.finished, spec.study)
     loop = TrialLoop(
         session.coordinator, session.executor, session.tracker,
@@ -78,6 +79,10 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
     finally:
         loop.progress.close()
     session.wait_tracking()
+    if report_imports is not None:
+        # A short study can end before them: two threads importing plotly at once can meet
+        # Python's import deadlock detection, which would cost the study its report.
+        report_imports.join()
     return finish_study(spec, options, session, result, started, phases.phases)
 
 
