@@ -30,7 +30,7 @@ from sweeplab.core.errors import SweeplabError
 
 log = logging.getLogger("sweeplab.search")
 
-WORKER_METHODS = ("report", "save_checkpoint", "load_checkpoint")
+WORKER_METHODS = ("report", "report_queued", "save_checkpoint", "load_checkpoint")
 """The coordinator's methods a trial may call (a server answers nothing else)."""
 
 

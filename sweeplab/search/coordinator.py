@@ -40,6 +40,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -253,6 +254,8 @@ class StudyCoordinator:
         self._live: dict[int, Any] = {}  # number -> optuna.Trial handed out by this coordinator
         self._tickets: dict[int, TrialTicket] = {}
         self._history: dict[int, list[tuple[int, float, dict[str, float]]]] = {}
+        # epochs sent by report_queued, not recorded yet (appended without the lock: deque is thread-safe)
+        self._queued: deque[tuple[int, int, dict[str, float], float]] = deque()
         self._n_features: int | None = None  # the dataset's widths, for constraints (set_data_shape)
         self._n_outputs: int | None = None
         self._fixed_params: dict[str, Any] = {}  # e.g. a fine-tuned source model's architecture
@@ -348,6 +351,7 @@ class StudyCoordinator:
         ``max_rejections`` times in a row; then :class:`ConstraintUnsatisfiable` is raised.
         """
         with self._lock, self._storage.batch():  # one transaction for the trial's params and lease
+            self._record_queued()
             last_reason = ""
             for _ in range(self.max_rejections):
                 trial = self.study.ask()
@@ -420,6 +424,7 @@ class StudyCoordinator:
     def renew_leases(self) -> int:
         """Extend the lease of every trial in flight; returns how many were renewed."""
         with self._lock:
+            self._record_queued()
             for trial in self._live.values():
                 trial.set_user_attr(ATTR_LEASE_EXPIRES, time.time() + self.lease_seconds)
             return len(self._live)
@@ -430,20 +435,50 @@ class StudyCoordinator:
         """Record one epoch of trial ``number`` (ended at ``at``, epoch seconds; default:
         now); return True when the trial should stop."""
         with self._lock:
-            trial = self._live.get(number)
-            if trial is None:
-                return True  # the trial was reaped or told: its worker must stop
-            self._history[number].append((epoch, time.time() if at is None else float(at), dict(metrics)))
-            if self.spec.multi_objective:
-                return self.pareto is not None and self._pareto_prunes(trial, number, epoch, metrics)
-            value = metrics.get(self.spec.metric[0])
-            if value is None or not math.isfinite(value):
-                return False
-            trial.report(float(value), step=epoch)
-            if not self.spec.deterministic:
-                return bool(trial.should_prune())
-            frozen = self._storage.optuna_storage.get_trial(trial._trial_id)
-            return bool(self.study.pruner.prune(self._view(number), frozen))
+            self._record_queued()
+            return self._record(number, epoch, metrics, time.time() if at is None else float(at))
+
+    def report_queued(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> None:
+        """Record one epoch of trial ``number`` whose pruning decision nobody waits for (a study
+        whose pruner never prunes): at once when the coordinator is free, else queued for the
+        next call that holds it. A worker's end-of-trial flush then waits only for the
+        queueing, not for an ask or a tell of the driver; every other call records the queue
+        first, so a trial's epochs are recorded before it is told."""
+        self._queued.append((number, epoch, dict(metrics), time.time() if at is None else float(at)))
+        if self._lock.acquire(blocking=False):
+            try:
+                self._record_queued()
+            except Exception as exc:  # kept queued: the next call that holds the lock records it (or raises)
+                log.debug("a queued report waits for the next coordinator call: %s", exc)
+            finally:
+                self._lock.release()
+
+    def _record_queued(self) -> None:
+        """Record the queued epochs, in order (the lock held); one that raises stays first in the queue."""
+        while self._queued:
+            number, epoch, metrics, at = self._queued[0]
+            self._record(number, epoch, metrics, at)
+            self._queued.popleft()
+
+    def _record(self, number: int, epoch: int, metrics: dict[str, float], at: float) -> bool:
+        """Record one epoch (the lock held); True when the trial should stop."""
+        trial = self._live.get(number)
+        if trial is None:
+            return True  # the trial was reaped or told: its worker must stop
+        history = self._history[number]
+        entry = (epoch, at, dict(metrics))
+        if not history or history[-1] != entry:  # a queued epoch recorded again after a failed write
+            history.append(entry)
+        if self.spec.multi_objective:
+            return self.pareto is not None and self._pareto_prunes(trial, number, epoch, metrics)
+        value = metrics.get(self.spec.metric[0])
+        if value is None or not math.isfinite(value):
+            return False
+        trial.report(float(value), step=epoch)
+        if not self.spec.deterministic:
+            return bool(trial.should_prune())
+        frozen = self._storage.optuna_storage.get_trial(trial._trial_id)
+        return bool(self.study.pruner.prune(self._view(number), frozen))
 
     def _view(self, number: int) -> Any:
         """The study as trial ``number``'s pruning decisions see it in a deterministic study."""
@@ -536,6 +571,7 @@ class StudyCoordinator:
         from optuna.trial import TrialState
 
         with self._lock, self._storage.batch():  # the attrs in one transaction, before the state
+            self._record_queued()  # the trial's epochs, which its worker sent before its outcome
             number = outcome.number
             # Popped only once told: a retry after a dropped database connection finds them again.
             trial = self._live[number]

@@ -46,9 +46,10 @@ class CoordinatorReporter:
 
     ``channel``: the way to the coordinator (:mod:`sweeplab.search.channel`: its actor, or
     the driver's server). With ``wait=False`` (a study whose pruner never prunes) a report
-    does not wait for the coordinator's answer, so training goes on at once;
-    :meth:`finish` then waits until every report was recorded, before the outcome goes
-    back to the driver (which tells the trial and logs its per-epoch history).
+    does not wait for the coordinator's answer, so training goes on at once, and goes to
+    :meth:`StudyCoordinator.report_queued`; :meth:`finish` then waits until the coordinator
+    has every report (recorded, or queued to be recorded before the trial is told), before
+    the outcome goes back to the driver (which tells the trial and logs its per-epoch history).
     """
 
     def __init__(self, channel: CoordinatorChannel, number: int, wait: bool = True) -> None:
@@ -61,7 +62,7 @@ class CoordinatorReporter:
         # The epoch's time as the worker saw it: reports that do not wait may arrive out of order.
         args = (self._number, epoch, clean, time.time())
         if not self._wait:
-            self._channel.send("report", *args)
+            self._channel.send("report_queued", *args)
         elif self._channel.call("report", *args):
             raise TrialPruned(epoch)
 

@@ -85,6 +85,48 @@ def _sends_at_once(conn) -> bool:
         return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
+def test_a_report_nobody_waits_for_is_answered_while_the_driver_is_busy_and_recorded_before_the_tell(stores):
+    """A study whose pruner never prunes: a worker's reports go to report_queued, whose answer
+    does not wait for the coordinator (held by an ask or a tell of the driver), so a trial's
+    end does not wait for them either; the tell records them first, in order."""
+    import threading
+
+    from sweeplab.core.records import COMPLETE, TrialOutcome
+
+    spec = bowl_spec(trials=4, sampler={"name": "random"}, pruner={"name": "none"})
+    coordinator = StudyCoordinator(spec.to_dict(), stores["storage"])
+    server = CoordinatorServer(coordinator)
+    ticket = coordinator.ask()
+    assert ticket.prunable is False
+    channel = server.link.connect()
+    busy, answered = threading.Event(), threading.Event()
+    release = threading.Event()
+
+    def driver_busy() -> None:  # the loop's thread in the middle of an ask
+        with coordinator._lock:
+            busy.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=driver_busy)
+    holder.start()
+    try:
+        busy.wait(10)
+        for epoch in (1, 2, 3):
+            channel.send("report_queued", ticket.number, epoch, {"score": 0.1 * epoch}, 1000.0 + epoch)
+        flushing = threading.Thread(target=lambda: (channel.flush(), answered.set()))
+        flushing.start()
+        assert answered.wait(10)  # answered while the coordinator is held
+    finally:
+        release.set()
+        holder.join()
+    record = coordinator.tell(TrialOutcome(ticket.number, COMPLETE, {"score": 0.3}))
+    assert [(epoch, at) for epoch, at, _ in record.history] == [(1, 1001.0), (2, 1002.0), (3, 1003.0)]
+    stored = optuna.load_study(study_name="bowl", storage=stores["storage"]).trials[ticket.number]
+    assert stored.intermediate_values == pytest.approx({1: 0.1, 2: 0.2, 3: 0.3})
+    channel.close()
+    server.close()
+
+
 def test_the_trials_of_a_worker_process_take_turns_on_one_connection_that_sends_at_once(stores):
     """A connection per trial (TCP, both key challenges, a server thread) cost more than a
     short trial's reports, and with Nagle's algorithm a small message waited for the peer's
