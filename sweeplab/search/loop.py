@@ -146,6 +146,7 @@ class TrialLoop:
         self._asked = 0  # deterministic: trials asked by this loop
         self._held: dict[int, tuple[TrialTicket, TrialOutcome]] = {}  # deterministic: ended, waiting for their turn
         self._ready: deque[TrialTicket] = deque()  # asked ahead of a free worker (at most one)
+        self._to_tell = 0  # trials the executor returned that wait for their tell in this pass
         self._asks_ahead = (settings.ask_ahead and not settings.deterministic and not settings.check_exhausted
                             and settings.deadline is None and gate is None)
 
@@ -162,8 +163,11 @@ class TrialLoop:
                         break
                     self.stop.wait(GATE_RETRY_S)  # the pool is busy with other studies: ask again
                     continue
-                for ticket, outcome in self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3)):
+                ended = self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3))
+                for i, (ticket, outcome) in enumerate(ended):
+                    self._to_tell = len(ended) - i - 1  # collected with it, told after it: still untold
                     self._ended(ticket, outcome)
+                self._to_tell = 0
                 self._renew()
             else:
                 self._interrupt("stopped before the study finished")
@@ -187,9 +191,12 @@ class TrialLoop:
             raise
 
     def _untold(self) -> int:
-        """Trials started and not told yet: in flight, or ended and waiting for their turn (a
-        trial the executor returned is no longer in flight before it is held)."""
-        return len(self._order) if self.settings.deterministic else self.executor.in_flight() + len(self._ready)
+        """Trials asked and not told yet: in flight, asked ahead, or returned by the executor
+        and not told yet (in a deterministic study: held for their turn; a trial the executor
+        returned is no longer in flight before it is held)."""
+        if self.settings.deterministic:
+            return len(self._order)
+        return self.executor.in_flight() + len(self._ready) + self._to_tell
 
     def _lag(self) -> int:
         return (self.settings.lag or self.settings.workers) if self.settings.deterministic else self.settings.workers
