@@ -146,7 +146,8 @@ class TrialLoop:
         self._asked = 0  # deterministic: trials asked by this loop
         self._held: dict[int, tuple[TrialTicket, TrialOutcome]] = {}  # deterministic: ended, waiting for their turn
         self._ready: deque[TrialTicket] = deque()  # asked ahead of a free worker (at most one)
-        self._to_tell = 0  # trials the executor returned that wait for their tell in this pass
+        # returned by the executor, not told yet: a stop between two tells still tells the rest
+        self._collected: deque[tuple[TrialTicket, TrialOutcome]] = deque()
         self._asks_ahead = (settings.ask_ahead and not settings.deterministic and not settings.check_exhausted
                             and settings.deadline is None and gate is None)
 
@@ -163,11 +164,9 @@ class TrialLoop:
                         break
                     self.stop.wait(GATE_RETRY_S)  # the pool is busy with other studies: ask again
                     continue
-                ended = self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3))
-                for i, (ticket, outcome) in enumerate(ended):
-                    self._to_tell = len(ended) - i - 1  # collected with it, told after it: still untold
-                    self._ended(ticket, outcome)
-                self._to_tell = 0
+                self._collected.extend(self.executor.collect(timeout=min(1.0, self.settings.lease_seconds / 3)))
+                while self._collected:
+                    self._ended(*self._collected.popleft())
                 self._renew()
             else:
                 self._interrupt("stopped before the study finished")
@@ -196,7 +195,7 @@ class TrialLoop:
         returned is no longer in flight before it is held)."""
         if self.settings.deterministic:
             return len(self._order)
-        return self.executor.in_flight() + len(self._ready) + self._to_tell
+        return self.executor.in_flight() + len(self._ready) + len(self._collected)
 
     def _lag(self) -> int:
         return (self.settings.lag or self.settings.workers) if self.settings.deterministic else self.settings.workers
@@ -351,9 +350,16 @@ class TrialLoop:
             self._last_renew = time.time()
 
     def _interrupt(self, why: str) -> None:
-        """Tell the trials held for their turn; cancel the trials in flight and tell them
-        INTERRUPTED (retried on resume, for free)."""
+        """Tell the trials that ended (those collected and not told yet, those held for their
+        turn); cancel the trials in flight, and those asked ahead, and tell them INTERRUPTED
+        (retried on resume, for free)."""
         self._order.clear()
+        while self._collected:  # they ended: told as they ended (in a deterministic study, in turn below)
+            ticket, outcome = self._collected.popleft()
+            if self.settings.deterministic:
+                self._held[ticket.number] = (ticket, outcome)
+            else:
+                self._finish(ticket, outcome)
         for number in sorted(self._held):
             if number in self._held:  # telling one may stop the study, which tells the rest
                 self._finish(*self._held.pop(number))

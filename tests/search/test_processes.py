@@ -161,6 +161,27 @@ def test_a_stopped_study_kills_its_trials_and_resumes_to_the_end(stores):
     assert numbers == [t.number for t in study.trials]  # the trial asked ahead has its run too
 
 
+def test_a_ctrl_c_while_a_trial_is_told_leaves_no_trial_running(stores):
+    """Ctrl-C lands while the driver tells a trial (here: raised from the record it passes on),
+    with the other worker's trial ended at the same time or still running, and one asked
+    ahead: every one of them is told (the ended one as it ended), nothing stays RUNNING."""
+    spec = bowl_spec(trials=10, workers=2, objective={"framework": "python",
+                                                      "callable": "sweeplab_test_objectives:sleepy",
+                                                      "epochs": 2, "options": {"seconds": 0.5}})
+
+    def ctrl_c(record) -> None:
+        if record.number == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(StudyInterrupted, match="nothing is lost"):
+        run(spec, stores, executor="processes", on_record=ctrl_c)
+    study = optuna.load_study(study_name="bowl", storage=stores["storage"])
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
+    assert study.trials[2].state == optuna.trial.TrialState.COMPLETE
+    summary = run(spec, stores, executor="processes")
+    assert summary.n_complete == 10
+
+
 def _most_asked_and_not_told(trials: list) -> int:
     """The most trials of the study that were asked (RUNNING) and not told when another was asked."""
     return max(sum(1 for other in trials if other is not t and other.datetime_start <= t.datetime_start
