@@ -14,13 +14,11 @@ and the study's own ``elapsed_s`` and start-up) and the medians; writes nothing 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import bench_service
@@ -30,19 +28,13 @@ ROOT = common.BENCH_DIR.parent
 
 
 def _cold(tree: Path, workload: str, seed: int) -> dict[str, float]:
+    """``bench_service.py``'s cold run, with the package imported from ``tree``."""
     work = Path(tempfile.mkdtemp(prefix="sweeplab-rev-"))
     try:
         (work / "spec.yaml").write_text(bench_service.SPECS[workload].replace("seed: 42", f"seed: {seed}"))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(common.BENCH_DIR)]))
-        for var in ("SWEEPLAB_SPEEDUPS", "SWEEPLAB_SERVICE"):
-            env.pop(var, None)
-        started = time.time()
-        out = subprocess.run([sys.executable, "-m", "sweeplab.cli", "run", "spec.yaml", "--json", "--no-progress",
-                              "--no-model"], cwd=work, env=env, capture_output=True, text=True, timeout=1800)
-        wall = time.time() - started
-        if out.returncode != 0:
-            raise RuntimeError(f"sweeplab run at {tree} failed ({out.returncode}): {out.stderr[-3000:]}")
-        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        env = bench_service._env({"PYTHONPATH": os.pathsep.join([str(tree), str(common.BENCH_DIR)])})
+        _, wall, summary = bench_service._run([sys.executable, "-m", "sweeplab.cli", "run", "spec.yaml", "--json",
+                                               "--no-progress", "--no-model"], work, env)
         return {"wall": wall, "elapsed": summary["elapsed_s"], "startup": summary["startup_s"]["total"]}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -365,8 +365,7 @@ class TrialLoop:
                 self._finish(*self._held.pop(number))
         for ticket in self.executor.cancel():
             self._release()
-            record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {}, reason=f"lost: {why}"))
-            self.tracker.trial_finished(record)
+            self._tell_lost(ticket, f"lost: {why}")
         self._drop_ready(why)
 
     def _drop_ready(self, why: str) -> None:
@@ -375,6 +374,9 @@ class TrialLoop:
         while self._ready:
             ticket = self._ready.popleft()
             self._open_run(ticket)
-            record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {},
-                                                        reason=f"lost: {why} (asked ahead, not started yet)"))
-            self.tracker.trial_finished(record)
+            self._tell_lost(ticket, f"lost: {why} (asked ahead, not started yet)")
+
+    def _tell_lost(self, ticket: TrialTicket, reason: str) -> None:
+        """Tell ``ticket``'s trial INTERRUPTED (retried on resume) and finish its MLflow run."""
+        record = self.coordinator.tell(TrialOutcome(ticket.number, INTERRUPTED, {}, reason=reason))
+        self.tracker.trial_finished(record)
