@@ -215,16 +215,15 @@ class _DropMentions(logging.Filter):
 
 
 def import_report_dependencies() -> None:
-    """Import what writing a report needs, Optuna's figures (plotly) and the fANOVA
-    importances' scikit-learn forests, and draw every figure once on a small study made up
-    here (plotly builds the validators of a kind of figure on its first use: the parallel
+    """Import what writing a report needs, Optuna's figures (plotly) and importance
+    evaluators (scikit-learn, which Optuna imports for fANOVA), and draw every figure once
+    on a small study made up here (plotly builds the validators of a kind of figure on its first use: the parallel
     coordinates took 0.17 s the first time, 0.04 s after). For a process that writes a
     report later (the service's supervisor; a run's driver while its workers train): at the
     end of a study this costs a second or more that nothing else overlaps."""
     import optuna
     import optuna.importance
     import optuna.visualization
-    import sklearn.ensemble  # noqa: F401 - the import is the point
 
     from sweeplab.dashboards.figures import study_sections
 

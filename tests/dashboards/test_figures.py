@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import plotly.offline
 import pytest
@@ -29,6 +30,7 @@ from sweeplab.dashboards.figures import (
     TITLE_PARETO,
     TITLE_SLICE,
     TITLE_TIMELINE,
+    importance_quantile,
 )
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -423,3 +425,34 @@ def test_warming_the_report_draws_quietly_and_leaves_optunas_logging_as_it_was(c
         "z": optuna.distributions.FloatDistribution(0.0, 1.0)}, value=1.0))
     sections = study_sections(mine)
     assert sections[0].figure is not None and "sweeplab-report-warm-up" not in repr(sections[0].figure.to_dict())
+
+
+def _one_sided_study(directions: list[str], n_trials: int = 80) -> optuna.Study:
+    """The first objective is set by ``a`` among the best trials (high ``a``) and by ``b``
+    among the worst (high ``b``): importances computed for the wrong direction rank ``b`` first."""
+    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=3))
+    space = {"a": optuna.distributions.FloatDistribution(0.0, 1.0),
+             "b": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    rng = np.random.default_rng(3)
+    for a, b in rng.random((n_trials, 2)):
+        first = float(a) if a > 0.5 else -float(b)
+        values = [first] if len(directions) == 1 else [first, float(a + b)]
+        study.add_trial(optuna.trial.create_trial(params={"a": float(a), "b": float(b)}, distributions=space,
+                                                  values=values))
+    return study
+
+
+@pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
+def test_importances_rank_what_sets_the_best_trials_apart(directions: list[str]) -> None:
+    section = _by_title(_one_sided_study(directions))[TITLE_IMPORTANCES]
+    importances = dict(zip(section.figure.data[0].y, section.figure.data[0].x, strict=True))
+    assert importances["a"] > 2 * importances["b"], importances
+    assert math.isclose(sum(importances.values()), 1.0)
+    assert "best 10% of the 80 complete trials" in section.note
+
+
+def test_the_best_trials_of_a_small_study_are_at_least_five() -> None:
+    assert importance_quantile(20) == 0.25
+    assert importance_quantile(200) == 0.1
+    assert importance_quantile(4) == 0.5
+    assert "best 25% of the 20 complete trials" in _by_title(_one_sided_study(["maximize"], 20))[TITLE_IMPORTANCES].note
