@@ -17,9 +17,11 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeplab.core.errors import StorageError, StudyNotFoundError
+from sweeplab.core.store_templates import seed_from_template
 
 # the storage rule lives in core (the command line reads it without importing the search code)
 from sweeplab.core.stores import STORAGE_ENV
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 
 def open_storage(url: str, wal: bool = True) -> optuna.storages.RDBStorage:
     """Open the RDB storage at ``url`` (creating its schema if needed); SQLite in WAL mode
-    (see :func:`use_wal`) unless ``wal`` is False.
+    (see :func:`use_wal`) unless ``wal`` is False. A new SQLite store is a copy of an empty
+    one Optuna created once per Optuna version (:func:`seed_optuna_store`).
 
     Raises StorageError with the URL (password hidden) and the database's message when
     it cannot be reached.
@@ -43,6 +46,7 @@ def open_storage(url: str, wal: bool = True) -> optuna.storages.RDBStorage:
     engine_kwargs: dict[str, object] = {}
     if url.startswith("sqlite:"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
+        seed_optuna_store(url)
     else:
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 300}
     last: Exception | None = None
@@ -63,6 +67,19 @@ def open_storage(url: str, wal: bool = True) -> optuna.storages.RDBStorage:
         f"cannot open the Optuna storage {redact(url)}: {last}. "
         f"Check the URL given by --storage or ${STORAGE_ENV}, and that the database is running."
     ) from last
+
+
+def seed_optuna_store(url: str) -> bool:
+    """Make a missing (or empty) SQLite store at ``url`` a copy of an empty store that Optuna
+    created (its tables, and its schema version stamped); return whether it did. Optuna then
+    opens the copy as any store of its version: 0.15-0.4 s less than creating the tables, in
+    every new directory. Never raises (:func:`sweeplab.core.store_templates.seed_from_template`)."""
+    import optuna
+
+    def build(path: Path) -> None:
+        optuna.storages.RDBStorage(f"sqlite:///{path}").engine.dispose()
+
+    return seed_from_template(url, f"optuna-{optuna.__version__}-empty.db", build)
 
 
 def use_wal(engine: object) -> None:
