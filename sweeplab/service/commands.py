@@ -249,16 +249,20 @@ def _follow_to_end(args: argparse.Namespace, client: ServiceConnection, name: st
 
 
 def follow(client: ServiceConnection, name: str, progress: bool) -> dict[str, Any]:
-    """Poll the study until it is no longer queued or running (a bar on stderr with ``progress``); its last view."""
+    """Follow the study until it is no longer queued or running (a bar on stderr with ``progress``); its
+    last view. Each request after the first is answered when the study ends (or, with ``progress``, when
+    it finishes a trial), or after ``WATCH_INTERVAL_S``."""
     bar = None
     shown = 0
     last_post: dict[str, Any] = {}
     try:
         lost_since = None
+        wait: dict[str, Any] = {}  # the first view comes at once; later ones when the study has moved on
         while True:
             try:
-                view = client.call("status", study=name)
+                view = client.call("status", study=name, **wait)
                 lost_since = None
+                wait = {"wait_s": WATCH_INTERVAL_S, **({"seen_done": view["done"]} if progress else {})}
             except ServiceError as exc:  # the supervisor restarting (Ray restarts it) is waited out
                 lost_since = lost_since or time.time()
                 if not exc.unreachable or time.time() - lost_since > RESTART_WAIT_S:
@@ -282,7 +286,8 @@ def follow(client: ServiceConnection, name: str, progress: bool) -> dict[str, An
                     last_post = post
             if view["state"] not in ACTIVE:
                 return view
-            time.sleep(WATCH_INTERVAL_S)
+            if not view.get("waited"):  # a supervisor of an earlier version answers at once
+                time.sleep(WATCH_INTERVAL_S)
     finally:
         if bar is not None:
             bar.close()

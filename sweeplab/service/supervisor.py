@@ -48,6 +48,8 @@ ACTIVE = (QUEUED, RUNNING)
 """States of a study the supervisor is running (resumed after a restart of the supervisor)."""
 CANCEL_WAIT_S = 120.0
 """How long ``cancel`` waits for a study to stop (its trials in flight told, its runs closed)."""
+MAX_STATUS_WAIT_S = 5.0
+"""The longest a ``status`` request with ``wait_s`` is held (see :meth:`Supervisor.handle`)."""
 _THREAD_PREFIX = "study:"
 
 
@@ -129,6 +131,7 @@ class Supervisor:
         self.warm_stores = warm_stores
         self._warm = threading.Event()
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)  # a study's progress or state changed
         self.studies: dict[str, _Study] = {}
         self._registry = self.state_dir / "studies.json"
         _route_study_logs(self.logs_dir)
@@ -169,7 +172,13 @@ class Supervisor:
 
     # ------------------------------------------------------------------ requests
     def handle(self, request: dict[str, Any], uid: int) -> dict[str, Any]:
-        """Answer one client request (``op``: ping, submit, list, status, logs, cancel) from OS user ``uid``."""
+        """Answer one client request (``op``: ping, submit, list, status, logs, cancel) from OS user ``uid``.
+
+        ``status`` with ``wait_s`` (at most :data:`MAX_STATUS_WAIT_S`) is answered when the study
+        ends, or when it has finished more than ``seen_done`` trials if that is given (the
+        ``done`` of the client's last view), or after ``wait_s`` (:meth:`_wait_for_change`);
+        its answer says ``waited``.
+        """
         op = request.get("op")
         try:
             if op == "ping":
@@ -184,7 +193,12 @@ class Supervisor:
                 return {"ok": True, "studies": sorted(views, key=lambda v: v["submitted_at"]),
                         "workers": self.workers}
             if op == "status":
-                return {"ok": True, **self._view(self._find(request))}
+                study = self._find(request)
+                wait_s = min(float(request.get("wait_s") or 0.0), MAX_STATUS_WAIT_S)
+                if wait_s > 0:
+                    seen = request.get("seen_done")
+                    self._wait_for_change(study, None if seen is None else int(seen), wait_s)
+                return {"ok": True, **self._view(study), "waited": wait_s > 0}
             if op == "logs":
                 study = self._find(request)
                 path = self.logs_dir / f"{study.name}.log"
@@ -210,6 +224,22 @@ class Supervisor:
                 f"the service knows no study {name!r}{did_you_mean(name, known)} (`sweeplab status` lists the studies "
                 "it runs; a study run without the service is read with `sweeplab status STUDY` from its stores)", 1)
         return study
+
+    def _wait_for_change(self, study: _Study, seen_done: int | None, wait_s: float) -> None:
+        """Return once ``study`` has left the active states, or finished more than ``seen_done``
+        trials when that is given, or after ``wait_s``: a client that follows a study learns of
+        its end (and its progress) at once, not at its next poll."""
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            while study.state in ACTIVE and (seen_done is None or study.initial + study.seen <= seen_done):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._changed.wait(left)
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     def _view(self, study: _Study) -> dict[str, Any]:
         return study.view(self.pool.held().get(study.name, 0))
@@ -303,6 +333,7 @@ class Supervisor:
                 study.share.leave()
             with self._lock:
                 self._save()
+            self._notify()
 
     def _count_initial(self, study: _Study, storage_url: str) -> None:
         """Trials the study had finished before this run (what its progress starts from)."""
@@ -328,6 +359,7 @@ class Supervisor:
             maximize = study.request.get("spec", {}).get("direction", "maximize") == "maximize"
             if study.best is None or (value > study.best if maximize else value < study.best):
                 study.best = value
+        self._notify()
 
     # ------------------------------------------------------------------ persistence, restart
     def _save(self) -> None:

@@ -131,6 +131,26 @@ def test_run_without_detach_follows_and_prints_the_summary(service):
     print(f"first trial started {first - started:.2f} s after `sweeplab run` was called")
 
 
+def test_a_follower_learns_of_a_trial_and_of_the_end_when_they_happen(service):
+    """`run` and `status --watch` follow a study with `status` requests that the supervisor holds
+    until the study moves on (at most `wait_s`): the end is known at once, not at the next poll."""
+    from sweeplab.service.client import ServiceClient
+    from sweeplab.service.state import read_state
+
+    home, state = service
+    client = ServiceClient(read_state(Path(state["state_file"])), Path(state["state_file"]))
+    spec = write_spec(home, "followed-closely", trials=2, sleep=1.5, workers=1)
+    assert sweeplab("run", spec, "--detach", cwd=home).returncode == 0
+    first = client.call("status", study="followed-closely")  # no wait_s: at once
+    assert first["waited"] is False and first["state"] in ("queued", "running") and first["done"] == 0
+    progress = client.call("status", study="followed-closely", wait_s=5.0, seen_done=0)
+    assert progress["waited"] is True and progress["done"] == 1 and progress["state"] == "running"
+    ended = client.call("status", study="followed-closely", wait_s=5.0)
+    answered = time.time()
+    assert ended["state"] == "finished" and ended["done"] == 2
+    assert answered - ended["ended_at"] < 0.5, "the answer came at the next poll, not when the study ended"
+
+
 def test_a_short_study_is_not_starved_by_a_long_one(service):
     home, _ = service
     long_spec = write_spec(home, "long", trials=16, sleep=1.5)
