@@ -343,6 +343,4 @@ def write_bench_report(result: BenchResult, path: str | Path) -> Path:
     """Write the report of ``result`` to ``path`` (parent folders created, file replaced
     atomically, mode 0644) and return the path."""
     page = bench_report_html(result)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return write_page_atomically(out, page, 0o644)
+    return write_page_atomically(Path(path), page, 0o644)

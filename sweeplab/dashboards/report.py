@@ -254,7 +254,8 @@ def write_study_report(study_name: str, summary: StudySummary | None = None, *,
     default file), raising StudyNotFoundError when it does not exist there.
     ``summary``: the study's summary (:func:`sweeplab.search.summary.summarize`)
     the header shows; computed from the study when ``None``.
-    ``path``: the file to write (parent folders are created); when ``None``, a file
+    ``path``: the file to write (parent folders are created; UsageError when it cannot be
+    written there); when ``None``, a file
     named ``<study_name>-report.html`` in a new private temp folder (mode 0700).
     ``refresh_seconds``: when given (> 0), the page reloads itself that often, for
     watching a study that runs.
@@ -273,14 +274,24 @@ def write_study_report(study_name: str, summary: StudySummary | None = None, *,
         out = folder / f"{safe_file_stem(study_name)}-report.html"
     else:
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
     return write_page_atomically(out, page, 0o644 if path is not None else 0o600)
 
 
 def write_page_atomically(out: Path, page: str, mode: int) -> Path:
-    """Write ``page`` to ``out`` (its folder must exist) through a temp file in the same
-    folder renamed over it, so a reader never sees half a page; the file gets ``mode``."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    """Write ``page`` to ``out`` (its folder is created) through a temp file in the same
+    folder renamed over it, so a reader never sees half a page; the file gets ``mode``.
+
+    Raises UsageError naming the file when its folder cannot be made or written to (the
+    ``-o`` a user gave); nothing is left behind.
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        reason = (f"{out.parent} is a file, not a folder" if isinstance(exc, (FileExistsError, NotADirectoryError))
+                  else exc.strerror or str(exc))
+        raise UsageError(f"cannot write {out}: {reason}. Give -o/--output a file in a folder you can "
+                         "write to") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(page)

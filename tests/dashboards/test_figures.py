@@ -456,3 +456,23 @@ def test_the_best_trials_of_a_small_study_are_at_least_five() -> None:
     assert importance_quantile(200) == 0.1
     assert importance_quantile(4) == 0.5
     assert "best 25% of the 20 complete trials" in _by_title(_one_sided_study(["maximize"], 20))[TITLE_IMPORTANCES].note
+
+
+def test_report_to_a_place_it_cannot_write_says_so_on_the_terminal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    make_single_study(url, "stored", n_trials=4)
+    (tmp_path / "afile").write_text("not a folder")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    cases = [("afile/r.html", "afile is a file, not a folder")]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append(("locked/r.html", "Permission denied"))
+    for output, reason in cases:
+        run = subprocess.run([sys.executable, "-m", "sweeplab.cli", "report", "stored", "--storage", url, "-o", output],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, run.stderr
+        assert f"error: cannot write {output}: " in run.stderr and reason in run.stderr, run.stderr
+        assert "Give -o/--output a file in a folder you can write to" in run.stderr
+        assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("optuna.db")) == ["afile", "locked"]
+    assert list(locked.iterdir()) == []
