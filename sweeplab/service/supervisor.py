@@ -78,10 +78,15 @@ class _Study:
     thread: threading.Thread | None = None
     share: StudyShare | None = None
 
+    @property
+    def done(self) -> int:
+        """Trials finished: before this run, and by it."""
+        return self.initial + self.seen
+
     def view(self, held: int) -> dict[str, Any]:
         return {
             "study": self.name, "state": self.state, "owner_uid": self.owner_uid, "owner": _user_name(self.owner_uid),
-            "priority": self.priority, "trials": self.trials, "done": self.initial + self.seen,
+            "priority": self.priority, "trials": self.trials, "done": self.done,
             "counts": dict(self.counts), "best": self.best, "in_flight": held, "error": self.error,
             "exit_code": self.exit_code, "submitted_at": self.submitted_at, "ended_at": self.ended_at,
             "first_trial_at": self.first_trial_at, "storage": self.request.get("storage"),
@@ -231,7 +236,7 @@ class Supervisor:
         its end (and its progress) at once, not at its next poll."""
         deadline = time.monotonic() + wait_s
         with self._changed:
-            while study.state in ACTIVE and (seen_done is None or study.initial + study.seen <= seen_done):
+            while study.state in ACTIVE and (seen_done is None or study.done <= seen_done):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
@@ -331,9 +336,9 @@ class Supervisor:
             study.ended_at = time.time()
             if study.share is not None:
                 study.share.leave()
-            with self._lock:
+            with self._changed:
                 self._save()
-            self._notify()
+                self._changed.notify_all()
 
     def _count_initial(self, study: _Study, storage_url: str) -> None:
         """Trials the study had finished before this run (what its progress starts from)."""

@@ -15,9 +15,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sweeplab.core.store_templates import CACHE_ENV, seed_from_template, sqlite_file
-
-__all__ = ["CACHE_ENV", "seed_sqlite_store", "sqlite_file"]
+from sweeplab.core.store_templates import seed_from_template
 
 
 def seed_sqlite_store(tracking_uri: str) -> bool:

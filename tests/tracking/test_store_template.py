@@ -6,7 +6,8 @@ import filecmp
 
 from mlflow.tracking import MlflowClient
 
-from sweeplab.tracking.store_template import CACHE_ENV, seed_sqlite_store, sqlite_file
+from sweeplab.core.store_templates import CACHE_ENV, sqlite_file
+from sweeplab.tracking.store_template import seed_sqlite_store
 
 
 def test_a_new_store_is_the_template_and_mlflow_uses_it_as_its_own(tmp_path, monkeypatch):
