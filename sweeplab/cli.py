@@ -503,10 +503,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from sweeplab.tracking.mlflow_tracker import mlflow_ui_command, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    cmd = mlflow_ui_command(uri, args.host, args.port)
+    argv, env = mlflow_ui_command(uri, args.host, args.port)
     sys.stderr.write(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C stops it)\n")
     sys.stderr.flush()
-    os.execv(sys.executable, cmd)
+    os.execve(sys.executable, argv, env)
     return 0  # pragma: no cover - execv does not return
 
 

@@ -126,6 +126,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _session_commands(sid: int) -> list[str]:
+    """The command lines of the processes of session ``sid``."""
+    out = subprocess.run(["ps", "-e", "-o", "sid=,args="], capture_output=True, text=True).stdout
+    return [line.split(None, 1)[1] for line in out.splitlines() if line.split(None, 1)[0] == str(sid)]
+
+
 def test_ui_binds_to_localhost_only(workdir):
     port = _free_port()
     env = {**os.environ}
@@ -145,6 +151,12 @@ def test_ui_binds_to_localhost_only(workdir):
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
         local_addresses = [line.split()[3] for line in listening.splitlines() if line.strip()]
         assert local_addresses and all(a.startswith("127.0.0.1:") for a in local_addresses), listening
+        # one web worker and none of MLflow's job runners (GenAI features sweeplab does not use):
+        # the server launches those right after the web server, before it listens
+        time.sleep(1.0)
+        ui_processes = _session_commands(proc.pid)
+        assert not [c for c in ui_processes if "huey" in c], ui_processes
+        assert sum("uvicorn" in c for c in ui_processes) == 1, ui_processes
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

@@ -84,8 +84,8 @@ def main(argv: list[str]) -> int:
             ui_url = f"http://127.0.0.1:{config['ui_port']}"
             from sweeplab.tracking.mlflow_tracker import mlflow_ui_command
 
-            ui = subprocess.Popen(mlflow_ui_command(config["tracking_uri"], "127.0.0.1", config["ui_port"]),
-                                  stdout=sys.stderr, stderr=sys.stderr, start_new_session=True)
+            argv, env = mlflow_ui_command(config["tracking_uri"], "127.0.0.1", config["ui_port"])
+            ui = subprocess.Popen(argv, env=env, stdout=sys.stderr, stderr=sys.stderr, start_new_session=True)
         write_state(state_file, ServiceState(
             home=config["home"], daemon_pid=os.getpid(), ray_address=ray_address, owns_ray=not address,
             socket=config["socket"], operator_uid=os.getuid(), workers=config["workers"],

@@ -65,13 +65,21 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
     return uri
 
 
-def mlflow_ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
-    """The command that serves the MLflow UI of ``tracking_uri`` on ``host:port``
-    (``sweeplab ui`` runs it in place of itself; ``sweeplab up`` runs it in the background)."""
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+"""What the UI's environment sets unless the user's already does: MLflow's server otherwise starts
+seven job-runner processes (about 1.4 GB and 15 CPU-seconds here) for GenAI features sweeplab never uses."""
+
+
+def mlflow_ui_command(tracking_uri: str, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command (argv, environment) that serves the MLflow UI of ``tracking_uri`` on
+    ``host:port`` (``sweeplab ui`` runs it in place of itself; ``sweeplab up`` runs it in the
+    background): one web worker (MLflow's default is four, for one local user) and no job
+    runners (:data:`UI_ENV`)."""
     import sys
 
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
-            "--port", str(port)]
+    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
+            "--port", str(port), "--workers", "1"]
+    return argv, {**UI_ENV, **os.environ}
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:

@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from sweeplab.tracking.mlflow_tracker import UI_ENV
+
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BIN = Path(sys.executable).parent
 
@@ -92,10 +94,14 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.artifacts = artifacts
         self._log = open(log, "w")
+        # without MLflow's job runners (seven processes, GenAI features sweeplab does not use), as
+        # the UI sweeplab starts itself runs (sweeplab.tracking.mlflow_tracker.UI_ENV)
+        self.env = {**os.environ, **UI_ENV}
         cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_url, "--serve-artifacts",
                "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(self.port),
                "--workers", "1"]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def wait(self, timeout: float = 180.0) -> None:
         deadline = time.time() + timeout
@@ -118,7 +124,7 @@ class MlflowServer:
         """Restart on the same port (for outage tests)."""
         cmd = self.proc.args
         self._log = open(self._log.name, "a")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _command_lines() -> list[str]:
