@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(),
                                                            soft=False),
     ).remote(config["home"], str(state_file.parent), config["socket"], config["workers"], config["frameworks"],
-             config["shared"], _warm_stores(config["tracking_uri"], attached=bool(address)))
+             config["shared"], _warm_stores(config["tracking_uri"], attached=bool(address)), local=not address)
     ui = None
     try:
         ray.get(actor.ready.remote(), timeout=READY_TIMEOUT_S)  # type: ignore[attr-defined]

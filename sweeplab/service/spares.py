@@ -1,11 +1,12 @@
 """Coordinator actors started ahead of their studies.
 
 Starting a study's coordinator actor costs a worker process and the import of Optuna and
-the storage code: seconds on a loaded machine, before the first trial can start. The
-service keeps one :class:`SpareCoordinator` started (on the supervisor's node, where a
-study's coordinator lives); a submitted study takes it, :meth:`SpareCoordinator.open`
-makes it that study's :class:`~sweeplab.search.coordinator.StudyCoordinator`, and the
-next spare starts in the background.
+the storage code: seconds on a loaded machine, before the first trial can start. A service
+attached to a cluster keeps one :class:`SpareCoordinator` started (on the supervisor's node,
+where a study's coordinator lives); a submitted study takes it, :meth:`SpareCoordinator.open`
+makes it that study's :class:`~sweeplab.search.coordinator.StudyCoordinator`, and the next
+spare starts in the background. (A local service needs none: its trials all run on its
+machine and reach a coordinator in the supervisor's process.)
 """
 
 from __future__ import annotations

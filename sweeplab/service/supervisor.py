@@ -121,11 +121,15 @@ class Supervisor:
     ``workers``: the pool's trial slots; ``frameworks``: imported in the pool's worker
     processes at start; ``shared``: let every local user connect (else its operator only);
     ``warm_stores``: the Optuna storage URL and MLflow tracking URI that studies default to,
-    opened ahead of the first study (None: not opened, only imported).
+    opened ahead of the first study (None: not opened, only imported); ``local``: Ray is the
+    service's own, on this machine alone, so each study's coordinator runs in this process
+    (trials reach it on 127.0.0.1); else (a cluster) it is an actor on this node, one of the
+    :class:`~sweeplab.service.spares.Spares` started ahead.
     """
 
     def __init__(self, home: str, state_dir: str, socket_path: str, workers: int, frameworks: list[str],
-                 shared: bool = False, warm_stores: tuple[str | None, str | None] = (None, None)) -> None:
+                 shared: bool = False, warm_stores: tuple[str | None, str | None] = (None, None),
+                 local: bool = False) -> None:
         os.chdir(home)
         self.home, self.state_dir, self.socket_path = home, Path(state_dir), socket_path
         self.logs_dir = self.state_dir / "logs"
@@ -140,9 +144,12 @@ class Supervisor:
         self.studies: dict[str, _Study] = {}
         self._registry = self.state_dir / "studies.json"
         _route_study_logs(self.logs_dir)
-        from sweeplab.service.spares import Spares
+        self.local = local
+        self.spares = None
+        if not local:
+            from sweeplab.service.spares import Spares
 
-        self.spares = Spares(_node_id())
+            self.spares = Spares(_node_id())
         self._resume_known()  # before listening: a client never sees a restarted supervisor without its studies
         self._server = self._serve()
         threading.Thread(target=self._warm_up, name="sweeplab-warm-up", daemon=True).start()
@@ -170,7 +177,8 @@ class Supervisor:
                 study.thread.join(max(0.0, deadline - time.time()))
         self._server.shutdown()
         self._server.server_close()
-        self.spares.close()
+        if self.spares is not None:
+            self.spares.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         return [s.name for s in active]
@@ -279,8 +287,10 @@ class Supervisor:
         # storage created): when its loop first asks for a slot
         gate = _CountingGate(study.share, lambda: threading.Thread(
             target=self._count_initial, args=(study, options.storage_url), daemon=True).start())
-        options = dataclasses.replace(options, stop=study.stop, gate=gate, coordinator_actor=self.spares.take,
-                                      on_record=lambda record: self._recorded(study, record))
+        options = dataclasses.replace(
+            options, stop=study.stop, gate=gate, workers_here=self.local,
+            coordinator_actor=self.spares.take if self.spares is not None else None,
+            on_record=lambda record: self._recorded(study, record))
         with self._lock:
             self.studies[study.name] = study
             self._save()

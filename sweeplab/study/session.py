@@ -103,6 +103,9 @@ class RunOptions:
     # Ray sessions: makes the study's coordinator actor from StudyCoordinator's arguments (the
     # service hands out one it started ahead, its imports done); None: a new actor on this node.
     coordinator_actor: Callable[..., Any] | None = None
+    # Ray sessions: every worker of the Ray already running is on this machine (the service's own
+    # local Ray), so trials reach a coordinator in this process, as in a Ray this run starts.
+    workers_here: bool = False
     # Speed-ups, each on by default (see without_speedups):
     local_processes: bool = True  # executor "auto": a study on this machine alone runs in worker processes, no Ray
     # dataset, Optuna storage and MLflow opened on a thread while the workers start (a new study's MLflow
@@ -376,14 +379,16 @@ def _open_on_ray(spec: StudySpec, options: RunOptions, mark: Callable[[str], Non
     coordinator: Coordinator
     actor, server = None, None
     checkpoint_dir = str(checkpoint_root(options.storage_url))
-    if options.driver_coordinator and owns_ray:
-        # Every worker of a Ray this call started is on this machine: no actor process to start.
+    if options.driver_coordinator and (owns_ray or options.workers_here):
+        # Every worker is on this machine (a Ray this call started, or options.workers_here): no
+        # actor process to start; trials reach the coordinator on 127.0.0.1.
         try:
             local = StudyCoordinator(spec.to_dict(), options.storage_url, options.lease_seconds,
                                      storage_options=options.storage_options, checkpoint_dir=checkpoint_dir)
             server = CoordinatorServer(local)
         except BaseException:
-            shutdown_own_ray()
+            if owns_ray:
+                shutdown_own_ray()
             raise
         coordinator, reached_by = local, server.link
     else:

@@ -124,7 +124,8 @@ class MlflowServer:
         """Restart on the same port (for outage tests)."""
         cmd = self.proc.args
         self._log = open(self._log.name, "a")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
 
 def _command_lines() -> list[str]:
