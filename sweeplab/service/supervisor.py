@@ -78,6 +78,10 @@ class _Study:
     thread: threading.Thread | None = None
     share: StudyShare | None = None
 
+    def opened(self, finished: int) -> None:
+        """The study's session is open; ``finished``: its trials finished before this run."""
+        self.initial = finished
+
     @property
     def done(self) -> int:
         """Trials finished: before this run, and by it."""
@@ -283,12 +287,8 @@ class Supervisor:
 
         import dataclasses
 
-        # the study's trials finished before this run are counted once its session is open (its
-        # storage created): when its loop first asks for a slot
-        gate = _CountingGate(study.share, lambda: threading.Thread(
-            target=self._count_initial, args=(study, options.storage_url), daemon=True).start())
         options = dataclasses.replace(
-            options, stop=study.stop, gate=gate, workers_here=self.local,
+            options, stop=study.stop, gate=study.share, workers_here=self.local, on_open=study.opened,
             coordinator_actor=self.spares.take if self.spares is not None else None,
             on_record=lambda record: self._recorded(study, record))
         with self._lock:
@@ -349,16 +349,6 @@ class Supervisor:
             with self._changed:
                 self._save()
                 self._changed.notify_all()
-
-    def _count_initial(self, study: _Study, storage_url: str) -> None:
-        """Trials the study had finished before this run (what its progress starts from)."""
-        try:
-            from sweeplab.api import load
-
-            s = load(study.name, storage_url).summary
-            study.initial = max(0, s.n_complete + s.n_pruned + s.n_failed - study.seen)
-        except Exception:  # a new study (not created yet): nothing before
-            study.initial = 0
 
     def _recorded(self, study: _Study, record: TrialRecord) -> None:
         if study.first_trial_at is None:
@@ -460,22 +450,6 @@ def serve_socket(path: str, shared: bool, handle: Any) -> socketserver.Threading
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="sweeplab-service-socket", daemon=True).start()
     return server
-
-
-class _CountingGate:
-    """A study's :class:`StudyShare` that calls ``on_first`` when the loop first asks for a slot."""
-
-    def __init__(self, share: StudyShare, on_first: Any) -> None:
-        self.share, self.on_first = share, on_first
-
-    def try_acquire(self) -> bool:
-        if self.on_first is not None:
-            first, self.on_first = self.on_first, None
-            first()
-        return self.share.try_acquire()
-
-    def release(self) -> None:
-        self.share.release()
 
 
 def _node_id() -> str:

@@ -51,6 +51,8 @@ def run_study(spec: StudySpec, options: RunOptions) -> StudySummary:
     phases = _Phases()
     started = time.time()
     session = open_session(spec, options, phases.mark)
+    if options.on_open is not None:
+        options.on_open(session.finished)
     report_imports = None
     if options.overlap_startup and session.has_workers:  # this process mostly waits while the workers train
         report_imports = in_background(lambda: _import_report_dependencies(session), "sweeplab-report-imports")

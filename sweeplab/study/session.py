@@ -88,6 +88,7 @@ class RunOptions:
     lease_seconds: float = 60.0
     resume_command: str = ""
     on_record: Callable[[TrialRecord], None] | None = None
+    on_open: Callable[[int], None] | None = None  # the study is open: its trials finished before this run
     allow_local_stores: bool = False
     package_best: bool = True  # re-fit the best torch/keras trial on a worker, log its model + evaluation
     ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
