@@ -260,6 +260,9 @@ def test_the_study_resumes_when_the_supervisor_is_killed(service):
         if t.state.name != "COMPLETE":
             assert t.state.name == "FAIL" and "lost" in t.user_attrs.get(ATTR_REASON, "")
     assert "resumed after a restart of the supervisor" in sweeplab("logs", "restarted", cwd=home).stdout
+    # its progress counts the trials finished before the restart too
+    listed = json.loads(sweeplab("status", "--json", cwd=home).stdout)
+    assert next(s for s in listed["studies"] if s["study"] == "restarted")["done"] == 6
 
 
 def test_without_a_service_the_service_commands_say_how_to_start_one(tmp_path):
