@@ -21,7 +21,9 @@ price: that trial is sampled without the result of the one it follows, as if one
 worker ran. It is a trial of the study like any other (RUNNING, leased); a stop tells it
 INTERRUPTED with the trials in flight, so it is retried on resume. Not done where it could
 change what a study runs: deterministic studies, grid samplers (the next point may not
-exist), a deadline (no trial starts after it), a gate (the slot is another study's).
+exist), a deadline (no trial starts after it). With a gate, the trial asked ahead waits for
+a slot like any other: the slot of the trial that ended is given back first, so a study the
+gate ranks needier gets it, and the one asked ahead starts when the gate next says yes.
 
 Deterministic studies (``LoopSettings.deterministic``): the sampler sees the trials in the
 order of their numbers, whatever order they finish in. A trial that ends is held until
@@ -149,7 +151,7 @@ class TrialLoop:
         # returned by the executor, not told yet: a stop between two tells still tells the rest
         self._collected: deque[tuple[TrialTicket, TrialOutcome]] = deque()
         self._asks_ahead = (settings.ask_ahead and not settings.deterministic and not settings.check_exhausted
-                            and settings.deadline is None and gate is None)
+                            and settings.deadline is None)
 
     def run(self) -> LoopResult:
         """Drive the study to its end. ``check`` (when given) runs once per pass; what it
@@ -265,9 +267,8 @@ class TrialLoop:
         """Tell a trial that ended; in a deterministic study, tell every trial whose turn has
         come, in number order, filling the freed slot after each."""
         if not self.settings.deterministic:
-            if self._ready_to_start() and self.executor.in_flight() < self.settings.workers:
-                self._start(self._ready.popleft())  # the freed worker goes on before the tell
-            self._finish(ticket, outcome)
+            released = self._go_on_before_the_tell()
+            self._finish(ticket, outcome, release=not released)
             self._fill()
             return
         self._held[ticket.number] = (ticket, outcome)
@@ -282,11 +283,28 @@ class TrialLoop:
             self._finish(*self._held.pop(number))
             self._fill()
 
+    def _go_on_before_the_tell(self) -> bool:
+        """A worker freed by a trial that ended starts the trial asked ahead at once, before
+        that trial is told. With a gate, the ended trial's slot is given back first and the
+        one asked ahead asks the gate like any other (if it says no, the next fill asks
+        again); returns whether the ended trial's slot was given back."""
+        if not (self._ready_to_start() and self.executor.in_flight() < self.settings.workers):
+            return False
+        if self.gate is None:
+            self._start(self._ready.popleft())
+            return False
+        self.gate.release()
+        if self.gate.try_acquire():
+            self._start(self._ready.popleft())
+        return True
+
     def _release(self) -> None:
         if self.gate is not None:
             self.gate.release()
 
-    def _finish(self, ticket: TrialTicket, outcome: TrialOutcome) -> None:
+    def _finish(self, ticket: TrialTicket, outcome: TrialOutcome, release: bool = True) -> None:
+        """Tell the trial and record it; then give back its gate slot (unless ``release`` is
+        False: given back already)."""
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         # Link the trial to its MLflow run before it finishes (a finished trial's attrs are
@@ -295,7 +313,8 @@ class TrialLoop:
         try:
             record = self.coordinator.tell(outcome, run_id)
         finally:
-            self._release()  # after the tell: a slot counts until its trial is recorded
+            if release:
+                self._release()  # after the tell: a slot counts until its trial is recorded
         if self.settings.check_exhausted:
             self.exhausted = self.coordinator.is_exhausted()
         self.tracker.trial_finished(record)

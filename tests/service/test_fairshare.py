@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import optuna
 import pytest
@@ -82,3 +83,51 @@ def test_two_studies_share_two_slots_and_the_short_one_is_not_starved(stores):
     short_start = min(t.datetime_start for t in trials["short"])
     assert any(short_start < t.datetime_complete < short_end for t in trials["long"])  # both progressed
 
+
+
+def _spans(folder: Path) -> list[tuple[float, float]]:
+    return [tuple(map(float, f.read_text().split())) for f in folder.glob("span-*")]  # type: ignore[misc]
+
+
+def test_studies_sharing_a_pool_ask_ahead_and_never_run_more_trials_than_its_slots(stores, tmp_path):
+    """Trials in worker processes, two studies on a pool of 2 slots: each asks its next trial
+    while its workers run (so a worker whose trial ends goes on before the tell), yet no
+    more than 2 trials run at once, and the study submitted later gets slots as they free."""
+    pool = FairShare(2)
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    folders = {name: tmp_path / name for name in ("long", "short")}
+    specs = {name: bowl_spec(study=name, trials=trials, workers=2, space=space, objective={
+        "framework": "python", "callable": "sweeplab_test_objectives:spanned", "epochs": 2,
+        "options": {"seconds": 0.5, "marker_dir": str(folders[name])}})
+        for name, trials in (("long", 16), ("short", 4))}
+    first_long_done = threading.Event()
+
+    def run(name):
+        folders[name].mkdir()
+        options = RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"], progress=False,
+                             executor="processes", gate=pool.join(name, 1.0, cap=2),
+                             on_record=lambda _r: first_long_done.set() if name == "long" else None)
+        run_study(specs[name], options)
+
+    threads = {"long": threading.Thread(target=run, args=("long",))}
+    threads["long"].start()
+    assert first_long_done.wait(120)
+    threads["short"] = threading.Thread(target=run, args=("short",))
+    threads["short"].start()
+    for t in threads.values():
+        t.join(300)
+
+    trials = {name: optuna.load_study(study_name=name, storage=stores["storage"]).trials for name in specs}
+    assert [len(trials[n]) for n in ("long", "short")] == [16, 4]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for ts in trials.values() for t in ts)
+    # asked ahead: a trial was asked while two others of the study were asked and not told
+    asked_ahead = max(sum(1 for o in trials["long"] if o is not t and o.datetime_start <= t.datetime_start
+                          < o.datetime_complete) for t in trials["long"])
+    assert asked_ahead == 2
+    spans = _spans(folders["long"]) + _spans(folders["short"])
+    assert len(spans) == 20
+    for start, _ in spans:  # inside the objective: never more than the pool's 2 slots at once
+        assert sum(1 for s, e in spans if s <= start < e) <= 2
+    short_start, short_end = min(s for s, _ in _spans(folders["short"])), max(e for _, e in _spans(folders["short"]))
+    assert max(e for _, e in _spans(folders["long"])) > short_end  # the short one was not starved
+    assert any(short_start < e < short_end for _, e in _spans(folders["long"]))  # and both progressed

@@ -40,6 +40,18 @@ def napping(ctx):
     return {"score": float(ctx.params["x"])}
 
 
+def spanned(ctx):
+    """Sleeps ``options.seconds`` over 2 epochs, then leaves ``span-<trial number>`` in
+    ``options.marker_dir``: when the objective started and ended (epoch seconds); value from x."""
+    started = time.time()
+    for epoch in (1, 2):
+        time.sleep(float(ctx.settings.options["seconds"]) / 2)
+        ctx.reporter.report(epoch, {"score": float(ctx.params["x"]) * epoch / 2})
+    with open(os.path.join(ctx.settings.options["marker_dir"], f"span-{ctx.trial_number}"), "w") as out:
+        out.write(f"{started} {time.time()}")
+    return {"score": float(ctx.params["x"])}
+
+
 def sleepy(ctx):
     """Fixed cost: sleeps ``options.seconds`` split over the epochs; value from x."""
     seconds = float(ctx.settings.options.get("seconds", 0.1))
