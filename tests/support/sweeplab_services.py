@@ -183,8 +183,13 @@ class RayCluster:
 
     def _start(self, name: str, args: list[str]) -> None:
         log = open(self.tmp / f"ray-{name}.log", "w")
+        # On SIGTERM a node first asks the GCS to drain it (for Ray Serve) and waits up to
+        # RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (30 s) for that; :meth:`stop_node` signals the
+        # node's whole process group, the head's GCS included, so the head waited out the
+        # grace of _stop (5 s) and was SIGKILLed. 0: the node shuts its processes down at once.
+        env = {**self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
         self.nodes[name] = subprocess.Popen([str(BIN / "ray"), "start", *args, "--disable-usage-stats", "--block"],
-                                            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
     def worker_ip(self, index: int) -> str:
