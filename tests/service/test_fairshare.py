@@ -50,18 +50,13 @@ def test_a_weight_must_be_positive(weight):
         FairShare(2).join("s", weight, cap=1)
 
 
-def test_two_studies_share_two_slots_and_the_short_one_is_not_starved(stores):
-    pool = FairShare(2)
-    sleepy = {"framework": "python", "callable": "sweeplab_test_objectives:sleepy", "epochs": 4,
-              "options": {"seconds": 0.4}}
-    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
-    specs = {"long": bowl_spec(study="long", trials=12, workers=2, objective=sleepy, space=space),
-             "short": bowl_spec(study="short", trials=3, workers=2, objective=sleepy, space=space)}
+def _run_long_then_short(pool: FairShare, specs: dict, stores: dict, executor: str) -> None:
+    """Run study "long" on ``pool``, then "short" once long finished a trial; wait for both."""
     first_long_done = threading.Event()
 
     def run(name):
         options = RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"], progress=False,
-                             executor="in-process", gate=pool.join(name, 1.0, cap=2),
+                             executor=executor, gate=pool.join(name, 1.0, cap=2),
                              on_record=lambda _r: first_long_done.set() if name == "long" else None)
         run_study(specs[name], options)
 
@@ -72,6 +67,16 @@ def test_two_studies_share_two_slots_and_the_short_one_is_not_starved(stores):
     threads["short"].start()
     for t in threads.values():
         t.join(300)
+
+
+def test_two_studies_share_two_slots_and_the_short_one_is_not_starved(stores):
+    pool = FairShare(2)
+    sleepy = {"framework": "python", "callable": "sweeplab_test_objectives:sleepy", "epochs": 4,
+              "options": {"seconds": 0.4}}
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    specs = {"long": bowl_spec(study="long", trials=12, workers=2, objective=sleepy, space=space),
+             "short": bowl_spec(study="short", trials=3, workers=2, objective=sleepy, space=space)}
+    _run_long_then_short(pool, specs, stores, "in-process")
 
     trials = {name: optuna.load_study(study_name=name, storage=stores["storage"]).trials for name in specs}
     assert [len(trials[n]) for n in ("long", "short")] == [12, 3]
@@ -100,22 +105,9 @@ def test_studies_sharing_a_pool_ask_ahead_and_never_run_more_trials_than_its_slo
         "framework": "python", "callable": "sweeplab_test_objectives:spanned", "epochs": 2,
         "options": {"seconds": 0.5, "marker_dir": str(folders[name])}})
         for name, trials in (("long", 16), ("short", 4))}
-    first_long_done = threading.Event()
-
-    def run(name):
-        folders[name].mkdir()
-        options = RunOptions(storage_url=stores["storage"], tracking_uri=stores["tracking"], progress=False,
-                             executor="processes", gate=pool.join(name, 1.0, cap=2),
-                             on_record=lambda _r: first_long_done.set() if name == "long" else None)
-        run_study(specs[name], options)
-
-    threads = {"long": threading.Thread(target=run, args=("long",))}
-    threads["long"].start()
-    assert first_long_done.wait(120)
-    threads["short"] = threading.Thread(target=run, args=("short",))
-    threads["short"].start()
-    for t in threads.values():
-        t.join(300)
+    for folder in folders.values():
+        folder.mkdir()
+    _run_long_then_short(pool, specs, stores, "processes")
 
     trials = {name: optuna.load_study(study_name=name, storage=stores["storage"]).trials for name in specs}
     assert [len(trials[n]) for n in ("long", "short")] == [16, 4]
