@@ -168,6 +168,9 @@ def test_a_driver_without_the_clusters_token_is_told_how_to_give_it(ray_cluster,
     spec = write_spec(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
     env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    # Ray retries a refused connect once a second, 20 times by default, even when the answer is
+    # "Unauthenticated"; its operator budget (RAY_gcs_server_port_wait_time_s) makes that 3 here
+    env["RAY_gcs_server_port_wait_time_s"] = "3"
     out = run_cli(["run", spec, "--address", ray_cluster.address, "--allow-local-stores", "--no-service"], env,
                   tmp_path, timeout=300)
     assert out.returncode == 1, out.stderr[-2000:]
