@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from sweeplab_testkit import session_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_SPEC = ROOT / "examples" / "seed_mlp_torch.yaml"
@@ -126,12 +127,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _session_commands(sid: int) -> list[str]:
-    """The command lines of the processes of session ``sid``."""
-    out = subprocess.run(["ps", "-e", "-o", "sid=,args="], capture_output=True, text=True).stdout
-    return [line.split(None, 1)[1] for line in out.splitlines() if line.split(None, 1)[0] == str(sid)]
-
-
 def test_ui_binds_to_localhost_only(workdir):
     port = _free_port()
     env = {**os.environ}
@@ -154,7 +149,7 @@ def test_ui_binds_to_localhost_only(workdir):
         # one web worker and none of MLflow's job runners (GenAI features sweeplab does not use):
         # the server launches those right after the web server, before it listens
         time.sleep(1.0)
-        ui_processes = _session_commands(proc.pid)
+        ui_processes = session_commands(proc.pid)
         assert not [c for c in ui_processes if "huey" in c], ui_processes
         assert sum("uvicorn" in c for c in ui_processes) == 1, ui_processes
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sweeplab_testkit import session_commands
 
 from sweeplab.core.keys import ATTR_REASON
 
@@ -151,12 +152,6 @@ def test_a_follower_learns_of_a_trial_and_of_the_end_when_they_happen(service):
     assert answered - ended["ended_at"] < 0.5, "the answer came at the next poll, not when the study ended"
 
 
-def _session_commands(sid: int) -> list[str]:
-    """The command lines (process titles) of the processes of session ``sid``."""
-    out = subprocess.run(["ps", "-e", "-o", "sid=,args="], capture_output=True, text=True).stdout
-    return [line.split(None, 1)[1] for line in out.splitlines() if line.split(None, 1)[0] == str(sid)]
-
-
 def test_a_local_service_runs_each_studys_coordinator_in_the_supervisor(service):
     """Every trial of a local service runs on its machine: the study's coordinator is served from
     the supervisor's process (no actor to start or call, and none kept spare), while it runs."""
@@ -169,7 +164,7 @@ def test_a_local_service_runs_each_studys_coordinator_in_the_supervisor(service)
     assert sweeplab("run", spec, "--detach", cwd=home).returncode == 0
     progress = client.call("status", study="coordinated-here", wait_s=5.0, seen_done=0)
     assert progress["state"] == "running" and progress["done"] == 1  # the second trial runs now
-    titles = _session_commands(state["daemon_pid"])  # the service's processes: its Ray's are in its session
+    titles = session_commands(state["daemon_pid"])  # the service's processes: its Ray's are in its session
     assert any(t.startswith("ray::Supervisor") for t in titles), titles
     assert not [t for t in titles if "Coordinator" in t], titles
     ended = client.call("status", study="coordinated-here", wait_s=5.0)

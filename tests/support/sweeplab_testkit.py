@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from mlflow.tracking import MlflowClient
 
 from sweeplab.spec import parse_spec
@@ -34,3 +36,9 @@ def child_runs(stores, parent_id):
     client = MlflowClient(stores["tracking"])
     exp_ids = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(exp_ids, filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=1000)
+
+
+def session_commands(sid: int) -> list[str]:
+    """The command lines (process titles) of the processes of session ``sid``."""
+    out = subprocess.run(["ps", "-e", "-o", "sid=,args="], capture_output=True, text=True).stdout
+    return [line.split(None, 1)[1] for line in out.splitlines() if line.split(None, 1)[0] == str(sid)]
